@@ -1,0 +1,43 @@
+"""Rule families. Each is a pure function VisitContext -> findings; `RULES` is the run order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from compliance.findings import Finding, RuleId
+from compliance.rules.code_set import (
+    check_code_valid_on_date,
+    check_unknown_code,
+    check_untimed_units,
+)
+from compliance.rules.context import VisitContext
+from compliance.rules.modifiers import check_therapy_modifier
+from compliance.rules.timed_totals import check_total_timed_minutes, check_treatment_time
+from compliance.rules.timed_units import check_timed_units
+from compliance.rules.written_report import check_written_report
+
+Rule = Callable[[VisitContext], list[Finding]]
+
+#: (rule family, the rule ids it can emit). Every contract rule id appears exactly once.
+RULES: tuple[tuple[Rule, tuple[RuleId, ...]], ...] = (
+    (check_unknown_code, (RuleId.UNKNOWN_CODE,)),
+    (check_code_valid_on_date, (RuleId.CODE_NOT_VALID_ON_DATE,)),
+    (
+        check_timed_units,
+        (
+            RuleId.TIMED_MINUTES_MISSING,
+            RuleId.TIMED_UNITS_EXCEED_MINUTES,
+            RuleId.TIMED_UNITS_BELOW_MINUTES,
+            RuleId.TIMED_UNITS_MISALLOCATED,
+        ),
+    ),
+    (check_total_timed_minutes, (RuleId.TOTAL_TIMED_MINUTES_MISMATCH,)),
+    (check_treatment_time, (RuleId.TREATMENT_TIME_INCONSISTENT,)),
+    (check_untimed_units, (RuleId.UNTIMED_CODE_MULTIPLE_UNITS,)),
+    (check_written_report, (RuleId.WRITTEN_REPORT_MISSING,)),
+    (check_therapy_modifier, (RuleId.THERAPY_MODIFIER_MISSING,)),
+)
+
+RULE_IDS: tuple[RuleId, ...] = tuple(r for _, rs in RULES for r in rs)
+
+__all__ = ["RULES", "RULE_IDS", "Rule", "VisitContext"]

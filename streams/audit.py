@@ -1,0 +1,115 @@
+"""`therapy-compliance audit [PATH|-]`: the stream worker's checks over a JSON Lines file.
+
+Streams line by line (a 1 GB file is never held in memory; a single line is read at most up to
+the size limit). Alerts go to stdout, one JSON object per line; each invalid line is reported on
+stderr as {"line": N, "reason": ..., "detail": ...}; a summary object ends stderr. Exit 1 when
+any line was invalid, after every valid line has been processed (EVENTS.md, "Command line").
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import BinaryIO, TextIO
+
+import orjson
+
+from compliance import Engine
+from schemas.common import DeadLetterReason
+from schemas.decode import DEFAULT_MAX_BYTES, Rejection, decode_visit
+
+_CHUNK = 1 << 20
+_PROGRESS_EVERY_S = 2.0
+
+
+@dataclass
+class AuditSummary:
+    visits_read: int = 0
+    invalid_lines: int = 0
+    alerts_by_rule: Counter[str] = field(default_factory=Counter)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "summary": {
+                "visits_read": self.visits_read,
+                "invalid_lines": self.invalid_lines,
+                "alerts": sum(self.alerts_by_rule.values()),
+                "alerts_by_rule": dict(sorted(self.alerts_by_rule.items())),
+            }
+        }
+
+
+def _lines(stream: BinaryIO, max_bytes: int) -> Iterator[bytes | None]:
+    """Yield each line's bytes, or None for a line longer than max_bytes (skipped unread)."""
+    while True:
+        line = stream.readline(max_bytes + 2)  # +2: room for a trailing CRLF
+        if not line:
+            return
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):  # discard the rest of the oversized line
+                line = stream.readline(_CHUNK)
+            yield None
+            continue
+        yield line
+
+
+def run_audit(
+    stream: BinaryIO,
+    out: BinaryIO,
+    err: TextIO,
+    engine: Engine | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> AuditSummary:
+    engine = engine or Engine()
+    summary = AuditSummary()
+    progress = err.isatty()
+    last = time.monotonic()
+    for lineno, raw in enumerate(_lines(stream, max_bytes), start=1):
+        if raw is not None and not raw.strip():
+            continue  # blank lines (a trailing newline, spacing) are not records
+        result = (
+            decode_visit(raw, max_bytes)
+            if raw is not None
+            else Rejection(DeadLetterReason.TOO_LARGE, f"line is over the {max_bytes}-byte limit")
+        )
+        if isinstance(result, Rejection):
+            summary.invalid_lines += 1
+            err.write(
+                orjson.dumps(
+                    {"line": lineno, "reason": result.reason.value, "detail": result.detail}
+                ).decode()
+                + "\n"
+            )
+            continue
+        summary.visits_read += 1
+        outcome = engine.evaluate(result, datetime.now(UTC))
+        for alert in outcome.alerts:
+            summary.alerts_by_rule[alert.rule_id] += 1
+            out.write(alert.model_dump_json().encode() + b"\n")
+        if progress and lineno % 1000 == 0 and time.monotonic() - last > _PROGRESS_EVERY_S:
+            last = time.monotonic()
+            err.write(f"\r{summary.visits_read} visits, {summary.invalid_lines} invalid ...")
+            err.flush()
+    if progress:
+        err.write("\r")
+    err.write(orjson.dumps(summary.as_json()).decode() + "\n")
+    out.flush()
+    return summary
+
+
+def audit_main(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    try:
+        stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"therapy-compliance audit: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    with stream:
+        try:
+            summary = run_audit(stream, sys.stdout.buffer, sys.stderr, max_bytes=max_bytes)
+        except BrokenPipeError:  # `audit big.jsonl | head` is normal use, not an error
+            return 0
+    return 1 if summary.invalid_lines else 0
