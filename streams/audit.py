@@ -72,7 +72,7 @@ def run_audit(
         if raw is not None and not raw.strip():
             continue  # blank lines (a trailing newline, spacing) are not records
         result = (
-            decode_visit(raw, max_bytes)
+            decode_visit(raw.rstrip(b"\r\n"), max_bytes)
             if raw is not None
             else Rejection(DeadLetterReason.TOO_LARGE, f"line is over the {max_bytes}-byte limit")
         )

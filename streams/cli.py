@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+
+from pydantic import ValidationError
 
 from schemas.decode import DEFAULT_MAX_BYTES
 
@@ -12,6 +15,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="therapy-compliance",
         description="Check PT/OT/SLP visit billing against the documentation.",
+        epilog="Stream settings come from TC_* environment variables; see README.md.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -25,7 +29,41 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_BYTES,
         help="largest accepted line in bytes (default %(default)s)",
     )
+
+    sub.add_parser("worker", help="run the stream worker (same as faust -A streams.app worker)")
+
+    feed = sub.add_parser("demo-feed", help="produce realistic synthetic visits to the input topic")
+    feed.add_argument(
+        "--rate", type=float, default=50.0, help="visits per second, 0 = max (default 50)"
+    )
+    feed.add_argument("--count", type=int, default=1000, help="visits to send (default 1000)")
+    feed.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    feed.add_argument(
+        "--malformed", type=float, default=0.02, help="share of malformed records (default 0.02)"
+    )
+
+    tail = sub.add_parser("tail-alerts", help="print compliance alerts as they arrive")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest alert")
+    tail.add_argument("--json", action="store_true", help="print the raw ComplianceAlert JSON")
+    tail.add_argument("--limit", type=int, default=None, help="stop after N alerts")
     return p
+
+
+def _settings() -> object:
+    from streams.settings import Settings
+
+    try:
+        return Settings.from_env()
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            name = (
+                "TC_" + "_".join(str(x) for x in err["loc"]).upper() if err["loc"] else "settings"
+            )
+            print(f"therapy-compliance: invalid setting {name}: {err['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ValueError as exc:
+        print(f"therapy-compliance: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +72,38 @@ def main(argv: list[str] | None = None) -> int:
         from streams.audit import audit_main
 
         return audit_main(args.path, args.max_bytes)
+    settings = _settings()
+    if args.command == "worker":
+        return _worker()
+    from streams.feed import demo_feed, tail_alerts
+    from streams.settings import Settings
+
+    assert isinstance(settings, Settings)
+    try:
+        if args.command == "demo-feed":
+            asyncio.run(demo_feed(settings, args.rate, args.count, args.seed, args.malformed))
+            return 0
+        if args.command == "tail-alerts":
+            asyncio.run(tail_alerts(settings, args.from_beginning, args.json, args.limit))
+            return 0
+    except KeyboardInterrupt:
+        return 0
+    except OSError as exc:
+        print(
+            f"therapy-compliance: cannot reach Kafka at {settings.brokers}: {exc}", file=sys.stderr
+        )
+        return 1
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _worker() -> int:
+    import faust
+
+    from streams.app import app, settings
+
+    worker = faust.Worker(app, loglevel=settings.log_level.value)
+    worker.execute_from_commandline()  # exits the process (SystemExit) when the worker stops
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,77 @@
+"""Core benchmark (not a test): validation + all rules + alert encoding on a realistic mix.
+
+    .venv/bin/python bench/core_bench.py [--visits N] [--repeat R] [--profile]
+
+Prints visits/s and microseconds per visit (median of R runs) on one core; --profile adds a
+pyinstrument profile of one run showing where the time per visit goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from compliance import Engine
+from schemas import Rejection, decode_visit
+from streams.synthetic import VisitGenerator
+
+
+def run(records: list[bytes], engine: Engine) -> tuple[float, int, int]:
+    now = datetime.now(UTC)
+    alerts = rejected = 0
+    start = time.perf_counter()
+    for value in records:
+        visit = decode_visit(value)
+        if isinstance(visit, Rejection):
+            rejected += 1
+            continue
+        outcome = engine.evaluate(visit, now)
+        for alert in outcome.alerts:
+            alert.model_dump_json()
+        outcome.checked.model_dump_json()
+        alerts += len(outcome.alerts)
+    return time.perf_counter() - start, alerts, rejected
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--visits", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    records = [r.value for r in VisitGenerator(seed=42).records(args.visits)]
+    engine = Engine()
+    run(records[:2000], engine)  # warm-up
+    times = []
+    for _ in range(args.repeat):
+        elapsed, alerts, rejected = run(records, engine)
+        times.append(elapsed)
+    med = statistics.median(times)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, Python "
+        f"{platform.python_version()}, {platform.system()}"
+    )
+    print(f"visits: {args.visits} (alerts {alerts}, rejected {rejected}), runs: {args.repeat}")
+    print(
+        f"median: {args.visits / med:,.0f} visits/s, {med / args.visits * 1e6:.1f} us/visit "
+        f"(min {args.visits / min(times):,.0f}, max {args.visits / max(times):,.0f} visits/s)"
+    )
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+        run(records, engine)
+        profiler.stop()
+        print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Prometheus metrics of the worker. Labels carry rule ids, reasons, topics and partitions only:
+never a patient, visit or event id (those are unbounded and, for patients, PHI-adjacent)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
+
+from compliance import ENGINE_VERSION
+from compliance.findings import SEVERITY, RuleId
+from schemas.common import DeadLetterReason
+
+PREFIX = "therapy_compliance"
+
+# `*_created` series double the scrape size and no dashboard or rule of ours uses them.
+disable_created_metrics()
+
+
+class Metrics:
+    """One registry per worker (tests build their own, so nothing leaks between them)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.visits = Counter(
+            f"{PREFIX}_visits_processed",
+            "Input records processed, by outcome (clean, flagged, rejected).",
+            ["status"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            f"{PREFIX}_alerts",
+            "Compliance alerts published, by rule and severity.",
+            ["rule_id", "severity"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            f"{PREFIX}_dead_letters",
+            "Records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.processing = Histogram(
+            f"{PREFIX}_processing_seconds",
+            "Time to validate and check one record.",
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25),
+            registry=r,
+        )
+        self.event_age = Histogram(
+            f"{PREFIX}_event_age_seconds",
+            "Now minus the visit's occurred_at when processed.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 1800, 3600, 21600, 86400),
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            f"{PREFIX}_batch_seconds",
+            "Time to process a batch and have its output acknowledged by the broker.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
+            registry=r,
+        )
+        self.send_retries = Counter(
+            f"{PREFIX}_output_send_retries",
+            "Output sends retried after "
+            "a broker error (the batch is held, input is not committed).",
+            registry=r,
+        )
+        self.last_offset = Gauge(
+            f"{PREFIX}_last_processed_offset",
+            "Offset of the last record processed, per input partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            f"{PREFIX}_consumer_lag",
+            "Records waiting in each assigned input partition (high-water mark minus next offset).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned = Gauge(
+            f"{PREFIX}_assigned_partitions", "Input partitions assigned to this worker.", registry=r
+        )
+        self.last_progress = Gauge(
+            f"{PREFIX}_last_progress_timestamp_seconds",
+            "Unix time of the last processed batch.",
+            registry=r,
+        )
+        info = Info(f"{PREFIX}_build", "Engine version.", registry=r)
+        info.info({"engine_version": ENGINE_VERSION})
+        # Pre-create every label value so dashboards and rate() see zeros, not gaps.
+        for status in ("clean", "flagged", "rejected"):
+            self.visits.labels(status=status)
+        for rule in RuleId:
+            self.alerts.labels(rule_id=rule.value, severity=SEVERITY[rule].value)
+        for reason in DeadLetterReason:
+            self.dead_letters.labels(reason=reason.value)

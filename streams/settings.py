@@ -1,0 +1,174 @@
+"""Worker settings: the only code that reads the environment (prefix `TC_`).
+
+Frozen and strict: an unknown `TC_*` variable or a bad value stops the worker at start with a
+message naming the variable, instead of being ignored. Faust's own environment variables
+(`BROKER_URL`, `WEB_PORT`, `APP_DATADIR`, ...) are *not* read: the app is built with `env={}` and
+every faust setting it uses is passed explicitly from here.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.decode import DEFAULT_MAX_BYTES
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(StrEnum):
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    PLAIN = "PLAIN"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class Settings(BaseSettings):
+    """Every setting, its environment variable (TC_ + upper-case name) and default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TC_", frozen=True, extra="forbid", case_sensitive=False
+    )
+
+    #: Comma-separated bootstrap servers, host:port (a kafka:// prefix is accepted).
+    brokers: str = "127.0.0.1:19092"
+    app_id: str = "therapy-compliance"
+    topic_visits: str = "therapy.visit.completed.v1"
+    topic_alerts: str = "billing.compliance.alert.v1"
+    topic_checked: str = "therapy.visit.checked.v1"
+    topic_deadletter: str = "therapy.visit.deadletter.v1"
+    #: Partitions for topics the worker creates when they are missing (existing topics are
+    #: left alone). Input parallelism: one consumer per partition at most.
+    partitions: Annotated[int, Field(ge=1, le=1024)] = 4
+    replication_factor: Annotated[int, Field(ge=1, le=7)] = 1
+    create_topics: bool = True
+
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
+
+    web_host: str = "127.0.0.1"
+    web_port: Annotated[int, Field(ge=1, le=65535)] = 6066
+    #: Records larger than this are dead-lettered with reason too_large.
+    max_record_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = DEFAULT_MAX_BYTES
+    #: Largest dead letter; the dead-letter topic is created with this max.message.bytes so a
+    #: too-large record's original bytes (base64) still fit.
+    deadletter_max_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
+    log_level: LogLevel = LogLevel.INFO
+    data_dir: Path = Path(".run/worker-data")
+    #: Records per processing batch, and the longest wait to fill one (seconds).
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    batch_within_s: Annotated[float, Field(gt=0, le=10)] = 0.02
+    commit_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    #: /health fails when input is waiting (lag > 0) and nothing was processed for this long.
+    stall_after_s: Annotated[float, Field(gt=0)] = 60.0
+
+    @field_validator("brokers")
+    @classmethod
+    def _brokers(cls, value: str) -> str:
+        hosts = [h.strip().removeprefix("kafka://") for h in value.split(",") if h.strip()]
+        if not hosts or any(":" not in h for h in hosts):
+            raise ValueError("TC_BROKERS must be host:port[,host:port...]")
+        return ",".join(hosts)
+
+    @model_validator(mode="after")
+    def _security(self) -> Settings:
+        sasl = self.security_protocol in (
+            SecurityProtocol.SASL_SSL,
+            SecurityProtocol.SASL_PLAINTEXT,
+        )
+        if sasl and (not self.sasl_username or self.sasl_password is None):
+            raise ValueError(
+                f"TC_SECURITY_PROTOCOL={self.security_protocol.value} needs TC_SASL_USERNAME and "
+                "TC_SASL_PASSWORD"
+            )
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"TC_{name.upper()}={path} is not a readable file")
+        if self.deadletter_max_bytes < self.max_record_bytes * 4 // 3 + 4096:
+            raise ValueError(
+                "TC_DEADLETTER_MAX_BYTES must hold a max-size record in base64 "
+                "(at least 4/3 of TC_MAX_RECORD_BYTES + 4 KiB)"
+            )
+        return self
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from the environment; an unknown TC_* variable is an error (a typo such as
+        TC_BROKER would otherwise silently leave the default in force)."""
+        env = os.environ if environ is None else environ
+        known = {f"TC_{name.upper()}" for name in cls.model_fields}
+        unknown = sorted(k for k in env if k.upper().startswith("TC_") and k.upper() not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        if environ is None:
+            return cls()
+        values = {k.upper()[3:].lower(): v for k, v in env.items() if k.upper().startswith("TC_")}
+        return cls.model_validate(values)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return self.brokers.split(",")
+
+    @property
+    def faust_broker(self) -> str:
+        return ";".join(f"kafka://{h}" for h in self.bootstrap_servers)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.security_protocol not in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        ctx.check_hostname = self.ssl_check_hostname
+        if self.ssl_certfile:
+            ctx.load_cert_chain(
+                str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
+            )
+        return ctx
+
+    def aiokafka_security(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka clients (demo feed, tail, admin, tests)."""
+        out: dict[str, Any] = {"security_protocol": self.security_protocol.value}
+        ctx = self.ssl_context()
+        if ctx is not None:
+            out["ssl_context"] = ctx
+        if self.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
+            assert self.sasl_password is not None
+            out.update(
+                sasl_mechanism=self.sasl_mechanism.value,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password.get_secret_value(),
+            )
+        return out
+
+    def public_view(self) -> dict[str, Any]:
+        """Effective settings for the start-up log: secrets masked."""
+        out = self.model_dump(mode="json")
+        if out.get("sasl_password") is not None:
+            out["sasl_password"] = "***"
+        return out

@@ -1,0 +1,52 @@
+"""Create the service's topics when missing (existing topics are never altered)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    # Input accepts records somewhat over the worker's own limit, so an oversized visit reaches
+    # the worker and is dead-lettered (too_large) instead of being refused to its producer with
+    # no trace here; the dead-letter topic holds any accepted input in base64.
+    input_max = settings.deadletter_max_bytes * 3 // 4 - 4096
+    dl_max = settings.deadletter_max_bytes
+    p, r = settings.partitions, settings.replication_factor
+    return [
+        NewTopic(settings.topic_visits, p, r, topic_configs={"max.message.bytes": str(input_max)}),
+        NewTopic(settings.topic_alerts, p, r),
+        NewTopic(settings.topic_checked, p, r),
+        NewTopic(settings.topic_deadletter, p, r, topic_configs={"max.message.bytes": str(dl_max)}),
+    ]
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create missing topics; returns the names created."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.app_id}-admin",
+        **settings.aiokafka_security(),
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topic_specs(settings) if t.name not in existing]
+        created = []
+        for spec in missing:
+            try:
+                await admin.create_topics([spec])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass  # another worker created it meanwhile
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+        return created
+    finally:
+        await admin.close()
