@@ -78,6 +78,7 @@ class VisitGenerator:
         malformed_share: float = 0.02,
         patients: int = 5000,
         start: date = date(2026, 3, 2),
+        live: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
         self.clean_share = clean_share
