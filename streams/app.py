@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import faust
@@ -71,6 +71,13 @@ class Pipeline:
         self.processor = processor
         self.last_offsets: dict[int, int] = {}
         self.last_progress = time.time()
+        #: Sends one output, returning the broker-acknowledgement future (tests replace it).
+        self.send = self._send_with_producer
+
+    async def _send_with_producer(self, out: Output) -> Awaitable[Any]:
+        return await self.app.producer.send(
+            out.topic, out.key, out.value, partition=None, timestamp=None, headers=None
+        )
 
     async def process(self, events: Sequence[faust.types.EventT]) -> None:
         started = time.perf_counter()
@@ -99,13 +106,7 @@ class Pipeline:
         pending = outputs
         backoff = 0.1
         while pending:
-            producer = self.app.producer
-            futures = [
-                await producer.send(
-                    o.topic, o.key, o.value, partition=None, timestamp=None, headers=None
-                )
-                for o in pending
-            ]
+            futures = [await self.send(o) for o in pending]
             results = await asyncio.gather(*futures, return_exceptions=True)
             failed = [
                 o for o, r in zip(pending, results, strict=True) if isinstance(r, BaseException)

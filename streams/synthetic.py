@@ -113,10 +113,14 @@ class VisitGenerator:
         self.counter += 1
         discipline = rng.choices(["PT", "OT", "SLP"], [55, 30, 15])[0]
         kind, payer_id, _ = rng.choices(PAYERS, [w for *_, w in PAYERS])[0]
-        dos = self.start + timedelta(days=rng.randrange(0, 60))
-        occurred = datetime(dos.year, dos.month, dos.day, 14, tzinfo=UTC) + timedelta(
-            minutes=rng.randrange(0, 400)
-        )
+        if self.live:
+            occurred = datetime.now(UTC).replace(microsecond=0)
+            dos = occurred.date()
+        else:
+            dos = self.start + timedelta(days=rng.randrange(0, 60))
+            occurred = datetime(dos.year, dos.month, dos.day, 14, tzinfo=UTC) + timedelta(
+                minutes=rng.randrange(0, 400)
+            )
         cms = kind in ("medicare", "medicare_advantage", "medicaid")
         services, timed_total = self._services(discipline, cms)
         untimed_minutes = sum(s.pop("_untimed_minutes", 0) for s in services)

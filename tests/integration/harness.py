@@ -1,0 +1,226 @@
+"""Real-broker test harness: unique topics per test, the worker as a real subprocess
+(`therapy-compliance worker`), aiokafka as the test client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+
+BROKERS = os.environ.get("KAFKA_TEST_BROKERS", "127.0.0.1:19092")
+EXE = str(Path(sys.executable).parent / "therapy-compliance")
+
+
+def broker_reachable() -> bool:
+    host, port = BROKERS.split(",")[0].rsplit(":", 1)
+    with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=2):
+        return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Topics:
+    visits: str
+    alerts: str
+    checked: str
+    deadletter: str
+
+    @classmethod
+    def unique(cls, name: str) -> Topics:
+        tag = f"{name}-{uuid.uuid4().hex[:8]}"
+        return cls(f"t.{tag}.visits", f"t.{tag}.alerts", f"t.{tag}.checked", f"t.{tag}.dl")
+
+    def env(self) -> dict[str, str]:
+        return {
+            "TC_TOPIC_VISITS": self.visits,
+            "TC_TOPIC_ALERTS": self.alerts,
+            "TC_TOPIC_CHECKED": self.checked,
+            "TC_TOPIC_DEADLETTER": self.deadletter,
+        }
+
+
+@dataclass
+class Worker:
+    """A `therapy-compliance worker` subprocess."""
+
+    topics: Topics
+    workdir: Path
+    app_id: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TC_")}
+        env.update(self.topics.env())
+        env.update(
+            {
+                "TC_BROKERS": BROKERS,
+                "TC_APP_ID": self.app_id,
+                "TC_WEB_PORT": str(self.port),
+                "TC_DATA_DIR": str(self.workdir / "data"),
+                "TC_PARTITIONS": "4",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"worker-{self.app_id}-{self.port}.log"
+
+    def start(self, wait_healthy: bool = True, timeout: float = 60) -> None:
+        self.starts += 1
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the subprocess
+        log.write(f"\n===== start {self.starts} =====\n".encode())
+        self.proc = subprocess.Popen(
+            [EXE, "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+        )
+        if wait_healthy:
+            self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
+            try:
+                status, body = self.get("/health")
+                last = body
+                if status == 200:
+                    return orjson.loads(body)  # type: ignore[no-any-return]
+            except OSError as exc:
+                last = exc
+            time.sleep(0.3)
+        raise AssertionError(f"worker not healthy in {timeout}s ({last!r}):\n{self.tail()}")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def metrics(self) -> str:
+        status, body = self.get("/metrics")
+        assert status == 200
+        return body.decode()
+
+    def send_signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(
+                f"worker ignored signal {sig} for {timeout}s:\n{self.tail()}"
+            ) from None
+
+    def tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+
+async def produce(topic: str, records: Iterable[tuple[bytes | None, bytes]], **kwargs: Any) -> int:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=BROKERS,
+        acks="all",
+        linger_ms=5,
+        max_request_size=16 * 1024 * 1024,
+        **kwargs,
+    )
+    await producer.start()
+    n = 0
+    try:
+        futures = []
+        for key, value in records:
+            futures.append(await producer.send(topic, value, key=key))
+            n += 1
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return n
+
+
+async def consume(
+    topics: list[str], until: int, timeout: float = 60, idle_after: float | None = None
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read the topics from the beginning until `until` records arrived (or timeout); with
+    idle_after, keep reading until no record came for that long (to catch duplicates)."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=BROKERS,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    out: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout
+    last_seen = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            got = [r for recs in batch.values() for r in recs]
+            if got:
+                out.extend(got)
+                last_seen = time.monotonic()
+            if len(out) >= until and (
+                idle_after is None or time.monotonic() - last_seen >= idle_after
+            ):
+                break
+    finally:
+        await consumer.stop()
+    return out
+
+
+def by_topic(records: list[ConsumerRecord[bytes, bytes]], topic: str) -> list[dict[str, Any]]:
+    return [orjson.loads(r.value) for r in records if r.topic == topic and r.value is not None]
+
+
+def models(records: list[ConsumerRecord[bytes, bytes]], topic: str, model: type[M]) -> list[M]:
+    """Records of a topic parsed with the strict contract model (from JSON, as consumers do)."""
+    return [
+        model.model_validate_json(r.value)
+        for r in records
+        if r.topic == topic and r.value is not None
+    ]
