@@ -34,8 +34,8 @@ def run(records: list[bytes], engine: Engine) -> tuple[float, int, int]:
             continue
         outcome = engine.evaluate(visit, now)
         for alert in outcome.alerts:
-            alert.model_dump_json()
-        outcome.checked.model_dump_json()
+            alert.to_json()
+        outcome.checked.to_json()
         alerts += len(outcome.alerts)
     return time.perf_counter() - start, alerts, rejected
 

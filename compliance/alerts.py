@@ -1,10 +1,19 @@
-"""Findings -> `ComplianceAlert` / `VisitChecked` events. Pure: the caller passes the time."""
+"""Findings -> `ComplianceAlert` / `VisitChecked` v1 events. Pure: the caller passes the time.
+
+Events are built as JSON-ready dicts and encoded with orjson: building and dumping the strict
+pydantic models per alert cost more than all the rules together (bench/RESULTS.md). The tests
+validate every shape produced here against the strict contract models (`*.model()` below).
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+import orjson
 
 from compliance.findings import Finding
 from schemas.alert import ComplianceAlert
@@ -14,69 +23,92 @@ from schemas.visit import TherapyVisitCompleted
 
 #: Fixed namespace so alert ids are the same in every process and release (uuid5 of it).
 ALERT_NAMESPACE = uuid.UUID("5d0f3c8e-8a64-4a8e-9d1f-7c1b2a3e4f50")
+_JSON_OPTS = orjson.OPT_UTC_Z
 
 
 def alert_id(event_id: str, rule_id: str, line_ids: Iterable[str]) -> str:
     """Deterministic: the same (event_id, rule_id, set of line_ids) always gives the same id, so a
     re-delivered event yields the same alerts and billing can de-duplicate (EVENTS.md).
-    Fields are joined with a separator that cannot occur in them (opaque refs are printable
+    Fields are joined with separators that cannot occur in them (opaque refs are printable
     ASCII), so ("a|b", "c") and ("a", "b|c") cannot collide."""
     key = "\x1f".join((event_id, rule_id, "\x1e".join(sorted(line_ids))))
     return str(uuid.uuid5(ALERT_NAMESPACE, key))
 
 
-def build_alerts(
-    visit: TherapyVisitCompleted,
-    findings: Sequence[Finding],
-    detected_at: datetime,
-    engine_version: str,
-) -> list[ComplianceAlert]:
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A `ComplianceAlert` v1 ready to publish."""
+
+    alert_id: str
+    rule_id: str
+    severity: str
+    body: dict[str, Any]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.body, option=_JSON_OPTS)
+
+    def model(self) -> ComplianceAlert:
+        """The strictly validated contract model (tests, tools; not the hot path)."""
+        return ComplianceAlert.model_validate_json(self.to_json())
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedEvent:
+    """A `VisitChecked` v1 ready to publish."""
+
+    status: VisitStatus
+    body: dict[str, Any]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.body, option=_JSON_OPTS)
+
+    def model(self) -> VisitChecked:
+        return VisitChecked.model_validate_json(self.to_json())
+
+
+def build_alerts(visit: TherapyVisitCompleted, findings: Sequence[Finding],
+                 detected_at: datetime, engine_version: str) -> list[AlertEvent]:
     out = []
     for f in findings:
         line_ids = sorted(f.line_ids)
-        # model_construct: every field comes from an already validated visit or from our own
-        # rules (tests validate the output against the strict model), so skip re-validation.
-        out.append(
-            ComplianceAlert.model_construct(
-                schema_version=1,
-                alert_id=alert_id(visit.event_id, f.rule_id.value, line_ids),
-                rule_id=f.rule_id.value,
-                severity=f.severity,
-                visit_id=visit.visit_id,
-                event_id=visit.event_id,
-                patient_ref=visit.patient_ref,
-                date_of_service=visit.date_of_service,
-                payer_id=visit.payer.payer_id,
-                discipline=visit.discipline,
-                line_ids=line_ids,
-                cpt=f.cpt,
-                message=f.message,
-                expected=f.expected,
-                observed=f.observed,
-                reference=f.reference,
-                detected_at=detected_at,
-                engine_version=engine_version,
-            )
-        )
+        aid = alert_id(visit.event_id, f.rule_id.value, line_ids)
+        severity = f.severity.value
+        out.append(AlertEvent(aid, f.rule_id.value, severity, {
+            "schema_version": 1,
+            "alert_id": aid,
+            "rule_id": f.rule_id.value,
+            "severity": severity,
+            "visit_id": visit.visit_id,
+            "event_id": visit.event_id,
+            "patient_ref": visit.patient_ref,
+            "date_of_service": visit.date_of_service,
+            "payer_id": visit.payer.payer_id,
+            "discipline": visit.discipline.value,
+            "line_ids": line_ids,
+            "cpt": f.cpt,
+            "message": f.message,
+            "expected": f.expected,
+            "observed": f.observed,
+            "reference": f.reference,
+            "detected_at": detected_at,
+            "engine_version": engine_version,
+        }))
     return out
 
 
-def build_checked(
-    visit: TherapyVisitCompleted,
-    alerts: Sequence[ComplianceAlert],
-    rules_evaluated: int,
-    checked_at: datetime,
-    engine_version: str,
-) -> VisitChecked:
-    return VisitChecked.model_construct(
-        schema_version=1,
-        visit_id=visit.visit_id,
-        event_id=visit.event_id,
-        patient_ref=visit.patient_ref,
-        date_of_service=visit.date_of_service,
-        status=VisitStatus.FLAGGED if alerts else VisitStatus.CLEAN,
-        alert_ids=[a.alert_id for a in alerts],
-        rules_evaluated=rules_evaluated,
-        checked_at=checked_at,
-        engine_version=engine_version,
-    )
+def build_checked(visit: TherapyVisitCompleted, alerts: Sequence[AlertEvent],
+                  rules_evaluated: int, checked_at: datetime,
+                  engine_version: str) -> CheckedEvent:
+    status = VisitStatus.FLAGGED if alerts else VisitStatus.CLEAN
+    return CheckedEvent(status, {
+        "schema_version": 1,
+        "visit_id": visit.visit_id,
+        "event_id": visit.event_id,
+        "patient_ref": visit.patient_ref,
+        "date_of_service": visit.date_of_service,
+        "status": status.value,
+        "alert_ids": [a.alert_id for a in alerts],
+        "rules_evaluated": rules_evaluated,
+        "checked_at": checked_at,
+        "engine_version": engine_version,
+    })

@@ -5,13 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from compliance.alerts import build_alerts, build_checked
+from compliance.alerts import AlertEvent, CheckedEvent, build_alerts, build_checked
 from compliance.catalog import Catalog, load_catalog
 from compliance.findings import Finding
 from compliance.policy import PayerPolicies, load_policies
 from compliance.rules import RULE_IDS, RULES, VisitContext
-from schemas.alert import ComplianceAlert
-from schemas.checked import VisitChecked
 from schemas.visit import TherapyVisitCompleted
 
 ENGINE_VERSION = "0.1.0"
@@ -19,8 +17,8 @@ ENGINE_VERSION = "0.1.0"
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    alerts: list[ComplianceAlert]
-    checked: VisitChecked
+    alerts: list[AlertEvent]
+    checked: CheckedEvent
 
 
 class Engine:

@@ -7,6 +7,7 @@ effect on the date of service; the [[kind]] entry for its payer kind (EVENTS.md 
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ class ResolvedPolicy:
 
 
 class PayerPolicies:
-    __slots__ = ("_by_kind", "_by_payer")
+    __slots__ = ("__weakref__", "_by_kind", "_by_payer")
 
     def __init__(self, kinds: list[KindPolicy], payers: list[PayerPolicy]) -> None:
         by_kind: dict[PayerKind, list[KindPolicy]] = {}
@@ -79,15 +80,20 @@ class PayerPolicies:
         self._by_payer = by_payer
 
     def resolve(self, visit: TherapyVisitCompleted) -> ResolvedPolicy:
-        day = visit.date_of_service
-        policy: _Policy | None = _in_effect(self._by_payer.get(visit.payer.payer_id, []), day)
+        payer = visit.payer
+        return self._resolve(payer.payer_id, payer.kind, payer.unit_rule, visit.date_of_service)
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - policies live as long as the process
+    def _resolve(self, payer_id: str, kind: PayerKind, unit_rule: UnitRule | None,
+                 day: date) -> ResolvedPolicy:
+        policy: _Policy | None = _in_effect(self._by_payer.get(payer_id, []), day)
         origin = "payer"
         if policy is None:
-            policy = _in_effect(self._by_kind[visit.payer.kind], day)
+            policy = _in_effect(self._by_kind[kind], day)
             origin = "kind"
         assert policy is not None  # every kind covers every date (checked at load)
-        if visit.payer.unit_rule is not None:
-            return ResolvedPolicy(visit.payer.unit_rule, policy.therapy_modifiers_required, "event")
+        if unit_rule is not None:
+            return ResolvedPolicy(unit_rule, policy.therapy_modifiers_required, "event")
         return ResolvedPolicy(policy.unit_rule, policy.therapy_modifiers_required, origin)
 
 

@@ -16,7 +16,8 @@ from schemas.checked import VisitChecked
 from schemas.deadletter import DeadLetter
 from schemas.visit import TherapyVisitCompleted
 
-OUT_DIR = Path(__file__).parent / "json"
+HERE = Path(__file__).parent
+OUT_DIR = HERE / "json"
 MODELS: dict[str, type[BaseModel]] = {
     "therapy_visit_completed.v1": TherapyVisitCompleted,
     "compliance_alert.v1": ComplianceAlert,
@@ -25,8 +26,54 @@ MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+#: (default topic name, direction, key, schema file stem) per EVENTS.md "Topics".
+CHANNELS = [
+    ("therapy.visit.completed.v1", "receive", "patient_ref", "therapy_visit_completed.v1"),
+    ("billing.compliance.alert.v1", "send", "visit_id", "compliance_alert.v1"),
+    ("therapy.visit.checked.v1", "send", "visit_id", "visit_checked.v1"),
+    ("therapy.visit.deadletter.v1", "send", "original key", "dead_letter.v1"),
+]
+
+
+def asyncapi() -> dict[str, object]:
+    """An AsyncAPI 3.0 description of the service's topics, pointing at the JSON Schema files."""
+    channels: dict[str, object] = {}
+    operations: dict[str, object] = {}
+    messages: dict[str, object] = {}
+    for topic, action, key, stem in CHANNELS:
+        name = stem.replace(".v1", "").replace("_", "-")
+        messages[name] = {
+            "name": MODELS[stem].__name__,
+            "contentType": "application/json",
+            "payload": {
+                "schemaFormat": "application/schema+json;version=draft-2020-12",
+                "schema": {"$ref": f"./json/{stem}.schema.json"},
+            },
+            "bindings": {"kafka": {"key": {"type": "string", "description": key}}},
+        }
+        channels[name] = {
+            "address": topic,
+            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+        }
+        operations[f"{action}-{name}"] = {
+            "action": action,
+            "channel": {"$ref": f"#/channels/{name}"},
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "therapy-compliance",
+            "version": "1.0.0",
+            "description": "Event contracts v1 (EVENTS.md). Topic names are defaults.",
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
+
+
 def rendered() -> dict[str, str]:
-    out = {}
+    out = {"asyncapi.json": json.dumps(asyncapi(), indent=2) + "\n"}
     for name, model in MODELS.items():
         schema = model.model_json_schema(mode="validation")
         schema = {
@@ -34,7 +81,7 @@ def rendered() -> dict[str, str]:
             "$id": f"{name}.schema.json",
             **schema,
         }
-        out[f"{name}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        out[f"json/{name}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return out
 
 
@@ -45,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         stale = [
             n
             for n, text in files.items()
-            if not (OUT_DIR / n).exists() or (OUT_DIR / n).read_text() != text
+            if not (HERE / n).exists() or (HERE / n).read_text() != text
         ]
         if stale:
             print(
@@ -56,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     OUT_DIR.mkdir(exist_ok=True)
     for n, text in files.items():
-        (OUT_DIR / n).write_text(text)
-        print(f"wrote {OUT_DIR / n}")
+        (HERE / n).write_text(text)
+        print(f"wrote schemas/{n}")
     return 0
 
 

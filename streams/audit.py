@@ -89,7 +89,7 @@ def run_audit(
         outcome = engine.evaluate(result, datetime.now(UTC))
         for alert in outcome.alerts:
             summary.alerts_by_rule[alert.rule_id] += 1
-            out.write(alert.model_dump_json().encode() + b"\n")
+            out.write(alert.to_json() + b"\n")
         if progress and lineno % 1000 == 0 and time.monotonic() - last > _PROGRESS_EVERY_S:
             last = time.monotonic()
             err.write(f"\r{summary.visits_read} visits, {summary.invalid_lines} invalid ...")

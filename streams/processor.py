@@ -114,11 +114,11 @@ class VisitProcessor:
         outcome = self.engine.evaluate(result, now)
         key = result.visit_id.encode()
         s = self.settings
-        out = [Output(s.topic_alerts, key, a.model_dump_json().encode()) for a in outcome.alerts]
-        out.append(Output(s.topic_checked, key, outcome.checked.model_dump_json().encode()))
+        out = [Output(s.topic_alerts, key, a.to_json()) for a in outcome.alerts]
+        out.append(Output(s.topic_checked, key, outcome.checked.to_json()))
         m = self.metrics
         for a in outcome.alerts:
-            m.alerts.labels(a.rule_id, a.severity.value).inc()
+            m.alerts.labels(a.rule_id, a.severity).inc()
         m.visits.labels(outcome.checked.status.value).inc()
         m.event_age.observe(max(0.0, (now - result.occurred_at).total_seconds()))
         return out

@@ -13,14 +13,12 @@ from schemas.visit import ServiceLine, TherapyVisitCompleted
 class Line:
     line: ServiceLine
     entry: CodeEntry | None  # None: not in the catalog
+    id: str
+    billed: bool  # units > 0 (plain fields: rules read them in tight loops)
 
-    @property
-    def id(self) -> str:
-        return self.line.line_id
-
-    @property
-    def billed(self) -> bool:
-        return self.line.units > 0
+    @classmethod
+    def of(cls, line: ServiceLine, catalog: Catalog) -> Line:
+        return cls(line, catalog.get(line.cpt), line.line_id, line.units > 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +34,7 @@ class VisitContext:
     def build(
         cls, visit: TherapyVisitCompleted, catalog: Catalog, policy: ResolvedPolicy
     ) -> VisitContext:
-        lines = tuple(Line(s, catalog.get(s.cpt)) for s in visit.services)
+        lines = tuple([Line.of(s, catalog) for s in visit.services])
         timed = tuple(
             ln for ln in lines if ln.entry is not None and ln.entry.unit_basis is UnitBasis.TIMED
         )

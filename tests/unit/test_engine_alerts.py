@@ -61,7 +61,7 @@ def test_fully_compliant_visit_yields_no_findings_and_a_clean_checked(engine: En
     outcome = engine.evaluate(visit, NOW)
     assert outcome.alerts == []
     assert outcome.checked.status.value == "clean"
-    assert outcome.checked.rules_evaluated == len(CONTRACT)
+    assert outcome.checked.model().rules_evaluated == len(CONTRACT)
 
 
 def test_alerts_validate_against_the_strict_contract_and_ids_are_deterministic(
@@ -75,10 +75,14 @@ def test_alerts_validate_against_the_strict_contract_and_ids_are_deterministic(
     assert [a.alert_id for a in first.alerts] == [a.alert_id for a in again.alerts]
     assert len({a.alert_id for a in first.alerts}) == len(first.alerts) == 2
     for alert in first.alerts:
-        parsed = ComplianceAlert.model_validate_json(alert.model_dump_json())
-        assert parsed == alert
-        assert parsed.alert_id == alert_id(visit.event_id, alert.rule_id, alert.line_ids)
-    checked = VisitChecked.model_validate_json(first.checked.model_dump_json())
+        parsed = ComplianceAlert.model_validate_json(alert.to_json())  # the strict contract
+        assert parsed == alert.model()
+        assert (parsed.alert_id, parsed.rule_id, parsed.severity.value) == (
+            alert.alert_id, alert.rule_id, alert.severity)
+        assert parsed.alert_id == alert_id(visit.event_id, parsed.rule_id, parsed.line_ids)
+        assert parsed.detected_at == NOW and parsed.engine_version == ENGINE_VERSION
+        assert b'"detected_at":"2026-03-02T15:04:06Z"' in alert.to_json()
+    checked = VisitChecked.model_validate_json(first.checked.to_json())
     assert checked.status.value == "flagged"
     assert checked.alert_ids == [a.alert_id for a in first.alerts]
 
@@ -102,7 +106,7 @@ def test_contract_example_alert(engine: Engine) -> None:
         documents=[],
     )
     [alert] = engine.evaluate(model(data), NOW).alerts
-    dumped: dict[str, Any] = alert.model_dump(mode="json")
+    dumped: dict[str, Any] = alert.model().model_dump(mode="json")
     assert dumped["rule_id"] == "TIMED_UNITS_EXCEED_MINUTES" and dumped["severity"] == "error"
     assert dumped["line_ids"] == ["1", "2"] and dumped["cpt"] is None
     assert dumped["expected"]["total_units"] == 3

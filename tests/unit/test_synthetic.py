@@ -4,10 +4,13 @@ every flawed visit raises at least one alert, malformed records are rejected."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 
 from compliance import Engine
 from schemas import Rejection, decode_visit
 from streams.synthetic import FLAWS, MALFORMED, VisitGenerator
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 def test_generator_intents_match_engine_verdicts(engine: Engine) -> None:
@@ -21,6 +24,10 @@ def test_generator_intents_match_engine_verdicts(engine: Engine) -> None:
             continue
         assert not isinstance(result, Rejection), (rec.intent, result)
         findings = engine.check(result)
+        outcome = engine.evaluate(result, NOW)
+        # Every event the engine emits is valid under the strict v1 contract models.
+        assert [a.model().rule_id for a in outcome.alerts] == [f.rule_id for f in findings]
+        assert outcome.checked.model().alert_ids == [a.alert_id for a in outcome.alerts]
         if rec.intent == "clean":
             assert findings == [], [f.rule_id for f in findings]
         else:
