@@ -66,49 +66,67 @@ class CheckedEvent:
         return VisitChecked.model_validate_json(self.to_json())
 
 
-def build_alerts(visit: TherapyVisitCompleted, findings: Sequence[Finding],
-                 detected_at: datetime, engine_version: str) -> list[AlertEvent]:
+def build_alerts(
+    visit: TherapyVisitCompleted,
+    findings: Sequence[Finding],
+    detected_at: datetime,
+    engine_version: str,
+) -> list[AlertEvent]:
     out = []
     for f in findings:
         line_ids = sorted(f.line_ids)
         aid = alert_id(visit.event_id, f.rule_id.value, line_ids)
         severity = f.severity.value
-        out.append(AlertEvent(aid, f.rule_id.value, severity, {
+        out.append(
+            AlertEvent(
+                aid,
+                f.rule_id.value,
+                severity,
+                {
+                    "schema_version": 1,
+                    "alert_id": aid,
+                    "rule_id": f.rule_id.value,
+                    "severity": severity,
+                    "visit_id": visit.visit_id,
+                    "event_id": visit.event_id,
+                    "patient_ref": visit.patient_ref,
+                    "date_of_service": visit.date_of_service,
+                    "payer_id": visit.payer.payer_id,
+                    "discipline": visit.discipline.value,
+                    "line_ids": line_ids,
+                    "cpt": f.cpt,
+                    "message": f.message,
+                    "expected": f.expected,
+                    "observed": f.observed,
+                    "reference": f.reference,
+                    "detected_at": detected_at,
+                    "engine_version": engine_version,
+                },
+            )
+        )
+    return out
+
+
+def build_checked(
+    visit: TherapyVisitCompleted,
+    alerts: Sequence[AlertEvent],
+    rules_evaluated: int,
+    checked_at: datetime,
+    engine_version: str,
+) -> CheckedEvent:
+    status = VisitStatus.FLAGGED if alerts else VisitStatus.CLEAN
+    return CheckedEvent(
+        status,
+        {
             "schema_version": 1,
-            "alert_id": aid,
-            "rule_id": f.rule_id.value,
-            "severity": severity,
             "visit_id": visit.visit_id,
             "event_id": visit.event_id,
             "patient_ref": visit.patient_ref,
             "date_of_service": visit.date_of_service,
-            "payer_id": visit.payer.payer_id,
-            "discipline": visit.discipline.value,
-            "line_ids": line_ids,
-            "cpt": f.cpt,
-            "message": f.message,
-            "expected": f.expected,
-            "observed": f.observed,
-            "reference": f.reference,
-            "detected_at": detected_at,
+            "status": status.value,
+            "alert_ids": [a.alert_id for a in alerts],
+            "rules_evaluated": rules_evaluated,
+            "checked_at": checked_at,
             "engine_version": engine_version,
-        }))
-    return out
-
-
-def build_checked(visit: TherapyVisitCompleted, alerts: Sequence[AlertEvent],
-                  rules_evaluated: int, checked_at: datetime,
-                  engine_version: str) -> CheckedEvent:
-    status = VisitStatus.FLAGGED if alerts else VisitStatus.CLEAN
-    return CheckedEvent(status, {
-        "schema_version": 1,
-        "visit_id": visit.visit_id,
-        "event_id": visit.event_id,
-        "patient_ref": visit.patient_ref,
-        "date_of_service": visit.date_of_service,
-        "status": status.value,
-        "alert_ids": [a.alert_id for a in alerts],
-        "rules_evaluated": rules_evaluated,
-        "checked_at": checked_at,
-        "engine_version": engine_version,
-    })
+        },
+    )

@@ -84,8 +84,9 @@ class PayerPolicies:
         return self._resolve(payer.payer_id, payer.kind, payer.unit_rule, visit.date_of_service)
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - policies live as long as the process
-    def _resolve(self, payer_id: str, kind: PayerKind, unit_rule: UnitRule | None,
-                 day: date) -> ResolvedPolicy:
+    def _resolve(
+        self, payer_id: str, kind: PayerKind, unit_rule: UnitRule | None, day: date
+    ) -> ResolvedPolicy:
         policy: _Policy | None = _in_effect(self._by_payer.get(payer_id, []), day)
         origin = "payer"
         if policy is None:

@@ -78,7 +78,10 @@ def test_alerts_validate_against_the_strict_contract_and_ids_are_deterministic(
         parsed = ComplianceAlert.model_validate_json(alert.to_json())  # the strict contract
         assert parsed == alert.model()
         assert (parsed.alert_id, parsed.rule_id, parsed.severity.value) == (
-            alert.alert_id, alert.rule_id, alert.severity)
+            alert.alert_id,
+            alert.rule_id,
+            alert.severity,
+        )
         assert parsed.alert_id == alert_id(visit.event_id, parsed.rule_id, parsed.line_ids)
         assert parsed.detected_at == NOW and parsed.engine_version == ENGINE_VERSION
         assert b'"detected_at":"2026-03-02T15:04:06Z"' in alert.to_json()

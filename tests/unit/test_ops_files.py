@@ -67,6 +67,11 @@ def test_compose_file_is_valid() -> None:
         if os.environ.get("CI"):
             pytest.fail("docker-compose is not installed; ops/test installs it in CI")
         pytest.skip("docker-compose not installed (ops/test installs it)")
-    proc = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [exe, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
