@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from schemas.common import DeadLetterReason
 from schemas.decode import DEFAULT_MAX_BYTES
 
 
@@ -46,7 +48,36 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest alert")
     tail.add_argument("--json", action="store_true", help="print the raw ComplianceAlert JSON")
     tail.add_argument("--limit", type=int, default=None, help="stop after N alerts")
+    replay = sub.add_parser(
+        "replay-deadletter", help="re-publish dead letters to the input topic after a fix"
+    )
+    replay.add_argument(
+        "--reason",
+        choices=[r.value for r in DeadLetterReason],
+        help="only dead letters with this reason",
+    )
+    replay.add_argument(
+        "--since",
+        type=_timestamp,
+        metavar="T",
+        help="only dead letters rejected at or after T (ISO 8601, e.g. "
+        "2026-03-02T15:00:00Z or 2026-03-02)",
+    )
+    replay.add_argument(
+        "--rekey",
+        action="store_true",
+        help="use the visit's patient_ref as the key (for key rejections)",
+    )
+    replay.add_argument("--dry-run", action="store_true", help="count, send nothing")
     return p
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {text!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _settings() -> object:
@@ -83,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo-feed":
             asyncio.run(demo_feed(settings, args.rate, args.count, args.seed, args.malformed))
             return 0
+        if args.command == "replay-deadletter":
+            from streams.replay import replay_deadletters
+
+            reason = DeadLetterReason(args.reason) if args.reason else None
+            asyncio.run(replay_deadletters(settings, reason, args.since, args.rekey, args.dry_run))
+            return 0
         if args.command == "tail-alerts":
             asyncio.run(tail_alerts(settings, args.from_beginning, args.json, args.limit))
             return 0
@@ -97,13 +134,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _worker() -> int:
-    import faust
+    from streams.worker import run_worker
 
-    from streams.app import app, settings
-
-    worker = faust.Worker(app, loglevel=settings.log_level.value)
-    worker.execute_from_commandline()  # exits the process (SystemExit) when the worker stops
-    return 0
+    return run_worker()
 
 
 if __name__ == "__main__":

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     commit_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     #: /health fails when input is waiting (lag > 0) and nothing was processed for this long.
     stall_after_s: Annotated[float, Field(gt=0)] = 60.0
+    #: A worker that dies without leaving the group is replaced after this long (Kafka session).
+    session_timeout_s: Annotated[float, Field(ge=6, le=300)] = 10.0
+    heartbeat_interval_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    #: After SIGTERM/SIGINT the worker exits within this bound: a graceful stop that has not
+    #: finished by then is cut short (uncommitted work is re-delivered: at-least-once).
+    shutdown_timeout_s: Annotated[float, Field(ge=1, le=600)] = 30.0
 
     @field_validator("brokers")
     @classmethod
