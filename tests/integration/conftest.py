@@ -37,3 +37,19 @@ def make_worker(tmp_path: Path) -> Iterator[object]:
     yield _make
     for w in workers:
         w.stop()
+
+
+REPORT: list[str] = []
+
+
+@pytest.fixture
+def report() -> object:
+    """Tests append figures worth reading (duplicates, shutdown times) to the run's summary."""
+    return REPORT.append
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if REPORT:
+        terminalreporter.section("reliability figures")
+        for line in REPORT:
+            terminalreporter.write_line(line)

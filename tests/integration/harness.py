@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -129,6 +129,13 @@ class Worker:
         except urllib.error.HTTPError as err:
             return err.code, err.read()
 
+    def health_status(self) -> int | None:
+        """HTTP status of /health, None while the web server is not up."""
+        try:
+            return self.get("/health")[0]
+        except OSError:
+            return None
+
     def metrics(self) -> str:
         status, body = self.get("/metrics")
         assert status == 200
@@ -158,6 +165,17 @@ class Worker:
             return "(no log)"
 
 
+async def create_topics(t: Topics, partitions: int = 4) -> None:
+    """Create a test's topics as the worker would (so a producer never auto-creates them with
+    the broker's default of one partition)."""
+    from streams.settings import Settings
+    from streams.topics import ensure_topics
+
+    await ensure_topics(
+        Settings.from_env({**t.env(), "TC_BROKERS": BROKERS, "TC_PARTITIONS": str(partitions)})
+    )
+
+
 async def produce(topic: str, records: Iterable[tuple[bytes | None, bytes]], **kwargs: Any) -> int:
     producer = AIOKafkaProducer(
         bootstrap_servers=BROKERS,
@@ -180,10 +198,18 @@ async def produce(topic: str, records: Iterable[tuple[bytes | None, bytes]], **k
 
 
 async def consume(
-    topics: list[str], until: int, timeout: float = 60, idle_after: float | None = None
+    topics: list[str],
+    until: int | Callable[[list[Any]], bool],
+    timeout: float = 60,
+    idle_after: float | None = None,
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read the topics from the beginning until `until` records arrived (or timeout); with
-    idle_after, keep reading until no record came for that long (to catch duplicates)."""
+    """Read the topics from the beginning until `until` records arrived, or until the predicate
+    `until(records)` holds (or timeout); with idle_after, keep reading until no record came for
+    that long (to catch late duplicates)."""
+
+    def done(recs: list[Any]) -> bool:
+        return until(recs) if callable(until) else len(recs) >= until
+
     consumer = AIOKafkaConsumer(
         *topics,
         bootstrap_servers=BROKERS,
@@ -204,9 +230,7 @@ async def consume(
             if got:
                 out.extend(got)
                 last_seen = time.monotonic()
-            if len(out) >= until and (
-                idle_after is None or time.monotonic() - last_seen >= idle_after
-            ):
+            if done(out) and (idle_after is None or time.monotonic() - last_seen >= idle_after):
                 break
     finally:
         await consumer.stop()

@@ -1,0 +1,38 @@
+"""Ground truth for stream tests: what the worker must publish for a list of input records,
+computed with the same core the worker uses (alert ids are deterministic)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from compliance import Engine
+from schemas import Rejection, decode_visit
+
+_ENGINE = Engine()
+
+
+@dataclass
+class Expected:
+    checked_events: set[str] = field(default_factory=set)
+    alert_ids: set[str] = field(default_factory=set)
+    dead_values: list[bytes] = field(default_factory=list)
+
+
+def expected_outputs(records: Iterable[tuple[bytes | None, bytes]]) -> Expected:
+    exp = Expected()
+    now = datetime.now(UTC)
+    for key, value in records:
+        result = decode_visit(value)
+        if isinstance(result, Rejection) or not key or key != result.patient_ref.encode():
+            exp.dead_values.append(value)
+            continue
+        exp.checked_events.add(result.event_id)
+        exp.alert_ids |= {a.alert_id for a in _ENGINE.evaluate(result, now).alerts}
+    return exp
+
+
+def dead_value(letter: dict[str, object]) -> bytes:
+    return base64.b64decode(str(letter["value_b64"]))
