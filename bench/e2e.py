@@ -1,0 +1,241 @@
+"""End-to-end benchmark on the local broker (not a test). Prints one table:
+
+- baseline: a plain aiokafka consume -> produce passthrough of the same records (no validation,
+  no rules), same broker, same topic configuration (4 partitions);
+- service: the real worker (`therapy-compliance worker`) on the same records (synthetic mix with
+  flawed and malformed visits), from its first output record to its last (Kafka CreateTime of
+  the outputs, so start-up is not counted);
+- their ratio; p50/p95/p99 produce -> alert latency at a fixed offered load; worker peak RSS.
+
+    ops/kafka/local-kafka start
+    KAFKA_TEST_BROKERS=127.0.0.1:19092 .venv/bin/python bench/e2e.py [--visits 200000] \
+        [--repeat 3] [--rate 1000] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.synthetic import VisitGenerator
+from tests.integration.harness import BROKERS, Topics, Worker, create_topics, produce
+
+EXTRA_ENV: dict[str, str] = {"TC_LOG_LEVEL": "warning"}
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def output_span(topics: list[str], expected: int, timeout: float = 900) -> tuple[int, float]:
+    """Count records on `topics` until `expected` arrived; return (count, seconds between the
+    first and last record's CreateTime)."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=BROKERS,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    n, first, last = 0, None, None
+    deadline = time.monotonic() + timeout
+    try:
+        while n < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for recs in batch.values():
+                for r in recs:
+                    n += 1
+                    first = r.timestamp if first is None else min(first, r.timestamp)
+                    last = r.timestamp if last is None else max(last, r.timestamp)
+    finally:
+        await consumer.stop()
+    return n, ((last or 0) - (first or 0)) / 1000
+
+
+async def baseline(records: list[tuple[bytes, bytes]]) -> float:
+    """Plain aiokafka passthrough: consume in batches, produce each value, wait for the acks,
+    commit - the same delivery discipline as the worker, with no work in between."""
+    t = Topics.unique("e2e-base")
+    await create_topics(t)
+    await produce(t.visits, records)
+    consumer = AIOKafkaConsumer(
+        t.visits,
+        bootstrap_servers=BROKERS,
+        group_id=f"base-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=BROKERS, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    done = 0
+    try:
+        while done < len(records):
+            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            futures = []
+            for recs in batch.values():
+                for r in recs:
+                    futures.append(await producer.send(t.checked, r.value, key=r.key))
+            await asyncio.gather(*futures)
+            if futures:
+                await consumer.commit()
+            done += len(futures)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    n, span = await output_span([t.checked], len(records))
+    return n / span
+
+
+async def service(records: list[tuple[bytes, bytes]], accepted: int) -> tuple[float, float]:
+    t = Topics.unique("e2e-svc")
+    await create_topics(t)
+    await produce(t.visits, records)
+    with tempfile.TemporaryDirectory() as tmp:
+        worker = Worker(t, Path(tmp), f"tc-e2e-{uuid.uuid4().hex[:6]}", dict(EXTRA_ENV))
+        worker.start(wait_healthy=False)
+        assert worker.proc is not None
+        peak = 0.0
+        task = asyncio.create_task(output_span([t.checked, t.deadletter], len(records)))
+        while not task.done():
+            peak = max(peak, rss_mb(worker.proc.pid))
+            await asyncio.sleep(0.2)
+        n, span = task.result()
+        worker.stop()
+    assert n >= len(records), f"only {n} of {len(records)} outputs"
+    return len(records) / span, peak
+
+
+async def latency(rate: float, seconds: float) -> tuple[list[float], float]:
+    t = Topics.unique("e2e-lat")
+    await create_topics(t)
+    with tempfile.TemporaryDirectory() as tmp:
+        worker = Worker(t, Path(tmp), f"tc-lat-{uuid.uuid4().hex[:6]}", dict(EXTRA_ENV))
+        worker.start()
+        assert worker.proc is not None
+        gen = VisitGenerator(seed=9, clean_share=0.0, malformed_share=0.0, live=True)
+        producer = AIOKafkaProducer(bootstrap_servers=BROKERS, acks="all", linger_ms=0)
+        await producer.start()
+        sent_at: dict[str, int] = {}
+        total = int(rate * seconds)
+        start = time.monotonic()
+        peak = 0.0
+        futures = []
+        for i, rec in enumerate(gen.records(total)):
+            ahead = i / rate - (time.monotonic() - start)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            futures.append(await producer.send(t.visits, rec.value, key=rec.key))
+            if i % 200 == 0:
+                peak = max(peak, rss_mb(worker.proc.pid))
+        await asyncio.gather(*futures)
+        await producer.stop()
+        consumer = AIOKafkaConsumer(
+            t.visits,
+            t.alerts,
+            bootstrap_servers=BROKERS,
+            group_id=None,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        lat: list[float] = []
+        alerts_seen = 0
+        deadline = time.monotonic() + 120
+        pending_alerts: list[tuple[str, int]] = []
+        inputs_seen = 0
+        while time.monotonic() < deadline and (
+            inputs_seen < total or pending_alerts or alerts_seen == 0
+        ):
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if not batch and inputs_seen >= total:
+                break
+            for recs in batch.values():
+                for r in recs:
+                    if r.topic == t.visits:
+                        inputs_seen += 1
+                        sent_at[orjson.loads(r.value)["event_id"]] = r.timestamp
+                    else:
+                        alerts_seen += 1
+                        pending_alerts.append((orjson.loads(r.value)["event_id"], r.timestamp))
+            still = []
+            for ev, ts in pending_alerts:
+                if ev in sent_at:
+                    lat.append((ts - sent_at[ev]) / 1000)
+                else:
+                    still.append((ev, ts))
+            pending_alerts = still
+        await consumer.stop()
+        worker.stop()
+    return lat, peak
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--visits", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rate", type=float, default=1000)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--skip-latency", action="store_true")
+    args = ap.parse_args()
+    records = [(r.key, r.value) for r in VisitGenerator(seed=42).records(args.visits)]
+    base_runs, svc_runs, rss_runs = [], [], []
+    for i in range(args.repeat):
+        base_runs.append(await baseline(records))
+        svc, rss = await service(records, args.visits)
+        svc_runs.append(svc)
+        rss_runs.append(rss)
+        print(
+            f"run {i + 1}: baseline {base_runs[-1]:,.0f}/s, service {svc:,.0f}/s, "
+            f"peak RSS {rss:.0f} MB",
+            flush=True,
+        )
+    base, svc = statistics.median(base_runs), statistics.median(svc_runs)
+    print()
+    print(
+        f"machine: {os.cpu_count()} CPU {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}; broker {BROKERS}; {args.visits} visits, "
+        f"median of {args.repeat}"
+    )
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| baseline aiokafka passthrough | {base:,.0f} records/s |")
+    print(f"| service (worker) | {svc:,.0f} visits/s |")
+    print(f"| ratio service / baseline | {svc / base:.1%} |")
+    print(f"| worker peak RSS (throughput runs) | {max(rss_runs):.0f} MB |")
+    if not args.skip_latency:
+        lat, peak = await latency(args.rate, args.seconds)
+        print(
+            f"| produce->alert latency at {args.rate:,.0f} visits/s for {args.seconds:.0f} s "
+            f"({len(lat)} alerts) | p50 {pct(lat, 50) * 1000:.0f} ms, p95 "
+            f"{pct(lat, 95) * 1000:.0f} ms, p99 {pct(lat, 99) * 1000:.0f} ms |"
+        )
+        print(f"| worker peak RSS (latency run) | {peak:.0f} MB |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
