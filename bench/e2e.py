@@ -33,7 +33,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams.synthetic import VisitGenerator
 from tests.integration.harness import BROKERS, Topics, Worker, create_topics, produce
 
-EXTRA_ENV: dict[str, str] = {"TC_LOG_LEVEL": "warning"}
+EXTRA_ENV: dict[str, str] = {
+    "TC_LOG_LEVEL": "warning",
+    **dict(kv.split("=", 1) for kv in os.environ.get("E2E_WORKER_ENV", "").split() if kv),
+}
 
 
 def rss_mb(pid: int) -> float:

@@ -95,6 +95,8 @@ class Pipeline:
             outputs.extend(self.processor.handle(rec))
             self.last_offsets[m.partition] = m.offset
         await self.publish(outputs)
+        for partition, offset in self.last_offsets.items():
+            self.metrics.last_offset.labels(self.settings.topic_visits, str(partition)).set(offset)
         self.last_progress = time.time()
         self.metrics.last_progress.set(self.last_progress)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)

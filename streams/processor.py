@@ -81,7 +81,6 @@ class VisitProcessor:
                 )
             ]
         self.metrics.processing.observe(time.perf_counter() - started)
-        self.metrics.last_offset.labels(rec.topic, str(rec.partition)).set(rec.offset)
         return outputs
 
     def _handle(self, rec: Record) -> list[Output]:
@@ -118,8 +117,8 @@ class VisitProcessor:
         out.append(Output(s.topic_checked, key, outcome.checked.to_json()))
         m = self.metrics
         for a in outcome.alerts:
-            m.alerts.labels(a.rule_id, a.severity).inc()
-        m.visits.labels(outcome.checked.status.value).inc()
+            m.alerts_by_rule[a.rule_id].inc()
+        m.visits_by_status[outcome.checked.status.value].inc()
         m.event_age.observe(max(0.0, (now - result.occurred_at).total_seconds()))
         return out
 
@@ -141,6 +140,6 @@ class VisitProcessor:
             value_b64=value_b64,
             rejected_at=self.clock(),
         )
-        self.metrics.visits.labels("rejected").inc()
-        self.metrics.dead_letters.labels(reason.value).inc()
+        self.metrics.visits_by_status["rejected"].inc()
+        self.metrics.dead_letters_by_reason[reason].inc()
         return Output(self.settings.topic_deadletter, rec.key, letter.model_dump_json().encode())

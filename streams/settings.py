@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     commit_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     #: /health fails when input is waiting (lag > 0) and nothing was processed for this long.
     stall_after_s: Annotated[float, Field(gt=0)] = 60.0
+    #: Event loop of the worker: uvloop (faster) or asyncio (the standard library's).
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     #: A worker that dies without leaving the group is replaced after this long (Kafka session).
     session_timeout_s: Annotated[float, Field(ge=6, le=300)] = 10.0
     heartbeat_interval_s: Annotated[float, Field(gt=0, le=60)] = 3.0
