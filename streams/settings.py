@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     commit_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     #: /health fails when input is waiting (lag > 0) and nothing was processed for this long.
     stall_after_s: Annotated[float, Field(gt=0)] = 60.0
+    #: At start the worker waits this long for an unreachable broker before giving up (exit 69).
+    startup_wait_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
     #: Event loop of the worker: uvloop (faster) or asyncio (the standard library's).
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     #: A worker that dies without leaving the group is replaced after this long (Kafka session).

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 
 import faust
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.settings import Settings
 
 log = logging.getLogger("streams.worker")
 
 #: Libraries that log message payloads at DEBUG.
 PAYLOAD_LOGGERS = ("aiokafka", "faust", "mode", "kafka")
+
+#: Exit status when the broker cannot be reached or refuses the credentials at start.
+EXIT_NO_BROKER = 69  # EX_UNAVAILABLE
 
 #: Exit status when the shutdown watchdog had to cut a graceful stop short.
 EXIT_SHUTDOWN_TIMEOUT = 75
@@ -53,6 +62,60 @@ class BoundedWorker(faust.Worker):
         super()._schedule_shutdown(signal)
 
 
+async def wait_for_broker(settings: Settings) -> str | None:
+    """Preflight, retried while the broker is merely unreachable (it may still be booting) for
+    up to TC_STARTUP_WAIT_S; a TLS or authentication failure is final at once."""
+    deadline = time.monotonic() + settings.startup_wait_s
+    aiokafka_log = logging.getLogger("aiokafka")
+    previous = aiokafka_log.level
+    aiokafka_log.setLevel(logging.CRITICAL)  # one clear line from us instead of its tracebacks
+    try:
+        while True:
+            problem = await preflight(settings, min(20.0, max(1.0, settings.startup_wait_s)))
+            if problem is None or "failed:" in problem or time.monotonic() >= deadline:
+                return problem
+            await asyncio.sleep(2)
+    finally:
+        aiokafka_log.setLevel(previous)
+
+
+async def preflight(settings: Settings, timeout_s: float = 20.0) -> str | None:
+    """Connect once before starting faust, so a wrong address, certificate or password ends
+    the worker at once with one clear line (faust would retry and log tracebacks)."""
+    who = settings.security_protocol.value
+    if settings.sasl_username:
+        who += f" {settings.sasl_mechanism.value} as {settings.sasl_username!r}"
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.app_id}-preflight",
+        request_timeout_ms=int(timeout_s * 1000),
+        **settings.aiokafka_security(),
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        await asyncio.wait_for(admin.list_topics(), timeout_s)
+    except Exception as exc:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+            reason = f"no answer within {timeout_s:.0f}s"
+        if not reason.startswith(type(exc).__name__):
+            reason = f"{type(exc).__name__}: {reason}"
+        hint = ""
+        text = f"{type(exc).__name__} {exc}".lower()
+        if "auth" in text or "sasl" in text:
+            hint = " (authentication failed: check TC_SASL_USERNAME / TC_SASL_PASSWORD)"
+        elif "ssl" in text or "certificate" in text:
+            hint = " (TLS failed: check TC_SSL_CAFILE and the broker's certificate)"
+        return (
+            f"cannot connect to Kafka at {settings.brokers} ({who}): "
+            f"{type(exc).__name__}: {reason}{hint}"
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    return None
+
+
 def _hard_exit(timeout: float) -> None:
     sys.stderr.write(
         f"worker: graceful stop exceeded {timeout:.0f}s; exiting now "
@@ -63,16 +126,18 @@ def _hard_exit(timeout: float) -> None:
 
 
 def run_worker() -> int:
-    from streams.settings import Settings
-
     if Settings.from_env().event_loop == "uvloop":
         # uvloop's C event loop: +20-25% end-to-end throughput (bench/RESULTS.md), since faust
         # schedules several tasks and futures per consumed message. Set before the app exists.
-        import asyncio
-
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    settings_ = Settings.from_env()
+    problem = asyncio.run(wait_for_broker(settings_))
+    if problem:
+        sys.stderr.write(f"therapy-compliance worker: {problem}\n")
+        return EXIT_NO_BROKER
+    asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run closed the previous one
     from streams.app import app, settings
 
     worker = BoundedWorker(

@@ -176,9 +176,14 @@ async def create_topics(t: Topics, partitions: int = 4) -> None:
     )
 
 
-async def produce(topic: str, records: Iterable[tuple[bytes | None, bytes]], **kwargs: Any) -> int:
+async def produce(
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes]],
+    brokers: str = BROKERS,
+    **kwargs: Any,
+) -> int:
     producer = AIOKafkaProducer(
-        bootstrap_servers=BROKERS,
+        bootstrap_servers=brokers,
         acks="all",
         linger_ms=5,
         max_request_size=16 * 1024 * 1024,
@@ -202,6 +207,8 @@ async def consume(
     until: int | Callable[[list[Any]], bool],
     timeout: float = 60,
     idle_after: float | None = None,
+    brokers: str = BROKERS,
+    **client: Any,
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Read the topics from the beginning until `until` records arrived, or until the predicate
     `until(records)` holds (or timeout); with idle_after, keep reading until no record came for
@@ -212,12 +219,13 @@ async def consume(
 
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=BROKERS,
+        bootstrap_servers=brokers,
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=32 * 1024 * 1024,
+        **client,
     )
     await consumer.start()
     out: list[ConsumerRecord[bytes, bytes]] = []
