@@ -66,20 +66,41 @@ async def wait_for_broker(settings: Settings) -> str | None:
     """Preflight, retried while the broker is merely unreachable (it may still be booting) for
     up to TC_STARTUP_WAIT_S; a TLS or authentication failure is final at once."""
     deadline = time.monotonic() + settings.startup_wait_s
+    # aiokafka logs the real cause (TLS verification, SASL failure) and raises only "unable to
+    # bootstrap": collect its messages to name the cause in one clear line of our own.
     aiokafka_log = logging.getLogger("aiokafka")
-    previous = aiokafka_log.level
-    aiokafka_log.setLevel(logging.CRITICAL)  # one clear line from us instead of its tracebacks
+    collector = _Collector()
+    previous, propagate = aiokafka_log.level, aiokafka_log.propagate
+    aiokafka_log.setLevel(logging.ERROR)
+    aiokafka_log.propagate = False
+    aiokafka_log.addHandler(collector)
     try:
         while True:
-            problem = await preflight(settings, min(20.0, max(1.0, settings.startup_wait_s)))
-            if problem is None or "failed:" in problem or time.monotonic() >= deadline:
+            collector.messages.clear()
+            problem = await preflight(
+                settings, min(20.0, max(1.0, settings.startup_wait_s)), collector.messages
+            )
+            if problem is None or "failed" in problem or time.monotonic() >= deadline:
                 return problem
             await asyncio.sleep(2)
     finally:
+        aiokafka_log.removeHandler(collector)
         aiokafka_log.setLevel(previous)
+        aiokafka_log.propagate = propagate
 
 
-async def preflight(settings: Settings, timeout_s: float = 20.0) -> str | None:
+class _Collector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+async def preflight(
+    settings: Settings, timeout_s: float = 20.0, client_errors: list[str] | None = None
+) -> str | None:
     """Connect once before starting faust, so a wrong address, certificate or password ends
     the worker at once with one clear line (faust would retry and log tracebacks)."""
     who = settings.security_protocol.value
@@ -101,11 +122,15 @@ async def preflight(settings: Settings, timeout_s: float = 20.0) -> str | None:
         if not reason.startswith(type(exc).__name__):
             reason = f"{type(exc).__name__}: {reason}"
         hint = ""
-        text = f"{type(exc).__name__} {exc}".lower()
+        text = " ".join([f"{type(exc).__name__} {exc}", *(client_errors or [])]).lower()
         if "auth" in text or "sasl" in text:
             hint = " (authentication failed: check TC_SASL_USERNAME / TC_SASL_PASSWORD)"
-        elif "ssl" in text or "certificate" in text:
+        elif "ssl" in text or "certificate" in text or "tls" in text:
             hint = " (TLS failed: check TC_SSL_CAFILE and the broker's certificate)"
+        if client_errors:
+            # The client's own last error names the cause; our settings never appear in it
+            # except the user name (passwords are not logged by the client).
+            reason += f"; client said: {client_errors[-1][:300]}"
         return (
             f"cannot connect to Kafka at {settings.brokers} ({who}): "
             f"{type(exc).__name__}: {reason}{hint}"
