@@ -33,21 +33,6 @@ from tests.integration.harness import (
 )
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def processed(worker: Worker) -> int:
-    total = 0.0
-    for line in worker.metrics().splitlines():
-        if line.startswith("therapy_compliance_visits_processed_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
-
-
 async def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--visits", type=int, default=200_000)
@@ -69,13 +54,12 @@ async def main() -> int:
         worker = Worker(t, Path(tmp), f"tc-bp-{uuid.uuid4().hex[:6]}", {"TC_LOG_LEVEL": "warning"})
         worker.start()
         assert worker.proc is not None
-        pid = worker.proc.pid
         peak_stall = 0.0
         end = time.monotonic() + args.stall_seconds
         while time.monotonic() < end:
-            peak_stall = max(peak_stall, rss_mb(pid))
+            peak_stall = max(peak_stall, worker.rss_mb())
             await asyncio.sleep(0.5)
-        held = processed(worker)
+        held = worker.processed()
         print(
             f"alert topic refusing writes for {args.stall_seconds:.0f}s: processed {held} of "
             f"{args.visits} (one batch is held), peak RSS {peak_stall:.0f} MB"
@@ -89,11 +73,11 @@ async def main() -> int:
         )
         drain_start = time.monotonic()
         peak_drain = 0.0
-        while processed(worker) < args.visits and time.monotonic() - drain_start < 600:
-            peak_drain = max(peak_drain, rss_mb(pid))
+        while worker.processed() < args.visits and time.monotonic() - drain_start < 600:
+            peak_drain = max(peak_drain, worker.rss_mb())
             await asyncio.sleep(0.5)
         drained = time.monotonic() - drain_start
-        n = processed(worker)
+        n = worker.processed()
         print(
             f"after the fix: processed {n} in {drained:.1f}s ({n / drained:,.0f} visits/s), "
             f"peak RSS {peak_drain:.0f} MB"

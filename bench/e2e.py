@@ -39,16 +39,6 @@ EXTRA_ENV: dict[str, str] = {
 }
 
 
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 async def output_span(topics: list[str], expected: int, timeout: float = 900) -> tuple[int, float]:
     """Count records on `topics` until `expected` arrived; return (count, seconds between the
     first and last record's CreateTime)."""
@@ -121,7 +111,7 @@ async def service(records: list[tuple[bytes, bytes]], accepted: int) -> tuple[fl
         peak = 0.0
         task = asyncio.create_task(output_span([t.checked, t.deadletter], len(records)))
         while not task.done():
-            peak = max(peak, rss_mb(worker.proc.pid))
+            peak = max(peak, worker.rss_mb())
             await asyncio.sleep(0.2)
         n, span = task.result()
         worker.stop()
@@ -150,7 +140,7 @@ async def latency(rate: float, seconds: float) -> tuple[list[float], float]:
                 await asyncio.sleep(ahead)
             futures.append(await producer.send(t.visits, rec.value, key=rec.key))
             if i % 200 == 0:
-                peak = max(peak, rss_mb(worker.proc.pid))
+                peak = max(peak, worker.rss_mb())
         await asyncio.gather(*futures)
         await producer.stop()
         consumer = AIOKafkaConsumer(

@@ -136,6 +136,25 @@ class Worker:
         except OSError:
             return None
 
+    def processed(self) -> int:
+        """Records the worker has handled so far (its visits_processed_total, all statuses)."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            if line.startswith("therapy_compliance_visits_processed_total{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return int(total)
+
+    def rss_mb(self) -> float:
+        """Resident memory of the worker process in MiB (0 when it is gone)."""
+        try:
+            assert self.proc is not None
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except (OSError, AssertionError):
+            pass
+        return 0.0
+
     def metrics(self) -> str:
         status, body = self.get("/metrics")
         assert status == 200

@@ -5,7 +5,6 @@ project's alert rules must load and evaluate without errors."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -25,18 +24,10 @@ from tests.integration.harness import (
     free_port,
     produce,
 )
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def prometheus_binary() -> str:
-    exe = shutil.which("prometheus")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is not installed; ops/test installs it in CI")
-        pytest.skip("prometheus not installed (ops/test installs it)")
-    return exe
 
 
 def query(port: int, promql: str) -> list[dict[str, Any]]:
@@ -69,7 +60,7 @@ def wait_for(
 
 @pytest.mark.asyncio
 async def test_prometheus_scrapes_the_worker(make_worker: Any, tmp_path: Path) -> None:
-    exe = prometheus_binary()
+    exe = require_tool("prometheus", "prometheus")
     t = Topics.unique("prom")
     worker: Worker = make_worker(t)
     await create_topics(t)

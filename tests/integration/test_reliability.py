@@ -33,18 +33,10 @@ pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def processed(worker: Worker) -> float:
-    total = 0.0
-    for line in worker.metrics().splitlines():
-        if line.startswith("therapy_compliance_visits_processed_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 async def wait_processed(worker: Worker, at_least: float, timeout: float = 60) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        n = processed(worker)
+        n = worker.processed()
         if n >= at_least:
             return n
         await asyncio.sleep(0.05)
@@ -293,7 +285,7 @@ async def test_alert_topic_unavailable_holds_input_then_drains(make_worker: Any)
         await produce(t.visits, records)
         worker.start()
         await asyncio.sleep(6)
-        stalled_at = processed(worker)
+        stalled_at = worker.processed()
         held = await consume([t.checked], until=10**9, timeout=2)
         assert stalled_at <= 2 * 500, "the worker ran ahead of an unavailable output topic"
         assert len(held) <= 2 * 500

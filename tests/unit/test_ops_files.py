@@ -4,16 +4,14 @@ with what the worker really exports and with the project's declared dependencies
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from prometheus_client import generate_latest
 
 from streams.metrics import Metrics
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 METRIC = re.compile(r"\btherapy_compliance_[a-z_]+\b")
@@ -62,11 +60,7 @@ def test_dockerfile_installs_only_declared_dependencies() -> None:
 
 
 def test_compose_file_is_valid() -> None:
-    exe = shutil.which("docker-compose")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("docker-compose is not installed; ops/test installs it in CI")
-        pytest.skip("docker-compose not installed (ops/test installs it)")
+    exe = require_tool("docker-compose", "docker-compose")
     proc = subprocess.run(
         [exe, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
         capture_output=True,
