@@ -182,3 +182,39 @@ def test_therapy_modifier_not_required_on_athletic_training_eval_or_unbilled(che
         total_treatment_minutes=45,
     )
     assert check(data) == []
+
+
+def _boundaries() -> list[tuple[str, str, bool]]:
+    from datetime import timedelta
+
+    from compliance.catalog import load_catalog
+
+    catalog = load_catalog()
+    cases = []
+    for code in catalog.codes():
+        entry = catalog.get(code)
+        assert entry is not None
+        if entry.effective_from is not None:
+            cases.append((code, str(entry.effective_from - timedelta(days=1)), False))
+            cases.append((code, str(entry.effective_from), True))
+        if entry.effective_to is not None:
+            cases.append((code, str(entry.effective_to), True))
+            cases.append((code, str(entry.effective_to + timedelta(days=1)), False))
+    return cases
+
+
+@pytest.mark.parametrize(("cpt", "dos", "valid"), _boundaries())
+def test_every_effective_date_of_the_catalog_both_sides(
+    check: Any, cpt: str, dos: str, valid: bool
+) -> None:
+    # The day before effective_from and the day after effective_to are invalid; the dates
+    # themselves are valid (inclusive windows), for every dated row of the catalog.
+    data = payload(
+        date_of_service=dos,
+        occurred_at=f"{dos}T20:00:00Z",
+        services=[line("1", cpt, 1, 15)],
+        total_timed_minutes=...,
+        total_treatment_minutes=15,
+    )
+    flagged = [f for f in check(data) if f.rule_id == "CODE_NOT_VALID_ON_DATE"]
+    assert (flagged == []) is valid
