@@ -79,7 +79,7 @@ class Pipeline:
             out.topic, out.key, out.value, partition=None, timestamp=None, headers=None
         )
 
-    async def process(self, events: Sequence[faust.types.EventT]) -> None:
+    async def process(self, events: Sequence[faust.types.EventT[bytes]]) -> None:
         started = time.perf_counter()
         outputs: list[Output] = []
         for event in events:

@@ -281,7 +281,7 @@ def _report_missing(g: VisitGenerator, v: dict[str, Any]) -> None:
     v["total_treatment_minutes"] += 15
     if v["payer"]["kind"] in ("medicare", "medicare_advantage", "medicaid"):
         # Keep the CMS split valid so the report is the visit's only flaw.
-        minutes = {}
+        minutes: dict[str, int] = {}
         for s in _timed_lines(v):
             minutes[s["cpt"]] = minutes.get(s["cpt"], 0) + s["minutes"]
         alloc = cms_split(minutes).allocations(limit=1)[0]
