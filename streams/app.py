@@ -30,6 +30,8 @@ from streams.topics import ensure_topics
 log = logging.getLogger("streams.app")
 
 MAX_SEND_BACKOFF_S = 10.0
+#: Batches whose outputs may await the broker's acknowledgement while the next is processed.
+MAX_INFLIGHT_BATCHES = 4
 
 
 class ComplianceApp(faust.App):
@@ -60,7 +62,12 @@ def _credentials(settings: Settings) -> Any:
 
 
 class Pipeline:
-    """The agent's body: process a batch, publish its output, wait for the broker's acks."""
+    """The agent's body. Each batch is processed and its outputs handed to the producer; a
+    completion task waits until the broker acknowledged every output of that batch and only then
+    acknowledges the batch's input events (manual acks on a `noack()` stream), so a committed
+    offset never covers a visit whose outputs were not written. Up to `MAX_INFLIGHT_BATCHES`
+    batches are in flight, so the next batch is processed while the previous one's outputs are
+    being acknowledged; when they are all held (broker errors), the agent waits: back-pressure."""
 
     def __init__(
         self, app: faust.App, settings: Settings, metrics: Metrics, processor: VisitProcessor
@@ -73,13 +80,21 @@ class Pipeline:
         self.last_progress = time.time()
         #: Sends one output, returning the broker-acknowledgement future (tests replace it).
         self.send = self._send_with_producer
+        self._slots = asyncio.Semaphore(MAX_INFLIGHT_BATCHES)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
 
     async def _send_with_producer(self, out: Output) -> Awaitable[Any]:
         return await self.app.producer.send(
             out.topic, out.key, out.value, partition=None, timestamp=None, headers=None
         )
 
-    async def process(self, events: Sequence[faust.types.EventT[bytes]]) -> None:
+    async def submit(
+        self, events: Sequence[faust.types.EventT[bytes]], stream: faust.StreamT[bytes]
+    ) -> None:
+        """Process a batch and start publishing it; returns once it is in flight."""
+        if self._failure is not None:
+            raise self._failure  # a batch could not be published: crash, nothing is acked
         started = time.perf_counter()
         outputs: list[Output] = []
         for event in events:
@@ -94,22 +109,62 @@ class Pipeline:
             )
             outputs.extend(self.processor.handle(rec))
             self.last_offsets[m.partition] = m.offset
-        await self.publish(outputs)
+        futures = [await self.send(o) for o in outputs]
+        await self._slots.acquire()
+        task = asyncio.create_task(self._complete(events, stream, outputs, futures, started))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
+
+    async def _complete(
+        self,
+        events: Sequence[faust.types.EventT[bytes]],
+        stream: faust.StreamT[bytes],
+        outputs: list[Output],
+        futures: list[Awaitable[Any]],
+        started: float,
+    ) -> None:
+        await self.publish(outputs, futures)
+        for event in events:
+            await stream.ack(event)
         for partition, offset in self.last_offsets.items():
             self.metrics.last_offset.labels(self.settings.topic_visits, str(partition)).set(offset)
         self.last_progress = time.time()
         self.metrics.last_progress.set(self.last_progress)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
-    async def publish(self, outputs: list[Output]) -> None:
-        """Send every output and wait until the broker acknowledged all of them. On a broker
-        error, re-send what failed with backoff: the batch is held and, with it, consumption
-        (back-pressure) and the input offsets; duplicates this may cause carry the same ids."""
+    async def drain(self) -> None:
+        """Wait for the batches in flight (on stop: their events get acked and committed)."""
+        if self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    async def process(
+        self, events: Sequence[faust.types.EventT[bytes]], stream: faust.StreamT[bytes]
+    ) -> None:
+        """Process one batch and wait until it is published and acked (tests, tools)."""
+        await self.submit(events, stream)
+        await self.drain()
+        if self._failure is not None:
+            raise self._failure
+
+    async def publish(
+        self, outputs: list[Output], futures: list[Awaitable[Any]] | None = None
+    ) -> None:
+        """Wait until the broker acknowledged every output (sending them first unless their
+        futures are given). On a broker error, re-send what failed with backoff: the batch is
+        held and, with it, its input offsets; duplicates this may cause carry the same ids."""
         pending = outputs
         backoff = 0.1
         while pending:
-            futures = [await self.send(o) for o in pending]
+            if futures is None:
+                futures = [await self.send(o) for o in pending]
             results = await asyncio.gather(*futures, return_exceptions=True)
+            futures = None
             failed = [
                 o for o, r in zip(pending, results, strict=True) if isinstance(r, BaseException)
             ]
@@ -207,8 +262,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Compliance
 
     @app.agent(visits, concurrency=1, supervisor_strategy=CrashingSupervisor, name="check_visits")
     async def check_visits(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            await pipeline.process(events)
+        manual = stream.noack()  # events are acked by the pipeline once their outputs are written
+        try:
+            async for events in manual.take_events(
+                settings.batch_size, within=settings.batch_within_s
+            ):
+                await pipeline.submit(events, manual)
+        finally:
+            await pipeline.drain()
 
     @app.page("/metrics")
     async def metrics_page(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
