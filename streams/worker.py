@@ -31,7 +31,7 @@ EXIT_SHUTDOWN_TIMEOUT = 75
 class BoundedWorker(faust.Worker):
     """faust.Worker whose stop after a signal cannot take longer than `shutdown_timeout_s`.
 
-    A graceful stop finishes the batch in flight, commits acknowledged offsets and leaves the
+    A graceful stop finishes the batches in flight, commits acknowledged offsets and leaves the
     consumer group (its partitions move at once to the other workers). Should anything in that
     sequence hang (an unreachable broker, say), the watchdog ends the process: offsets not yet
     committed are simply re-delivered, so the bound costs duplicates, never visits.
