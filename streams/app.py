@@ -143,15 +143,6 @@ class Pipeline:
         if self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
-    async def process(
-        self, events: Sequence[faust.types.EventT[bytes]], stream: faust.StreamT[bytes]
-    ) -> None:
-        """Process one batch and wait until it is published and acked (tests, tools)."""
-        await self.submit(events, stream)
-        await self.drain()
-        if self._failure is not None:
-            raise self._failure
-
     async def publish(
         self, outputs: list[Output], futures: list[Awaitable[Any]] | None = None
     ) -> None:

@@ -151,13 +151,13 @@ def _hard_exit(timeout: float) -> None:
 
 
 def run_worker() -> int:
-    if Settings.from_env().event_loop == "uvloop":
+    settings_ = Settings.from_env()
+    if settings_.event_loop == "uvloop":
         # uvloop's C event loop: +20-25% end-to-end throughput (bench/RESULTS.md), since faust
         # schedules several tasks and futures per consumed message. Set before the app exists.
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    settings_ = Settings.from_env()
     problem = asyncio.run(wait_for_broker(settings_))
     if problem:
         sys.stderr.write(f"therapy-compliance worker: {problem}\n")

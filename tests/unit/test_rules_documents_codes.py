@@ -55,6 +55,18 @@ def test_unbilled_97750_needs_no_report(check: Any) -> None:
     assert check(timed_visit(("97750", 0, 5))) == []
 
 
+def code_not_valid(check: Any, cpt: str, dos: str) -> list[Any]:
+    """CODE_NOT_VALID_ON_DATE findings for one billed line of `cpt` on `dos`."""
+    data = payload(
+        date_of_service=dos,
+        occurred_at=f"{dos}T20:00:00Z",
+        services=[line("1", cpt, 1, 15)],
+        total_timed_minutes=...,
+        total_treatment_minutes=15,
+    )
+    return [f for f in check(data) if f.rule_id == "CODE_NOT_VALID_ON_DATE"]
+
+
 @pytest.mark.parametrize(
     ("cpt", "dos", "valid", "replacements"),
     [
@@ -84,14 +96,7 @@ def test_unbilled_97750_needs_no_report(check: Any) -> None:
 def test_code_valid_on_both_sides_of_effective_dates(
     check: Any, cpt: str, dos: str, valid: bool, replacements: list[str] | None
 ) -> None:
-    data = payload(
-        date_of_service=dos,
-        occurred_at=f"{dos}T20:00:00Z",
-        services=[line("1", cpt, 1, 15)],
-        total_timed_minutes=...,
-        total_treatment_minutes=15,
-    )
-    findings = [f for f in check(data) if f.rule_id == "CODE_NOT_VALID_ON_DATE"]
+    findings = code_not_valid(check, cpt, dos)
     if valid:
         assert findings == []
         return
@@ -209,12 +214,5 @@ def test_every_effective_date_of_the_catalog_both_sides(
 ) -> None:
     # The day before effective_from and the day after effective_to are invalid; the dates
     # themselves are valid (inclusive windows), for every dated row of the catalog.
-    data = payload(
-        date_of_service=dos,
-        occurred_at=f"{dos}T20:00:00Z",
-        services=[line("1", cpt, 1, 15)],
-        total_timed_minutes=...,
-        total_treatment_minutes=15,
-    )
-    flagged = [f for f in check(data) if f.rule_id == "CODE_NOT_VALID_ON_DATE"]
+    flagged = code_not_valid(check, cpt, dos)
     assert (flagged == []) is valid
