@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from schemas.common import Discipline, OpaqueRef, ProcedureCode, Severity
+from schemas.common import Discipline, OpaqueRef, ProcedureCode, Severity, Usd
 
 #: Outbound events are produced by this service only, so they forbid unknown fields.
 _OUTBOUND = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -34,3 +34,8 @@ class ComplianceAlert(BaseModel):
     reference: str
     detected_at: AwareDatetime
     engine_version: str
+    # v1 additions (EVENTS.md): optional, so alerts published before them still validate.
+    #: USD the finding puts at risk (decimal string), None when no amount is known.
+    amount_at_risk: Usd | None = None
+    #: Stable id of the rule data and engine version that produced the alert.
+    ruleset_version: str | None = None

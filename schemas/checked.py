@@ -23,3 +23,5 @@ class VisitChecked(BaseModel):
     rules_evaluated: Annotated[int, Field(ge=0)]
     checked_at: AwareDatetime
     engine_version: str
+    #: v1 addition: stable id of the rule data and engine version (optional for old records).
+    ruleset_version: str | None = None

@@ -20,6 +20,9 @@ Modifier = Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{2}$")]
 Npi = Annotated[str, StringConstraints(pattern=r"^[0-9]{10}$")]
 #: Minutes of one visit. A day has 1,440; anything above is a data error, not a long visit.
 Minutes = Annotated[int, Field(ge=0, le=1440)]
+#: A US-dollar amount as a decimal string ("123.45"): JSON numbers are binary floats, and money
+#: must not round. At most 9 integer digits and 4 decimals (payer files carry 2 to 4).
+Usd = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}(\.[0-9]{1,4})?$")]
 
 
 class Discipline(StrEnum):
@@ -64,6 +67,11 @@ class DocumentKind(StrEnum):
     PLAN_OF_CARE = "plan_of_care"
     DAILY_NOTE = "daily_note"
     OTHER = "other"
+    # v1 additions (EVENTS.md, "v1 additions"): episodes of care.
+    CERTIFICATION = "certification"
+    REFERRAL = "referral"
+    DISCHARGE_SUMMARY = "discharge_summary"
+    RE_EVALUATION = "re_evaluation"
 
 
 class Severity(StrEnum):

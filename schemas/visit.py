@@ -24,6 +24,7 @@ from schemas.common import (
     PayerKind,
     ProcedureCode,
     UnitRule,
+    Usd,
 )
 
 #: A visit with more service lines than this is a broken feed, not a busy day (a long therapy
@@ -58,6 +59,20 @@ class ServiceLine(BaseModel):
     minutes: Minutes | None = None
     modifiers: Annotated[list[Modifier], Field(max_length=4)] = Field(default_factory=list)
     furnished_by: Credential | None = None
+    # v1 additions: minutes of this line furnished by a PTA/OTA separately from the therapist
+    # (CQ/CO de minimis rule), and the payer's allowed amount for the whole line.
+    assistant_minutes: Minutes | None = None
+    allowed_amount: Usd | None = None
+
+    @model_validator(mode="after")
+    def _assistant_within_line(self) -> ServiceLine:
+        if (
+            self.assistant_minutes is not None
+            and self.minutes is not None
+            and self.assistant_minutes > self.minutes
+        ):
+            raise ValueError("assistant_minutes exceeds the line's minutes")
+        return self
 
 
 class Document(BaseModel):
@@ -68,6 +83,28 @@ class Document(BaseModel):
     cpt: ProcedureCode | None = None
     signed_at: AwareDatetime | None = None
     author_credential: Credential | None = None
+    # v1 additions (episodes of care). `document_date`: the date the document refers to
+    # (default: the visit's date of service).
+    document_date: date | None = None
+    plan_start: date | None = None
+    plan_end: date | None = None
+    sent_to_certifier_at: AwareDatetime | None = None
+    verbal_order_at: AwareDatetime | None = None
+    covers_from: date | None = None
+    covers_through: date | None = None
+    delay_reason_documented: bool | None = None
+    #: A referral names the therapy discipline it orders.
+    discipline: Discipline | None = None
+
+    @model_validator(mode="after")
+    def _intervals_ordered(self) -> Document:
+        for start, end, name in (
+            (self.plan_start, self.plan_end, "plan_end is before plan_start"),
+            (self.covers_from, self.covers_through, "covers_through is before covers_from"),
+        ):
+            if start is not None and end is not None and end < start:
+                raise ValueError(name)
+        return self
 
 
 class TherapyVisitCompleted(BaseModel):
@@ -88,6 +125,10 @@ class TherapyVisitCompleted(BaseModel):
     documents: Annotated[list[Document], Field(max_length=MAX_DOCUMENTS)] = Field(
         default_factory=list
     )
+    # v1 additions: the episode of care (one plan of care for one discipline), when the EHR
+    # knows it, and the episode's first day.
+    episode_ref: OpaqueRef | None = None
+    episode_start_date: date | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> TherapyVisitCompleted:

@@ -85,6 +85,76 @@ def test_schema_violations_name_the_field(mutate: Any, path: str) -> None:
     assert r.detail.startswith(path + ":") or f"; {path}:" in r.detail, r.detail
 
 
+def test_v1_additions_are_accepted_and_typed() -> None:
+    # EVENTS.md "v1 additions": episode fields, new document kinds and their fields, line
+    # assistant_minutes and allowed_amount (a decimal string, never a float).
+    data = good()
+    data.update(episode_ref="E-1", episode_start_date="2026-02-20")
+    data["services"][0].update(assistant_minutes=10, allowed_amount="58.12")
+    data["documents"] = [
+        {
+            "doc_id": "D-1",
+            "kind": "plan_of_care",
+            "signed_at": "2026-02-20T10:00:00Z",
+            "author_credential": "PT",
+            "plan_start": "2026-02-20",
+            "plan_end": "2026-05-20",
+            "sent_to_certifier_at": "2026-02-21T09:00:00Z",
+        },
+        {
+            "doc_id": "D-2",
+            "kind": "certification",
+            "signed_at": "2026-03-01T10:00:00Z",
+            "author_credential": "MD",
+            "verbal_order_at": "2026-02-25T10:00:00Z",
+            "covers_from": "2026-02-20",
+            "covers_through": "2026-05-19",
+            "delay_reason_documented": False,
+        },
+        {"doc_id": "D-3", "kind": "referral", "discipline": "PT", "document_date": "2026-02-01"},
+        {"doc_id": "D-4", "kind": "discharge_summary"},
+        {"doc_id": "D-5", "kind": "re_evaluation", "signed_at": "2026-03-02T16:00:00Z"},
+    ]
+    visit = decode_visit(raw(data))
+    assert isinstance(visit, TherapyVisitCompleted), visit
+    assert visit.episode_ref == "E-1" and str(visit.episode_start_date) == "2026-02-20"
+    assert visit.services[0].allowed_amount == "58.12"
+    assert visit.documents[1].covers_through is not None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "text"),
+    [
+        (lambda d: d["services"][0].update(allowed_amount=58.12), "allowed_amount"),
+        (lambda d: d["services"][0].update(allowed_amount="58.123456"), "allowed_amount"),
+        (lambda d: d["services"][0].update(allowed_amount="-1"), "allowed_amount"),
+        (lambda d: d["services"][0].update(assistant_minutes=40), "assistant_minutes exceeds"),
+        (
+            lambda d: d.update(
+                documents=[
+                    {
+                        "doc_id": "D",
+                        "kind": "plan_of_care",
+                        "plan_start": "2026-03-01",
+                        "plan_end": "2026-02-01",
+                    }
+                ]
+            ),
+            "plan_end is before plan_start",
+        ),
+        (
+            lambda d: d.update(documents=[{"doc_id": "D", "kind": "referral", "discipline": "RN"}]),
+            "documents.0.discipline",
+        ),
+    ],
+)
+def test_v1_additions_are_strict(mutate: Any, text: str) -> None:
+    data = good()
+    mutate(data)
+    r = rejected(raw(data))
+    assert r.reason is R.SCHEMA_VIOLATION and text in r.detail, r.detail
+
+
 def test_duplicate_line_id_and_future_date_of_service() -> None:
     data = good()
     data["services"].append(line("1", "97140", 1, 8))
