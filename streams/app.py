@@ -1,49 +1,78 @@
-"""The Faust app: `faust -A streams.app worker` or `therapy-compliance worker`.
+"""The Faust app: wiring only (topics, the agent, web pages, timers, rebalance signals).
 
     visits -> validate -> check -> alerts | checked | deadletter
 
-One agent, concurrency 1 (faust-streaming 0.15 can commit an offset past a record still being
-processed with more, issue #606). Records are taken in small batches; every output of a batch is
-acknowledged by the broker before the batch's input offsets are acked, so a committed offset
-never covers a visit whose alerts were not written (at-least-once; alert ids are deterministic,
-so a re-delivered visit yields the same ids).
+`create_app(settings)` builds it; importing this module has no side effects. `faust -A
+streams.app worker` and `therapy-compliance worker` run the same app (the module attribute `app`
+is built on first access from settings read once, `get_app()`) with the same worker class
+(`streams.worker.BoundedWorker`, set as the app's `Worker`: broker preflight, payload-logging
+clamp, bounded shutdown). The delivery guarantee lives in streams/pipeline.py and
+streams/checkpoint.py: faust never commits the input topic (it is declared with acks disabled);
+the pipeline commits an offset only after every output derived from it is acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence, Set
+from typing import Any, cast
 
 import faust
-from aiokafka.errors import KafkaError
+from faust.types import TP as FaustTP
 from mode import CrashingSupervisor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.checkpoint import TP
+from streams.health import Health
 from streams.metrics import Metrics
+from streams.pipeline import Pipeline
 from streams.processor import Output, Record, VisitProcessor
-from streams.settings import SecurityProtocol, Settings
-from streams.topics import ensure_topics
+from streams.publish import Publisher
+from streams.settings import SecurityProtocol, Settings, settings_from_env_or_exit
+from streams.topics import ensure_topics, record_limit
 
 log = logging.getLogger("streams.app")
 
-MAX_SEND_BACKOFF_S = 10.0
-#: Batches whose outputs may await the broker's acknowledgement while the next is processed.
-MAX_INFLIGHT_BATCHES = 4
+#: The longest a rebalance waits for batches in flight before giving up their partitions.
+MAX_REVOKE_WAIT_S = 30.0
 
 
 class ComplianceApp(faust.App):
-    """faust.App that creates its topics (when allowed) before the consumer subscribes."""
+    """faust.App that creates its topics (when allowed) before the consumer subscribes and
+    drains the pipeline before faust stops its consumer."""
 
     tc_settings: Settings
+    tc_metrics: Metrics
+    tc_processor: VisitProcessor
+    tc_pipeline: Pipeline
+    tc_health: Health
+    #: False when the last stop left outputs unacknowledged (the worker then exits 75).
+    tc_clean_stop: bool = True
 
     async def on_first_start(self) -> None:
-        log.info("effective settings: %s", self.tc_settings.public_view())
-        if self.tc_settings.create_topics:
-            await ensure_topics(self.tc_settings)
+        settings = self.tc_settings
+        log.info("effective settings: %s", settings.public_view())
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust's mkdir makes one level
+        if settings.create_topics:
+            await ensure_topics(settings)
+        limit = await record_limit(settings, settings.topic_deadletter)
+        if limit is not None and limit < settings.deadletter_max_bytes:
+            log.warning(
+                "topic %s accepts records up to %d bytes (TC_DEADLETTER_MAX_BYTES=%d): dead "
+                "letters are fitted to the topic's limit",
+                settings.topic_deadletter,
+                limit,
+                settings.deadletter_max_bytes,
+            )
+            self.tc_processor.deadletter_limit = limit
         await super().on_first_start()
+
+    async def on_stop(self) -> None:
+        # Before faust stops the consumer: finish (or give up on) the batches in flight and
+        # commit what is durable. Bounded so the worker's shutdown watchdog rarely has to fire.
+        self.tc_clean_stop = await self.tc_pipeline.close(self.tc_settings.drain_timeout_s)
+        await super().on_stop()
 
 
 def _credentials(settings: Settings) -> Any:
@@ -61,158 +90,20 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
-class Pipeline:
-    """The agent's body. Each batch is processed and its outputs handed to the producer; a
-    completion task waits until the broker acknowledged every output of that batch and only then
-    acknowledges the batch's input events (manual acks on a `noack()` stream), so a committed
-    offset never covers a visit whose outputs were not written. Up to `MAX_INFLIGHT_BATCHES`
-    batches are in flight, so the next batch is processed while the previous one's outputs are
-    being acknowledged; when they are all held (broker errors), the agent waits: back-pressure."""
-
-    def __init__(
-        self, app: faust.App, settings: Settings, metrics: Metrics, processor: VisitProcessor
-    ) -> None:
-        self.app = app
-        self.settings = settings
-        self.metrics = metrics
-        self.processor = processor
-        self.last_offsets: dict[int, int] = {}
-        self.last_progress = time.time()
-        #: Sends one output, returning the broker-acknowledgement future (tests replace it).
-        self.send = self._send_with_producer
-        self._slots = asyncio.Semaphore(MAX_INFLIGHT_BATCHES)
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._failure: BaseException | None = None
-
-    async def _send_with_producer(self, out: Output) -> Awaitable[Any]:
-        return await self.app.producer.send(
-            out.topic, out.key, out.value, partition=None, timestamp=None, headers=None
-        )
-
-    async def submit(
-        self, events: Sequence[faust.types.EventT[bytes]], stream: faust.StreamT[bytes]
-    ) -> None:
-        """Process a batch and start publishing it; returns once it is in flight."""
-        if self._failure is not None:
-            raise self._failure  # a batch could not be published: crash, nothing is acked
-        started = time.perf_counter()
-        outputs: list[Output] = []
-        for event in events:
-            m = event.message
-            rec = Record(
-                m.topic,
-                m.partition,
-                m.offset,
-                m.key,
-                m.value,
-                int(m.timestamp * 1000) if m.timestamp else None,
-            )
-            outputs.extend(self.processor.handle(rec))
-            self.last_offsets[m.partition] = m.offset
-        futures = [await self.send(o) for o in outputs]
-        await self._slots.acquire()
-        task = asyncio.create_task(self._complete(events, stream, outputs, futures, started))
-        self._inflight.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        self._slots.release()
-        if not task.cancelled() and task.exception() is not None and self._failure is None:
-            self._failure = task.exception()
-
-    async def _complete(
-        self,
-        events: Sequence[faust.types.EventT[bytes]],
-        stream: faust.StreamT[bytes],
-        outputs: list[Output],
-        futures: list[Awaitable[Any]],
-        started: float,
-    ) -> None:
-        await self.publish(outputs, futures)
-        for event in events:
-            await stream.ack(event)
-        for partition, offset in self.last_offsets.items():
-            self.metrics.last_offset.labels(self.settings.topic_visits, str(partition)).set(offset)
-        self.last_progress = time.time()
-        self.metrics.last_progress.set(self.last_progress)
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-
-    async def drain(self) -> None:
-        """Wait for the batches in flight (on stop: their events get acked and committed)."""
-        if self._inflight:
-            await asyncio.gather(*list(self._inflight), return_exceptions=True)
-
-    async def publish(
-        self, outputs: list[Output], futures: list[Awaitable[Any]] | None = None
-    ) -> None:
-        """Wait until the broker acknowledged every output (sending them first unless their
-        futures are given). On a broker error, re-send what failed with backoff: the batch is
-        held and, with it, its input offsets; duplicates this may cause carry the same ids."""
-        pending = outputs
-        backoff = 0.1
-        while pending:
-            if futures is None:
-                futures = [await self.send(o) for o in pending]
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            futures = None
-            failed = [
-                o for o, r in zip(pending, results, strict=True) if isinstance(r, BaseException)
-            ]
-            errors = {type(r).__name__ for r in results if isinstance(r, BaseException)}
-            if failed and not all(
-                isinstance(r, (KafkaError, asyncio.TimeoutError, OSError))
-                for r in results
-                if isinstance(r, BaseException)
-            ):
-                raise RuntimeError(f"unrecoverable send error: {', '.join(sorted(errors))}")
-            if failed:
-                self.metrics.send_retries.inc(len(failed))
-                log.warning(
-                    "%d of %d outputs not acknowledged (%s); retrying in %.1fs",
-                    len(failed),
-                    len(pending),
-                    ", ".join(sorted(errors)),
-                    backoff,
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_SEND_BACKOFF_S)
-            pending = failed
-
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        consumer = self.app.consumer
-        assigned = sorted(
-            tp.partition for tp in consumer.assignment() if tp.topic == self.settings.topic_visits
-        )
-        lag = self.update_lag()
-        idle = time.time() - self.last_progress
-        stalled = sum(lag.values()) > 0 and idle > self.settings.stall_after_s
-        ok = bool(assigned) and not stalled
-        status = "ok" if ok else ("unassigned" if not assigned else "stalled")
-        return ok, {
-            "status": status,
-            "assigned_partitions": assigned,
-            "lag": {str(p): n for p, n in lag.items()},
-            "seconds_since_progress": round(idle, 1),
-        }
-
-    def update_lag(self) -> dict[int, int]:
-        consumer = self.app.consumer
-        lag: dict[int, int] = {}
-        assigned = [tp for tp in consumer.assignment() if tp.topic == self.settings.topic_visits]
-        self.metrics.assigned.set(len(assigned))
-        for tp in assigned:
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            last = self.last_offsets.get(tp.partition)
-            nxt = last + 1 if last is not None else (consumer._committed_offset.get(tp) or 0)
-            lag[tp.partition] = max(0, highwater - nxt)
-            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag[tp.partition])
-        return lag
+def _record(message: Any) -> Record:
+    return Record(
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value,
+        int(message.timestamp * 1000) if message.timestamp else None,
+    )
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> ComplianceApp:
+    from streams.worker import BoundedWorker  # the worker module imports nothing of ours back
+
     metrics = metrics or Metrics()
     app = ComplianceApp(
         settings.app_id,
@@ -238,48 +129,136 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Compliance
         agent_supervisor=CrashingSupervisor,
         key_serializer="raw",
         value_serializer="raw",
+        Worker=BoundedWorker,
     )
     app.tc_settings = settings
+    app.tc_metrics = metrics
     visits = app.topic(
         settings.topic_visits,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
+        # Faust never acks, and so never commits, this topic: the pipeline does, once outputs
+        # are durable. (faust's take_events acks a batch when the loop body returns, and its
+        # ack bookkeeping also acks events it skips during a rebalance.)
+        acks=False,
     )
-    pipeline = Pipeline(app, settings, metrics, VisitProcessor(settings, metrics))
-    app.tc_pipeline = pipeline  # type: ignore[attr-defined]
-    app.tc_metrics = metrics  # type: ignore[attr-defined]
+
+    async def send(out: Output) -> Awaitable[Any]:
+        return await app.producer.send(
+            out.topic, out.key, out.value, partition=out.partition, timestamp=None, headers=None
+        )
+
+    async def commit(offsets: Mapping[TP, int]) -> bool:
+        # The transport consumer's commit of explicit offsets (faust's own `commit()` commits
+        # what its ack bookkeeping allows, which never includes this topic).
+        committed = await _driver(app).consumer._commit(
+            {FaustTP(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
+        )
+        return bool(committed)
+
+    async def crash(exc: BaseException) -> None:
+        await app.crash(exc)
+
+    processor = VisitProcessor(settings, metrics)
+    pipeline = Pipeline(processor, Publisher(send, metrics), commit, metrics, on_fatal=crash)
+    health = Health(
+        settings.topic_visits,
+        settings.stall_after_s,
+        metrics,
+        pipeline,
+        lambda: app.consumer,
+        lambda tp: _driver(app).consumer._committed_offset.get(FaustTP(tp.topic, tp.partition)),
+    )
+    app.tc_processor, app.tc_pipeline, app.tc_health = processor, pipeline, health
 
     @app.agent(visits, concurrency=1, supervisor_strategy=CrashingSupervisor, name="check_visits")
     async def check_visits(stream: faust.StreamT[bytes]) -> None:
-        manual = stream.noack()  # events are acked by the pipeline once their outputs are written
-        try:
-            async for events in manual.take_events(
-                settings.batch_size, within=settings.batch_within_s
-            ):
-                await pipeline.submit(events, manual)
-        finally:
-            await pipeline.drain()
+        # noack_take hands over events without acking them (take_events acks on return). It is
+        # defined on faust.Stream, not on the StreamT interface.
+        async for events in cast(faust.Stream[bytes], stream).noack_take(
+            settings.batch_size, within=settings.batch_within_s
+        ):
+            batch = _current(app, events)
+
+            async def ack(batch: Sequence[faust.EventT[bytes]] = batch) -> None:
+                for event in batch:  # bookkeeping only: acks are off for this topic
+                    await stream.ack(event)
+
+            await pipeline.submit([_record(e.message) for e in batch], ack)
+
+    async def on_revoked(sender: Any, revoked: Set[Any], **kwargs: Any) -> None:
+        tps = [TP(tp.topic, tp.partition) for tp in revoked if tp.topic == settings.topic_visits]
+        if tps:
+            await pipeline.on_revoked(tps, min(settings.session_timeout_s, MAX_REVOKE_WAIT_S))
+
+    async def on_assigned(sender: Any, assigned: Set[Any], **kwargs: Any) -> None:
+        health.assigned_once = True
+        health.update_lag()
+
+    # mode types signal receivers as (sender, *args, signal=...); ours take the documented
+    # positional set of partitions.
+    app.on_partitions_revoked.connect(cast(Any, on_revoked))
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
+
+    async def commit_durable() -> None:
+        await pipeline.commit()
+
+    async def refresh_lag() -> None:
+        health.update_lag()
+
+    app.timer(interval=settings.commit_interval_s)(commit_durable)
+    app.timer(interval=5.0)(refresh_lag)
 
     @app.page("/metrics")
     async def metrics_page(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        pipeline.update_lag()
+        health.update_lag()
         return self.bytes(
             generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
     @app.page("/health")
     async def health_page(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        ok, body = pipeline.health()
+        ok, body = health.status()
         return self.json(body, status=200 if ok else 503)
-
-    @app.timer(interval=5.0)
-    async def refresh_lag() -> None:
-        pipeline.update_lag()
 
     return app
 
 
-settings = Settings.from_env()
-app = create_app(settings)
+def _driver(app: faust.App) -> Any:
+    """The app with its transport-level attributes reachable: faust's ConsumerT interface
+    lacks `_commit(offsets)` and `_committed_offset`, which its aiokafka Consumer has."""
+    return app
+
+
+def _current(app: faust.App, events: Sequence[Any]) -> list[Any]:
+    """Events fetched before the latest rebalance are dropped unprocessed: their partition may
+    belong to another worker now, and being uncommitted they are re-delivered to its owner."""
+    generation = app.consumer_generation_id
+    return [e for e in events if e.message.generation_id == generation]
+
+
+_APP: ComplianceApp | None = None
+
+
+def get_app() -> ComplianceApp:
+    """The process's app, built once from the environment's settings (read once)."""
+    global _APP
+    if _APP is None:
+        settings = settings_from_env_or_exit()
+        if settings.event_loop == "uvloop":
+            # uvloop's C event loop: +20-25% end-to-end throughput (bench/RESULTS.md). Set
+            # before faust creates the worker's loop (faust's CLI does so after loading the app).
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        _APP = create_app(settings)
+    return _APP
+
+
+def __getattr__(name: str) -> Any:
+    # `faust -A streams.app` looks up `streams.app.app`: build it then, not at import.
+    if name == "app":
+        return get_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

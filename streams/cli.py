@@ -7,8 +7,6 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-
 from schemas.common import DeadLetterReason
 from schemas.decode import DEFAULT_MAX_BYTES
 
@@ -32,7 +30,12 @@ def _parser() -> argparse.ArgumentParser:
         help="largest accepted line in bytes (default %(default)s)",
     )
 
-    sub.add_parser("worker", help="run the stream worker (same as faust -A streams.app worker)")
+    worker = sub.add_parser(
+        "worker", help="run the stream worker (exactly faust -A streams.app worker)"
+    )
+    worker.add_argument(
+        "faust_args", nargs=argparse.REMAINDER, help="further `faust worker` options"
+    )
 
     feed = sub.add_parser("demo-feed", help="produce realistic synthetic visits to the input topic")
     feed.add_argument(
@@ -80,36 +83,20 @@ def _timestamp(text: str) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _settings() -> object:
-    from streams.settings import Settings
-
-    try:
-        return Settings.from_env()
-    except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            name = (
-                "TC_" + "_".join(str(x) for x in err["loc"]).upper() if err["loc"] else "settings"
-            )
-            print(f"therapy-compliance: invalid setting {name}: {err['msg']}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except ValueError as exc:
-        print(f"therapy-compliance: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "audit":
         from streams.audit import audit_main
 
         return audit_main(args.path, args.max_bytes)
-    settings = _settings()
     if args.command == "worker":
-        return _worker()
-    from streams.feed import demo_feed, tail_alerts
-    from streams.settings import Settings
+        from streams.worker import run_worker
 
-    assert isinstance(settings, Settings)
+        run_worker(args.faust_args)  # settings are read once, by the app (streams.app)
+    from streams.feed import demo_feed, tail_alerts
+    from streams.settings import settings_from_env_or_exit
+
+    settings = settings_from_env_or_exit()
     try:
         if args.command == "demo-feed":
             asyncio.run(demo_feed(settings, args.rate, args.count, args.seed, args.malformed))
@@ -131,12 +118,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return 2  # pragma: no cover - argparse rejects unknown commands
-
-
-def _worker() -> int:
-    from streams.worker import run_worker
-
-    return run_worker()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ never a patient, visit or event id (those are unbounded and, for patients, PHI-a
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -19,7 +21,7 @@ from schemas.common import DeadLetterReason
 PREFIX = "therapy_compliance"
 
 # `*_created` series double the scrape size and no dashboard or rule of ours uses them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
 
 class Metrics:
@@ -104,3 +106,10 @@ class Metrics:
         self.dead_letters_by_reason = {
             reason: self.dead_letters.labels(reason=reason.value) for reason in DeadLetterReason
         }
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Drop the per-partition series of a partition this worker no longer owns, so it never
+        reports lag or progress for partitions that moved to another worker."""
+        for gauge in (self.lag, self.last_offset):
+            with contextlib.suppress(KeyError):
+                gauge.remove(topic, str(partition))

@@ -41,6 +41,14 @@ class Output:
     topic: str
     key: bytes | None
     value: bytes
+    #: None: the producer's partitioner decides (by key); set for changelog records, which
+    #: must go to the input record's partition.
+    partition: int | None = None
+
+
+#: Bytes a dead letter keeps free under the topic's record limit for Kafka's own framing
+#: (record batch header, record varints, timestamps): a batch holding one record adds < 100.
+DEADLETTER_FRAMING_BYTES = 1024
 
 
 def _now() -> datetime:
@@ -59,6 +67,9 @@ class VisitProcessor:
         self.metrics = metrics
         self.engine = engine or Engine()
         self.clock = clock
+        #: The dead-letter topic's real record limit (streams.topics reads it at start; it can
+        #: be lower than TC_DEADLETTER_MAX_BYTES when the topic already existed).
+        self.deadletter_limit = settings.deadletter_max_bytes
 
     def handle(self, rec: Record) -> list[Output]:
         started = time.perf_counter()
@@ -123,23 +134,62 @@ class VisitProcessor:
         return out
 
     def _dead_letter(self, rec: Record, reason: DeadLetterReason, detail: str) -> Output:
-        value_b64 = base64.b64encode(rec.value).decode() if rec.value is not None else None
-        if value_b64 is not None and len(value_b64) + 4096 > self.settings.deadletter_max_bytes:
-            value_b64 = None  # cannot fit the dead-letter topic; say so instead of failing
-            detail += f" (original {len(rec.value or b'')} bytes too large to attach)"
-        letter = DeadLetter(
-            reason=reason,
-            detail=detail,
-            source=SourceRecord(
-                topic=rec.topic,
-                partition=rec.partition,
-                offset=rec.offset,
-                timestamp=rec.timestamp_ms,
-            ),
-            key_b64=base64.b64encode(rec.key).decode() if rec.key is not None else None,
-            value_b64=value_b64,
-            rejected_at=self.clock(),
+        """One dead letter that always fits the dead-letter topic's record limit. What does not
+        fit is left out, keeping the value (needed to replay) before the key: first the key's
+        base64 copy, then the key, then the value; `detail` says what was left out. The
+        record's topic, partition and offset are always kept."""
+        budget = self.deadletter_limit - DEADLETTER_FRAMING_BYTES
+        key, value = rec.key, rec.value
+        key_b64 = base64.b64encode(key).decode() if key is not None else None
+        value_b64 = base64.b64encode(value).decode() if value is not None else None
+        no_value = (
+            f"original value of {len(value or b'')} bytes not attached: it does not fit the "
+            f"dead-letter topic's {self.deadletter_limit}-byte record limit"
         )
+        no_key = f"original {len(key or b'')}-byte key left out: it does not fit the topic"
+        options: list[tuple[bytes | None, str | None, str | None, list[str]]] = [
+            (key, key_b64, value_b64, []),
+            (key, None, value_b64, ["copy of the key not attached (too large)"]),
+            (None, None, value_b64, ["published without the original key", no_key]),
+            (key, key_b64, None, [no_value]),
+            (key, None, None, [no_value, "copy of the key not attached (too large)"]),
+            (None, None, None, [no_value, "published without the original key", no_key]),
+        ]
+        for out_key, out_key_b64, out_value_b64, notes in options:
+            text = detail + "".join(f" ({note})" for note in notes)
+            letter = self._letter(rec, reason, text, out_key_b64, out_value_b64)
+            if self._size(out_key, letter) <= budget:
+                break
         self.metrics.visits_by_status["rejected"].inc()
         self.metrics.dead_letters_by_reason[reason].inc()
-        return Output(self.settings.topic_deadletter, rec.key, letter.model_dump_json().encode())
+        return Output(self.settings.topic_deadletter, out_key, letter)
+
+    @staticmethod
+    def _size(key: bytes | None, value: bytes) -> int:
+        return len(value) + (len(key) if key is not None else 0)
+
+    def _letter(
+        self,
+        rec: Record,
+        reason: DeadLetterReason,
+        detail: str,
+        key_b64: str | None,
+        value_b64: str | None,
+    ) -> bytes:
+        return (
+            DeadLetter(
+                reason=reason,
+                detail=detail,
+                source=SourceRecord(
+                    topic=rec.topic,
+                    partition=rec.partition,
+                    offset=rec.offset,
+                    timestamp=rec.timestamp_ms,
+                ),
+                key_b64=key_b64,
+                value_b64=value_b64,
+                rejected_at=self.clock(),
+            )
+            .model_dump_json()
+            .encode()
+        )

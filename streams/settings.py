@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import ssl
+import sys
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.decode import DEFAULT_MAX_BYTES
@@ -143,6 +144,12 @@ class Settings(BaseSettings):
         return cls.model_validate(values)
 
     @property
+    def drain_timeout_s(self) -> float:
+        """How long a graceful stop waits for unacknowledged outputs: two thirds of the
+        shutdown bound, leaving the rest for faust to commit and leave the group."""
+        return self.shutdown_timeout_s * 2 / 3
+
+    @property
     def bootstrap_servers(self) -> list[str]:
         return self.brokers.split(",")
 
@@ -182,3 +189,20 @@ class Settings(BaseSettings):
         if out.get("sasl_password") is not None:
             out["sasl_password"] = "***"
         return out
+
+
+def settings_from_env_or_exit(prog: str = "therapy-compliance") -> Settings:
+    """Settings from the environment, or one line per problem naming the variable and exit 2
+    (a traceback helps nobody fix a typo in TC_PARTITIONS)."""
+    try:
+        return Settings.from_env()
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            name = (
+                "TC_" + "_".join(str(x) for x in err["loc"]).upper() if err["loc"] else "settings"
+            )
+            print(f"{prog}: invalid setting {name}: {err['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ValueError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

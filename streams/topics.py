@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.settings import Settings
@@ -27,13 +29,40 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     ]
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create missing topics; returns the names created."""
-    admin = AIOKafkaAdminClient(
+def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.app_id}-admin",
         **settings.aiokafka_security(),
     )
+
+
+async def record_limit(settings: Settings, topic: str) -> int | None:
+    """The topic's effective `max.message.bytes` (its own or the broker's default), None when
+    it cannot be read (no describe permission, say): callers keep their configured limit."""
+    admin = _admin(settings)
+    try:
+        await admin.start()
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=None)]
+        )
+        for response in responses:
+            for resource in response.resources:
+                _error, _msg, _type, _name, entries = resource[:5]
+                for entry in entries:
+                    if entry[0] == "max.message.bytes" and entry[1] is not None:
+                        return int(entry[1])
+    except Exception as exc:  # the limit is an optimisation of dead-letter fitting
+        log.warning("cannot read %s's max.message.bytes (%s)", topic, type(exc).__name__)
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    return None
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create missing topics; returns the names created."""
+    admin = _admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -10,6 +10,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
@@ -29,17 +31,27 @@ EXIT_SHUTDOWN_TIMEOUT = 75
 
 
 class BoundedWorker(faust.Worker):
-    """faust.Worker whose stop after a signal cannot take longer than `shutdown_timeout_s`.
+    """The app's worker class (`Worker=` in streams/app.py), so `faust -A streams.app worker`
+    and `therapy-compliance worker` behave the same.
 
-    A graceful stop finishes the batches in flight, commits acknowledged offsets and leaves the
-    consumer group (its partitions move at once to the other workers). Should anything in that
-    sequence hang (an unreachable broker, say), the watchdog ends the process: offsets not yet
-    committed are simply re-delivered, so the bound costs duplicates, never visits.
+    - Preflight: before faust starts, one connection to the broker names a wrong address,
+      certificate or password in one line and exits 69 (faust itself would retry and log
+      tracebacks).
+    - Logging: TC_LOG_LEVEL decides; client libraries that log payloads at DEBUG never go
+      below INFO.
+    - Bounded shutdown: after SIGTERM/SIGINT the process exits within TC_SHUTDOWN_TIMEOUT_S. A
+      graceful stop finishes the batches in flight, commits what is durable and leaves the
+      group; should anything hang, the watchdog ends the process (exit 75). Offsets not yet
+      committed are re-delivered, so the bound costs duplicates, never visits. A stop that had
+      to give up on unacknowledged outputs also exits 75.
     """
 
-    def __init__(self, app: faust.App, *, shutdown_timeout_s: float, **kwargs: object) -> None:
-        super().__init__(app, **kwargs)  # type: ignore[arg-type]
-        self.shutdown_timeout_s = shutdown_timeout_s
+    def __init__(self, app: faust.App, *services: Any, **kwargs: Any) -> None:
+        settings: Settings = app.tc_settings  # type: ignore[attr-defined]
+        kwargs["loglevel"] = settings.log_level.value
+        super().__init__(app, *services, **kwargs)
+        self.tc_settings = settings
+        self.shutdown_timeout_s = settings.shutdown_timeout_s
         # faust's terminal spinner sets the root logger to DEBUG so that every record spins it:
         # every library debug call then builds a LogRecord (measurable CPU per message).
         self.spinner = None
@@ -60,6 +72,19 @@ class BoundedWorker(faust.Worker):
             timer.daemon = True
             timer.start()
         super()._schedule_shutdown(signal)
+
+    def execute_from_commandline(self) -> NoReturn:
+        problem = self.loop.run_until_complete(wait_for_broker(self.tc_settings))
+        if problem:
+            sys.stderr.write(f"therapy-compliance worker: {problem}\n")
+            sys.stderr.flush()
+            raise SystemExit(EXIT_NO_BROKER)
+        try:
+            super().execute_from_commandline()
+        except SystemExit as exc:
+            if exc.code in (0, None) and not getattr(self.app, "tc_clean_stop", True):
+                raise SystemExit(EXIT_SHUTDOWN_TIMEOUT) from None
+            raise
 
 
 async def wait_for_broker(settings: Settings) -> str | None:
@@ -150,23 +175,13 @@ def _hard_exit(timeout: float) -> None:
     os._exit(EXIT_SHUTDOWN_TIMEOUT)
 
 
-def run_worker() -> int:
-    settings_ = Settings.from_env()
-    if settings_.event_loop == "uvloop":
-        # uvloop's C event loop: +20-25% end-to-end throughput (bench/RESULTS.md), since faust
-        # schedules several tasks and futures per consumed message. Set before the app exists.
-        import uvloop
+def run_worker(argv: Sequence[str] = ()) -> NoReturn:
+    """`therapy-compliance worker [faust worker options]`: exactly `faust -A streams.app
+    worker`, so there is one way to run the worker."""
+    from faust.cli.faust import cli
 
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    problem = asyncio.run(wait_for_broker(settings_))
-    if problem:
-        sys.stderr.write(f"therapy-compliance worker: {problem}\n")
-        return EXIT_NO_BROKER
-    asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run closed the previous one
-    from streams.app import app, settings
-
-    worker = BoundedWorker(
-        app, shutdown_timeout_s=settings.shutdown_timeout_s, loglevel=settings.log_level.value
+    cli.main(
+        args=["-A", "streams.app", "worker", *argv],
+        prog_name="therapy-compliance worker",
     )
-    worker.execute_from_commandline()  # exits the process (SystemExit) when the worker stops
-    return 0  # pragma: no cover
+    raise SystemExit(0)  # pragma: no cover - click exits

@@ -27,6 +27,11 @@ M = TypeVar("M", bound=BaseModel)
 
 BROKERS = os.environ.get("KAFKA_TEST_BROKERS", "127.0.0.1:19092")
 EXE = str(Path(sys.executable).parent / "therapy-compliance")
+#: The two ways to run the worker; they must behave the same (one Worker class, one app).
+WORKER_COMMANDS = {
+    "therapy-compliance": [EXE, "worker"],
+    "faust": [str(Path(sys.executable).parent / "faust"), "-A", "streams.app", "worker"],
+}
 
 
 def broker_reachable() -> bool:
@@ -74,6 +79,7 @@ class Worker:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    command: list[str] = field(default_factory=lambda: WORKER_COMMANDS["therapy-compliance"])
 
     @property
     def env(self) -> dict[str, str]:
@@ -100,7 +106,7 @@ class Worker:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the subprocess
         log.write(f"\n===== start {self.starts} =====\n".encode())
         self.proc = subprocess.Popen(
-            [EXE, "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+            self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
         )
         if wait_healthy:
             self.wait_healthy(timeout)
@@ -182,6 +188,40 @@ class Worker:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return "(no log)"
+
+
+def broker_pid(brokers: str = BROKERS) -> int:
+    """Pid of the process listening on the (first) broker's port, from /proc (Linux)."""
+    port = int(brokers.split(",")[0].rsplit(":", 1)[1])
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                cols = row.split()
+                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    inodes.add(cols[9])
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return int(proc.name)
+    raise AssertionError(f"no process listens on port {port}")
+
+
+async def committed_offsets(group: str, topic: str) -> dict[int, int]:
+    """The consumer group's committed offsets for `topic` (partition -> next offset)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=BROKERS)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: om.offset for tp, om in offsets.items() if tp.topic == topic}
 
 
 async def create_topics(t: Topics, partitions: int = 4) -> None:

@@ -17,7 +17,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams.app import MAX_INFLIGHT_BATCHES
+from streams.pipeline import MAX_INFLIGHT_BATCHES
 from streams.synthetic import VisitGenerator
 from tests.integration.expect import dead_value, expected_outputs
 from tests.integration.harness import (

@@ -1,0 +1,194 @@
+"""The pipeline: take a batch, process it, publish its outputs, and commit input offsets only
+once those outputs are durable.
+
+    batch of input records -> processor -> outputs -> publisher (acks=all) -> checkpoint -> commit
+
+Faust never commits the input topic (it is declared with acks disabled, streams/app.py); this
+pipeline does, through `Checkpoint`, which makes an offset committable only after every output
+derived from it was acknowledged. Up to `max_inflight` batches await acknowledgement while the
+next one is processed; when all are held (an output topic refusing writes), `submit` waits:
+back-pressure. A non-retriable publish error stops the worker; nothing after the failed batch
+is ever committed (the checkpoint only advances through completed batches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from streams.checkpoint import TP, Batch, Checkpoint
+from streams.metrics import Metrics
+from streams.processor import Output, Record, VisitProcessor
+from streams.publish import Publisher, PublishError
+
+log = logging.getLogger("streams.pipeline")
+
+#: Batches whose outputs may await the broker's acknowledgement while the next is processed.
+MAX_INFLIGHT_BATCHES = 4
+
+CommitFn = Callable[[Mapping[TP, int]], Awaitable[bool]]
+#: Called once a batch is durable (the faust glue acks the batch's events there).
+DurableFn = Callable[[], Awaitable[None]]
+FatalFn = Callable[[BaseException], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    return None
+
+
+class Pipeline:
+    def __init__(
+        self,
+        processor: VisitProcessor,
+        publisher: Publisher,
+        commit: CommitFn,
+        metrics: Metrics,
+        *,
+        on_fatal: FatalFn | None = None,
+        max_inflight: int = MAX_INFLIGHT_BATCHES,
+    ) -> None:
+        self.processor = processor
+        self.publisher = publisher
+        self.checkpoint = Checkpoint()
+        self.metrics = metrics
+        self._commit = commit
+        self._on_fatal = on_fatal
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._commit_lock = asyncio.Lock()
+        self._release_lock = asyncio.Lock()
+        self.failure: BaseException | None = None
+        self.closing = False
+        self.last_progress = time.time()
+        #: Offset of the last record processed per partition (metrics and lag).
+        self.last_offsets: dict[TP, int] = {}
+
+    async def submit(self, records: Sequence[Record], on_durable: DurableFn = _nothing) -> None:
+        """Process a batch and start publishing it; returns once it is in flight. Records are
+        given in consumption order. While closing, nothing is processed (the records are not
+        committed, so they are re-delivered to whoever owns their partition next)."""
+        if self.failure is not None:
+            raise self.failure
+        if self.closing or not records:
+            return
+        await self._slots.acquire()
+        if self.failure is not None or self.closing:
+            self._slots.release()
+            if self.failure is not None:
+                raise self.failure
+            return
+        started = time.perf_counter()
+        outputs: list[Output] = []
+        offsets: dict[TP, int] = {}
+        for rec in records:
+            outputs.extend(self.processor.handle(rec))
+            offsets[TP(rec.topic, rec.partition)] = rec.offset
+        batch = self.checkpoint.begin(offsets, len(records), payload=on_durable)
+        self.last_offsets.update(offsets)
+        # Sent here, in consumption order; awaited by the completion task.
+        futures = await self.publisher.send_all(outputs)
+        task = asyncio.create_task(self._complete(batch, outputs, futures, started))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slots.release()
+
+    async def _complete(
+        self,
+        batch: Batch,
+        outputs: list[Output],
+        futures: list[Awaitable[Any]],
+        started: float,
+    ) -> None:
+        try:
+            await self.publisher.publish(outputs, futures)
+        except PublishError as exc:
+            await self._fail(exc)
+            return
+        except Exception as exc:  # a bug in the publishing path: same treatment
+            await self._fail(exc)
+            return
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        # Batches become committable in consumption order only (checkpoint.py); the lock keeps
+        # their on_durable callbacks in that order too.
+        async with self._release_lock:
+            for released in self.checkpoint.complete(batch):
+                await released.payload()
+                for tp, offset in released.offsets.items():
+                    self.metrics.last_offset.labels(tp.topic, str(tp.partition)).set(offset)
+                self.last_progress = time.time()
+                self.metrics.last_progress.set(self.last_progress)
+
+    async def _fail(self, exc: BaseException) -> None:
+        if self.failure is not None:
+            return
+        self.failure = exc
+        log.critical(
+            "stopping: %s; input offsets stay committed up to the last batch whose outputs "
+            "were acknowledged (everything after it will be re-delivered)",
+            exc,
+        )
+        if self._on_fatal is not None:
+            await self._on_fatal(exc)
+
+    async def commit(self) -> dict[TP, int]:
+        """Commit every offset whose outputs are durable; returns what was committed."""
+        async with self._commit_lock:
+            offsets = self.checkpoint.uncommitted()
+            if not offsets:
+                return {}
+            if await self._commit(offsets):
+                self.checkpoint.committed(offsets)
+                return offsets
+            return {}
+
+    async def wait_inflight(self, timeout: float | None) -> bool:
+        """Wait until every batch in flight is durable (or failed); False on timeout."""
+        tasks = list(self._inflight)
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        return not pending
+
+    async def on_revoked(self, tps: Iterable[TP], timeout: float) -> None:
+        """Partitions are leaving this worker: give their batches in flight up to `timeout` to
+        become durable, commit what is durable while we still own them, then forget them."""
+        revoked = set(tps)
+        if not await self.wait_inflight(timeout):
+            log.warning(
+                "rebalance: outputs of %d batch(es) not acknowledged within %.0fs; their "
+                "records will be re-delivered to the partitions' next owner",
+                self.checkpoint.batches_in_flight,
+                timeout,
+            )
+        with contextlib.suppress(Exception):  # a failed commit only means re-delivery
+            await self.commit()
+        self.checkpoint.forget(revoked)
+        for tp in revoked:
+            self.last_offsets.pop(tp, None)
+            self.metrics.forget_partition(tp.topic, tp.partition)
+
+    async def close(self, timeout: float | None) -> bool:
+        """Stop taking batches, wait (up to `timeout`) for those in flight, commit what is
+        durable. Returns False when outputs were still unacknowledged (their records are not
+        committed and will be re-delivered)."""
+        self.closing = True
+        complete = await self.wait_inflight(timeout)
+        if not complete:
+            log.error(
+                "stopping with %d record(s) whose outputs the broker has not acknowledged; "
+                "their offsets are not committed and they will be re-delivered",
+                self.checkpoint.records_in_flight,
+            )
+        try:
+            await self.commit()
+        except Exception as exc:
+            log.warning("final commit failed (%s); uncommitted records will be re-delivered", exc)
+            return False
+        return complete and self.failure is None

@@ -1,0 +1,145 @@
+"""Publishing outputs until the broker has acknowledged every one of them.
+
+Any failure to publish, whether `send` raises or the future it returns fails, takes the same
+path: retriable errors are retried with capped backoff for as long as they last (the batch, and
+with it its input offsets, is held: back-pressure), non-retriable ones raise `PublishError`.
+Retriable means the operator or the broker can fix it while the worker waits: an output topic
+that refuses writes (`max.message.bytes`, an ACL change, a full disk), leader moves, timeouts,
+an unreachable broker. Non-retriable means the same bytes can never be written by this process:
+a closed or fenced producer, a client-side size limit, unsupported versions or codecs,
+authentication failures, and any non-Kafka exception (a bug).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiokafka import errors as kafka_errors
+from faust.exceptions import ProducerSendError
+
+from streams.metrics import Metrics
+from streams.processor import Output
+
+log = logging.getLogger("streams.publish")
+
+MAX_BACKOFF_S = 10.0
+#: A retrying batch logs at most once per this many seconds (a stalled topic must not flood).
+LOG_EVERY_S = 10.0
+
+#: Sends one output and returns the future the broker's acknowledgement resolves.
+SendFn = Callable[[Output], Awaitable[Awaitable[Any]]]
+
+NON_RETRIABLE: tuple[type[BaseException], ...] = (
+    kafka_errors.ProducerClosed,
+    kafka_errors.ProducerFenced,
+    kafka_errors.RecordTooLargeError,  # the client's own max_request_size: same bytes, same no
+    kafka_errors.IllegalStateError,
+    kafka_errors.IllegalArgumentError,
+    kafka_errors.KafkaConfigurationError,
+    kafka_errors.UnsupportedCodecError,
+    kafka_errors.UnsupportedVersionError,
+    kafka_errors.UnsupportedForMessageFormatError,
+    kafka_errors.UnrecognizedBrokerVersion,
+    kafka_errors.IncompatibleBrokerVersion,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.InvalidRequiredAcksError,
+    kafka_errors.AuthenticationFailedError,
+    kafka_errors.AuthenticationMethodNotSupported,
+    kafka_errors.SaslAuthenticationFailed,
+    kafka_errors.UnsupportedSaslMechanismError,
+    kafka_errors.IllegalSaslStateError,
+)
+
+
+class PublishError(Exception):
+    """An output can never be published by this process; the worker must stop."""
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    # faust wraps aiokafka's errors raised by send() in ProducerSendError ("from exc").
+    if isinstance(exc, ProducerSendError) and exc.__cause__ is not None:
+        return exc.__cause__
+    return exc
+
+
+def is_retriable(exc: BaseException) -> bool:
+    cause = root_cause(exc)
+    if isinstance(cause, NON_RETRIABLE):
+        return False
+    return isinstance(cause, kafka_errors.KafkaError | OSError | asyncio.TimeoutError)
+
+
+def _failed(exc: BaseException) -> asyncio.Future[Any]:
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    fut.set_exception(exc)
+    return fut
+
+
+class Publisher:
+    def __init__(self, send: SendFn, metrics: Metrics, max_backoff_s: float = MAX_BACKOFF_S):
+        self.send = send
+        self.metrics = metrics
+        self.max_backoff_s = max_backoff_s
+        self._last_log = 0.0
+
+    async def send_all(self, outputs: Sequence[Output]) -> list[Awaitable[Any]]:
+        futures: list[Awaitable[Any]] = []
+        for out in outputs:
+            try:
+                futures.append(await self.send(out))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # raised by send itself: same path as a failed future
+                futures.append(_failed(exc))
+        return futures
+
+    async def publish(
+        self, outputs: Sequence[Output], futures: list[Awaitable[Any]] | None = None
+    ) -> None:
+        """Return once the broker acknowledged every output (sending them first unless their
+        futures are given); retry what failed with backoff; raise PublishError on an error
+        that retrying cannot fix. Duplicates a retry may cause carry the same ids."""
+        pending = list(outputs)
+        backoff = 0.1
+        while pending:
+            if futures is None:
+                futures = await self.send_all(pending)
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            futures = None
+            failed = [
+                (o, r)
+                for o, r in zip(pending, results, strict=True)
+                if isinstance(r, BaseException)
+            ]
+            if not failed:
+                return
+            fatal = [r for _, r in failed if not is_retriable(r)]
+            if fatal:
+                cause = root_cause(fatal[0])
+                topics = sorted({o.topic for o, r in failed if r in fatal})
+                raise PublishError(
+                    f"cannot publish to {', '.join(topics)}: {type(cause).__name__} "
+                    f"({cause}) cannot be fixed by retrying"
+                ) from cause
+            self.metrics.send_retries.inc(len(failed))
+            now = time.monotonic()
+            if now - self._last_log >= LOG_EVERY_S:
+                self._last_log = now
+                errors = sorted({type(root_cause(r)).__name__ for _, r in failed})
+                topics = sorted({o.topic for o, _ in failed})
+                log.warning(
+                    "%d of %d outputs not acknowledged by the broker (%s on %s); holding the "
+                    "batch and its input offsets, retrying in %.1fs",
+                    len(failed),
+                    len(pending),
+                    ", ".join(errors),
+                    ", ".join(topics),
+                    backoff,
+                )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff_s)
+            pending = [o for o, _ in failed]
