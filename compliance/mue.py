@@ -14,7 +14,6 @@ values confidential, so "no row" does not mean "no limit".
 from __future__ import annotations
 
 import bisect
-from itertools import pairwise
 import csv
 import io
 import re
@@ -22,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import IntEnum
+from itertools import pairwise
 from pathlib import Path
 
 from compliance.ncci_ptp import NcciFileError

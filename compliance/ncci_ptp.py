@@ -85,16 +85,6 @@ def _date(text: str, where: str) -> date:
 
 def parse_ptp(raw: bytes, name: str) -> PtpFile:
     """Parse one practitioner PTP file's bytes. `name` is its file name (carries the version)."""
-    m = _NAME.match(Path(name).name)
-    if m is None:
-        raise NcciFileError(
-            f"{name}: cannot tell the PTP file's version from its name "
-            "(expected CMS's ccipra-vNNNrN-fK.TXT)"
-        )
-    if m.group(1).lower() == "oph":
-        raise NcciFileError(
-            f"{name}: a hospital outpatient PTP file (ccioph); load the practitioner files (ccipra)"
-        )
     text = raw.decode("latin-1")  # CMS publishes these in Latin-1/cp1252; never fails
     edits: list[PtpEdit] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -135,6 +125,16 @@ def parse_ptp(raw: bytes, name: str) -> PtpFile:
         )
     if not edits:
         raise NcciFileError(f"{name}: no PTP edit rows found")
+    m = _NAME.match(Path(name).name)
+    if m is None:
+        raise NcciFileError(
+            f"{name}: cannot tell the PTP file's version from its name "
+            "(expected CMS's ccipra-vNNNrN-fK.TXT)"
+        )
+    if m.group(1).lower() == "oph":
+        raise NcciFileError(
+            f"{name}: a hospital outpatient PTP file (ccioph); load the practitioner files (ccipra)"
+        )
     return PtpFile(Path(name).name, (int(m.group(2)), int(m.group(3))), tuple(edits))
 
 
