@@ -45,7 +45,9 @@ def check_ncci_ptp(ctx: VisitContext) -> list[Finding]:
         for x in v.lines
     ]
     everyone = here + earlier
-    conflicts: dict[tuple[str, str], tuple[PtpEdit, list[_Billed], list[_Billed]]] = {}
+    # One alert per column-2 code (alert ids hang on the line set: two alerts for one column-2
+    # line against two column-1 codes of earlier visits would share an id).
+    conflicts: dict[str, tuple[list[PtpEdit], list[_Billed], list[_Billed]]] = {}
     for a in here:
         partners = table.partners(a.cpt)
         if not partners:
@@ -57,8 +59,9 @@ def check_ncci_ptp(ctx: VisitContext) -> list[Finding]:
                 edit = table.edit_on(col1.cpt, col2.cpt, day)
                 if edit is None or edit.bypassed_by(col2.modifiers):
                     continue
-                key = (col1.cpt, col2.cpt)
-                _, ones, twos = conflicts.setdefault(key, (edit, [], []))
+                edits, ones, twos = conflicts.setdefault(col2.cpt, ([], [], []))
+                if edit not in edits:
+                    edits.append(edit)
                 if col1 not in ones:
                     ones.append(col1)
                 if col2 not in twos:
@@ -66,12 +69,18 @@ def check_ncci_ptp(ctx: VisitContext) -> list[Finding]:
     return [_finding(ctx, *conflicts[k]) for k in sorted(conflicts)]
 
 
-def _finding(ctx: VisitContext, edit: PtpEdit, ones: list[_Billed], twos: list[_Billed]) -> Finding:
+def _finding(
+    ctx: VisitContext, edits: list[PtpEdit], ones: list[_Billed], twos: list[_Billed]
+) -> Finding:
+    edits = sorted(edits, key=lambda e: e.column1)
+    column2 = edits[0].column2
+    column1 = [e.column1 for e in edits]
     lines = [b.line for b in (*ones, *twos) if b.line is not None]
     others = sorted({b.visit_id for b in (*ones, *twos) if b.visit_id is not None})
-    bypass = sorted(BYPASS_MODIFIERS) if edit.indicator is ModifierIndicator.ALLOWED else []
+    allowed = all(e.indicator is ModifierIndicator.ALLOWED for e in edits)
+    bypass = sorted(BYPASS_MODIFIERS) if allowed else []
     how = (
-        f"bypass only with {', '.join(bypass)} on {edit.column2} when clinically justified"
+        f"bypass only with {', '.join(bypass)} on {column2} when clinically justified"
         if bypass
         else "no modifier bypasses this edit"
     )
@@ -82,18 +91,24 @@ def _finding(ctx: VisitContext, edit: PtpEdit, ones: list[_Billed], twos: list[_
         amount = None if amount is None or value is None else amount + value
     return Finding(
         RuleId.NCCI_PTP_CONFLICT,
-        f"{edit.column2} is billed on the same date as {edit.column1} by the same rendering "
+        f"{column2} is billed on the same date as {' and '.join(column1)} by the same rendering "
         f"provider{where}: an NCCI edit denies the column-2 code; {how}.",
-        f"{NCCI_MODIFIERS}; edit: {edit.source}",
+        f"{NCCI_MODIFIERS}; edit: {'; '.join(e.source for e in edits)}",
         ids(lines),
-        edit.column2,
+        column2,
         expected={
-            "column1": edit.column1,
-            "column2": edit.column2,
-            "modifier_indicator": int(edit.indicator),
+            "column1": column1,
+            "column2": column2,
+            "modifier_indicators": [int(e.indicator) for e in edits],
             "bypass_modifiers": bypass,
-            "edit_effective": edit.effective.isoformat(),
-            "edit_deletion": edit.deletion.isoformat() if edit.deletion else None,
+            "edits": [
+                {
+                    "column1": e.column1,
+                    "effective": e.effective.isoformat(),
+                    "deletion": e.deletion.isoformat() if e.deletion else None,
+                }
+                for e in edits
+            ],
         },
         observed={
             "column2_modifiers": sorted({m for b in twos for m in b.modifiers}),

@@ -210,8 +210,8 @@ def test_ncci_p8_shipped_without_any_ncci_file(check: Any, code: str) -> None:
     findings = [f for f in check(_eval_and_test(code)) if f.rule_id == "NCCI_PTP_CONFLICT"]
     assert len(findings) == 1
     f = findings[0]
-    assert f.cpt == code and f.expected["column1"] == "97161"
-    assert f.expected["modifier_indicator"] == 0 and f.expected["bypass_modifiers"] == []
+    assert f.cpt == code and f.expected["column1"] == ["97161"]
+    assert f.expected["modifier_indicators"] == [0] and f.expected["bypass_modifiers"] == []
     assert "sec. P.8" in f.reference
     # Indicator 0: no modifier bypasses it.
     assert rule_ids(check(_eval_and_test(code, ["GP", "59"]))).count("NCCI_PTP_CONFLICT") == 1
@@ -253,6 +253,25 @@ def test_ncci_pair_split_across_visits_same_npi_only(ncci_engine: Engine) -> Non
     assert run(ncci_engine, a, b_other)[1] == []
     b_later = other_visit("V-B", [line("1", "97530", 1, 15)], dos="2026-03-03")
     assert run(ncci_engine, a, b_later)[1] == []
+
+
+def test_one_alert_per_column2_line_against_two_earlier_column1_codes() -> None:
+    # 97750 against 97161 (morning) and 97164 (noon), both P.8 column 1: one alert, distinct id.
+    engine = Engine()
+    am = other_visit("V-AM", [line("1", "97161", 1)])
+    noon = other_visit("V-NOON", [line("1", "97164", 1)])
+    pm = other_visit("V-PM", [line("1", "97750", 1, 15)])
+    pm["documents"] = [
+        {
+            "doc_id": "D",
+            "kind": "written_report",
+            "cpt": "97750",
+            "signed_at": "2026-03-02T21:00:00Z",
+        }
+    ]
+    last = [f for f in run(engine, am, noon, pm)[2] if f.rule_id == "NCCI_PTP_CONFLICT"]
+    assert len(last) == 1 and last[0].expected["column1"] == ["97161", "97164"]
+    assert last[0].observed["other_visits"] == ["V-AM", "V-NOON"]
 
 
 def test_ncci_window_on_the_date_of_service(ncci_engine: Engine) -> None:
