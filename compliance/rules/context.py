@@ -20,27 +20,23 @@ class Line:
     id: str
     billed: bool  # units > 0 (plain fields: rules read them in tight loops)
     family: Family | None
+    #: The unit rules' service: the family's primary code, else the code itself.
+    service: str
+    #: A 15-minute timed code (or family): pooled under the CMS 8-minute rule, which covers
+    #: 15-minute timed codes only (CMS Pub. 100-04, Ch. 5, sec. 20.2).
+    pooled: bool
 
     @classmethod
     def of(cls, line: ServiceLine, catalog: Catalog) -> Line:
         entry = catalog.get(line.cpt)
-        family = catalog.family(line.cpt) if entry is not None and entry.timed else None
-        return cls(line, entry, line.line_id, line.units > 0, family)
-
-    @property
-    def service(self) -> str:
-        """The unit rules' service: the family's primary code, else the code itself."""
-        return self.family.primary if self.family is not None else self.line.cpt
-
-    @property
-    def pooled(self) -> bool:
-        """A 15-minute timed code (or family): pooled under the CMS 8-minute rule, which
-        covers 15-minute timed codes only (CMS Pub. 100-04, Ch. 5, sec. 20.2)."""
-        if self.entry is None or not self.entry.timed:
-            return False
-        if self.family is not None:
-            return self.family.primary_unit == 15 and self.family.add_on_unit == 15
-        return self.entry.unit_minutes == 15
+        timed = entry is not None and entry.timed
+        family = catalog.family(line.cpt) if timed else None
+        if family is not None:
+            pooled = family.primary_unit == 15 and family.add_on_unit == 15
+        else:
+            pooled = timed and entry is not None and entry.unit_minutes == 15
+        service = family.primary if family is not None else line.cpt
+        return cls(line, entry, line.line_id, line.units > 0, family, service, pooled)
 
 
 @dataclass(frozen=True, slots=True)

@@ -275,6 +275,8 @@ def _fmt(by_code: dict[str, int], unit: str = "") -> str:
 def _alone(ctx: VisitContext, lines: list[Line], cms: bool) -> list[Finding]:
     """Each service (code, or add-on family) judged alone by the CPT time rule: the AMA rule,
     and under the CMS rule the codes whose unit is not 15 minutes."""
+    if not lines:
+        return []
     by_service: dict[str, list[Line]] = defaultdict(list)
     for ln in lines:
         by_service[ln.service].append(ln)
