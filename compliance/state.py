@@ -166,9 +166,11 @@ class PatientHistory:
             )
         try:
             visits = tuple(tuple(_record_of(v) for v in versions) for versions in body["visits"])
-        except (KeyError, TypeError, ValueError) as exc:
+            if any(not versions for versions in visits):
+                raise ValueError("a visit without versions")
+            return cls(visits)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise StateFormatError(f"patient history format {FORMAT_VERSION}: bad record") from exc
-        return cls(visits)
 
 
 def _pruned(visits: Sequence[tuple[VisitRecord, ...]], horizon_days: int) -> PatientHistory:

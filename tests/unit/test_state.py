@@ -71,6 +71,8 @@ def test_unknown_format_version_is_a_clear_error() -> None:
         PatientHistory.from_bytes(b"{")
     with pytest.raises(StateFormatError, match="bad record"):
         PatientHistory.from_bytes(b'{"format": 1, "visits": [[{"id": "V"}]]}')
+    with pytest.raises(StateFormatError, match="bad record"):
+        PatientHistory.from_bytes(b'{"format": 1, "visits": [[]]}')
 
 
 records = st.builds(
