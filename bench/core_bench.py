@@ -1,8 +1,10 @@
 """Core benchmark (not a test): validation + all rules + alert encoding on a realistic mix.
 
-    .venv/bin/python bench/core_bench.py [--visits N] [--repeat R] [--profile]
+    .venv/bin/python bench/core_bench.py [--visits N] [--repeat R] [--stateful] [--profile]
 
-Prints visits/s and microseconds per visit (median of R runs) on one core; --profile adds a
+Prints visits/s and microseconds per visit (median of R runs) on one core; --stateful keeps a
+PatientHistory per patient (seq = record index) as the worker and audit do, including its
+serialisation to bytes and back per visit (the worker's table value); --profile adds a
 pyinstrument profile of one run showing where the time per visit goes.
 """
 
@@ -18,21 +20,29 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compliance import Engine
+from compliance import Engine, PatientHistory
 from schemas import Rejection, decode_visit
 from streams.synthetic import VisitGenerator
 
 
-def run(records: list[bytes], engine: Engine) -> tuple[float, int, int]:
+def run(records: list[bytes], engine: Engine, stateful: bool = False) -> tuple[float, int, int]:
     now = datetime.now(UTC)
     alerts = rejected = 0
+    tables: dict[str, bytes] = {}
     start = time.perf_counter()
-    for value in records:
+    for seq, value in enumerate(records):
         visit = decode_visit(value)
         if isinstance(visit, Rejection):
             rejected += 1
             continue
-        outcome = engine.evaluate(visit, now)
+        if stateful:
+            stored = tables.get(visit.patient_ref)
+            history = PatientHistory.from_bytes(stored) if stored else PatientHistory()
+            outcome = engine.evaluate(visit, now, history, seq)
+            assert outcome.history is not None
+            tables[visit.patient_ref] = outcome.history.to_bytes()
+        else:
+            outcome = engine.evaluate(visit, now)
         for alert in outcome.alerts:
             alert.to_json()
         outcome.checked.to_json()
@@ -44,21 +54,26 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--visits", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--stateful", action="store_true")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     records = [r.value for r in VisitGenerator(seed=42).records(args.visits)]
     engine = Engine()
-    run(records[:2000], engine)  # warm-up
+    run(records[:2000], engine, args.stateful)  # warm-up
     times = []
     for _ in range(args.repeat):
-        elapsed, alerts, rejected = run(records, engine)
+        elapsed, alerts, rejected = run(records, engine, args.stateful)
         times.append(elapsed)
     med = statistics.median(times)
     print(
         f"machine: {platform.processor() or platform.machine()}, Python "
         f"{platform.python_version()}, {platform.system()}"
     )
-    print(f"visits: {args.visits} (alerts {alerts}, rejected {rejected}), runs: {args.repeat}")
+    mode = "with per-patient history" if args.stateful else "stateless"
+    print(
+        f"visits: {args.visits} (alerts {alerts}, rejected {rejected}), runs: {args.repeat}, "
+        f"{mode}, rule set {engine.ruleset_version}"
+    )
     print(
         f"median: {args.visits / med:,.0f} visits/s, {med / args.visits * 1e6:.1f} us/visit "
         f"(min {args.visits / min(times):,.0f}, max {args.visits / max(times):,.0f} visits/s)"
@@ -68,7 +83,7 @@ def main() -> None:
 
         profiler = Profiler(interval=0.0005)
         profiler.start()
-        run(records, engine)
+        run(records, engine, args.stateful)
         profiler.stop()
         print(profiler.output_text(unicode=False, color=False, show_all=False))
 

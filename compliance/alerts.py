@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import orjson
@@ -24,6 +25,13 @@ from schemas.visit import TherapyVisitCompleted
 #: Fixed namespace so alert ids are the same in every process and release (uuid5 of it).
 ALERT_NAMESPACE = uuid.UUID("5d0f3c8e-8a64-4a8e-9d1f-7c1b2a3e4f50")
 _JSON_OPTS = orjson.OPT_UTC_Z
+
+
+def money(amount: Decimal | None) -> str | None:
+    """USD decimal string to the cent (half up), or None; never negative."""
+    if amount is None:
+        return None
+    return str(max(amount, Decimal(0)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def alert_id(event_id: str, rule_id: str, line_ids: Iterable[str]) -> str:
@@ -71,6 +79,7 @@ def build_alerts(
     findings: Sequence[Finding],
     detected_at: datetime,
     engine_version: str,
+    ruleset_version: str | None = None,
 ) -> list[AlertEvent]:
     out = []
     for f in findings:
@@ -101,6 +110,8 @@ def build_alerts(
                     "reference": f.reference,
                     "detected_at": detected_at,
                     "engine_version": engine_version,
+                    "amount_at_risk": money(f.amount_at_risk),
+                    "ruleset_version": ruleset_version,
                 },
             )
         )
@@ -113,6 +124,7 @@ def build_checked(
     rules_evaluated: int,
     checked_at: datetime,
     engine_version: str,
+    ruleset_version: str | None = None,
 ) -> CheckedEvent:
     status = VisitStatus.FLAGGED if alerts else VisitStatus.CLEAN
     return CheckedEvent(
@@ -128,5 +140,6 @@ def build_checked(
             "rules_evaluated": rules_evaluated,
             "checked_at": checked_at,
             "engine_version": engine_version,
+            "ruleset_version": ruleset_version,
         },
     )

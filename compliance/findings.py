@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -23,9 +24,18 @@ class RuleId(StrEnum):
     UNTIMED_CODE_MULTIPLE_UNITS = "UNTIMED_CODE_MULTIPLE_UNITS"
     THERAPY_MODIFIER_MISSING = "THERAPY_MODIFIER_MISSING"
     UNKNOWN_CODE = "UNKNOWN_CODE"
+    # v1 additions: claim-level rules (EVENTS.md "v1 additions").
+    ASSISTANT_MODIFIER_MISSING = "ASSISTANT_MODIFIER_MISSING"
+    ASSISTANT_MODIFIER_UNPAIRED = "ASSISTANT_MODIFIER_UNPAIRED"
+    NCCI_PTP_CONFLICT = "NCCI_PTP_CONFLICT"
+    MUE_EXCEEDED = "MUE_EXCEEDED"
+    EVALUATION_DUPLICATE = "EVALUATION_DUPLICATE"
+    ADD_ON_CODE_WITHOUT_PRIMARY = "ADD_ON_CODE_WITHOUT_PRIMARY"
 
 
-#: Severity is fixed per rule by the contract, so it is data here, not a choice inside each rule.
+#: Severity is fixed per rule by the contract, so it is data here, not a choice inside each rule
+#: (the one exception: TIMED_MINUTES_MISSING is `info` under the CMS rule with a documented
+#: total, see `Finding.severity_override`).
 SEVERITY: dict[RuleId, Severity] = {
     RuleId.TIMED_UNITS_EXCEED_MINUTES: Severity.ERROR,
     RuleId.TIMED_UNITS_BELOW_MINUTES: Severity.WARNING,
@@ -38,6 +48,12 @@ SEVERITY: dict[RuleId, Severity] = {
     RuleId.UNTIMED_CODE_MULTIPLE_UNITS: Severity.ERROR,
     RuleId.THERAPY_MODIFIER_MISSING: Severity.ERROR,
     RuleId.UNKNOWN_CODE: Severity.WARNING,
+    RuleId.ASSISTANT_MODIFIER_MISSING: Severity.ERROR,
+    RuleId.ASSISTANT_MODIFIER_UNPAIRED: Severity.ERROR,
+    RuleId.NCCI_PTP_CONFLICT: Severity.ERROR,
+    RuleId.MUE_EXCEEDED: Severity.ERROR,
+    RuleId.EVALUATION_DUPLICATE: Severity.ERROR,
+    RuleId.ADD_ON_CODE_WITHOUT_PRIMARY: Severity.ERROR,
 }
 
 #: Primary sources, cited in every alert's `reference`.
@@ -46,6 +62,13 @@ CMS_DOCUMENTATION = "CMS Pub. 100-02, Ch. 15, sec. 220.3"
 CMS_MODIFIERS = "CMS Pub. 100-04, Ch. 5, sec. 20.1"
 AMA_TIME_RULE = (
     "AMA CPT time rule: a unit is attained when the midpoint (8 of 15 minutes) is passed"
+)
+CPT_ADD_ON = "CPT add-on code convention (reported in addition to the primary procedure)"
+NCCI_EVALUATIONS = "NCCI Policy Manual for Medicare Services, Ch. XI, sec. P.1"
+NCCI_MODIFIERS = "NCCI Policy Manual for Medicare Services, Ch. I, sec. E (modifier indicator)"
+CMS_ASSISTANTS = (
+    "CMS Pub. 100-04, Ch. 5, sec. 20.1; CMS 'Billing Examples Using CQ/CO Modifiers for "
+    "Services Furnished In Whole or In Part by PTAs and OTAs'"
 )
 
 
@@ -58,7 +81,10 @@ class Finding:
     cpt: str | None = None
     expected: dict[str, Any] = field(default_factory=dict)
     observed: dict[str, Any] = field(default_factory=dict)
+    #: USD the finding puts at risk (docs/rules.md "Revenue at risk"); None when unknown.
+    amount_at_risk: Decimal | None = None
+    severity_override: Severity | None = None
 
     @property
     def severity(self) -> Severity:
-        return SEVERITY[self.rule_id]
+        return self.severity_override or SEVERITY[self.rule_id]

@@ -33,6 +33,22 @@ class _Policy(Effective):
 
     unit_rule: UnitRule
     therapy_modifiers_required: bool
+    #: The payer applies Medicare's claim rules (CQ/CO; EVENTS.md "Medicare" rules).
+    follows_medicare: bool
+    source: Annotated[str, StringConstraints(min_length=3)]
+
+
+class AssistantModifiers(BaseModel):
+    """CQ/CO policy (CMS Pub. 100-04, Ch. 5, sec. 20.1): from which date of service, and the
+    de minimis share of a service's minutes an assistant may furnish without the modifier."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    effective_from: date
+    de_minimis_percent: Annotated[int, Field(ge=0, le=100)]
+    #: The payment differential of assistant-furnished lines (85% from 2022-01-01).
+    payment_reduction_percent: Annotated[int, Field(ge=0, le=100)] = 0
+    payment_reduction_from: date | None = None
     source: Annotated[str, StringConstraints(min_length=3)]
 
 
@@ -49,6 +65,7 @@ class _PolicyFile(BaseModel):
 
     kind: list[KindPolicy]
     payer: list[PayerPolicy] = Field(default_factory=list)
+    assistant_modifiers: AssistantModifiers
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +74,19 @@ class ResolvedPolicy:
     therapy_modifiers_required: bool
     #: Where the unit rule came from: "event", "payer", or "kind" (shown in alert `expected`).
     unit_rule_origin: str
+    follows_medicare: bool = False
 
 
 class PayerPolicies:
-    __slots__ = ("__weakref__", "_by_kind", "_by_payer")
+    __slots__ = ("__weakref__", "_by_kind", "_by_payer", "assistant_modifiers")
 
-    def __init__(self, kinds: list[KindPolicy], payers: list[PayerPolicy]) -> None:
+    def __init__(
+        self,
+        kinds: list[KindPolicy],
+        payers: list[PayerPolicy],
+        assistant_modifiers: AssistantModifiers,
+    ) -> None:
+        self.assistant_modifiers = assistant_modifiers
         by_kind: dict[PayerKind, list[KindPolicy]] = {}
         for k in kinds:
             by_kind.setdefault(k.kind, []).append(k)
@@ -93,9 +117,10 @@ class PayerPolicies:
             policy = _in_effect(self._by_kind[kind], day)
             origin = "kind"
         assert policy is not None  # every kind covers every date (checked at load)
-        if unit_rule is not None:
-            return ResolvedPolicy(unit_rule, policy.therapy_modifiers_required, "event")
-        return ResolvedPolicy(policy.unit_rule, policy.therapy_modifiers_required, origin)
+        rule, origin = (unit_rule, "event") if unit_rule is not None else (policy.unit_rule, origin)
+        return ResolvedPolicy(
+            rule, policy.therapy_modifiers_required, origin, policy.follows_medicare
+        )
 
 
 def _in_effect(entries: Sequence[_Policy], day: date) -> _Policy | None:
@@ -127,7 +152,7 @@ def parse_policies(text: str) -> PayerPolicies:
         raise PolicyError(f"payer_policies.toml: {exc}") from exc
     except ValidationError as exc:
         raise PolicyError(f"payer_policies.toml: {describe_errors(exc.errors())}") from exc
-    return PayerPolicies(raw.kind, raw.payer)
+    return PayerPolicies(raw.kind, raw.payer, raw.assistant_modifiers)
 
 
 def load_policies() -> PayerPolicies:

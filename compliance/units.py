@@ -66,6 +66,13 @@ class CmsSplit:
                 return False
         return chosen == self.picks
 
+    def max_units(self) -> dict[str, int]:
+        """The most units any allowed allocation gives each code."""
+        return {
+            c: f + (1 if c in self.sure or (c in self.tied and self.picks > 0) else 0)
+            for c, f in self.full.items()
+        }
+
     def count(self) -> int:
         return comb(len(self.tied), self.picks)
 
@@ -106,6 +113,19 @@ def cms_split(minutes_by_code: Mapping[str, int]) -> CmsSplit:
 def cms_allocations(minutes_by_code: Mapping[str, int]) -> list[Allocation]:
     """Every allocation of units to codes that CMS Pub. 100-04, Ch. 5, sec. 20.2 allows."""
     return cms_split(minutes_by_code).allocations()
+
+
+def service_units(minutes: int, first_unit: int = 15, next_unit: int = 15) -> int:
+    """Units of one service under the CPT time rule ("a unit of time is attained when the
+    mid-point is passed"), for codes whose first unit is `first_unit` minutes and each further
+    unit `next_unit` minutes: 97550 "initial 30 minutes" + 97551 "each additional 15 minutes"
+    gives 1 unit from 16 minutes and 2 from 38. With 15/15 it is `units_for_minutes`."""
+    if minutes < 0:
+        raise ValueError("minutes must be >= 0")
+    if 2 * minutes <= first_unit:
+        return 0
+    full, rest = divmod(max(0, minutes - first_unit), next_unit)
+    return 1 + full + (1 if 2 * rest > next_unit else 0)
 
 
 def ama_units(minutes: int) -> int:

@@ -4,6 +4,10 @@ Streams line by line (a 1 GB file is never held in memory; a single line is read
 the size limit). Alerts go to stdout, one JSON object per line; each invalid line is reported on
 stderr as {"line": N, "reason": ..., "detail": ...}; a summary object ends stderr. Exit 1 when
 any line was invalid, after every valid line has been processed (EVENTS.md, "Command line").
+
+Claim-level state is kept as the worker keeps it: one `PatientHistory` per patient in memory,
+each visit evaluated with seq = its line number, in input order, so a backfill gives the same
+alerts as the stream. `--ruleset DIR` runs with another rule data directory.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import BinaryIO, TextIO
 
 import orjson
 
-from compliance import Engine
+from compliance import Engine, PatientHistory
+from compliance.ruleset import load_ruleset
 from schemas.common import DeadLetterReason
 from schemas.decode import DEFAULT_MAX_BYTES, Rejection, decode_visit
 
@@ -65,6 +71,7 @@ def run_audit(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> AuditSummary:
     engine = engine or Engine()
+    histories: dict[str, PatientHistory] = {}
     summary = AuditSummary()
     progress = err.isatty()
     last = time.monotonic()
@@ -86,7 +93,10 @@ def run_audit(
             )
             continue
         summary.visits_read += 1
-        outcome = engine.evaluate(result, datetime.now(UTC))
+        history = histories.get(result.patient_ref, PatientHistory())
+        outcome = engine.evaluate(result, datetime.now(UTC), history, seq=lineno)
+        assert outcome.history is not None
+        histories[result.patient_ref] = outcome.history
         for alert in outcome.alerts:
             summary.alerts_by_rule[alert.rule_id] += 1
             out.write(alert.to_json() + b"\n")
@@ -101,7 +111,14 @@ def run_audit(
     return summary
 
 
-def audit_main(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+def audit_main(path: str, max_bytes: int = DEFAULT_MAX_BYTES, ruleset: str | None = None) -> int:
+    engine = None
+    if ruleset is not None:
+        try:
+            engine = Engine(ruleset=load_ruleset(Path(ruleset)))
+        except (OSError, ValueError) as exc:
+            print(f"therapy-compliance audit: rule set {ruleset}: {exc}", file=sys.stderr)
+            return 2
     try:
         stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
@@ -109,7 +126,9 @@ def audit_main(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
         return 2
     with stream:
         try:
-            summary = run_audit(stream, sys.stdout.buffer, sys.stderr, max_bytes=max_bytes)
+            summary = run_audit(
+                stream, sys.stdout.buffer, sys.stderr, engine=engine, max_bytes=max_bytes
+            )
         except BrokenPipeError:  # `audit big.jsonl | head` is normal use, not an error
             return 0
     return 1 if summary.invalid_lines else 0

@@ -82,3 +82,25 @@ def model(data: dict[str, Any]) -> TherapyVisitCompleted:
 
 def raw(data: dict[str, Any]) -> bytes:
     return orjson.dumps(data)
+
+
+def other_visit(
+    visit_id: str,
+    services: list[dict[str, Any]],
+    npi: str = "1234567893",
+    dos: str = "2026-03-02",
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A visit of the BASE patient with its own ids (for same-day, cross-visit tests)."""
+    timed = sum(s.get("minutes", 0) for s in services)
+    fields: dict[str, Any] = {
+        "visit_id": visit_id,
+        "event_id": f"evt-{visit_id}",
+        "date_of_service": dos,
+        "occurred_at": f"{dos}T20:00:00Z",
+        "rendering_provider": {"npi": npi, "credential": "PT"},
+        "services": services,
+        "total_timed_minutes": timed,
+        "total_treatment_minutes": timed + 30,
+    }
+    return payload(**{**fields, **overrides})

@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from compliance.findings import Finding, RuleId
+from compliance.rules.add_on import check_add_on_without_primary
+from compliance.rules.assistants import check_assistant_modifiers
 from compliance.rules.code_set import (
     check_code_valid_on_date,
     check_unknown_code,
     check_untimed_units,
 )
 from compliance.rules.context import VisitContext
+from compliance.rules.evaluations import check_evaluation_duplicate
 from compliance.rules.modifiers import check_therapy_modifier
+from compliance.rules.mue import check_mue
+from compliance.rules.ncci import check_ncci_ptp
 from compliance.rules.timed_totals import check_total_timed_minutes, check_treatment_time
 from compliance.rules.timed_units import check_timed_units
 from compliance.rules.written_report import check_written_report
@@ -36,6 +41,14 @@ RULES: tuple[tuple[Rule, tuple[RuleId, ...]], ...] = (
     (check_untimed_units, (RuleId.UNTIMED_CODE_MULTIPLE_UNITS,)),
     (check_written_report, (RuleId.WRITTEN_REPORT_MISSING,)),
     (check_therapy_modifier, (RuleId.THERAPY_MODIFIER_MISSING,)),
+    (
+        check_assistant_modifiers,
+        (RuleId.ASSISTANT_MODIFIER_MISSING, RuleId.ASSISTANT_MODIFIER_UNPAIRED),
+    ),
+    (check_add_on_without_primary, (RuleId.ADD_ON_CODE_WITHOUT_PRIMARY,)),
+    (check_evaluation_duplicate, (RuleId.EVALUATION_DUPLICATE,)),
+    (check_ncci_ptp, (RuleId.NCCI_PTP_CONFLICT,)),
+    (check_mue, (RuleId.MUE_EXCEEDED,)),
 )
 
 RULE_IDS: tuple[RuleId, ...] = tuple(r for _, rs in RULES for r in rs)

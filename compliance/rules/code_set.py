@@ -5,6 +5,7 @@ catalog does not know, and service-based codes billed with more than one unit.""
 from __future__ import annotations
 
 from collections import defaultdict
+from decimal import Decimal
 
 from compliance.catalog import UnitBasis
 from compliance.findings import CMS_UNITS, Finding, RuleId
@@ -39,6 +40,7 @@ def check_code_valid_on_date(ctx: VisitContext) -> list[Finding]:
                     "replacement_codes": successors,
                 },
                 observed={"cpt": entry.code, "date_of_service": day.isoformat()},
+                amount_at_risk=ctx.line_amount(ln),
             )
         )
     return out
@@ -48,8 +50,8 @@ def check_unknown_code(ctx: VisitContext) -> list[Finding]:
     return [
         Finding(
             RuleId.UNKNOWN_CODE,
-            f"{ln.line.cpt} is not in the therapy code catalog: its units were not checked, and "
-            "checks that pool timed minutes were skipped for this visit.",
+            f"{ln.line.cpt} is not in the therapy code catalog: this line was not checked "
+            "(the visit's other lines were).",
             UNKNOWN_REFERENCE,
             (ln.id,),
             ln.line.cpt,
@@ -79,6 +81,7 @@ def check_untimed_units(ctx: VisitContext) -> list[Finding]:
                     code,
                     expected={"units": 1},
                     observed={"units": units},
+                    amount_at_risk=_excess_amount(ctx, by_code[code], units - 1),
                 )
             )
     return out
@@ -86,3 +89,10 @@ def check_untimed_units(ctx: VisitContext) -> list[Finding]:
 
 def _iso(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _excess_amount(ctx: VisitContext, lines: list[Line], excess: int) -> Decimal | None:
+    """The excess units' share of the lines' amount."""
+    total = ctx.lines_amount(lines)
+    units = sum(ln.line.units for ln in lines)
+    return None if total is None or units == 0 else total * excess / units

@@ -1,11 +1,15 @@
-"""Per-visit facts every rule needs, computed once: catalog entry per line, the payer policy."""
+"""Per-visit facts every rule needs, computed once: catalog entry per line, the payer policy,
+the rule set, and the patient's earlier visits of the same date of service."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
-from compliance.catalog import Catalog, CodeEntry, UnitBasis
+from compliance.catalog import Catalog, CodeEntry, Family, UnitBasis
 from compliance.policy import ResolvedPolicy
+from compliance.ruleset import RuleSet
+from compliance.state import VisitRecord
 from schemas.visit import ServiceLine, TherapyVisitCompleted
 
 
@@ -15,10 +19,24 @@ class Line:
     entry: CodeEntry | None  # None: not in the catalog
     id: str
     billed: bool  # units > 0 (plain fields: rules read them in tight loops)
+    family: Family | None
+    #: The unit rules' service: the family's primary code, else the code itself.
+    service: str
+    #: A 15-minute timed code (or family): pooled under the CMS 8-minute rule, which covers
+    #: 15-minute timed codes only (CMS Pub. 100-04, Ch. 5, sec. 20.2).
+    pooled: bool
 
     @classmethod
     def of(cls, line: ServiceLine, catalog: Catalog) -> Line:
-        return cls(line, catalog.get(line.cpt), line.line_id, line.units > 0)
+        entry = catalog.get(line.cpt)
+        timed = entry is not None and entry.timed
+        family = catalog.family(line.cpt) if timed else None
+        if family is not None:
+            pooled = family.primary_unit == 15 and family.add_on_unit == 15
+        else:
+            pooled = timed and entry is not None and entry.unit_minutes == 15
+        service = family.primary if family is not None else line.cpt
+        return cls(line, entry, line.line_id, line.units > 0, family, service, pooled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,20 +44,34 @@ class VisitContext:
     visit: TherapyVisitCompleted
     catalog: Catalog
     policy: ResolvedPolicy
+    rules: RuleSet
     lines: tuple[Line, ...]
     timed: tuple[Line, ...]
     unknown: tuple[Line, ...]
+    #: The patient's other visits of this date of service seen before this one (any NPI).
+    same_day: tuple[VisitRecord, ...] = ()
 
     @classmethod
     def build(
-        cls, visit: TherapyVisitCompleted, catalog: Catalog, policy: ResolvedPolicy
+        cls,
+        visit: TherapyVisitCompleted,
+        rules: RuleSet,
+        policy: ResolvedPolicy,
+        same_day: tuple[VisitRecord, ...] = (),
     ) -> VisitContext:
+        catalog = rules.catalog
         lines = tuple([Line.of(s, catalog) for s in visit.services])
         timed = tuple(
             ln for ln in lines if ln.entry is not None and ln.entry.unit_basis is UnitBasis.TIMED
         )
         unknown = tuple(ln for ln in lines if ln.entry is None)
-        return cls(visit, catalog, policy, lines, timed, unknown)
+        return cls(visit, catalog, policy, rules, lines, timed, unknown, same_day)
+
+    @property
+    def same_npi(self) -> tuple[VisitRecord, ...]:
+        """Earlier visits of this date of service by the same rendering NPI."""
+        npi = self.visit.rendering_provider.npi
+        return tuple(v for v in self.same_day if v.npi == npi)
 
     @property
     def all_timed_minutes_known(self) -> bool:
@@ -57,6 +89,34 @@ class VisitContext:
         if self.timed and self.all_timed_minutes_known:
             return self.sum_timed_line_minutes(), "sum_of_line_minutes"
         return None
+
+    # --- amounts (docs/rules.md "Revenue at risk") ----------------------------------------
+
+    def line_amount(self, ln: Line) -> Decimal | None:
+        """The line's amount: its `allowed_amount`, else the fee schedule's per-unit amount
+        times its units, else None (unknown)."""
+        if ln.line.allowed_amount is not None:
+            return Decimal(ln.line.allowed_amount)
+        fee = self.rules.fees.per_unit(
+            ln.line.cpt, self.visit.date_of_service.year, self.visit.payer.payer_id
+        )
+        return None if fee is None else fee * ln.line.units
+
+    def units_amount(self, ln: Line, units: int) -> Decimal | None:
+        """The share of the line's amount for `units` of its units."""
+        amount = self.line_amount(ln)
+        if amount is None or ln.line.units <= 0:
+            return None
+        return amount * min(units, ln.line.units) / ln.line.units
+
+    def lines_amount(self, lines: tuple[Line, ...] | list[Line]) -> Decimal | None:
+        total = Decimal(0)
+        for ln in lines:
+            amount = self.line_amount(ln)
+            if amount is None:
+                return None
+            total += amount
+        return total
 
 
 def ids(lines: tuple[Line, ...] | list[Line]) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ def check_therapy_modifier(ctx: VisitContext) -> list[Finding]:
                 ln.line.cpt,
                 expected={"modifier": required},
                 observed={"modifiers": list(ln.line.modifiers)},
+                amount_at_risk=ctx.line_amount(ln),
             )
         )
     return out

@@ -29,10 +29,25 @@ def check_total_timed_minutes(ctx: VisitContext) -> list[Finding]:
                 observed={"total_timed_minutes": None},
             )
         ]
-    if not ctx.all_timed_minutes_known or ctx.unknown:
-        return []  # per-line minutes are voluntary; an unknown code may own some minutes
+    if not ctx.all_timed_minutes_known:
+        return []  # per-line minutes are voluntary (Pub. 100-02, Ch. 15, sec. 220.3)
     line_sum = ctx.sum_timed_line_minutes()
-    if line_sum == total:
+    # An unknown code may be timed (its minutes in the total) or not: the total must lie
+    # between the known timed lines' sum and that sum plus the unknown lines' minutes (no
+    # upper bound when an unknown line has no minutes).
+    extra = (
+        sum(ln.line.minutes or 0 for ln in ctx.unknown)
+        if all(ln.line.minutes is not None for ln in ctx.unknown)
+        else None
+    )
+    if ctx.unknown:
+        upper = None if extra is None else line_sum + extra
+        consistent = line_sum <= total and (upper is None or total <= upper)
+        expected: dict[str, object] = {"total_timed_minutes_between": [line_sum, upper]}
+    else:
+        consistent = total == line_sum
+        expected = {"total_timed_minutes": line_sum}
+    if consistent:
         return []
     return [
         Finding(
@@ -41,7 +56,7 @@ def check_total_timed_minutes(ctx: VisitContext) -> list[Finding]:
             ref,
             ids(ctx.timed),
             None,
-            expected={"total_timed_minutes": line_sum},
+            expected=expected,
             observed={"total_timed_minutes": total, "sum_of_line_minutes": line_sum},
         )
     ]

@@ -38,6 +38,7 @@ def check_written_report(ctx: VisitContext) -> list[Finding]:
                     "signed": True,
                 },
                 observed={"written_reports": len(reports), "signed": signed},
+                amount_at_risk=ctx.line_amount(ln),
             )
         )
     return out

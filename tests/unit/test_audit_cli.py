@@ -131,3 +131,89 @@ def test_last_line_without_newline_and_crlf() -> None:
     out, err = io.BytesIO(), io.StringIO()
     summary = run_audit(io.BytesIO(good + b"\r\n" + good), out, err)
     assert summary.visits_read == 2 and summary.invalid_lines == 0
+
+
+# --- claim-level state across lines (EVENTS.md "Command line": state kept across the lines
+# of one run, in input order, as the worker keeps it across a partition) -------------------
+
+
+def _ncci_dir(tmp_path: Path) -> Path:
+    import shutil
+
+    fix = Path(__file__).parents[1] / "fixtures" / "ncci"
+    d = tmp_path / "rules"
+    (d / "ncci" / "ptp").mkdir(parents=True)
+    shutil.copy(fix / "ccipra-v322r0-f4.TXT", d / "ncci" / "ptp")
+    return d
+
+
+def _pair_lines(npi_b: str) -> bytes:
+    from tests.factories import line, other_visit
+
+    a = other_visit("V-A", [line("1", "97140", 1, 15)])
+    b = other_visit("V-B", [line("1", "97530", 1, 15)], npi=npi_b)
+    return raw(a) + b"\n" + raw(b) + b"\n"
+
+
+def test_audit_finds_an_ncci_pair_split_across_two_visits_of_one_npi(tmp_path: Path) -> None:
+    from compliance import Engine
+    from compliance.ruleset import load_ruleset
+
+    engine = Engine(ruleset=load_ruleset(_ncci_dir(tmp_path)))
+    out, err = io.BytesIO(), io.StringIO()
+    run_audit(io.BytesIO(_pair_lines("1234567893")), out, err, engine=engine)
+    alerts = [orjson.loads(x) for x in out.getvalue().splitlines()]
+    assert [(a["visit_id"], a["rule_id"]) for a in alerts] == [("V-B", "NCCI_PTP_CONFLICT")]
+    assert alerts[0]["ruleset_version"] == engine.ruleset_version
+    out = io.BytesIO()
+    run_audit(io.BytesIO(_pair_lines("1245319599")), out, io.StringIO(), engine=engine)
+    assert out.getvalue() == b""  # the same two visits for different NPIs: no edit
+
+
+def test_audit_ruleset_option_through_the_cli(tmp_path: Path) -> None:
+    from streams.audit import audit_main
+
+    path = tmp_path / "visits.jsonl"
+    path.write_bytes(_pair_lines("1234567893"))
+    assert audit_main(str(path), ruleset=str(tmp_path / "missing")) == 2
+    import contextlib
+
+    buf = io.BytesIO()
+
+    class _Out:
+        buffer = buf
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        import sys
+
+        real = sys.stdout
+        sys.stdout = _Out()  # type: ignore[assignment]
+        try:
+            assert audit_main(str(path), ruleset=str(_ncci_dir(tmp_path))) == 0
+        finally:
+            sys.stdout = real
+    assert [orjson.loads(x)["rule_id"] for x in buf.getvalue().splitlines()] == [
+        "NCCI_PTP_CONFLICT"
+    ]
+
+
+def test_audit_evaluation_duplicate_across_lines_same_result_as_stream() -> None:
+    from datetime import UTC, datetime
+
+    from compliance import Engine, PatientHistory
+    from tests.factories import line, model, other_visit
+
+    visits = [
+        other_visit("V-A", [line("1", "97163", 1)]),
+        other_visit("V-B", [line("1", "97164", 1)]),
+    ]
+    out = io.BytesIO()
+    run_audit(io.BytesIO(b"\n".join(raw(v) for v in visits) + b"\n"), out, io.StringIO())
+    audited = [orjson.loads(x)["alert_id"] for x in out.getvalue().splitlines()]
+    # The worker's way: seq = offset; audit's: seq = line number. Same order, same alerts.
+    engine, h, streamed = Engine(), PatientHistory(), []
+    for seq, v in enumerate(visits, start=100):
+        o = engine.evaluate(model(v), datetime.now(UTC), h, seq)
+        streamed += [a.alert_id for a in o.alerts]
+        h = o.history or h
+    assert audited == streamed and len(audited) == 1

@@ -12,8 +12,8 @@ from schemas.common import UnitRule
 from tests.factories import model, payload
 
 HEADER = (
-    "code,descriptor,unit_basis,written_report,always_therapy,effective_from,"
-    "effective_to,replaced_by,source\n"
+    "code,descriptor,unit_basis,unit_minutes,add_on_to,max_units_per_day,evaluates,"
+    "written_report,always_therapy,effective_from,effective_to,replaced_by,source\n"
 )
 SEED = [
     "97001",
@@ -136,26 +136,26 @@ def test_every_row_cites_a_source_and_deleted_codes_name_replacements() -> None:
 
 
 def test_catalog_rejects_duplicates() -> None:
-    row = "97110,Therapeutic exercise,timed,false,true,,,,CPT\n"
+    row = "97110,Therapeutic exercise,timed,15,,,,false,true,,,,CPT\n"
     with pytest.raises(CatalogError, match="duplicate code 97110"):
         parse_catalog(HEADER + row + row)
 
 
 def test_catalog_rejects_unordered_dates() -> None:
-    row = "97110,Therapeutic exercise,timed,false,true,2020-01-01,2019-01-01,,CPT\n"
+    row = "97110,Therapeutic exercise,timed,15,,,,false,true,2020-01-01,2019-01-01,,CPT\n"
     with pytest.raises(CatalogError, match=r"line 2.*effective_to 2019-01-01 is before"):
         parse_catalog(HEADER + row)
 
 
 def test_catalog_rejects_unknown_replacement_and_bad_values() -> None:
     with pytest.raises(CatalogError, match="replaced_by 97999 is not in the catalog"):
-        parse_catalog(HEADER + "97001,PT eval,service,false,true,,2016-12-31,97999,CPT\n")
+        parse_catalog(HEADER + "97001,PT eval,service,,,,PT,false,true,,2016-12-31,97999,CPT\n")
     with pytest.raises(CatalogError, match="unit_basis"):
-        parse_catalog(HEADER + "97110,Exercise,sometimes,false,true,,,,CPT\n")
+        parse_catalog(HEADER + "97110,Exercise,sometimes,15,,,,false,true,,,,CPT\n")
     with pytest.raises(CatalogError, match="replaced_by given but no effective_to"):
         parse_catalog(
-            HEADER + "97110,Exercise,timed,false,true,,,97112,CPT\n"
-            "97112,Neuro re-ed,timed,false,true,,,,CPT\n"
+            HEADER + "97110,Exercise,timed,15,,,,false,true,,,97112,CPT\n"
+            "97112,Neuro re-ed,timed,15,,,,false,true,,,,CPT\n"
         )
 
 
@@ -180,10 +180,16 @@ def test_contract_default_unit_rule_per_payer_kind(
 
 
 POLICY = """
+[assistant_modifiers]
+effective_from = 2020-01-01
+de_minimis_percent = 10
+source = "test"
+
 [[kind]]
 kind = "medicare"
 unit_rule = "cms_8_minute"
 therapy_modifiers_required = true
+follows_medicare = true
 source = "test"
 """ + "".join(
     f"""
@@ -191,6 +197,7 @@ source = "test"
 kind = "{k}"
 unit_rule = "ama_midpoint"
 therapy_modifiers_required = false
+follows_medicare = false
 source = "test"
 """
     for k in ["medicare_advantage", "medicaid", "commercial", "workers_comp", "other"]
@@ -205,6 +212,7 @@ def test_payer_override_by_date_of_service_and_event_override() -> None:
 payer_id = "ACME"
 unit_rule = "cms_8_minute"
 therapy_modifiers_required = true
+follows_medicare = false
 effective_from = 2026-01-01
 source = "ACME provider manual"
 """
@@ -244,7 +252,10 @@ def test_policy_file_must_cover_every_kind_and_date() -> None:
         )
     with pytest.raises(PolicyError, match="cover every date"):
         parse_policies(
-            POLICY.replace('source = "test"\n', 'source = "test"\neffective_from = 2020-01-01\n', 1)
+            POLICY.replace(
+                'follows_medicare = true\nsource = "test"\n',
+                'follows_medicare = true\nsource = "test"\neffective_from = 2020-01-01\n',
+            )
         )
     with pytest.raises(PolicyError, match="unit_rule"):
         parse_policies(POLICY.replace("cms_8_minute", "eight_minutes"))

@@ -27,6 +27,13 @@ CONTRACT = {
     "UNTIMED_CODE_MULTIPLE_UNITS": "error",
     "THERAPY_MODIFIER_MISSING": "error",
     "UNKNOWN_CODE": "warning",
+    # EVENTS.md "v1 additions" (claim-level rules).
+    "ASSISTANT_MODIFIER_MISSING": "error",
+    "ASSISTANT_MODIFIER_UNPAIRED": "error",
+    "NCCI_PTP_CONFLICT": "error",
+    "MUE_EXCEEDED": "error",
+    "EVALUATION_DUPLICATE": "error",
+    "ADD_ON_CODE_WITHOUT_PRIMARY": "error",
 }
 
 

@@ -120,11 +120,11 @@ def test_deleted_code_message_names_replacements(check: Any) -> None:
 
 def test_unknown_code_warning(check: Any) -> None:
     data = payload(
-        services=[line("1", "97799", 1)], total_timed_minutes=..., total_treatment_minutes=30
+        services=[line("1", "97999", 1)], total_timed_minutes=..., total_treatment_minutes=30
     )
     findings = check(data)
     assert rule_ids(findings) == ["UNKNOWN_CODE"]
-    assert findings[0].severity.value == "warning" and findings[0].cpt == "97799"
+    assert findings[0].severity.value == "warning" and findings[0].cpt == "97999"
 
 
 def test_untimed_code_multiple_units(check: Any) -> None:

@@ -147,10 +147,15 @@ def test_untimed_codes_mixed_with_timed_are_not_pooled(check: Any) -> None:
     assert check(data) == []
 
 
-def test_cms_unknown_code_suppresses_below_but_not_exceed(check: Any) -> None:
-    data = timed_visit(("97110", 1, 23))  # 23 min support 2; 1 billed
+def test_cms_unknown_code_disables_only_its_own_line(check: Any) -> None:
+    # EVENTS.md "v1 additions": an unknown code disables only the checks of its own line; the
+    # known lines are still checked, their pooled minutes being the known timed lines' minutes.
+    # (The old engine skipped BELOW for the whole visit: this raised only UNKNOWN_CODE.)
+    data = timed_visit(("97110", 1, 23))  # 23 min support 2 (sec. 20.2 chart); 1 billed
     data["services"].append(line("9", "97999", 1, None))
-    assert rule_ids(check(data)) == ["UNKNOWN_CODE"]
+    findings = check(data)
+    assert rule_ids(findings) == ["UNKNOWN_CODE", "TIMED_UNITS_BELOW_MINUTES"]
+    assert findings[1].expected["total_units"] == 2 and findings[1].line_ids == ("1",)
     data = timed_visit(("97110", 3, 23))
     data["services"].append(line("9", "97999", 1, None))
     assert rule_ids(check(data)) == ["UNKNOWN_CODE", "TIMED_UNITS_EXCEED_MINUTES"]

@@ -1,0 +1,161 @@
+"""A rule set: the catalog, payer policies, NCCI policy statements, CMS NCCI PTP and MUE files
+and fee schedules, plus the engine version, loaded and validated once, with a stable
+`ruleset_version` stamped on every alert and checked record.
+
+Directory layout (the package's `compliance/data/` is the default rule set):
+
+    DIR/cpt_catalog.csv          the catalog               (absent: the package's file)
+    DIR/payer_policies.toml      payer policies            (absent: the package's file)
+    DIR/ncci_policy.toml         NCCI manual statements    (absent: the package's file)
+    DIR/fee_schedule.csv         fee schedule              (absent: the package's file)
+    DIR/ncci/ptp/*.txt|*.TXT     CMS ccipra-vNNNrN-fK.TXT practitioner PTP files (optional)
+    DIR/ncci/mue/*.csv           CMS MCR_MUE_PractitionerServices_Eff_MM-DD-YYYY.csv (optional)
+    DIR/fees/*.csv               further fee schedule files (optional)
+
+Files can also be given explicitly (`ptp_files`, `mue_files`, `fee_files`), in addition.
+
+`ruleset_version` = "rs-" + the first 16 hex digits of SHA-256 over the engine version and, per
+file actually used, its role, its base name and the SHA-256 of its bytes, in a fixed order:
+the same files and engine give the same id wherever they live; any byte changed changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from compliance.catalog import Catalog, parse_catalog
+from compliance.fees import FeeSchedule, parse_fee_rows
+from compliance.mue import MueTable, parse_mue
+from compliance.ncci_policy import NcciPolicy, parse_ncci_policy
+from compliance.ncci_ptp import PtpTable, parse_ptp
+from compliance.policy import PayerPolicies, parse_policies
+
+ENGINE_VERSION = "0.1.0"
+
+CATALOG = "cpt_catalog.csv"
+POLICIES = "payer_policies.toml"
+NCCI_POLICY = "ncci_policy.toml"
+FEES = "fee_schedule.csv"
+PTP_DIR = Path("ncci/ptp")
+MUE_DIR = Path("ncci/mue")
+FEES_DIR = Path("fees")
+
+
+class RuleSetError(ValueError):
+    """A rule set cannot be loaded; the message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    catalog: Catalog
+    policies: PayerPolicies
+    ncci_policy: NcciPolicy
+    ptp: PtpTable
+    mue: MueTable
+    fees: FeeSchedule
+    version: str
+    #: (role, base name, sha256) of every file used, in version order (for tools and logs).
+    files: tuple[tuple[str, str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    role: str
+    name: str
+    data: bytes
+
+
+def _package_file(name: str) -> _Source:
+    return _Source(name, name, resources.files("compliance.data").joinpath(name).read_bytes())
+
+
+def _read(path: Path, role: str) -> _Source:
+    try:
+        return _Source(role, path.name, path.read_bytes())
+    except OSError as exc:
+        raise RuleSetError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _listed(directory: Path | None, sub: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    if directory is None or not (directory / sub).is_dir():
+        return []
+    return sorted(
+        p for p in (directory / sub).iterdir() if p.is_file() and p.suffix.lower() in suffixes
+    )
+
+
+def load_ruleset(
+    directory: Path | str | None = None,
+    *,
+    ptp_files: Sequence[Path | str] = (),
+    mue_files: Sequence[Path | str] = (),
+    fee_files: Sequence[Path | str] = (),
+) -> RuleSet:
+    """Load and validate a rule set (the package's data when `directory` is None)."""
+    base = Path(directory) if directory is not None else None
+    if base is not None and not base.is_dir():
+        raise RuleSetError(f"rule set directory {base} does not exist")
+
+    def main(name: str) -> _Source:
+        if base is not None and (base / name).is_file():
+            return _read(base / name, name)
+        return _package_file(name)
+
+    core = [main(CATALOG), main(POLICIES), main(NCCI_POLICY), main(FEES)]
+    ptp = [_read(p, "ptp") for p in [*_listed(base, PTP_DIR, (".txt",)), *map(Path, ptp_files)]]
+    mue = [_read(p, "mue") for p in [*_listed(base, MUE_DIR, (".csv",)), *map(Path, mue_files)]]
+    fees = [_read(p, "fees") for p in [*_listed(base, FEES_DIR, (".csv",)), *map(Path, fee_files)]]
+    return build_ruleset(core, ptp, mue, fees)
+
+
+def build_ruleset(
+    core: Sequence[_Source],
+    ptp: Iterable[_Source],
+    mue: Iterable[_Source],
+    fees: Iterable[_Source],
+) -> RuleSet:
+    catalog_src, policies_src, ncci_src, fee_src = core
+    try:
+        catalog = parse_catalog(catalog_src.data.decode("utf-8"))
+        policies = parse_policies(policies_src.data.decode("utf-8"))
+        ncci_policy = parse_ncci_policy(ncci_src.data.decode("utf-8"))
+        ptp_list, mue_list, fee_list = list(ptp), list(mue), [fee_src, *fees]
+        ptp_table = PtpTable([parse_ptp(s.data, s.name) for s in ptp_list], ncci_policy.ptp_edits)
+        mue_table = MueTable([parse_mue(s.data, s.name) for s in mue_list])
+        fee_rows = [r for s in fee_list for r in parse_fee_rows(s.data.decode("utf-8"), s.name)]
+        fee_schedule = FeeSchedule(fee_rows)
+    except UnicodeDecodeError as exc:
+        raise RuleSetError(f"a rule set file is not UTF-8 text: {exc}") from exc
+    used = [
+        *core,
+        *sorted(ptp_list, key=_key),
+        *sorted(mue_list, key=_key),
+        *sorted(fee_list[1:], key=_key),
+    ]
+    files = tuple((s.role, s.name, hashlib.sha256(s.data).hexdigest()) for s in used)
+    h = hashlib.sha256(f"engine {ENGINE_VERSION}\n".encode())
+    for role, name, digest in files:
+        h.update(f"{role}\t{name}\t{digest}\n".encode())
+    return RuleSet(
+        catalog,
+        policies,
+        ncci_policy,
+        ptp_table,
+        mue_table,
+        fee_schedule,
+        "rs-" + h.hexdigest()[:16],
+        files,
+    )
+
+
+def _key(s: _Source) -> tuple[str, str]:
+    return (s.name, hashlib.sha256(s.data).hexdigest())
+
+
+def default_ruleset() -> RuleSet:
+    """The package's rule set (no CMS NCCI files: only the shipped policy statements)."""
+    return load_ruleset(None)
