@@ -23,6 +23,8 @@ from faust.types import TP as FaustTP
 from mode import CrashingSupervisor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from compliance import Engine
+from compliance.ruleset import load_ruleset
 from streams.checkpoint import TP
 from streams.health import Health
 from streams.metrics import Metrics
@@ -30,6 +32,7 @@ from streams.pipeline import Pipeline
 from streams.processor import Output, Record, VisitProcessor
 from streams.publish import Publisher
 from streams.settings import SecurityProtocol, Settings, settings_from_env_or_exit
+from streams.state import TABLE_NAME, TableState
 from streams.topics import ensure_topics, record_limit
 
 log = logging.getLogger("streams.app")
@@ -101,17 +104,26 @@ def _record(message: Any) -> Record:
     )
 
 
-def create_app(settings: Settings, metrics: Metrics | None = None) -> ComplianceApp:
+def create_engine(settings: Settings) -> Engine:
+    """The rule set named by the settings (the package's rules by default), loaded once."""
+    ruleset = load_ruleset(settings.ruleset_dir, **settings.ruleset_files)
+    return Engine(ruleset=ruleset, horizon_days=settings.history_horizon_days)
+
+
+def create_app(
+    settings: Settings, metrics: Metrics | None = None, engine: Engine | None = None
+) -> ComplianceApp:
     from streams.worker import BoundedWorker  # the worker module imports nothing of ours back
 
     metrics = metrics or Metrics()
+    engine = engine or create_engine(settings)
     app = ComplianceApp(
         settings.app_id,
         broker=settings.faust_broker,
         broker_credentials=_credentials(settings),
         env={},  # faust must not read BROKER_URL, WEB_PORT, ... behind our settings' back
         datadir=str(settings.data_dir),
-        store="memory://",
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_host,
@@ -161,7 +173,16 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Compliance
     async def crash(exc: BaseException) -> None:
         await app.crash(exc)
 
-    processor = VisitProcessor(settings, metrics)
+    # Per-patient state, co-partitioned with the input (same key, same partition count).
+    table = app.Table(
+        TABLE_NAME,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        options={"driver": "rocksdict"},
+        help="Per-patient history for the rules that span visits (compliance/state.py).",
+    )
+    processor = VisitProcessor(settings, metrics, engine, state=TableState(table))
     pipeline = Pipeline(processor, Publisher(send, metrics), commit, metrics, on_fatal=crash)
     health = Health(
         settings.topic_visits,
@@ -194,6 +215,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Compliance
             await pipeline.on_revoked(tps, min(settings.session_timeout_s, MAX_REVOKE_WAIT_S))
 
     async def on_assigned(sender: Any, assigned: Set[Any], **kwargs: Any) -> None:
+        pipeline.assigned(
+            TP(tp.topic, tp.partition) for tp in assigned if tp.topic == settings.topic_visits
+        )
         health.assigned_once = True
         health.update_lag()
 

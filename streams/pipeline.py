@@ -66,6 +66,9 @@ class Pipeline:
         self.last_progress = time.time()
         #: Offset of the last record processed per partition (metrics and lag).
         self.last_offsets: dict[TP, int] = {}
+        #: Input partitions this worker owns (None: no assignment tracking, e.g. unit tests).
+        #: Records of other partitions are not processed: their state is not ours to write.
+        self.owned: set[TP] | None = None
 
     async def submit(self, records: Sequence[Record], on_durable: DurableFn = _nothing) -> None:
         """Process a batch and start publishing it; returns once it is in flight. Records are
@@ -81,6 +84,12 @@ class Pipeline:
             if self.failure is not None:
                 raise self.failure
             return
+        if self.owned is not None:
+            owned = self.owned  # records taken before a revoke are re-delivered to the owner
+            records = [r for r in records if TP(r.topic, r.partition) in owned]
+            if not records:
+                self._slots.release()
+                return
         started = time.perf_counter()
         outputs: list[Output] = []
         offsets: dict[TP, int] = {}
@@ -156,10 +165,16 @@ class Pipeline:
         _, pending = await asyncio.wait(tasks, timeout=timeout)
         return not pending
 
+    def assigned(self, tps: Iterable[TP]) -> None:
+        """The partitions this worker owns after a rebalance."""
+        self.owned = set(tps)
+
     async def on_revoked(self, tps: Iterable[TP], timeout: float) -> None:
         """Partitions are leaving this worker: give their batches in flight up to `timeout` to
         become durable, commit what is durable while we still own them, then forget them."""
         revoked = set(tps)
+        if self.owned is not None:
+            self.owned -= revoked
         if not await self.wait_inflight(timeout):
             log.warning(
                 "rebalance: outputs of %d batch(es) not acknowledged within %.0fs; their "

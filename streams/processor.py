@@ -11,10 +11,12 @@ import base64
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from compliance import Engine
+from compliance.state import PatientHistory
 from schemas.common import DeadLetterReason
 from schemas.deadletter import DeadLetter, SourceRecord
 from schemas.decode import Rejection, decode_visit
@@ -44,6 +46,11 @@ class Output:
     #: None: the producer's partitioner decides (by key); set for changelog records, which
     #: must go to the input record's partition.
     partition: int | None = None
+    #: State writes: the key's latest value as an Output, used when this one must be re-sent,
+    #: so a retry never puts an older value after a newer one in the changelog.
+    latest: Callable[[], Output] | None = field(default=None, compare=False, repr=False)
+    #: Called with the broker's RecordMetadata once the output is acknowledged.
+    on_acked: Callable[[Any], None] | None = field(default=None, compare=False, repr=False)
 
 
 #: Bytes a dead letter keeps free under the topic's record limit for Kafka's own framing
@@ -55,6 +62,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class StateStore(Protocol):
+    """Per-patient state by input partition (streams.state.TableState in the worker)."""
+
+    def get(self, partition: int, key: bytes) -> bytes | None: ...
+
+    def put(self, partition: int, key: bytes, value: bytes) -> Output: ...
+
+
 class VisitProcessor:
     def __init__(
         self,
@@ -62,11 +77,14 @@ class VisitProcessor:
         metrics: Metrics,
         engine: Engine | None = None,
         clock: Callable[[], datetime] = _now,
+        state: StateStore | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.engine = engine or Engine()
         self.clock = clock
+        #: Without state (unit tests, tools) visits are judged alone.
+        self.state = state
         #: The dead-letter topic's real record limit (streams.topics reads it at start; it can
         #: be lower than TC_DEADLETTER_MAX_BYTES when the topic already existed).
         self.deadletter_limit = settings.deadletter_max_bytes
@@ -121,11 +139,21 @@ class VisitProcessor:
                 )
             ]
         now = self.clock()
-        outcome = self.engine.evaluate(result, now)
+        state, history = self.state, None
+        if state is not None:
+            stored = state.get(rec.partition, rec.key)
+            history = PatientHistory.from_bytes(stored) if stored else PatientHistory()
+        # seq = the record's offset: a visit is judged against what came before it in its
+        # partition, so a replay after a crash gives the same findings (compliance/state.py).
+        outcome = self.engine.evaluate(result, now, history, seq=rec.offset)
         key = result.visit_id.encode()
         s = self.settings
         out = [Output(s.topic_alerts, key, a.to_json()) for a in outcome.alerts]
         out.append(Output(s.topic_checked, key, outcome.checked.to_json()))
+        if state is not None and outcome.history is not None:
+            # Written even when a re-delivery changed nothing: the local store may hold a
+            # value whose changelog record never reached the broker before a crash.
+            out.append(state.put(rec.partition, rec.key, outcome.history.to_bytes()))
         m = self.metrics
         for a in outcome.alerts:
             m.alerts_by_rule[a.rule_id].inc()

@@ -110,11 +110,12 @@ class Publisher:
                 futures = await self.send_all(pending)
             results = await asyncio.gather(*futures, return_exceptions=True)
             futures = None
-            failed = [
-                (o, r)
-                for o, r in zip(pending, results, strict=True)
-                if isinstance(r, BaseException)
-            ]
+            failed = []
+            for out, result in zip(pending, results, strict=True):
+                if isinstance(result, BaseException):
+                    failed.append((out, result))
+                elif out.on_acked is not None:
+                    out.on_acked(result)
             if not failed:
                 return
             fatal = [r for _, r in failed if not is_retriable(r)]
@@ -142,4 +143,4 @@ class Publisher:
                 )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff_s)
-            pending = [o for o, _ in failed]
+            pending = [o.latest() if o.latest is not None else o for o, _ in failed]

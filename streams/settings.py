@@ -97,6 +97,21 @@ class Settings(BaseSettings):
     #: finished by then is cut short (uncommitted work is re-delivered: at-least-once).
     shutdown_timeout_s: Annotated[float, Field(ge=1, le=600)] = 30.0
 
+    #: Rule data directory (compliance/ruleset.py layout); unset: the rules shipped with the
+    #: package. CMS NCCI PTP / MUE files and fee schedules found in it are loaded too.
+    ruleset_dir: Path | None = None
+    #: More CMS files, comma-separated paths: practitioner PTP (ccipra-*.TXT), practitioner
+    #: MUE (MCR_MUE_PractitionerServices_Eff_MM-DD-YYYY.csv), fee schedules.
+    ncci_ptp_files: str = ""
+    ncci_mue_files: str = ""
+    fee_files: str = ""
+    #: Per-patient history kept for the rules that span visits, in days of service before the
+    #: patient's newest one.
+    history_horizon_days: Annotated[int, Field(ge=1, le=3660)] = 90
+    #: State store: rocksdb (local RocksDB per partition, restored from the changelog) or
+    #: memory (tests; rebuilt from the changelog at every start).
+    store: Literal["rocksdb", "memory"] = "rocksdb"
+
     @field_validator("brokers")
     @classmethod
     def _brokers(cls, value: str) -> str:
@@ -120,6 +135,12 @@ class Settings(BaseSettings):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"TC_{name.upper()}={path} is not a readable file")
+        if self.ruleset_dir is not None and not self.ruleset_dir.is_dir():
+            raise ValueError(f"TC_RULESET_DIR={self.ruleset_dir} is not a directory")
+        for name in ("ncci_ptp_files", "ncci_mue_files", "fee_files"):
+            for path in _paths(getattr(self, name)):
+                if not path.is_file():
+                    raise ValueError(f"TC_{name.upper()}: {path} is not a readable file")
         if self.deadletter_max_bytes < self.max_record_bytes * 4 // 3 + 4096:
             raise ValueError(
                 "TC_DEADLETTER_MAX_BYTES must hold a max-size record in base64 "
@@ -142,6 +163,15 @@ class Settings(BaseSettings):
             return cls()
         values = {k.upper()[3:].lower(): v for k, v in env.items() if k.upper().startswith("TC_")}
         return cls.model_validate(values)
+
+    @property
+    def ruleset_files(self) -> dict[str, list[Path]]:
+        """The explicitly listed CMS files, by kind (keyword arguments of load_ruleset)."""
+        return {
+            "ptp_files": _paths(self.ncci_ptp_files),
+            "mue_files": _paths(self.ncci_mue_files),
+            "fee_files": _paths(self.fee_files),
+        }
 
     @property
     def drain_timeout_s(self) -> float:
@@ -189,6 +219,10 @@ class Settings(BaseSettings):
         if out.get("sasl_password") is not None:
             out["sasl_password"] = "***"
         return out
+
+
+def _paths(text: str) -> list[Path]:
+    return [Path(p.strip()) for p in text.split(",") if p.strip()]
 
 
 def settings_from_env_or_exit(prog: str = "therapy-compliance") -> Settings:

@@ -63,7 +63,7 @@ async def test_noack_take_leaves_acking_to_the_caller() -> None:
 
 @pytest.mark.asyncio
 async def test_the_input_topic_is_never_acked_so_faust_never_commits_it() -> None:
-    app = create_app(Settings.from_env({"TC_APP_ID": "tc-pin-acks"}))
+    app = create_app(Settings.from_env({"TC_APP_ID": "tc-pin-acks", "TC_STORE": "memory"}))
     app.finalize()
     agent = app.agents["check_visits"]
     assert agent.channel.acks is False  # type: ignore[attr-defined]
@@ -82,7 +82,9 @@ def test_the_transport_consumer_commits_explicit_offsets() -> None:
 
 @pytest.mark.asyncio
 async def test_agent_acks_events_only_after_their_outputs_are_acknowledged() -> None:
-    app = create_app(Settings.from_env({"TC_APP_ID": "tc-pin-agent", "TC_BATCH_SIZE": "2"}))
+    app = create_app(
+        Settings.from_env({"TC_APP_ID": "tc-pin-agent", "TC_STORE": "memory", "TC_BATCH_SIZE": "2"})
+    )
     held: list[asyncio.Future[None]] = []
 
     async def send(out: Output) -> Awaitable[None]:
@@ -96,18 +98,19 @@ async def test_agent_acks_events_only_after_their_outputs_are_acknowledged() -> 
     async with agent.test_context() as ctx:
         events = [await ctx.put(value, key=b"P-88f1", partition=0) for _ in range(4)]
         for _ in range(100):
-            if len(held) >= 8:
+            if len(held) >= 12:
                 break
             await asyncio.sleep(0.01)
-        assert len(held) == 8  # both batches processed and their outputs handed over
+        # both batches processed; their alerts, checked records and state writes handed over
+        assert len(held) == 12
         await asyncio.sleep(0.05)
         assert [e.message.acked for e in events] == [False] * 4
         assert app.tc_pipeline.checkpoint.uncommitted() == {}
-        for fut in held[4:]:  # the second batch's outputs first: nothing may be acked
+        for fut in held[6:]:  # the second batch's outputs first: nothing may be acked
             fut.set_result(None)
         await asyncio.sleep(0.05)
         assert [e.message.acked for e in events] == [False] * 4
-        for fut in held[:4]:
+        for fut in held[:6]:
             fut.set_result(None)
         for _ in range(100):
             if all(e.message.acked for e in events):

@@ -86,7 +86,7 @@ def test_unexpected_exception_is_dead_lettered_not_skipped() -> None:
     class Broken(Engine):
         __slots__ = ()
 
-        def evaluate(self, *_: Any) -> Any:
+        def evaluate(self, *_: Any, **__: Any) -> Any:
             raise ZeroDivisionError("patient Jane Marker-Doe")
 
     p = VisitProcessor(SETTINGS, Metrics(), engine=Broken(), clock=lambda: NOW)
@@ -134,7 +134,7 @@ def test_stray_faust_environment_variables_cannot_change_the_worker(
     monkeypatch.setenv("WEB_PORT", "9999")
     monkeypatch.setenv("APP_DATADIR", "/tmp/elsewhere")
     monkeypatch.setenv("PRODUCER_ACKS", "0")
-    app = create_app(Settings.from_env({"TC_APP_ID": "tc-env-test"}))
+    app = create_app(Settings.from_env({"TC_APP_ID": "tc-env-test", "TC_STORE": "memory"}))
     assert [str(u) for u in app.conf.broker] == ["kafka://127.0.0.1:19092"]
     assert app.conf.web_port == 6066 and app.conf.producer_acks == -1
     assert "elsewhere" not in str(app.conf.datadir)
@@ -144,7 +144,11 @@ def test_stray_faust_environment_variables_cannot_change_the_worker(
 async def test_agent_processes_every_record_through_test_context() -> None:
     from streams.app import create_app
 
-    app = create_app(Settings.from_env({"TC_APP_ID": "tc-agent-test", "TC_BATCH_SIZE": "3"}))
+    app = create_app(
+        Settings.from_env(
+            {"TC_APP_ID": "tc-agent-test", "TC_STORE": "memory", "TC_BATCH_SIZE": "3"}
+        )
+    )
     pipeline = app.tc_pipeline  # type: ignore[attr-defined]
     sent: list[Output] = []
 
@@ -161,10 +165,12 @@ async def test_agent_processes_every_record_through_test_context() -> None:
         for value in [good, b"not json", good, good, b"[]"]:
             await ctx.put(value, key=b"P-88f1", partition=0)
         for _ in range(100):
-            if len(sent) >= 8:
+            if len(sent) >= 11:
                 break
             await asyncio.sleep(0.02)
-    topics = [o.topic.split(".")[-2] for o in sent]
+    changelog = [o for o in sent if o.topic == "tc-agent-test-patient-history-changelog"]
+    assert len(changelog) == 3 and {o.partition for o in changelog} == {0}  # co-partitioned
+    topics = [o.topic.split(".")[-2] for o in sent if o not in changelog]
     assert topics.count("alert") == 3 and topics.count("checked") == 3
     assert topics.count("deadletter") == 2
     reasons = [orjson.loads(o.value)["reason"] for o in sent if "deadletter" in o.topic]
