@@ -69,3 +69,12 @@ def test_compose_file_is_valid() -> None:
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_compose_runs_the_kafka_version_of_the_local_broker() -> None:
+    """docker-compose.yml and ops/kafka/local-kafka (tests, demo) run the same Apache Kafka."""
+    version = (ROOT / "ops/kafka/VERSION").read_text().strip()
+    images = re.findall(
+        r"^\s*image:\s*apache/kafka:(\S+)", (ROOT / "docker-compose.yml").read_text(), re.M
+    )
+    assert images == [version]
