@@ -25,6 +25,7 @@ import orjson
 
 from compliance import Engine, PatientHistory
 from compliance.ruleset import load_ruleset
+from compliance.state import DEFAULT_HORIZON_DAYS
 from schemas.common import DeadLetterReason
 from schemas.decode import DEFAULT_MAX_BYTES, Rejection, decode_visit
 
@@ -111,14 +112,18 @@ def run_audit(
     return summary
 
 
-def audit_main(path: str, max_bytes: int = DEFAULT_MAX_BYTES, ruleset: str | None = None) -> int:
-    engine = None
-    if ruleset is not None:
-        try:
-            engine = Engine(ruleset=load_ruleset(Path(ruleset)))
-        except (OSError, ValueError) as exc:
-            print(f"therapy-compliance audit: rule set {ruleset}: {exc}", file=sys.stderr)
-            return 2
+def audit_main(
+    path: str,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    ruleset: str | None = None,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+) -> int:
+    try:
+        rules = load_ruleset(Path(ruleset)) if ruleset is not None else None
+        engine = Engine(ruleset=rules, horizon_days=horizon_days)
+    except (OSError, ValueError) as exc:
+        print(f"therapy-compliance audit: rule set {ruleset}: {exc}", file=sys.stderr)
+        return 2
     try:
         stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:

@@ -7,6 +7,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 
+from compliance.state import DEFAULT_HORIZON_DAYS
 from schemas.common import DeadLetterReason
 from schemas.decode import DEFAULT_MAX_BYTES
 
@@ -29,6 +30,29 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_BYTES,
         help="largest accepted line in bytes (default %(default)s)",
     )
+    audit.add_argument(
+        "--ruleset",
+        metavar="DIR",
+        default=None,
+        help="rule data directory (default: the rules shipped with the package); the worker's "
+        "TC_RULESET_DIR",
+    )
+    audit.add_argument(
+        "--horizon-days",
+        type=int,
+        default=DEFAULT_HORIZON_DAYS,
+        help="per-patient history kept, in days (the worker's TC_HISTORY_HORIZON_DAYS; "
+        "default %(default)s)",
+    )
+
+    compare = sub.add_parser(
+        "compare-rulesets",
+        help="dry run of a rule-data update: alerts it would add and remove over a history",
+    )
+    compare.add_argument("old_dir", metavar="OLD_DIR", help="the rule set in use")
+    compare.add_argument("new_dir", metavar="NEW_DIR", help="the updated rule set")
+    compare.add_argument("history", metavar="HISTORY.jsonl", help="visits, as for audit")
+    compare.add_argument("--json", action="store_true", help="one JSON object, not a table")
 
     worker = sub.add_parser(
         "worker", help="run the stream worker (exactly faust -A streams.app worker)"
@@ -88,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "audit":
         from streams.audit import audit_main
 
-        return audit_main(args.path, args.max_bytes)
+        return audit_main(args.path, args.max_bytes, args.ruleset, args.horizon_days)
+    if args.command == "compare-rulesets":
+        from streams.compare import compare_main
+
+        return compare_main(args.old_dir, args.new_dir, args.history, args.json)
     if args.command == "worker":
         from streams.worker import run_worker
 

@@ -66,6 +66,12 @@ class Metrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
             registry=r,
         )
+        self.amount_at_risk = Counter(
+            f"{PREFIX}_amount_at_risk",
+            "USD put at risk by the alerts published, by rule (alerts with a known amount).",
+            ["rule_id"],
+            registry=r,
+        )
         self.send_retries = Counter(
             f"{PREFIX}_output_send_retries",
             "Output sends retried after "
@@ -92,8 +98,8 @@ class Metrics:
             "Unix time of the last processed batch.",
             registry=r,
         )
-        info = Info(f"{PREFIX}_build", "Engine version.", registry=r)
-        info.info({"engine_version": ENGINE_VERSION})
+        self.build = Info(f"{PREFIX}_build", "Engine and rule set versions.", registry=r)
+        self.build.info({"engine_version": ENGINE_VERSION, "ruleset_version": "unknown"})
         # Every label value is created up front, so dashboards and rate() see zeros rather than
         # gaps, and the hot path increments cached children instead of looking labels up.
         self.visits_by_status = {
@@ -102,6 +108,9 @@ class Metrics:
         self.alerts_by_rule = {
             rule.value: self.alerts.labels(rule_id=rule.value, severity=SEVERITY[rule].value)
             for rule in RuleId
+        }
+        self.amount_at_risk_by_rule = {
+            rule.value: self.amount_at_risk.labels(rule_id=rule.value) for rule in RuleId
         }
         self.dead_letters_by_reason = {
             reason: self.dead_letters.labels(reason=reason.value) for reason in DeadLetterReason

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from compliance import Engine
+from compliance import ENGINE_VERSION, Engine
 from compliance.state import PatientHistory
 from schemas.common import DeadLetterReason
 from schemas.deadletter import DeadLetter, SourceRecord
@@ -83,6 +83,9 @@ class VisitProcessor:
         self.metrics = metrics
         self.engine = engine or Engine()
         self.clock = clock
+        metrics.build.info(
+            {"engine_version": ENGINE_VERSION, "ruleset_version": self.engine.ruleset_version}
+        )
         #: Without state (unit tests, tools) visits are judged alone.
         self.state = state
         #: The dead-letter topic's real record limit (streams.topics reads it at start; it can
@@ -157,6 +160,9 @@ class VisitProcessor:
         m = self.metrics
         for a in outcome.alerts:
             m.alerts_by_rule[a.rule_id].inc()
+            amount = a.body.get("amount_at_risk")
+            if amount is not None:
+                m.amount_at_risk_by_rule[a.rule_id].inc(float(amount))
         m.visits_by_status[outcome.checked.status.value].inc()
         m.event_age.observe(max(0.0, (now - result.occurred_at).total_seconds()))
         return out

@@ -340,7 +340,7 @@ def _unknown_code(g: VisitGenerator, v: dict[str, Any]) -> None:
     v["services"].append(
         {
             "line_id": str(len(v["services"]) + 1),
-            "cpt": "97799",
+            "cpt": "98975",  # remote therapeutic monitoring set-up: billed by PTs, not a catalog code
             "units": 1,
             "modifiers": [MODIFIER[v["discipline"]]],
         }

@@ -29,6 +29,9 @@ EXIT_NO_BROKER = 69  # EX_UNAVAILABLE
 #: Exit status when the shutdown watchdog had to cut a graceful stop short.
 EXIT_SHUTDOWN_TIMEOUT = 75
 
+#: Exit status when existing topics contradict the settings (EX_CONFIG).
+EXIT_CONFIG = 78
+
 
 class BoundedWorker(faust.Worker):
     """The app's worker class (`Worker=` in streams/app.py), so `faust -A streams.app worker`
@@ -79,6 +82,12 @@ class BoundedWorker(faust.Worker):
             sys.stderr.write(f"therapy-compliance worker: {problem}\n")
             sys.stderr.flush()
             raise SystemExit(EXIT_NO_BROKER)
+        changelogs = [t.changelog_topic.get_topic_name() for t in self.app.tables.values()]
+        problem = self.loop.run_until_complete(check_partitions(self.tc_settings, changelogs))
+        if problem:
+            sys.stderr.write(f"therapy-compliance worker: {problem}\n")
+            sys.stderr.flush()
+            raise SystemExit(EXIT_CONFIG)
         try:
             super().execute_from_commandline()
         except SystemExit as exc:
@@ -163,6 +172,34 @@ async def preflight(
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
+    return None
+
+
+async def check_partitions(settings: Settings, changelogs: Sequence[str]) -> str | None:
+    """State is co-partitioned with the input: the input topic and every table's changelog
+    must have TC_PARTITIONS partitions (topics that do not exist yet are created so)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.app_id}-preflight",
+        **settings.aiokafka_security(),
+    )
+    try:
+        await admin.start()
+        # All topics: a metadata request naming a missing topic would create it with the
+        # broker's default partition count where auto.create.topics.enable is on.
+        wanted = {settings.topic_visits, *changelogs}
+        described = [t for t in await admin.describe_topics() if t.get("topic") in wanted]
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    for topic in described:
+        count = len(topic.get("partitions") or [])
+        if topic.get("error_code") == 0 and count != settings.partitions:
+            return (
+                f"topic {topic['topic']} has {count} partitions but TC_PARTITIONS="
+                f"{settings.partitions}: per-patient state must be partitioned exactly like the "
+                f"input (set TC_PARTITIONS={count}, or recreate the topic)"
+            )
     return None
 
 

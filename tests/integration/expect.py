@@ -1,5 +1,7 @@
 """Ground truth for stream tests: what the worker must publish for a list of input records,
-computed with the same core the worker uses (alert ids are deterministic)."""
+computed with the same core the worker uses (alert ids are deterministic), keeping each
+patient's history across the records in production order, as `audit` does: per patient that
+is the worker's partition order, so the history-dependent rules see the same visits."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from compliance import Engine
+from compliance import Engine, PatientHistory
 from schemas import Rejection, decode_visit
 
 _ENGINE = Engine()
@@ -24,13 +26,18 @@ class Expected:
 def expected_outputs(records: Iterable[tuple[bytes | None, bytes]]) -> Expected:
     exp = Expected()
     now = datetime.now(UTC)
-    for key, value in records:
+    histories: dict[str, PatientHistory] = {}
+    for seq, (key, value) in enumerate(records):
         result = decode_visit(value)
         if isinstance(result, Rejection) or not key or key != result.patient_ref.encode():
             exp.dead_values.append(value)
             continue
         exp.checked_events.add(result.event_id)
-        exp.alert_ids |= {a.alert_id for a in _ENGINE.evaluate(result, now).alerts}
+        history = histories.get(result.patient_ref, PatientHistory())
+        outcome = _ENGINE.evaluate(result, now, history, seq=seq)
+        assert outcome.history is not None
+        histories[result.patient_ref] = outcome.history
+        exp.alert_ids |= {a.alert_id for a in outcome.alerts}
     return exp
 
 

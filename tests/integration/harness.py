@@ -90,7 +90,8 @@ class Worker:
                 "TC_BROKERS": BROKERS,
                 "TC_APP_ID": self.app_id,
                 "TC_WEB_PORT": str(self.port),
-                "TC_DATA_DIR": str(self.workdir / "data"),
+                # One state directory per worker (RocksDB locks it), kept across its restarts.
+                "TC_DATA_DIR": str(self.workdir / f"data-{self.app_id}-{self.port}"),
                 "TC_PARTITIONS": "4",
             }
         )

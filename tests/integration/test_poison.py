@@ -150,7 +150,7 @@ def test_corpus_has_at_least_30_kinds() -> None:
 @pytest.mark.asyncio
 async def test_poison_interleaved_with_good_records(make_worker: Any) -> None:
     t = Topics.unique("poison")
-    worker: Worker = make_worker(t)
+    worker: Worker = make_worker(t, TC_PARTITIONS="1")
     await create_topics(t, partitions=1)  # one partition: one ordered stream to interleave
     records: list[tuple[bytes | None, bytes | None]] = []
     for i, (_, key, value, _) in enumerate(POISON):

@@ -28,9 +28,7 @@ def test_generator_intents_match_engine_verdicts(engine: Engine) -> None:
         # Every event the engine emits is valid under the strict v1 contract models.
         assert [a.model().rule_id for a in outcome.alerts] == [f.rule_id for f in findings]
         assert outcome.checked.model().alert_ids == [a.alert_id for a in outcome.alerts]
-        if rec.intent in ("clean", "unknown_code"):
-            # streams/synthetic.py's "unknown_code" flaw adds 97799, which is now a catalog
-            # code (unlisted PM&R service, no unit rule): such a visit is clean.
+        if rec.intent == "clean":
             assert findings == [], [f.rule_id for f in findings]
         else:
             assert findings, rec.intent
