@@ -171,6 +171,10 @@ def create_app(
         return bool(committed)
 
     async def crash(exc: BaseException) -> None:
+        from streams.worker import arm_watchdog
+
+        # The stop after a crash commits and leaves the group too: bound it like a signal's.
+        arm_watchdog(settings.shutdown_timeout_s, 1, "stop after a publish failure")
         await app.crash(exc)
 
     # Per-patient state, co-partitioned with the input (same key, same partition count).

@@ -9,7 +9,7 @@ acknowledged for TC_STALL_AFTER_S, 503), `failed` (a publish error that retrying
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Set
+from collections.abc import Callable, Iterable, Set
 from typing import Any, Protocol
 
 from streams.checkpoint import TP
@@ -32,6 +32,7 @@ class Health:
         pipeline: Pipeline,
         consumer: Callable[[], ConsumerView],
         committed: Callable[[TP], int | None],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.topic = topic
         self.stall_after_s = stall_after_s
@@ -39,6 +40,7 @@ class Health:
         self.pipeline = pipeline
         self._consumer = consumer
         self._committed = committed
+        self.clock = clock
         #: Set once the first rebalance assigned this worker its partitions (possibly none).
         self.assigned_once = False
         #: When input started waiting (lag went from 0 to > 0); a worker idle for an hour is not
@@ -46,34 +48,45 @@ class Health:
         self._waiting_since: float | None = None
 
     def assigned(self) -> list[TP]:
-        tps = self._consumer().assignment()
-        return sorted(TP(tp.topic, tp.partition) for tp in tps if tp.topic == self.topic)
+        """The input partitions this worker owns: the pipeline's view, set by the rebalance
+        signals (the consumer's own still lists revoked partitions while a rebalance runs)."""
+        owned = self.pipeline.owned
+        if owned is None:
+            tps: Iterable[Any] = self._consumer().assignment()
+            owned = {TP(tp.topic, tp.partition) for tp in tps if tp.topic == self.topic}
+        return sorted(owned - self.pipeline.revoking)
 
     def update_lag(self) -> dict[int, int]:
-        """Records waiting per assigned input partition: high-water mark minus the next offset
-        to process. Only partitions this worker owns have series (revoked ones are removed)."""
+        """Records waiting per owned input partition: high-water mark minus the next offset whose
+        outputs are not durable yet (processed is not enough: refused outputs are waiting too).
+        Partitions this worker does not own have no series."""
         consumer = self._consumer()
         assigned = self.assigned()
         self.metrics.assigned.set(len(assigned))
         lag: dict[int, int] = {}
         for tp in assigned:
-            highwater = consumer.highwater(tp)
+            try:
+                highwater = consumer.highwater(tp)
+            except AssertionError:  # aiokafka: the partition left the assignment meanwhile
+                highwater = None
             if highwater is None:
                 continue
-            last = self.pipeline.last_offsets.get(tp)
-            nxt = last + 1 if last is not None else (self._committed(tp) or 0)
+            durable = self.pipeline.checkpoint.position(tp)
+            nxt = durable if durable is not None else (self._committed(tp) or 0)
             lag[tp.partition] = max(0, highwater - nxt)
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag[tp.partition])
+        owned = {str(tp.partition) for tp in assigned}
+        self.metrics.keep_partitions(self.topic, owned)
         if sum(lag.values()) == 0:
             self._waiting_since = None
         elif self._waiting_since is None:
-            self._waiting_since = time.time()
+            self._waiting_since = self.clock()
         return lag
 
     def status(self) -> tuple[bool, dict[str, Any]]:
         assigned = self.assigned()
         lag = self.update_lag()
-        now = time.time()
+        now = self.clock()
         quiet = now - self.pipeline.last_progress
         waiting = now - max(self.pipeline.last_progress, self._waiting_since or now)
         if self.pipeline.failure is not None:

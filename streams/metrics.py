@@ -116,6 +116,14 @@ class Metrics:
             reason: self.dead_letters.labels(reason=reason.value) for reason in DeadLetterReason
         }
 
+    def keep_partitions(self, topic: str, partitions: set[str]) -> None:
+        """Remove the per-partition series of `topic` for partitions not in `partitions`."""
+        for gauge in (self.lag, self.last_offset):
+            for labels in list(gauge._metrics):  # prometheus-client keeps children by labels
+                if labels[0] == topic and labels[1] not in partitions:
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(*labels)
+
     def forget_partition(self, topic: str, partition: int) -> None:
         """Drop the per-partition series of a partition this worker no longer owns, so it never
         reports lag or progress for partitions that moved to another worker."""

@@ -23,7 +23,7 @@ from typing import Any
 from streams.checkpoint import TP, Batch, Checkpoint
 from streams.metrics import Metrics
 from streams.processor import Output, Record, VisitProcessor
-from streams.publish import Publisher, PublishError
+from streams.publish import Publisher
 
 log = logging.getLogger("streams.pipeline")
 
@@ -50,6 +50,7 @@ class Pipeline:
         *,
         on_fatal: FatalFn | None = None,
         max_inflight: int = MAX_INFLIGHT_BATCHES,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.processor = processor
         self.publisher = publisher
@@ -63,12 +64,20 @@ class Pipeline:
         self._release_lock = asyncio.Lock()
         self.failure: BaseException | None = None
         self.closing = False
-        self.last_progress = time.time()
+        self.clock = clock
+        #: When a batch last became durable (or the pipeline started).
+        self.last_progress = clock()
         #: Offset of the last record processed per partition (metrics and lag).
         self.last_offsets: dict[TP, int] = {}
         #: Input partitions this worker owns (None: no assignment tracking, e.g. unit tests).
         #: Records of other partitions are not processed: their state is not ours to write.
         self.owned: set[TP] | None = None
+        #: Bumped at every revoke: a batch taken before a rebalance and still waiting for a
+        #: slot after it is dropped whole (uncommitted, it is re-delivered to the owner).
+        self.epoch = 0
+        #: Partitions being revoked: still owned (their durable offsets are committed) but no
+        #: longer processed.
+        self.revoking: set[TP] = set()
 
     async def submit(self, records: Sequence[Record], on_durable: DurableFn = _nothing) -> None:
         """Process a batch and start publishing it; returns once it is in flight. Records are
@@ -78,14 +87,15 @@ class Pipeline:
             raise self.failure
         if self.closing or not records:
             return
+        epoch = self.epoch
         await self._slots.acquire()
-        if self.failure is not None or self.closing:
+        if self.failure is not None or self.closing or epoch != self.epoch:
             self._slots.release()
             if self.failure is not None:
                 raise self.failure
             return
         if self.owned is not None:
-            owned = self.owned  # records taken before a revoke are re-delivered to the owner
+            owned = self.owned - self.revoking  # others' records are re-delivered to the owner
             records = [r for r in records if TP(r.topic, r.partition) in owned]
             if not records:
                 self._slots.release()
@@ -117,10 +127,12 @@ class Pipeline:
     ) -> None:
         try:
             await self.publisher.publish(outputs, futures)
-        except PublishError as exc:
-            await self._fail(exc)
-            return
-        except Exception as exc:  # a bug in the publishing path: same treatment
+        except Exception as exc:  # PublishError, or a bug in the publishing path
+            if self.closing:
+                # A stop gave up on this batch (close()); errors now come from the producer
+                # being shut down, not from the topic. The batch stays uncommitted.
+                log.info("stopping: batch abandoned (%s)", type(exc).__name__)
+                return
             await self._fail(exc)
             return
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -131,7 +143,7 @@ class Pipeline:
                 await released.payload()
                 for tp, offset in released.offsets.items():
                     self.metrics.last_offset.labels(tp.topic, str(tp.partition)).set(offset)
-                self.last_progress = time.time()
+                self.last_progress = self.clock()
                 self.metrics.last_progress.set(self.last_progress)
 
     async def _fail(self, exc: BaseException) -> None:
@@ -147,9 +159,12 @@ class Pipeline:
             await self._on_fatal(exc)
 
     async def commit(self) -> dict[TP, int]:
-        """Commit every offset whose outputs are durable; returns what was committed."""
+        """Commit every offset whose outputs are durable, for partitions this worker owns;
+        returns what was committed."""
         async with self._commit_lock:
             offsets = self.checkpoint.uncommitted()
+            if self.owned is not None:
+                offsets = {tp: o for tp, o in offsets.items() if tp in self.owned}
             if not offsets:
                 return {}
             if await self._commit(offsets):
@@ -168,13 +183,14 @@ class Pipeline:
     def assigned(self, tps: Iterable[TP]) -> None:
         """The partitions this worker owns after a rebalance."""
         self.owned = set(tps)
+        self.revoking.clear()
 
     async def on_revoked(self, tps: Iterable[TP], timeout: float) -> None:
         """Partitions are leaving this worker: give their batches in flight up to `timeout` to
         become durable, commit what is durable while we still own them, then forget them."""
         revoked = set(tps)
-        if self.owned is not None:
-            self.owned -= revoked
+        self.epoch += 1
+        self.revoking |= revoked
         if not await self.wait_inflight(timeout):
             log.warning(
                 "rebalance: outputs of %d batch(es) not acknowledged within %.0fs; their "
@@ -184,6 +200,9 @@ class Pipeline:
             )
         with contextlib.suppress(Exception):  # a failed commit only means re-delivery
             await self.commit()
+        if self.owned is not None:
+            self.owned -= revoked
+        self.revoking -= revoked
         self.checkpoint.forget(revoked)
         for tp in revoked:
             self.last_offsets.pop(tp, None)
@@ -194,7 +213,11 @@ class Pipeline:
         durable. Returns False when outputs were still unacknowledged (their records are not
         committed and will be re-delivered)."""
         self.closing = True
-        complete = await self.wait_inflight(timeout)
+        await self.wait_inflight(timeout)
+        for task in list(self._inflight):  # given up: stop retrying, stay uncommitted
+            task.cancel()
+        # A batch still being handed to the producer is registered but has no task yet.
+        complete = self.checkpoint.records_in_flight == 0
         if not complete:
             log.error(
                 "stopping with %d record(s) whose outputs the broker has not acknowledged; "

@@ -69,11 +69,7 @@ class BoundedWorker(faust.Worker):
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         if not self._signal_stop_time:
-            timer = threading.Timer(
-                self.shutdown_timeout_s, _hard_exit, args=(self.shutdown_timeout_s,)
-            )
-            timer.daemon = True
-            timer.start()
+            arm_watchdog(self.shutdown_timeout_s, EXIT_SHUTDOWN_TIMEOUT, "graceful stop")
         super()._schedule_shutdown(signal)
 
     def execute_from_commandline(self) -> NoReturn:
@@ -83,7 +79,7 @@ class BoundedWorker(faust.Worker):
             sys.stderr.flush()
             raise SystemExit(EXIT_NO_BROKER)
         changelogs = [t.changelog_topic.get_topic_name() for t in self.app.tables.values()]
-        problem = self.loop.run_until_complete(check_partitions(self.tc_settings, changelogs))
+        problem = self.loop.run_until_complete(check_topics(self.tc_settings, changelogs))
         if problem:
             sys.stderr.write(f"therapy-compliance worker: {problem}\n")
             sys.stderr.flush()
@@ -175,9 +171,23 @@ async def preflight(
     return None
 
 
-async def check_partitions(settings: Settings, changelogs: Sequence[str]) -> str | None:
-    """State is co-partitioned with the input: the input topic and every table's changelog
-    must have TC_PARTITIONS partitions (topics that do not exist yet are created so)."""
+#: Smallest dead-letter record limit accepted: a dead letter without the original bytes is a
+#: few hundred bytes, and 1 KiB is kept free for Kafka's framing (streams/processor.py).
+MIN_DEADLETTER_BYTES = 8192
+
+
+async def check_topics(settings: Settings, changelogs: Sequence[str]) -> str | None:
+    """Existing topics that contradict the settings. State is co-partitioned with the input:
+    the input topic and every table's changelog must have TC_PARTITIONS partitions (topics that
+    do not exist yet are created so). The dead-letter topic must hold a dead letter."""
+    from streams.topics import record_limit
+
+    limit = await record_limit(settings, settings.topic_deadletter)
+    if limit is not None and limit < MIN_DEADLETTER_BYTES:
+        return (
+            f"topic {settings.topic_deadletter} accepts records of at most {limit} bytes; a dead "
+            f"letter needs {MIN_DEADLETTER_BYTES} (raise its max.message.bytes)"
+        )
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.app_id}-preflight",
@@ -203,13 +213,21 @@ async def check_partitions(settings: Settings, changelogs: Sequence[str]) -> str
     return None
 
 
-def _hard_exit(timeout: float) -> None:
+def arm_watchdog(timeout: float, code: int, what: str) -> None:
+    """End the process after `timeout` seconds whatever the event loop is doing (a stop that
+    waits on an unresponsive broker); uncommitted records are re-delivered, nothing is lost."""
+    timer = threading.Timer(timeout, _hard_exit, args=(timeout, code, what))
+    timer.daemon = True
+    timer.start()
+
+
+def _hard_exit(timeout: float, code: int = EXIT_SHUTDOWN_TIMEOUT, what: str = "stop") -> None:
     sys.stderr.write(
-        f"worker: graceful stop exceeded {timeout:.0f}s; exiting now "
+        f"worker: {what} exceeded {timeout:.0f}s; exiting now "
         "(uncommitted records will be re-delivered)\n"
     )
     sys.stderr.flush()
-    os._exit(EXIT_SHUTDOWN_TIMEOUT)
+    os._exit(code)
 
 
 def run_worker(argv: Sequence[str] = ()) -> NoReturn:

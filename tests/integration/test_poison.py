@@ -158,7 +158,7 @@ async def test_poison_interleaved_with_good_records(make_worker: Any) -> None:
         records.append((key, value))
     # An unknown CPT code is not a bad record: the contract makes it an UNKNOWN_CODE warning.
     unknown = good(999)
-    unknown["services"].append(line("9", "97799", 1))
+    unknown["services"].append(line("9", "98975", 1))  # remote monitoring: not in the catalog
     records.append((K, raw(unknown)))
     await produce(t.visits, records)  # type: ignore[arg-type]
     worker.start()

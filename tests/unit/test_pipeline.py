@@ -270,3 +270,63 @@ def test_retriable_errors(exc: BaseException, retriable: bool) -> None:
     wrapped = ProducerSendError("Error while sending")
     wrapped.__cause__ = exc
     assert is_retriable(wrapped) is retriable
+
+
+@pytest.mark.asyncio
+async def test_records_of_partitions_being_revoked_or_not_owned_are_not_processed() -> None:
+    h = Harness()
+    h.pipeline.assigned([TP(TOPIC, 0), TP(TOPIC, 1)])
+    await h.submit("b1", records(0, range(0, 1)) + records(2, range(0, 1)))  # 2: not ours
+    await settle()
+    assert len(h.broker.sent) == 2  # only partition 0's alert and checked record
+    # The revoke waits for b1 (held); meanwhile a batch of the partition being revoked arrives.
+    revoke = asyncio.create_task(h.pipeline.on_revoked([TP(TOPIC, 1)], timeout=1))
+    await settle()
+    assert not revoke.done()
+    await h.submit("b2", records(1, range(0, 1)))
+    h.broker.ack()
+    await revoke
+    await settle()
+    assert len(h.broker.sent) == 2 and h.durable == ["b1"]
+
+
+@pytest.mark.asyncio
+async def test_a_batch_waiting_across_a_rebalance_is_dropped_whole() -> None:
+    h = Harness(max_inflight=1)
+    h.pipeline.assigned([TP(TOPIC, 0)])
+    await h.submit("b1", records(0, range(0, 1)))
+    waiting = asyncio.create_task(h.submit("b2", records(0, range(1, 2))))  # no slot yet
+    await settle()
+    await h.pipeline.on_revoked([TP(TOPIC, 0)], timeout=0.05)  # b1 still held
+    h.pipeline.assigned([TP(TOPIC, 0)])  # ... and the partition comes back to this worker
+    h.broker.ack()
+    await asyncio.wait_for(waiting, 1)
+    await settle()
+    # b2 was taken before the rebalance: not processed (faust re-delivers it from the commit).
+    assert len(h.broker.sent) == 2
+    assert h.pipeline.checkpoint.uncommitted() == {}
+
+
+@pytest.mark.asyncio
+async def test_only_owned_partitions_are_committed() -> None:
+    h = Harness()
+    await h.submit("b1", records(0, range(0, 1)) + records(1, range(0, 1)))
+    await settle()
+    h.broker.ack()
+    await settle()
+    h.pipeline.assigned([TP(TOPIC, 0)])
+    assert await h.pipeline.commit() == {TP(TOPIC, 0): 1}
+
+
+@pytest.mark.asyncio
+async def test_close_stops_retrying_and_later_producer_errors_are_not_fatal() -> None:
+    h = Harness()
+    await h.submit("b1", records(0, range(0, 1)))
+    await settle()
+    h.broker.fail(kafka_errors.MessageSizeTooLargeError())  # the topic refuses: retrying
+    assert not await h.pipeline.close(timeout=0.1)
+    # The producer is shut down after the drain: a send now fails with a non-Kafka error.
+    h.broker.raise_on_send = [RuntimeError("Producer service not yet started")] * 10
+    await asyncio.sleep(0.2)
+    assert h.fatal == [] and h.pipeline.failure is None and h.durable == []
+    assert h.pipeline._inflight == set()
