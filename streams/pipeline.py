@@ -173,12 +173,20 @@ class Pipeline:
             return {}
 
     async def wait_inflight(self, timeout: float | None) -> bool:
-        """Wait until every batch in flight is durable (or failed); False on timeout."""
-        tasks = list(self._inflight)
-        if not tasks:
-            return True
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        return not pending
+        """Wait until every registered batch is durable, including one still being handed to
+        the producer (registered, no completion task yet); False on timeout or failure."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self.checkpoint.records_in_flight and self.failure is None:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            tasks = list(self._inflight)
+            if tasks:
+                await asyncio.wait(tasks, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await asyncio.sleep(0.01 if remaining is None else min(0.01, remaining))
+        return self.failure is None
 
     def assigned(self, tps: Iterable[TP]) -> None:
         """The partitions this worker owns after a rebalance."""

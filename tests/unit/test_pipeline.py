@@ -330,3 +330,28 @@ async def test_close_stops_retrying_and_later_producer_errors_are_not_fatal() ->
     await asyncio.sleep(0.2)
     assert h.fatal == [] and h.pipeline.failure is None and h.durable == []
     assert h.pipeline._inflight == set()
+
+
+@pytest.mark.asyncio
+async def test_close_waits_for_a_batch_still_being_handed_to_the_producer() -> None:
+    h = Harness()
+    gate = asyncio.Event()
+    plain_send = h.broker.send
+
+    async def slow_send(out: Output) -> Awaitable[None]:
+        await gate.wait()  # the producer's buffer is full: send() itself waits
+        return await plain_send(out)
+
+    h.pipeline.publisher.send = slow_send
+    submitting = asyncio.create_task(h.submit("b1", records(0, range(0, 2))))
+    await settle()
+    closing = asyncio.create_task(h.pipeline.close(timeout=2))
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # the registered batch is waited for, not declared lost
+    gate.set()
+    await submitting
+    for _ in range(50):
+        h.broker.ack()
+        await asyncio.sleep(0.01)
+    assert await closing is True
+    assert h.commits == [{TP(TOPIC, 0): 2}]
