@@ -78,7 +78,10 @@ def build_ack(
         e(h.sending_facility),
         stamp,
         "",
-        comp.join(["ACK", e(h.trigger_event), "ACK"]),
+        # MSH-9.3 (message structure) exists from v2.3.1 on.
+        comp.join(
+            ["ACK", e(h.trigger_event), *([] if version in ("2.1", "2.2", "2.3") else ["ACK"])]
+        ),
         e(control_id),
         e(h.processing_id or "P"),
         e(version),

@@ -49,11 +49,17 @@ def convert_main(
     run = _Run(out, err)
     received = now or datetime.now(UTC)
     results = _hl7(data, config) if source == "hl7" else _fhir(data, config, received)
+    touched: list[str] = []
+    last = None
     for number, result in results:
+        if number != last:  # a message (or bundle) is applied whole before visits are written
+            run.emit(touched)
+            touched, last = [], number
         if isinstance(result, Rejection):
             run.reject(number, result)
         else:
-            run.add(result)
+            touched.append(run.add(result))
+    run.emit(touched)
     run.flush_partials()
     err.write(json.dumps({"summary": run.summary()}) + "\n")
     out.flush()
@@ -113,11 +119,15 @@ class _Run:
             + "\n"
         )
 
-    def add(self, part: ChargePart | DocumentationPart) -> None:
+    def add(self, part: ChargePart | DocumentationPart) -> str:
         self.parts += 1
         key = part.visit.text
         self.states[key] = add_part(self.states.get(key), part)
-        self._emit(key, partial_ok=False)
+        return key
+
+    def emit(self, keys: list[str]) -> None:
+        for key in dict.fromkeys(keys):
+            self._emit(key, partial_ok=False)
 
     def flush_partials(self) -> None:
         for key in self.states:

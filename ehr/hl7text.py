@@ -64,7 +64,7 @@ def mllp_frame(message: bytes) -> bytes:
 def split_messages(data: bytes) -> list[bytes | Rejection]:
     """A file's messages in order. MLLP-framed blocks when the data holds <SB>; otherwise segments
     split on CR, LF or CRLF (one message per line with CR segments, or segments on lines with
-    blank lines between messages), a new message at every MSH. Batch envelopes (FHS/BHS/BTS/FTS)
+    blank lines between messages), a new message at every MSH and after every blank line. Batch envelopes (FHS/BHS/BTS/FTS)
     are dropped. Text that belongs to no message is returned as a `not_hl7` rejection in place."""
     if SB in data:
         return _split_mllp(data)
@@ -99,27 +99,30 @@ def _split_segments(data: bytes) -> list[bytes | Rejection]:
     out: list[bytes | Rejection] = []
     current: list[bytes] | None = None
     orphans = 0
+
+    def close() -> None:
+        nonlocal current, orphans
+        if current is not None:
+            out.append(b"\r".join(current) + b"\r")
+        if orphans:
+            out.append(_orphans(orphans))
+        current, orphans = None, 0
+
     for segment in _SEGMENT_BREAK.split(data):
         if not segment.strip():
+            close()  # a blank line ends a message
             continue
         head = segment.lstrip()[:3]
         if head in _BATCH_SEGMENTS:
             continue
         if head == b"MSH":
-            if current is not None:
-                out.append(b"\r".join(current) + b"\r")
-            elif orphans:
-                out.append(_orphans(orphans))
-                orphans = 0
+            close()
             current = [segment.lstrip()]
         elif current is None:
             orphans += 1
         else:
             current.append(segment)
-    if current is not None:
-        out.append(b"\r".join(current) + b"\r")
-    elif orphans:
-        out.append(_orphans(orphans))
+    close()
     return out
 
 
