@@ -52,7 +52,7 @@ class FhirResult:
 
 
 def parse_fhir(
-    data: bytes | str | Mapping[str, Any], config: EhrConfig, received_at: datetime
+    data: bytes | str | Mapping[str, Any] | object, config: EhrConfig, received_at: datetime
 ) -> FhirResult:
     """A transaction/collection Bundle (or one bare resource) -> parts and rejections. Never
     raises for bad input. `received_at` versions resources that carry neither meta.lastUpdated

@@ -78,14 +78,14 @@ class BundleIndex:
         return [(e.index, e.resource) for e in self.entries if isinstance(e.resource, cls)]
 
 
-def load(data: bytes | str | Mapping[str, Any]) -> BundleIndex | Rejection:
+def load(data: bytes | str | Mapping[str, Any] | object) -> BundleIndex | Rejection:
     """JSON -> validated R4B resources. A transaction or collection Bundle; a bare resource is read
     as a collection of one (the convert command's files)."""
     try:
-        obj = json.loads(data) if isinstance(data, bytes | str) else dict(data)
+        obj = json.loads(data) if isinstance(data, bytes | str) else data
     except (ValueError, UnicodeDecodeError) as exc:
         return Rejection.one(RejectReason.NOT_FHIR, f"not valid JSON ({type(exc).__name__})")
-    if not isinstance(obj, dict) or not isinstance(obj.get("resourceType"), str):
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("resourceType"), str):
         return Rejection.one(RejectReason.NOT_FHIR, "not a FHIR resource: no resourceType")
     if obj["resourceType"] != "Bundle":
         resource = validate(obj)
@@ -98,7 +98,7 @@ def load(data: bytes | str | Mapping[str, Any]) -> BundleIndex | Rejection:
             f"Bundle.type {str(obj.get('type'))[:20]!r} is not transaction or collection",
         )
     try:
-        bundle = Bundle.model_validate(obj)
+        bundle = Bundle.model_validate(dict(obj))
     except ValidationError as exc:
         return _invalid(exc)
     entries = [

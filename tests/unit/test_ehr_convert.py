@@ -120,3 +120,11 @@ def test_every_hl7_sample_converts_without_crashing(tmp_path: Path) -> None:
     code, visits, err = run("hl7", path)
     assert code == 1 and visits == []
     assert err[-1]["summary"]["rejected"] == 13  # 12 messages + the bare FT1 segment
+
+
+def test_fhir_junk_never_raises() -> None:
+    from ehr import parse_fhir
+
+    for junk in ([1], 5, None, b"[]", b"{", {"resourceType": "Bundle", "type": "searchset"}):
+        (rej,) = parse_fhir(junk, CONFIG, NOW).rejections
+        assert rej.reason in ("not_fhir", "unsupported_type")

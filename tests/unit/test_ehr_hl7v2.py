@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ehr import (
     ChargePart,
@@ -282,3 +284,14 @@ def test_shipped_profile_loads() -> None:
     profile = load_profile()
     assert profile.departments["PT"] == "PT"
     assert profile.documents.types["PTPPT"].cpt == "97750"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_parser_never_raises_on_mangled_messages(data: st.DataObject) -> None:
+    raw = bytearray(fixture("dft_p03_pt_v1001.hl7"))
+    for _ in range(data.draw(st.integers(1, 8))):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        raw[pos] = data.draw(st.sampled_from(b"|^~\\&\r\n0aZ\x00\xff"))
+    result = parse_hl7v2(bytes(raw), CONFIG)
+    assert isinstance(result, ChargePart | DocumentationPart | Rejection)
