@@ -1,0 +1,58 @@
+"""EHR feeds in: HL7 v2 (DFT^P03, MDM^T02, ORU^R01) and FHIR R4B -> visit parts -> the pure join
+that assembles TherapyVisitCompleted v1 events. No Kafka, no sockets, no clock; see
+docs/integration-hl7.md. The public surface is re-exported here."""
+
+from ehr.ack import ack_code_for, build_ack, rejection_ack
+from ehr.convert import convert_main
+from ehr.fhir import FhirResult, parse_fhir, parse_resources
+from ehr.hl7header import MessageHeader, read_header
+from ehr.hl7text import mllp_frame, split_messages
+from ehr.hl7v2 import parse_hl7v2
+from ehr.join import (
+    AssemblyProblem,
+    VisitState,
+    add_part,
+    assemble,
+    event_id,
+    is_newer,
+    missing_part,
+)
+from ehr.parts import PART_ADAPTER, ChargeLine, ChargePart, DocumentationPart, PartVersion, VisitKey
+from ehr.profile import EhrConfig, Profile, ProfileError, load_config, load_profile
+from ehr.rejection import Problem, Rejection, RejectReason
+
+__all__ = [
+    "PART_ADAPTER",
+    "AssemblyProblem",
+    "ChargeLine",
+    "ChargePart",
+    "DocumentationPart",
+    "EhrConfig",
+    "FhirResult",
+    "MessageHeader",
+    "PartVersion",
+    "Problem",
+    "Profile",
+    "ProfileError",
+    "RejectReason",
+    "Rejection",
+    "VisitKey",
+    "VisitState",
+    "ack_code_for",
+    "add_part",
+    "assemble",
+    "build_ack",
+    "convert_main",
+    "event_id",
+    "is_newer",
+    "load_config",
+    "load_profile",
+    "missing_part",
+    "mllp_frame",
+    "parse_fhir",
+    "parse_hl7v2",
+    "parse_resources",
+    "read_header",
+    "rejection_ack",
+    "split_messages",
+]

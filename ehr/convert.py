@@ -1,0 +1,160 @@
+"""`therapy-compliance convert --from hl7|fhir FILE`: EHR messages -> TherapyVisitCompleted v1
+JSON Lines, offline, with the stream's join (ehr/join.py).
+
+A visit is written when both parts are in (again, with a new event_id, when a later message
+corrects it); at the end of the file every visit whose last state was not written is written
+with what it has, as the stream does when the join's wait expires (`parts_missing`). Each
+rejected message is one JSON object on stderr ({"message": N, "reason", "detail"}); a summary
+object ends stderr. Exit status 1 when any message was rejected or a visit could not be
+assembled, 2 when the file cannot be read, else 0.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, BinaryIO, Literal, TextIO
+
+from ehr.fhir import FhirResult, parse_fhir, parse_resources
+from ehr.hl7text import split_messages
+from ehr.hl7v2 import parse_hl7v2
+from ehr.join import AssemblyProblem, VisitState, add_part, assemble
+from ehr.parts import ChargePart, DocumentationPart
+from ehr.profile import EhrConfig
+from ehr.rejection import Rejection
+
+Source = Literal["hl7", "fhir"]
+
+
+def convert_main(
+    source: Source,
+    path: str,
+    out: BinaryIO,
+    err: TextIO,
+    config: EhrConfig,
+    now: datetime | None = None,
+) -> int:
+    """`now` stands in for the arrival time of FHIR resources that carry no time of their own."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read()
+    except OSError as exc:
+        err.write(json.dumps({"error": f"cannot read {path}: {exc.strerror}"}) + "\n")
+        return 2
+    run = _Run(out, err)
+    received = now or datetime.now(UTC)
+    results = _hl7(data, config) if source == "hl7" else _fhir(data, config, received)
+    touched: list[str] = []
+    last = None
+    for number, result in results:
+        if number != last:  # a message (or bundle) is applied whole before visits are written
+            run.emit(touched)
+            touched, last = [], number
+        if isinstance(result, Rejection):
+            run.reject(number, result)
+        else:
+            touched.append(run.add(result))
+    run.emit(touched)
+    run.flush_partials()
+    err.write(json.dumps({"summary": run.summary()}) + "\n")
+    out.flush()
+    return 1 if run.rejected or run.unassembled else 0
+
+
+def _hl7(data: bytes, config: EhrConfig) -> Iterator[tuple[int, Any]]:
+    for number, raw in enumerate(split_messages(data), start=1):
+        yield number, raw if isinstance(raw, Rejection) else parse_hl7v2(raw, config)
+
+
+def _fhir(data: bytes, config: EhrConfig, received: datetime) -> Iterator[tuple[int, Any]]:
+    """A Bundle (or one resource) as JSON, or NDJSON: each line a Bundle, or bare resources that
+    are read together as one collection (a bulk export, whose lines reference each other)."""
+    text = data.decode("utf-8", errors="replace").strip()
+    results: list[tuple[int, FhirResult]] = []
+    try:
+        results.append((1, parse_fhir(json.loads(text), config, received)))
+    except ValueError:
+        loose: list[dict[str, Any]] = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                results.append((number, parse_fhir(line, config, received)))  # -> not_fhir
+                continue
+            if isinstance(obj, dict) and obj.get("resourceType") == "Bundle":
+                results.append((number, parse_fhir(obj, config, received)))
+            elif isinstance(obj, dict):
+                loose.append(obj)
+            else:
+                results.append((number, parse_fhir(line, config, received)))
+        if loose:
+            results.append((0, parse_resources(loose, config, received)))
+    for number, result in results:
+        for rejection in result.rejections:
+            yield number, rejection
+        for part in result.parts:
+            yield number, part
+
+
+class _Run:
+    def __init__(self, out: BinaryIO, err: TextIO) -> None:
+        self.out, self.err = out, err
+        self.states: dict[str, VisitState] = {}
+        self.emitted: dict[str, str] = {}
+        self.rejected = self.parts = self.visits = self.unassembled = 0
+
+    def reject(self, number: int, rejection: Rejection) -> None:
+        self.rejected += 1
+        self.err.write(
+            json.dumps(
+                {"message": number, "reason": rejection.reason.value, "detail": rejection.detail}
+            )
+            + "\n"
+        )
+
+    def add(self, part: ChargePart | DocumentationPart) -> str:
+        self.parts += 1
+        key = part.visit.text
+        self.states[key] = add_part(self.states.get(key), part)
+        return key
+
+    def emit(self, keys: list[str]) -> None:
+        for key in dict.fromkeys(keys):
+            self._emit(key, partial_ok=False)
+
+    def flush_partials(self) -> None:
+        for key in self.states:
+            self._emit(key, partial_ok=True)
+
+    def _emit(self, key: str, *, partial_ok: bool) -> None:
+        event = assemble(self.states[key], partial_ok=partial_ok)
+        if event is None:
+            return
+        if isinstance(event, AssemblyProblem):
+            if partial_ok:
+                self.unassembled += 1
+                self.err.write(
+                    json.dumps({"visit": key, "reason": "not_assembled", "detail": event.detail})
+                    + "\n"
+                )
+            return
+        if self.emitted.get(key) == event["event_id"]:
+            return
+        self.emitted[key] = event["event_id"]
+        self.visits += 1
+        self.out.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "parts": self.parts,
+            "rejected": self.rejected,
+            "visits_written": self.visits,
+            "not_assembled": self.unassembled,
+        }

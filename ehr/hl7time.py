@@ -1,0 +1,54 @@
+"""HL7 v2 DTM/DT values -> dates and aware datetimes (HL7 v2.5 ch. 2A: DTM
+YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]). python-hl7's parse_datetime returns naive
+values and float offsets; this is stricter and always aware (the profile's zone when no offset)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+
+_DTM = re.compile(
+    r"^(?P<y>\d{4})(?P<mo>\d{2})?(?P<d>\d{2})?(?P<h>\d{2})?(?P<mi>\d{2})?(?P<s>\d{2})?"
+    r"(?:\.(?P<frac>\d{1,4}))?(?P<tz>[+-]\d{4})?$"
+)
+
+
+def parse_dtm(text: str, zone: tzinfo) -> datetime:
+    """An aware datetime; raises ValueError on a malformed or impossible value."""
+    m = _DTM.match(text.strip())
+    if not m:
+        raise ValueError("not an HL7 DTM value")
+    parts = m.groupdict()
+    if parts["mo"] is None and parts["h"] is not None:
+        raise ValueError("not an HL7 DTM value")
+    micro = int((parts["frac"] or "0").ljust(6, "0")) if parts["frac"] else 0
+    tz: tzinfo = zone
+    if parts["tz"]:
+        sign = -1 if parts["tz"][0] == "-" else 1
+        hours, minutes = int(parts["tz"][1:3]), int(parts["tz"][3:5])
+        if hours > 14 or minutes > 59:
+            raise ValueError("UTC offset out of range")
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    return datetime(
+        int(parts["y"]),
+        int(parts["mo"] or 1),
+        int(parts["d"] or 1),
+        int(parts["h"] or 0),
+        int(parts["mi"] or 0),
+        int(parts["s"] or 0),
+        micro,
+        tzinfo=tz,
+    )
+
+
+def parse_dt_date(text: str) -> date:
+    """The calendar date a DT/DTM value names, as written (no zone conversion: a date of service
+    is the clinic's local date). Needs at least YYYYMMDD."""
+    m = _DTM.match(text.strip())
+    if not m or m.group("d") is None:
+        raise ValueError("not an HL7 date (YYYYMMDD...)")
+    return date(int(m.group("y")), int(m.group("mo")), int(m.group("d")))
+
+
+def to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)

@@ -1,0 +1,69 @@
+"""HL7 v2 message bytes -> ChargePart | DocumentationPart | Rejection. Never raises for bad input.
+
+Dispatch on MSH-9 (docs/integration-hl7.md): DFT^P03 -> charges (ehr/dft.py); MDM^T02, T04, T06,
+T08, T10 -> a document, MDM^T11 -> its cancellation, ORU^R01 -> minutes (ehr/notes.py). Before
+that: MSH-18 charset, MSH-12 version, MSH-4 sending facility.
+"""
+
+from __future__ import annotations
+
+from ehr import hl7text, hl7tree
+from ehr.dft import charges_from_dft
+from ehr.hl7header import MessageHeader, header_of
+from ehr.notes import CANCEL_EVENT, CONTENT_EVENTS, documentation_from_mdm, documentation_from_oru
+from ehr.parts import ChargePart, DocumentationPart
+from ehr.profile import EhrConfig
+from ehr.rejection import Rejection, RejectReason, shown
+
+Hl7Result = ChargePart | DocumentationPart | Rejection
+
+
+def parse_hl7v2(raw: bytes, config: EhrConfig) -> Hl7Result:
+    """One message (no MLLP framing) -> a part, or a typed rejection."""
+    text = hl7text.decode_message(raw, config.profile.default_charset)
+    if isinstance(text, Rejection):
+        return text
+    msg = hl7tree.parse(text)
+    if msg is None:
+        return Rejection.one(
+            RejectReason.NOT_HL7, "the data does not start with an MSH segment", segment="MSH"
+        )
+    return parse_message(msg, header_of(msg, config.profile.zone), config)
+
+
+def parse_message(msg: hl7tree.Message, header: MessageHeader, config: EhrConfig) -> Hl7Result:
+    profile = config.profile
+    mid = header.control_id or None
+    if header.version not in profile.hl7_versions:
+        return Rejection.one(
+            RejectReason.UNSUPPORTED_VERSION,
+            f"MSH-12 {shown(header.version)} is not in the profile's hl7_versions",
+            mid,
+            segment="MSH",
+            field=12,
+        )
+    if profile.accepted_facilities and header.sending_facility not in profile.accepted_facilities:
+        return Rejection.one(
+            RejectReason.UNKNOWN_SENDER,
+            f"MSH-4 {shown(header.sending_facility)} is not in the profile's accepted_facilities",
+            mid,
+            segment="MSH",
+            field=4,
+        )
+    kind = (header.message_code, header.trigger_event)
+    if kind == ("DFT", "P03"):
+        return charges_from_dft(msg, header, config)
+    if header.message_code == "MDM" and (
+        header.trigger_event in CONTENT_EVENTS or header.trigger_event == CANCEL_EVENT
+    ):
+        return documentation_from_mdm(msg, header, config)
+    if kind == ("ORU", "R01"):
+        return documentation_from_oru(msg, header, config)
+    return Rejection.one(
+        RejectReason.UNSUPPORTED_TYPE,
+        f"MSH-9 {shown(header.message_code + '^' + header.trigger_event)} is not in this profile "
+        "(DFT^P03; MDM^T02, T04, T06, T08, T10, T11; ORU^R01)",
+        mid,
+        segment="MSH",
+        field=9,
+    )

@@ -1,0 +1,259 @@
+"""The pure join: the stored parts of one visit -> a `TherapyVisitCompleted` v1 payload.
+
+The Kafka side keeps one `VisitState` per visit key (a table), folds every arriving part into it
+with `add_part` (idempotent, order-independent: the newest version of each part wins), and calls
+`assemble` after each change (complete visits) or when the join's wait expires
+(`partial_ok=True`: a visit with one part, marked in `parts_missing`).
+
+Additive field on the emitted visit (unknown to v1 readers, which ignore it): `parts_missing`,
+a list of "charges" / "documentation", present only on a visit assembled with one part missing;
+the rules `CHARGES_NOT_RECEIVED` / `DOCUMENTATION_NOT_RECEIVED` read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ehr.parts import ChargePart, DocumentationPart, VisitKey
+from schemas.common import Credential, Discipline, PayerKind
+
+MissingPart = Literal["charges", "documentation"]
+Part = ChargePart | DocumentationPart
+
+#: event_id namespace (uuid5): the same visit key and part versions always give the same id.
+EVENT_NAMESPACE = uuid.UUID("6f1d7c2e-6a0b-5d8e-9c41-3b7a2f0e9d15")
+#: Placeholders on a visit assembled without charges (`parts_missing` says so; payer-, NPI- and
+#: unit rules must not judge them).
+UNKNOWN_PAYER = {"payer_id": "UNKNOWN", "kind": PayerKind.OTHER.value}
+UNKNOWN_NPI = "0000000000"
+
+
+class VisitState(BaseModel):
+    """The stored parts of one visit (the join table's value). Documentation parts are keyed by
+    their `source_id` (MDM TXA-12, ORU OBR-3, FHIR document / encounter procedures)."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+    visit: VisitKey
+    charges: ChargePart | None = None
+    documentation: dict[str, DocumentationPart] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AssemblyProblem:
+    """The parts cannot form a valid visit; `detail` names why (no patient data)."""
+
+    detail: str
+
+
+def version_key(part: Part) -> tuple[datetime, str, str]:
+    """Order of versions: source time (MSH-7, FHIR lastUpdated), then control id, then a digest of
+    the content, so two different parts never tie and every arrival order gives one winner."""
+    digest = hashlib.sha256(part.model_dump_json().encode()).hexdigest()
+    return (part.version.at, part.version.control_id, digest)
+
+
+def is_newer(candidate: Part, current: Part) -> bool:
+    """True when `candidate` replaces `current` (a correction, a re-sent DFT, a T08/T10 edit or a
+    T11 cancel that is newer). An identical re-delivery is not newer: state does not change."""
+    return version_key(candidate) > version_key(current)
+
+
+def add_part(state: VisitState | None, part: Part) -> VisitState:
+    """Fold one part into the visit's state. Idempotent and commutative."""
+    state = state or VisitState(visit=part.visit)
+    if part.visit != state.visit:
+        raise ValueError("the part belongs to another visit")
+    if isinstance(part, ChargePart):
+        if state.charges is None or is_newer(part, state.charges):
+            return state.model_copy(update={"charges": part})
+        return state
+    current = state.documentation.get(part.source_id)
+    if current is None or is_newer(part, current):
+        docs = {**state.documentation, part.source_id: part}
+        return state.model_copy(update={"documentation": docs})
+    return state
+
+
+def _active_docs(state: VisitState) -> list[DocumentationPart]:
+    docs = [d for d in state.documentation.values() if d.status == "active"]
+    return sorted(docs, key=version_key)
+
+
+def missing_part(state: VisitState) -> MissingPart | None:
+    """Which half is absent: 'charges', 'documentation' (no active documentation: none arrived or
+    all were cancelled), or None when both are there. With neither, 'charges' (documentation of a
+    visit always has charges waiting for it, but the reverse is what the checks act on first)."""
+    if state.charges is None:
+        return "charges"
+    if not _active_docs(state):
+        return "documentation"
+    return None
+
+
+def assemble(
+    state: VisitState, *, partial_ok: bool = False
+) -> dict[str, Any] | AssemblyProblem | None:
+    """The visit as a TherapyVisitCompleted v1 JSON dict; None when a part is missing and
+    `partial_ok` is False (keep waiting); an AssemblyProblem when the parts cannot form a visit."""
+    docs = _active_docs(state)
+    missing = missing_part(state)
+    if missing is not None and not partial_ok:
+        return None
+    if state.charges is None and not docs:
+        return AssemblyProblem("the visit has no charges and no active documentation")
+    used: list[Part] = [*([state.charges] if state.charges else []), *docs]
+    refs = {p.patient_ref for p in used}
+    if len(refs) != 1:
+        return AssemblyProblem("charges and documentation name different patients for one visit")
+    minutes_source = next((d for d in reversed(docs) if d.has_minutes), None)
+    if state.charges is not None:
+        body = _from_charges(state.charges, docs, minutes_source)
+    else:
+        made = _from_documentation(docs)
+        if isinstance(made, AssemblyProblem):
+            return made
+        body = made
+    occurred = max(p.version.at for p in used).astimezone(UTC)
+    dos = body["date_of_service"]
+    if dos > occurred.date() + timedelta(days=1):
+        # Contract: date_of_service not after occurred_at (one day of slack for time zones).
+        occurred = max(occurred, datetime.combine(dos, time(), UTC))
+    event: dict[str, Any] = {
+        "schema_version": 1,
+        "event_id": event_id(state.visit, used, missing),
+        "occurred_at": occurred.isoformat().replace("+00:00", "Z"),
+        "visit_id": state.visit.text,
+        "patient_ref": refs.pop(),
+        **body,
+        "date_of_service": dos.isoformat(),
+    }
+    if minutes_source is not None:
+        for name in ("total_timed_minutes", "total_treatment_minutes"):
+            value = getattr(minutes_source, name)
+            if value is not None:
+                event[name] = value
+    event["documents"] = _documents(docs)
+    episode = next((d.episode_start_date for d in reversed(docs) if d.episode_start_date), None)
+    if episode is not None:
+        event["episode_start_date"] = episode.isoformat()
+    if missing is not None:
+        event["parts_missing"] = [missing]
+    return event
+
+
+def event_id(visit: VisitKey, used: list[Part], missing: MissingPart | None) -> str:
+    """uuid5 of the visit key and the (source, control id, time) of every part used: re-emitting
+    the same assembly gives the same id (so the same alert ids), a correction a new one."""
+    versions = sorted(
+        f"{p.part}:{getattr(p, 'source_id', '')}:{p.version.control_id}:{p.version.at.isoformat()}"
+        for p in used
+    )
+    text = "|".join([visit.text, *versions, f"missing={missing or ''}"])
+    return str(uuid.uuid5(EVENT_NAMESPACE, text))
+
+
+def _from_charges(
+    charges: ChargePart, docs: list[DocumentationPart], minutes_source: DocumentationPart | None
+) -> dict[str, Any]:
+    # The note's minutes win over minutes a charge states (PR1-7): the note is what is audited.
+    # Several lines of one code: the code's minutes go on its first line (the rules pool lines
+    # of one code; docs/rules.md).
+    by_cpt = dict(minutes_source.minutes_by_cpt) if minutes_source else {}
+    assistant = dict(minutes_source.assistant_minutes_by_cpt) if minutes_source else {}
+    services: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for line in charges.lines:
+        item: dict[str, Any] = {
+            "line_id": line.line_id,
+            "cpt": line.cpt,
+            "units": line.units,
+            "modifiers": list(line.modifiers),
+        }
+        first = line.cpt not in seen
+        seen.add(line.cpt)
+        # The note's minutes for a code it documents, else what the charge states (PR1-7).
+        minutes = (by_cpt[line.cpt] if first else None) if line.cpt in by_cpt else line.minutes
+        if minutes is not None:
+            item["minutes"] = minutes
+        if first and line.cpt in assistant and minutes is not None:
+            item["assistant_minutes"] = min(assistant[line.cpt], minutes)
+        if line.allowed_amount is not None:
+            item["allowed_amount"] = line.allowed_amount
+        services.append(item)
+    # Documented but not billed: a line with 0 units (contract: "performed and documented but
+    # not billed"), so its minutes count in the CMS pooled total (Pub. 100-04, Ch. 5, sec. 20.2).
+    taken = {s["line_id"] for s in services}
+    for cpt, minutes in sorted(by_cpt.items()):
+        if cpt not in seen:
+            line_id = _free_id(f"doc-{cpt}", taken)
+            services.append(
+                {"line_id": line_id, "cpt": cpt, "units": 0, "minutes": minutes, "modifiers": []}
+            )
+    credential = charges.rendering_credential or next(
+        (d.author_credential for d in docs if d.author_npi == charges.rendering_npi), None
+    )
+    payer: dict[str, Any] = {"payer_id": charges.payer.payer_id, "kind": charges.payer.kind.value}
+    if charges.payer.unit_rule is not None:
+        payer["unit_rule"] = charges.payer.unit_rule.value
+    return {
+        "date_of_service": charges.date_of_service,
+        "discipline": charges.discipline.value,
+        "payer": payer,
+        # Contract credential is required; OTHER when neither feed says (docs/integration-hl7.md).
+        "rendering_provider": {
+            "npi": charges.rendering_npi,
+            "credential": (credential or Credential.OTHER).value,
+        },
+        "services": services,
+    }
+
+
+def _free_id(base: str, taken: set[str]) -> str:
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}-{n}"
+    taken.add(candidate)
+    return candidate
+
+
+def _from_documentation(docs: list[DocumentationPart]) -> dict[str, Any] | AssemblyProblem:
+    newest_first = list(reversed(docs))
+    dos = next((d.date_of_service for d in newest_first if d.date_of_service), None)
+    discipline: Discipline | None = next((d.discipline for d in newest_first if d.discipline), None)
+    if dos is None or discipline is None:
+        return AssemblyProblem(
+            "no charges arrived and the documentation names no "
+            + ("date of service" if dos is None else "discipline")
+        )
+    author = next((d for d in newest_first if d.author_npi), None)
+    return {
+        "date_of_service": dos,
+        "discipline": discipline.value,
+        "payer": dict(UNKNOWN_PAYER),
+        "rendering_provider": {
+            "npi": author.author_npi if author and author.author_npi else UNKNOWN_NPI,
+            "credential": (
+                author.author_credential
+                if author and author.author_credential
+                else Credential.OTHER
+            ).value,
+        },
+        "services": [],
+    }
+
+
+def _documents(docs: list[DocumentationPart]) -> list[dict[str, Any]]:
+    """Every active part's documents; one doc_id once (the newest part's)."""
+    out: dict[str, dict[str, Any]] = {}
+    for part in docs:  # oldest first: newer parts overwrite
+        for doc in part.documents:
+            out[doc.doc_id] = doc.model_dump(mode="json", exclude_none=True)
+    return list(out.values())

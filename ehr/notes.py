@@ -1,0 +1,357 @@
+"""MDM^T02..T11 and ORU^R01 -> DocumentationPart: TXA (HL7 v2.5.1 ch. 9.6.1) and the profile's
+OBX codes (ehr_ncci.md 2.2, 2.3; OBX coding in ehr/profile.toml [obx])."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from ehr import hl7tree
+from ehr.codes import procedure_code
+from ehr.hl7common import (
+    Common,
+    common_fields,
+    credential_of,
+    department_discipline,
+    integer,
+    npi_of,
+    opaque,
+    problem,
+)
+from ehr.hl7header import MessageHeader
+from ehr.hl7time import parse_dt_date, parse_dtm, to_utc
+from ehr.parts import DocumentationPart
+from ehr.profile import DocumentTypeEntry, EhrConfig, Profile
+from ehr.rejection import Problem, Rejection, RejectReason, shown
+from schemas.common import Credential, Discipline
+from schemas.visit import Document
+
+#: MDM events that carry content (T02 original, T04 status change, T06 addendum, T08 edit, T10
+#: replacement) and the cancel (T11); ehr_ncci.md 2.1.
+CONTENT_EVENTS = frozenset({"T02", "T04", "T06", "T08", "T10"})
+CANCEL_EVENT = "T11"
+_DOC_FIELDS_DATE = ("plan_start", "plan_end", "covers_from", "covers_through")
+_DOC_FIELDS_TIME = ("sent_to_certifier_at", "verbal_order_at")
+
+
+@dataclass
+class ObxReading:
+    """The profile-coded OBX values of a message."""
+
+    found: int = 0
+    minutes_by_cpt: dict[str, int] = field(default_factory=dict)
+    assistant_by_cpt: dict[str, int] = field(default_factory=dict)
+    total_timed: int | None = None
+    total_treatment: int | None = None
+    document: dict[str, Any] = field(default_factory=dict)
+    episode_start: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    signed_at: datetime | None
+    npi: str | None
+    credential: Credential | None
+
+
+def read_obx(msg: hl7tree.Message, config: EhrConfig, problems: list[Problem]) -> ObxReading:
+    obx_codes = config.profile.obx
+    names = obx_codes.names_by_code()
+    out = ObxReading()
+    for seq, obx in enumerate(msg.all("OBX"), start=1):
+        code = obx.value(3, 1)
+        system = obx.value(3, 3)
+        name = names.get(code)
+        if name is None or (system and system not in obx_codes.coding_systems):
+            continue  # document content or someone else's observation
+        out.found += 1
+
+        def bad(detail: str, fld: int, seq: int = seq, code: str = code) -> None:
+            problems.append(
+                problem(RejectReason.BAD_VALUE, f"OBX#{seq} ({code}): {detail}", "OBX", fld, seq)
+            )
+
+        status = obx.value(11).upper()
+        if status not in obx_codes.result_status:
+            bad(
+                f"OBX-11 result status {shown(status)} is not final (profile [obx].result_status)",
+                11,
+            )
+            continue
+        value = obx.value(5)
+        _read_one(name, value, obx, out, config, bad)
+    return out
+
+
+def _read_one(
+    name: str, value: str, obx: hl7tree.Segment, out: ObxReading, config: EhrConfig, bad: Any
+) -> None:
+    zone = config.profile.zone
+    if name in (
+        "cpt_minutes",
+        "cpt_assistant_minutes",
+        "total_timed_minutes",
+        "total_treatment_minutes",
+    ):
+        minutes = integer(value, 0, 1440)
+        unit = obx.value(6).lower()
+        if minutes is None:
+            bad("OBX-5 is not a whole number of minutes 0-1440", 5)
+            return
+        if unit not in ("", "min"):
+            bad("OBX-6 unit must be min (UCUM) or empty", 6)
+            return
+        if name in ("total_timed_minutes", "total_treatment_minutes"):
+            setattr(
+                out, "total_timed" if name == "total_timed_minutes" else "total_treatment", minutes
+            )
+            return
+        cpt = procedure_code(obx.value(4))
+        if cpt is None:
+            bad("OBX-4 (observation sub-ID) must hold the CPT/HCPCS code the minutes belong to", 4)
+            return
+        target = out.minutes_by_cpt if name == "cpt_minutes" else out.assistant_by_cpt
+        target[cpt] = target.get(cpt, 0) + minutes  # one code documented twice: its minutes add
+        return
+    try:
+        if name == "document_cpt":
+            cpt = procedure_code(obx.value(5, 1), obx.value(5, 3))
+            if cpt is None:
+                raise ValueError
+            out.document["cpt"] = cpt
+        elif name in _DOC_FIELDS_DATE or name == "episode_start_date":
+            day = parse_dt_date(value)
+            if name == "episode_start_date":
+                out.episode_start = day
+            else:
+                out.document[name] = day
+        elif name in _DOC_FIELDS_TIME:
+            out.document[name] = to_utc(parse_dtm(value, zone))
+        elif name == "delay_reason_documented":
+            if value.upper() not in ("Y", "N"):
+                raise ValueError
+            out.document[name] = value.upper() == "Y"  # HL7 table 0136 yes/no
+        elif name == "referral_discipline":
+            out.document["discipline"] = Discipline(value.upper())
+    except ValueError:
+        bad(f"OBX-5 is not a valid value for {name}", 5)
+
+
+def documentation_from_mdm(
+    msg: hl7tree.Message, header: MessageHeader, config: EhrConfig
+) -> DocumentationPart | Rejection:
+    profile = config.profile
+    problems: list[Problem] = []
+    common = common_fields(msg, header, config, problems)
+    txa = msg.first("TXA")
+    if txa is None:
+        problems.append(problem(RejectReason.MISSING_FIELD, "TXA segment is missing", "TXA"))
+        return Rejection.of(problems, header.control_id or None)
+    doc_id = txa.value(12)
+    if not doc_id:
+        problems.append(
+            problem(
+                RejectReason.MISSING_FIELD, "TXA-12 (unique document number) is empty", "TXA", 12
+            )
+        )
+    elif opaque(doc_id) is None:
+        problems.append(problem(RejectReason.BAD_VALUE, "TXA-12 is not printable ASCII", "TXA", 12))
+    # MSH-9.2 is the event; EVN-1 is kept for backward compatibility only (HL7 v2.5 ch. 3.4.1.1)
+    # and is ignored, also when it disagrees (mdm_t02_msft_fhirconverter_01: EVN-1 T10, MSH-9 T02).
+    if header.trigger_event == CANCEL_EVENT:
+        if problems or common is None:
+            return Rejection.of(problems, header.control_id or None)
+        return _part(common, f"mdm:{doc_id}", "cancelled", config)
+
+    type_code = txa.value(2)
+    entry = profile.documents.types.get(type_code.upper()) if type_code else None
+    if not type_code:
+        problems.append(
+            problem(RejectReason.MISSING_FIELD, "TXA-2 (document type) is empty", "TXA", 2)
+        )
+    elif entry is None:
+        problems.append(
+            problem(
+                RejectReason.UNMAPPED_CODE,
+                f"TXA-2 {shown(type_code)} is not in the profile's [documents.types]",
+                "TXA",
+                2,
+            )
+        )
+    obx = read_obx(msg, config, problems)
+    signature = read_signature(txa, profile, problems)
+    document_date = _txa_date(txa, problems)
+    if problems or common is None or entry is None:
+        return Rejection.of(problems, header.control_id or None)
+    # TXA-19 CA/OB (HL7 table 0273): the document is not valid; it leaves the visit.
+    withdrawn = txa.value(19).upper() in profile.documents.withdrawn_availability
+    try:
+        document = Document(
+            doc_id=doc_id,
+            kind=entry.kind,
+            cpt=obx.document.pop("cpt", entry.cpt),
+            signed_at=signature.signed_at,
+            author_credential=signature.credential,
+            document_date=document_date,
+            **_referral_discipline(entry, obx.document),
+        )
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        return Rejection.one(
+            RejectReason.BAD_VALUE,
+            f"TXA/OBX document fields are inconsistent: {err['msg']}",
+            header.control_id or None,
+            segment="TXA",
+        )
+    discipline = entry.discipline or department_discipline(msg, [], profile)[0]
+    return _part(
+        common,
+        f"mdm:{doc_id}",
+        "cancelled" if withdrawn else "active",
+        config,
+        obx=obx,
+        documents=[document],
+        date_of_service=document_date or _pv1_date(msg),
+        discipline=discipline,
+        signature=signature,
+    )
+
+
+def _referral_discipline(entry: DocumentTypeEntry, fields: dict[str, Any]) -> dict[str, Any]:
+    out = dict(fields)
+    if "discipline" not in out and entry.discipline is not None and entry.kind == "referral":
+        out["discipline"] = entry.discipline
+    return out
+
+
+def read_signature(txa: hl7tree.Segment, profile: Profile, problems: list[Problem]) -> Signature:
+    """Signed = TXA-17 in the profile's signed statuses (LA/AU, HL7 table 0271) and a TXA-22
+    repetition with a person (PPN.1 or PPN.2) and PPN.15 time (ehr_ncci.md 2.3 (c), (d)). The
+    latest such time is signed_at. IP, DI, PA ... are not signed whatever TXA-22 says."""
+    best: tuple[datetime, hl7tree.Comps] | None = None
+    for rep in txa.reps(22):
+        when = hl7tree.leaf(rep, 15)
+        if not when or not (hl7tree.leaf(rep, 1) or hl7tree.leaf(rep, 2)):
+            continue
+        try:
+            at = to_utc(parse_dtm(when, profile.zone))
+        except ValueError:
+            problems.append(
+                problem(RejectReason.BAD_VALUE, "TXA-22 PPN.15 is not a valid DTM", "TXA", 22)
+            )
+            continue
+        if best is None or at > best[0]:
+            best = (at, rep)
+    originator = txa.reps(9)[0] if txa.reps(9) else None
+    npi = npi_of(best[1], 13) if best else None
+    credential = credential_of(best[1], 7, profile) if best else None
+    if originator is not None:
+        npi = npi or npi_of(originator, 13)
+        credential = credential or credential_of(originator, 7, profile)
+    if credential is None and npi is not None:
+        credential = profile.providers.get(npi)
+    signed = txa.value(17).upper() in profile.documents.signed_statuses and best is not None
+    return Signature(signed_at=best[0] if signed and best else None, npi=npi, credential=credential)
+
+
+def _txa_date(txa: hl7tree.Segment, problems: list[Problem]) -> date | None:
+    # TXA-4 activity date/time: the date of the visit the note documents (ehr_ncci.md 2.2).
+    if not txa.value(4):
+        return None
+    try:
+        return parse_dt_date(txa.value(4))
+    except ValueError:
+        problems.append(problem(RejectReason.BAD_VALUE, "TXA-4 is not a date", "TXA", 4))
+        return None
+
+
+def _pv1_date(msg: hl7tree.Message) -> date | None:
+    pv1 = msg.first("PV1")
+    try:
+        return parse_dt_date(pv1.value(44)) if pv1 and pv1.value(44) else None  # admit date
+    except ValueError:
+        return None
+
+
+def documentation_from_oru(
+    msg: hl7tree.Message, header: MessageHeader, config: EhrConfig
+) -> DocumentationPart | Rejection:
+    """ORU^R01 with the profile's minutes OBX. Decision: an ORU with none of them (a lab result)
+    is not therapy documentation and is rejected (not_therapy), not silently dropped."""
+    problems: list[Problem] = []
+    obx = read_obx(msg, config, problems)
+    if obx.found == 0:
+        return Rejection.one(
+            RejectReason.NOT_THERAPY,
+            "ORU^R01 carries no OBX with a code of the profile's [obx] table: not therapy "
+            "documentation",
+            header.control_id or None,
+            segment="OBX",
+            field=3,
+        )
+    common = common_fields(msg, header, config, problems)
+    obr = msg.first("OBR")
+    # OBR-3 filler order number identifies the result across corrections (OBX-11 C), else OBR-2.
+    result_id = (obr.value(3) or obr.value(2)) if obr else ""
+    if not result_id:
+        problems.append(
+            problem(
+                RejectReason.MISSING_FIELD, "OBR-3 and OBR-2 (order numbers) are empty", "OBR", 3
+            )
+        )
+    elif opaque(result_id) is None:
+        problems.append(problem(RejectReason.BAD_VALUE, "OBR-3 is not printable ASCII", "OBR", 3))
+    dos = None
+    if obr is not None and obr.value(7):
+        try:
+            dos = parse_dt_date(obr.value(7))  # OBR-7 observation date/time
+        except ValueError:
+            problems.append(problem(RejectReason.BAD_VALUE, "OBR-7 is not a date", "OBR", 7))
+    if problems or common is None:
+        return Rejection.of(problems, header.control_id or None)
+    return _part(
+        common,
+        f"oru:{result_id}",
+        "active",
+        config,
+        obx=obx,
+        date_of_service=dos or _pv1_date(msg),
+        discipline=department_discipline(msg, [], config.profile)[0],
+    )
+
+
+def _part(
+    common: Common,
+    source_id: str,
+    status: str,
+    config: EhrConfig,
+    *,
+    obx: ObxReading | None = None,
+    documents: list[Document] | None = None,
+    date_of_service: date | None = None,
+    discipline: Discipline | None = None,
+    signature: Signature | None = None,
+) -> DocumentationPart:
+    obx = obx or ObxReading()
+    return DocumentationPart(
+        source="hl7v2",
+        message_id=common.message_id,
+        version=common.version,
+        visit=common.visit,
+        patient_ref=common.patient_ref,
+        source_id=source_id[:128],
+        status="cancelled" if status == "cancelled" else "active",
+        date_of_service=date_of_service,
+        discipline=discipline,
+        author_npi=signature.npi if signature else None,
+        author_credential=signature.credential if signature else None,
+        minutes_by_cpt=obx.minutes_by_cpt,
+        assistant_minutes_by_cpt=obx.assistant_by_cpt,
+        total_timed_minutes=obx.total_timed,
+        total_treatment_minutes=obx.total_treatment,
+        documents=documents or [],
+        episode_start_date=obx.episode_start,
+    )

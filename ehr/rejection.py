@@ -1,0 +1,82 @@
+"""Typed rejections: a machine reason and a human detail naming the segment/field or element.
+
+Details never quote PID content or any other patient data; at most they quote a local code the
+profile could not map (a department, a document type), so an operator can fix the table.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class RejectReason(StrEnum):
+    NOT_HL7 = "not_hl7"
+    NOT_FHIR = "not_fhir"
+    BAD_CHARSET = "bad_charset"
+    UNSUPPORTED_TYPE = "unsupported_type"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_SENDER = "unknown_sender"
+    MISSING_FIELD = "missing_field"
+    BAD_VALUE = "bad_value"
+    UNMAPPED_CODE = "unmapped_code"
+    UNSUPPORTED_TRANSACTION = "unsupported_transaction"
+    NOT_THERAPY = "not_therapy"
+    NOT_A_VISIT = "not_a_visit"
+    NO_PROCEDURE_CODE = "no_procedure_code"
+
+
+class Problem(BaseModel):
+    """One thing wrong with a message. segment/sequence/field locate it for an HL7 ERR-2."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: RejectReason
+    detail: str
+    segment: str | None = None
+    sequence: int | None = None
+    field: int | None = None
+
+
+class Rejection(BaseModel):
+    """A message (or FHIR resource) that was not accepted. `reason` is the first problem's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: RejectReason
+    detail: str
+    problems: tuple[Problem, ...] = ()
+    message_id: str | None = None
+
+    @classmethod
+    def of(cls, problems: list[Problem], message_id: str | None = None) -> Rejection:
+        assert problems, "a rejection needs at least one problem"
+        return cls(
+            reason=problems[0].reason,
+            detail="; ".join(p.detail for p in problems),
+            problems=tuple(problems),
+            message_id=message_id,
+        )
+
+    @classmethod
+    def one(
+        cls,
+        reason: RejectReason,
+        detail: str,
+        message_id: str | None = None,
+        *,
+        segment: str | None = None,
+        sequence: int | None = None,
+        field: int | None = None,
+    ) -> Rejection:
+        problem = Problem(
+            reason=reason, detail=detail, segment=segment, sequence=sequence, field=field
+        )
+        return cls.of([problem], message_id)
+
+
+def shown(code: str, limit: int = 24) -> str:
+    """A local code quoted in a detail: printable ASCII only, truncated."""
+    clean = "".join(ch if "\x20" <= ch <= "\x7e" else "?" for ch in code)
+    return repr(clean[:limit] + ("..." if len(clean) > limit else ""))
