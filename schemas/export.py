@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from schemas.alert import ComplianceAlert
 from schemas.checked import VisitChecked
 from schemas.deadletter import DeadLetter
+from schemas.ehr_deadletter import EhrDeadLetter
 from schemas.visit import TherapyVisitCompleted
 
 HERE = Path(__file__).parent
@@ -23,6 +24,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "compliance_alert.v1": ComplianceAlert,
     "visit_checked.v1": VisitChecked,
     "dead_letter.v1": DeadLetter,
+    "ehr_dead_letter.v1": EhrDeadLetter,
 }
 
 
@@ -32,6 +34,7 @@ CHANNELS = [
     ("billing.compliance.alert.v1", "send", "visit_id", "compliance_alert.v1"),
     ("therapy.visit.checked.v1", "send", "visit_id", "visit_checked.v1"),
     ("therapy.visit.deadletter.v1", "send", "original key", "dead_letter.v1"),
+    ("ehr.deadletter.v1", "send", "patient_ref when known", "ehr_dead_letter.v1"),
 ]
 
 

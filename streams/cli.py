@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import sys
 from datetime import UTC, datetime
+from typing import Literal
 
 from compliance.state import DEFAULT_HORIZON_DAYS
 from schemas.common import DeadLetterReason
 from schemas.decode import DEFAULT_MAX_BYTES
+from streams.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,6 +55,23 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("new_dir", metavar="NEW_DIR", help="the updated rule set")
     compare.add_argument("history", metavar="HISTORY.jsonl", help="visits, as for audit")
     compare.add_argument("--json", action="store_true", help="one JSON object, not a table")
+
+    conv = sub.add_parser(
+        "convert",
+        help="HL7 v2 / FHIR R4B messages -> TherapyVisitCompleted v1 JSON Lines (offline)",
+    )
+    conv.add_argument("--from", dest="source", choices=["hl7", "fhir"], required=True)
+    conv.add_argument("path", help="file of messages, or - for stdin")
+
+    sub.add_parser(
+        "mllp-gateway",
+        help="accept HL7 v2 over MLLP, write each message to the inbound topic, ACK when durable",
+    )
+    hl7demo = sub.add_parser(
+        "demo-hl7", help="send realistic DFT^P03 and MDM^T02 messages to the MLLP gateway"
+    )
+    hl7demo.add_argument("--count", type=int, default=100, help="visits to send (default 100)")
+    hl7demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
 
     worker = sub.add_parser(
         "worker", help="run the stream worker (exactly faust -A streams.app worker)"
@@ -125,6 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     from streams.settings import settings_from_env_or_exit
 
     settings = settings_from_env_or_exit()
+    if args.command == "convert":
+        return _convert(settings, args.source, args.path)
+    if args.command == "mllp-gateway":
+        from streams.mllp import gateway_main
+
+        return gateway_main(settings)
+    if args.command == "demo-hl7":
+        from streams.hl7_demo import demo_hl7_main
+
+        return demo_hl7_main(settings, args.count, args.seed)
     try:
         if args.command == "demo-feed":
             asyncio.run(demo_feed(settings, args.rate, args.count, args.seed, args.malformed))
@@ -146,6 +175,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _convert(settings: Settings, source: str, path: str) -> int:
+    from ehr import ProfileError, convert_main
+
+    try:
+        config = settings.ehr_config()
+    except (ProfileError, ValueError) as exc:
+        print(
+            f"therapy-compliance convert: {exc} (TC_EHR_PATIENT_KEY, TC_EHR_PROFILE)",
+            file=sys.stderr,
+        )
+        return 2
+    kind: Literal["hl7", "fhir"] = "hl7" if source == "hl7" else "fhir"
+    return convert_main(kind, path, sys.stdout.buffer, sys.stderr, config)
 
 
 if __name__ == "__main__":

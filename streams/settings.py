@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ehr.profile import EhrConfig, load_config
 from schemas.decode import DEFAULT_MAX_BYTES
 
 
@@ -112,6 +113,35 @@ class Settings(BaseSettings):
     #: memory (tests; rebuilt from the changelog at every start).
     store: Literal["rocksdb", "memory"] = "rocksdb"
 
+    # --- EHR feeds (docs/integration-hl7.md) ------------------------------------------------
+    #: Secret for patient_ref = HMAC-SHA256(key, patient identifier), at least 16 bytes. The EHR
+    #: path (gateway, parse and join agents) runs only when it is set.
+    ehr_patient_key: SecretStr | None = None
+    #: Integration profile (local code tables, OBX codes); unset: the shipped ehr/profile.toml.
+    ehr_profile: Path | None = None
+    topic_hl7_inbound: str = "ehr.hl7v2.inbound.v1"
+    topic_fhir_inbound: str = "ehr.fhir.inbound.v1"
+    #: Parsed visit parts, keyed by patient_ref (co-partitioned with the join's table).
+    topic_ehr_parts: str = "ehr.visit.parts.v1"
+    topic_ehr_deadletter: str = "ehr.deadletter.v1"
+    #: A visit with only one part (charges or documentation) is emitted after this long anyway,
+    #: and the checks say what is missing.
+    join_wait_s: Annotated[float, Field(ge=1, le=30 * 86400)] = 900.0
+    #: How long the join keeps an emitted visit's parts for corrections and re-sends (days).
+    join_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    #: The MLLP gateway (`therapy-compliance mllp-gateway`): listen address, largest message,
+    #: how long to wait for the broker before answering AR, idle connections closed after.
+    mllp_host: str = "127.0.0.1"
+    mllp_port: Annotated[int, Field(ge=1, le=65535)] = 2575
+    mllp_max_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = DEFAULT_MAX_BYTES
+    mllp_ack_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    mllp_idle_timeout_s: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    #: TLS for MLLP connections (both set: TLS on).
+    mllp_certfile: Path | None = None
+    mllp_keyfile: Path | None = None
+    #: The gateway's own /metrics and /health.
+    mllp_web_port: Annotated[int, Field(ge=1, le=65535)] = 6068
+
     @field_validator("brokers")
     @classmethod
     def _brokers(cls, value: str) -> str:
@@ -135,6 +165,14 @@ class Settings(BaseSettings):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"TC_{name.upper()}={path} is not a readable file")
+        if self.ehr_patient_key is not None and len(self.ehr_patient_key.get_secret_value()) < 16:
+            raise ValueError("TC_EHR_PATIENT_KEY must be at least 16 characters (HMAC key)")
+        for name in ("ehr_profile", "mllp_certfile", "mllp_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"TC_{name.upper()}={path} is not a readable file")
+        if (self.mllp_certfile is None) != (self.mllp_keyfile is None):
+            raise ValueError("TC_MLLP_CERTFILE and TC_MLLP_KEYFILE go together (TLS)")
         if self.ruleset_dir is not None and not self.ruleset_dir.is_dir():
             raise ValueError(f"TC_RULESET_DIR={self.ruleset_dir} is not a directory")
         for name in ("ncci_ptp_files", "ncci_mue_files", "fee_files"):
@@ -216,9 +254,20 @@ class Settings(BaseSettings):
     def public_view(self) -> dict[str, Any]:
         """Effective settings for the start-up log: secrets masked."""
         out = self.model_dump(mode="json")
-        if out.get("sasl_password") is not None:
-            out["sasl_password"] = "***"
+        for secret in ("sasl_password", "ehr_patient_key"):
+            if out.get(secret) is not None:
+                out[secret] = "***"
         return out
+
+    @property
+    def ehr_enabled(self) -> bool:
+        return self.ehr_patient_key is not None
+
+    def ehr_config(self) -> EhrConfig:
+        """The integration profile and patient key (raises ProfileError naming the entry)."""
+        if self.ehr_patient_key is None:
+            raise ValueError("the EHR path needs TC_EHR_PATIENT_KEY")
+        return load_config(self.ehr_patient_key.get_secret_value(), self.ehr_profile)
 
 
 def _paths(text: str) -> list[Path]:
