@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping, Sequence, Set
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from typing import Any, cast
 
 import faust
@@ -26,13 +26,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from compliance import Engine
 from compliance.ruleset import load_ruleset
 from streams.checkpoint import TP
-from streams.health import Health
+from streams.ehr_stages import EhrParser, VisitJoiner
+from streams.health import Health, Stage
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
-from streams.processor import Output, Record, VisitProcessor
+from streams.processor import Output, Processor, Record, VisitProcessor
 from streams.publish import Publisher
 from streams.settings import SecurityProtocol, Settings, settings_from_env_or_exit
-from streams.state import TABLE_NAME, TableState
+from streams.state import JOIN_TABLE, TABLE_NAME, TableState
 from streams.topics import ensure_topics, record_limit
 
 log = logging.getLogger("streams.app")
@@ -48,7 +49,9 @@ class ComplianceApp(faust.App):
     tc_settings: Settings
     tc_metrics: Metrics
     tc_processor: VisitProcessor
+    #: The check stage's pipeline (tests), and every stage's.
     tc_pipeline: Pipeline
+    tc_stages: list[Stage]
     tc_health: Health
     #: False when the last stop left outputs unacknowledged (the worker then exits 75).
     tc_clean_stop: bool = True
@@ -74,7 +77,10 @@ class ComplianceApp(faust.App):
     async def on_stop(self) -> None:
         # Before faust stops the consumer: finish (or give up on) the batches in flight and
         # commit what is durable. Bounded so the worker's shutdown watchdog rarely has to fire.
-        self.tc_clean_stop = await self.tc_pipeline.close(self.tc_settings.drain_timeout_s)
+        results = await asyncio.gather(
+            *(st.pipeline.close(self.tc_settings.drain_timeout_s) for st in self.tc_stages)
+        )
+        self.tc_clean_stop = all(results)
         await super().on_stop()
 
 
@@ -145,17 +151,6 @@ def create_app(
     )
     app.tc_settings = settings
     app.tc_metrics = metrics
-    visits = app.topic(
-        settings.topic_visits,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        # Faust never acks, and so never commits, this topic: the pipeline does, once outputs
-        # are durable. (faust's take_events acks a batch when the loop body returns, and its
-        # ack bookkeeping also acks events it skips during a rebalance.)
-        acks=False,
-    )
 
     async def send(out: Output) -> Awaitable[Any]:
         return await app.producer.send(
@@ -164,7 +159,7 @@ def create_app(
 
     async def commit(offsets: Mapping[TP, int]) -> bool:
         # The transport consumer's commit of explicit offsets (faust's own `commit()` commits
-        # what its ack bookkeeping allows, which never includes this topic).
+        # what its ack bookkeeping allows, which never includes our input topics).
         committed = await _driver(app).consumer._commit(
             {FaustTP(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
         )
@@ -177,8 +172,41 @@ def create_app(
         arm_watchdog(settings.shutdown_timeout_s, 1, "stop after a publish failure")
         await app.crash(exc)
 
+    publisher = Publisher(send, metrics)
+
+    def stage(name: str, topics: tuple[str, ...], processor: Processor) -> Stage:
+        pipeline = Pipeline(processor, publisher, commit, metrics, on_fatal=crash)
+        source = app.topic(
+            *topics,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            # Faust never acks, and so never commits, these topics: the pipeline does, once
+            # outputs are durable. (faust's take_events acks a batch when the loop body
+            # returns, and its ack bookkeeping also acks events it skips in a rebalance.)
+            acks=False,
+        )
+
+        async def run(stream: faust.StreamT[bytes]) -> None:
+            # noack_take hands over events without acking them (take_events acks on return).
+            # It is defined on faust.Stream, not on the StreamT interface.
+            async for events in cast(faust.Stream[bytes], stream).noack_take(
+                settings.batch_size, within=settings.batch_within_s
+            ):
+                batch = _current(app, events)
+
+                async def ack(batch: Sequence[faust.EventT[bytes]] = batch) -> None:
+                    for event in batch:  # bookkeeping only: acks are off for these topics
+                        await stream.ack(event)
+
+                await pipeline.submit([_record(e.message) for e in batch], ack)
+
+        app.agent(source, concurrency=1, supervisor_strategy=CrashingSupervisor, name=name)(run)
+        return Stage(name, topics, pipeline)
+
     # Per-patient state, co-partitioned with the input (same key, same partition count).
-    table = app.Table(
+    history = app.Table(
         TABLE_NAME,
         key_type=bytes,
         value_type=bytes,
@@ -186,42 +214,33 @@ def create_app(
         options={"driver": "rocksdict"},
         help="Per-patient history for the rules that span visits (compliance/state.py).",
     )
-    processor = VisitProcessor(settings, metrics, engine, state=TableState(table))
-    pipeline = Pipeline(processor, Publisher(send, metrics), commit, metrics, on_fatal=crash)
+    processor = VisitProcessor(settings, metrics, engine, state=TableState(history))
+    stages = [stage("check_visits", (settings.topic_visits,), processor)]
+    if settings.ehr_enabled:
+        stages.extend(_ehr_stages(app, settings, metrics, stage))
     health = Health(
-        settings.topic_visits,
+        stages,
         settings.stall_after_s,
         metrics,
-        pipeline,
         lambda: app.consumer,
         lambda tp: _driver(app).consumer._committed_offset.get(FaustTP(tp.topic, tp.partition)),
     )
-    app.tc_processor, app.tc_pipeline, app.tc_health = processor, pipeline, health
-
-    @app.agent(visits, concurrency=1, supervisor_strategy=CrashingSupervisor, name="check_visits")
-    async def check_visits(stream: faust.StreamT[bytes]) -> None:
-        # noack_take hands over events without acking them (take_events acks on return). It is
-        # defined on faust.Stream, not on the StreamT interface.
-        async for events in cast(faust.Stream[bytes], stream).noack_take(
-            settings.batch_size, within=settings.batch_within_s
-        ):
-            batch = _current(app, events)
-
-            async def ack(batch: Sequence[faust.EventT[bytes]] = batch) -> None:
-                for event in batch:  # bookkeeping only: acks are off for this topic
-                    await stream.ack(event)
-
-            await pipeline.submit([_record(e.message) for e in batch], ack)
+    app.tc_processor, app.tc_stages, app.tc_health = processor, stages, health
+    app.tc_pipeline = stages[0].pipeline
 
     async def on_revoked(sender: Any, revoked: Set[Any], **kwargs: Any) -> None:
-        tps = [TP(tp.topic, tp.partition) for tp in revoked if tp.topic == settings.topic_visits]
-        if tps:
-            await pipeline.on_revoked(tps, min(settings.session_timeout_s, MAX_REVOKE_WAIT_S))
+        wait = min(settings.session_timeout_s, MAX_REVOKE_WAIT_S)
+        await asyncio.gather(
+            *(
+                st.pipeline.on_revoked(_tps(revoked, st.topics), wait)
+                for st in stages
+                if _tps(revoked, st.topics)
+            )
+        )
 
     async def on_assigned(sender: Any, assigned: Set[Any], **kwargs: Any) -> None:
-        pipeline.assigned(
-            TP(tp.topic, tp.partition) for tp in assigned if tp.topic == settings.topic_visits
-        )
+        for st in stages:
+            st.pipeline.assigned(_tps(assigned, st.topics))
         health.assigned_once = True
         health.update_lag()
 
@@ -231,7 +250,8 @@ def create_app(
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
 
     async def commit_durable() -> None:
-        await pipeline.commit()
+        for st in stages:
+            await st.pipeline.commit()
 
     async def refresh_lag() -> None:
         health.update_lag()
@@ -252,6 +272,45 @@ def create_app(
         return self.json(body, status=200 if ok else 503)
 
     return app
+
+
+def _ehr_stages(
+    app: faust.App,
+    settings: Settings,
+    metrics: Metrics,
+    stage: Callable[[str, tuple[str, ...], Processor], Stage],
+) -> list[Stage]:
+    """HL7 v2 / FHIR inbound -> parts (re-keyed by patient_ref) -> the join -> visits."""
+    config = settings.ehr_config()
+    parse = stage(
+        "parse_ehr",
+        (settings.topic_hl7_inbound, settings.topic_fhir_inbound),
+        EhrParser(settings, config, metrics),
+    )
+    table = app.Table(
+        JOIN_TABLE,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        options={"driver": "rocksdict"},
+        help="Each visit's charge and documentation parts until it is emitted (ehr/join.py).",
+    )
+    joiner = VisitJoiner(settings, metrics, TableState(table))
+    join = stage("join_visits", (settings.topic_ehr_parts,), joiner)
+
+    async def expire() -> None:
+        owned = join.pipeline.owned
+        if owned is None:
+            return
+        partitions = {tp.partition for tp in owned - join.pipeline.revoking}
+        await join.pipeline.submit_outputs(joiner.expire(partitions))
+
+    app.timer(interval=min(30.0, max(1.0, settings.join_wait_s / 4)))(expire)
+    return [parse, join]
+
+
+def _tps(tps: Set[Any], topics: tuple[str, ...]) -> list[TP]:
+    return [TP(tp.topic, tp.partition) for tp in tps if tp.topic in topics]
 
 
 def _driver(app: faust.App) -> Any:

@@ -95,4 +95,10 @@ class Checkpoint:
 
     @property
     def batches_in_flight(self) -> int:
+        """Batches registered and not yet committable (done ones wait for earlier ones)."""
         return len(self._open)
+
+    @property
+    def unfinished(self) -> int:
+        """Batches whose outputs are not all acknowledged yet (some carry no offsets)."""
+        return sum(1 for b in self._open if not b.done)

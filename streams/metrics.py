@@ -4,6 +4,7 @@ never a patient, visit or event id (those are unbounded and, for patients, PHI-a
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -72,6 +73,24 @@ class Metrics:
             ["rule_id"],
             registry=r,
         )
+        self.ehr_parts = Counter(
+            f"{PREFIX}_ehr_parts",
+            "EHR messages parsed into visit parts, by part (charges, documentation) and source.",
+            ["part", "source"],
+            registry=r,
+        )
+        self.ehr_rejected = Counter(
+            f"{PREFIX}_ehr_rejected",
+            "EHR messages and resources dead-lettered, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.ehr_visits = Counter(
+            f"{PREFIX}_ehr_visits_emitted",
+            "Visits the join emitted: complete (both parts) or partial (one part after the wait).",
+            ["kind"],
+            registry=r,
+        )
         self.send_retries = Counter(
             f"{PREFIX}_output_send_retries",
             "Output sends retried after "
@@ -115,6 +134,15 @@ class Metrics:
         self.dead_letters_by_reason = {
             reason: self.dead_letters.labels(reason=reason.value) for reason in DeadLetterReason
         }
+
+    def ehr_parts_by_kind(self, part: str, source: str) -> Any:
+        return self.ehr_parts.labels(part=part, source=source)
+
+    def ehr_rejected_by_reason(self, reason: str) -> Any:
+        return self.ehr_rejected.labels(reason=reason)
+
+    def ehr_visits_emitted(self, kind: str) -> Any:
+        return self.ehr_visits.labels(kind=kind)
 
     def keep_partitions(self, topic: str, partitions: set[str]) -> None:
         """Remove the per-partition series of `topic` for partitions not in `partitions`."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from streams.checkpoint import TP, Batch, Checkpoint
 from streams.metrics import Metrics
-from streams.processor import Output, Record, VisitProcessor
+from streams.processor import Output, Processor, Record
 from streams.publish import Publisher
 
 log = logging.getLogger("streams.pipeline")
@@ -43,7 +43,7 @@ async def _nothing() -> None:
 class Pipeline:
     def __init__(
         self,
-        processor: VisitProcessor,
+        processor: Processor,
         publisher: Publisher,
         commit: CommitFn,
         metrics: Metrics,
@@ -114,6 +114,23 @@ class Pipeline:
         self._inflight.add(task)
         task.add_done_callback(self._done)
 
+    async def submit_outputs(self, outputs: list[Output]) -> None:
+        """Publish outputs that no input record produced (the join's expiry): a batch without
+        offsets, so it holds the checkpoint like any other until it is durable."""
+        if self.failure is not None:
+            raise self.failure
+        if self.closing or not outputs:
+            return
+        await self._slots.acquire()
+        if self.failure is not None or self.closing:
+            self._slots.release()
+            return
+        batch = self.checkpoint.begin({}, 0, payload=_nothing)
+        futures = await self.publisher.send_all(outputs)
+        task = asyncio.create_task(self._complete(batch, outputs, futures, time.perf_counter()))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         self._slots.release()
@@ -177,7 +194,7 @@ class Pipeline:
         the producer (registered, no completion task yet); False on timeout or failure."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        while self.checkpoint.records_in_flight and self.failure is None:
+        while self.checkpoint.unfinished and self.failure is None:
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return False
@@ -225,7 +242,7 @@ class Pipeline:
         for task in list(self._inflight):  # given up: stop retrying, stay uncommitted
             task.cancel()
         # A batch still being handed to the producer is registered but has no task yet.
-        complete = self.checkpoint.records_in_flight == 0
+        complete = self.checkpoint.unfinished == 0
         if not complete:
             log.error(
                 "stopping with %d record(s) whose outputs the broker has not acknowledged; "

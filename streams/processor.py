@@ -42,7 +42,8 @@ class Record:
 class Output:
     topic: str
     key: bytes | None
-    value: bytes
+    #: None only for a state tombstone (a deleted key's changelog record).
+    value: bytes | None
     #: None: the producer's partitioner decides (by key); set for changelog records, which
     #: must go to the input record's partition.
     partition: int | None = None
@@ -62,12 +63,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class Processor(Protocol):
+    """One input record -> the records to publish; never raises (bad input: a dead letter)."""
+
+    def handle(self, rec: Record) -> list[Output]: ...
+
+
 class StateStore(Protocol):
     """Per-patient state by input partition (streams.state.TableState in the worker)."""
 
     def get(self, partition: int, key: bytes) -> bytes | None: ...
 
-    def put(self, partition: int, key: bytes, value: bytes) -> Output: ...
+    def put(self, partition: int, key: bytes, value: bytes | None) -> Output: ...
 
 
 class VisitProcessor:

@@ -16,6 +16,7 @@ store's persisted offset advances once the broker has it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from faust.types import TP as FaustTP
@@ -24,6 +25,8 @@ from faust.types import TableT
 from streams.processor import Output
 
 TABLE_NAME = "patient-history"
+#: The EHR join's table: each visit's parts (streams/ehr_stages.py).
+JOIN_TABLE = "ehr-visit-join"
 
 
 class TableState:
@@ -47,19 +50,41 @@ class TableState:
         value = store.data.get(key)  # memory:// (tests)
         return None if value is None else bytes(value)
 
-    def put(self, partition: int, key: bytes, value: bytes) -> Output:
+    def put(self, partition: int, key: bytes, value: bytes | None) -> Output:
+        """Write (None: delete) the key in the partition's store; returns the changelog record
+        (a tombstone for a delete) for the pipeline to publish with the batch."""
         store = self._store
         if hasattr(store, "_db_for_partition"):
-            store._db_for_partition(partition).put(key, value)
+            db = store._db_for_partition(partition)
+            if value is None:
+                db.delete(key)
+            else:
+                db.put(key, value)
+        elif value is None:
+            store.data.pop(key, None)
+            store._key_partition.pop(key, None)
         else:
             store.data[key] = value
             store._key_partition[key] = partition
         return self._output(partition, key, value)
 
-    def _output(self, partition: int, key: bytes, value: bytes) -> Output:
+    def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every key and value of the partition's store (the join's expiry scan)."""
+        store = self._store
+        if hasattr(store, "_db_for_partition"):
+            db = store._db_for_partition(partition)
+            for key, value in db.items():
+                if key != store.offset_key:  # faust keeps its persisted offset in the same db
+                    yield bytes(key), bytes(value)
+            return
+        for key, value in list(store.data.items()):
+            if store._key_partition.get(key) == partition:
+                yield bytes(key), bytes(value)
+
+    def _output(self, partition: int, key: bytes, value: bytes | None) -> Output:
         def latest() -> Output:
-            now = self.get(partition, key)
-            return self._output(partition, key, value if now is None else now)
+            # The key's latest value; deleted meanwhile: a tombstone.
+            return self._output(partition, key, self.get(partition, key))
 
         def acked(metadata: Any) -> None:
             offset = getattr(metadata, "offset", None)  # aiokafka's RecordMetadata

@@ -21,12 +21,26 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     input_max = settings.deadletter_max_bytes * 3 // 4 - 4096
     dl_max = settings.deadletter_max_bytes
     p, r = settings.partitions, settings.replication_factor
-    return [
+    specs = [
         NewTopic(settings.topic_visits, p, r, topic_configs={"max.message.bytes": str(input_max)}),
         NewTopic(settings.topic_alerts, p, r),
         NewTopic(settings.topic_checked, p, r),
         NewTopic(settings.topic_deadletter, p, r, topic_configs={"max.message.bytes": str(dl_max)}),
     ]
+    if settings.ehr_enabled:
+        inbound = {"max.message.bytes": str(input_max)}
+        specs += [
+            NewTopic(settings.topic_hl7_inbound, p, r, topic_configs=inbound),
+            NewTopic(settings.topic_fhir_inbound, p, r, topic_configs=inbound),
+            NewTopic(settings.topic_ehr_parts, p, r, topic_configs=inbound),
+            NewTopic(
+                settings.topic_ehr_deadletter,
+                p,
+                r,
+                topic_configs={"max.message.bytes": str(dl_max)},
+            ),
+        ]
+    return specs
 
 
 def _admin(settings: Settings) -> AIOKafkaAdminClient:

@@ -198,6 +198,12 @@ async def check_topics(settings: Settings, changelogs: Sequence[str]) -> str | N
         # All topics: a metadata request naming a missing topic would create it with the
         # broker's default partition count where auto.create.topics.enable is on.
         wanted = {settings.topic_visits, *changelogs}
+        if settings.ehr_enabled:
+            wanted |= {
+                settings.topic_hl7_inbound,
+                settings.topic_fhir_inbound,
+                settings.topic_ehr_parts,
+            }
         described = [t for t in await admin.describe_topics() if t.get("topic") in wanted]
     finally:
         with contextlib.suppress(Exception):

@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from streams.checkpoint import TP
-from streams.health import Health
+from streams.health import Health, Stage
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 from streams.processor import VisitProcessor
@@ -58,7 +58,14 @@ def setup() -> tuple[Health, Pipeline, FakeConsumer, Clock, Metrics, dict[TP, in
     )
     consumer = FakeConsumer()
     committed: dict[TP, int] = {}
-    health = Health(TOPIC, 60.0, metrics, pipeline, lambda: consumer, committed.get, clock=clock)
+    health = Health(
+        [Stage("check", (TOPIC,), pipeline)],
+        60.0,
+        metrics,
+        lambda: consumer,
+        committed.get,
+        clock=clock,
+    )
     return health, pipeline, consumer, clock, metrics, committed
 
 

@@ -1,0 +1,333 @@
+"""The EHR path's two stream stages, as record processors the pipeline drives (no Kafka here):
+
+    ehr.hl7v2.inbound.v1 | ehr.fhir.inbound.v1 -> EhrParser -> ehr.visit.parts.v1 (key patient_ref)
+    ehr.visit.parts.v1 -> VisitJoiner (table ehr-visit-join) -> therapy.visit.completed.v1
+
+Parsing re-keys every part by `patient_ref` (a keyed hash computed from PID; raw inbound records
+may be keyed however the sender likes), so the join runs co-partitioned with its table. The join
+keeps each visit's parts (ehr/join.py `VisitState`) and emits the `TherapyVisitCompleted` when
+both halves are there; a visit that waits longer than TC_JOIN_WAIT_S with one part is emitted by
+`VisitJoiner.expire` with `parts_missing`, and the checks say what is missing. Rejected input goes
+to `ehr.deadletter.v1` (schemas/ehr_deadletter.py) with the reason and the original bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from ehr import PART_ADAPTER, AssemblyProblem, EhrConfig, Rejection, VisitState
+from ehr import add_part as join_part
+from ehr import assemble as assemble_visit
+from ehr.fhir import parse_fhir
+from ehr.hl7v2 import parse_hl7v2
+from ehr.parts import ChargePart, DocumentationPart
+from schemas.ehr_deadletter import EhrDeadLetter, EhrSource
+from streams.metrics import Metrics
+from streams.processor import DEADLETTER_FRAMING_BYTES, Output, Record
+from streams.settings import Settings
+
+log = logging.getLogger("streams.ehr")
+
+Part = ChargePart | DocumentationPart
+#: Separates patient_ref and visit key in the join table's key (neither contains it).
+KEY_SEP = "\x1f"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EhrDeadLetters:
+    """Dead letters of the EHR path; the original bytes are left out when they would not fit."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, clock: Callable[[], datetime]):
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+
+    def letter(
+        self,
+        rec: Record | None,
+        fmt: str,
+        reason: str,
+        detail: str,
+        control_id: str | None = None,
+        key: bytes | None = None,
+    ) -> Output:
+        """A dead letter for `rec` (None: the join's own state, e.g. parts that cannot form a
+        visit; the topic then names the parts topic without an offset)."""
+        value = rec.value if rec is not None else None
+        value_b64 = base64.b64encode(value).decode() if value is not None else None
+        budget = self.settings.deadletter_max_bytes - DEADLETTER_FRAMING_BYTES
+        if value_b64 is not None and len(value_b64) + len(detail) + 1024 > budget:
+            detail += f" (original {len(value or b'')} bytes not attached: too large)"
+            value_b64 = None
+        source = (
+            EhrSource(
+                via="kafka",
+                topic=rec.topic,
+                partition=rec.partition,
+                offset=rec.offset,
+                timestamp=rec.timestamp_ms,
+                control_id=control_id if control_id and control_id.isascii() else None,
+            )
+            if rec is not None
+            else EhrSource(via="kafka", topic=self.settings.topic_ehr_parts)
+        )
+        letter = EhrDeadLetter(
+            format="fhir" if fmt == "fhir" else "hl7v2",
+            reason=reason,
+            detail=detail,
+            source=source,
+            value_b64=value_b64,
+            rejected_at=self.clock(),
+        )
+        self.metrics.ehr_rejected_by_reason(reason).inc()
+        return Output(self.settings.topic_ehr_deadletter, key, letter.model_dump_json().encode())
+
+
+class EhrParser:
+    """Raw HL7 v2 / FHIR records -> parts keyed by patient_ref, or EHR dead letters."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: EhrConfig,
+        metrics: Metrics,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.metrics = metrics
+        self.dead = EhrDeadLetters(settings, metrics, clock)
+
+    def handle(self, rec: Record) -> list[Output]:
+        fmt = "fhir" if rec.topic == self.settings.topic_fhir_inbound else "hl7v2"
+        try:
+            return self._handle(rec, fmt)
+        except Exception as exc:  # never skip a record: dead-letter it with the error type
+            log.error(
+                "ehr parse error at %s[%d]@%d: %s",
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                type(exc).__name__,
+            )
+            return [
+                self.dead.letter(
+                    rec, fmt, "processing_error", f"unexpected {type(exc).__name__} while parsing"
+                )
+            ]
+
+    def _handle(self, rec: Record, fmt: str) -> list[Output]:
+        if rec.value is None:
+            return [
+                self.dead.letter(
+                    rec,
+                    fmt,
+                    "not_hl7" if fmt == "hl7v2" else "not_fhir",
+                    "record has no value (tombstone)",
+                )
+            ]
+        if len(rec.value) > self.settings.max_record_bytes:
+            return [
+                self.dead.letter(
+                    rec,
+                    fmt,
+                    "too_large",
+                    f"record is {len(rec.value)} bytes; the limit is "
+                    f"{self.settings.max_record_bytes}",
+                )
+            ]
+        if fmt == "hl7v2":
+            result = parse_hl7v2(rec.value, self.config)
+            results: list[Part | Rejection] = [result]
+        else:
+            # The record's time versions resources without meta.lastUpdated: deterministic on
+            # a replay (the wall clock would give a re-delivered bundle new event ids).
+            received = (
+                datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC)
+                if rec.timestamp_ms is not None
+                else datetime(1970, 1, 1, tzinfo=UTC)
+            )
+            fhir = parse_fhir(rec.value, self.config, received)
+            results = [*fhir.parts, *fhir.rejections]
+        out: list[Output] = []
+        for r in results:
+            if isinstance(r, Rejection):
+                out.append(self.dead.letter(rec, fmt, r.reason.value, r.detail, r.message_id))
+            else:
+                self.metrics.ehr_parts_by_kind(r.part, r.source).inc()
+                out.append(
+                    Output(
+                        self.settings.topic_ehr_parts,
+                        r.patient_ref.encode(),
+                        r.model_dump_json().encode(),
+                    )
+                )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRecord:
+    """The join table's value for one visit: its parts, since when it waits for the missing
+    half, the event id last emitted for it, and when it last changed (for retention)."""
+
+    state: VisitState
+    waiting_since_ms: int | None
+    emitted: str | None
+    updated_ms: int
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "state": self.state.model_dump(mode="json"),
+                "waiting_since_ms": self.waiting_since_ms,
+                "emitted": self.emitted,
+                "updated_ms": self.updated_ms,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> JoinRecord:
+        body = orjson.loads(raw)
+        return cls(
+            # Our own JSON (dates as strings): the strict model is validated in JSON mode.
+            VisitState.model_validate(body["state"], strict=False),
+            body["waiting_since_ms"],
+            body["emitted"],
+            body["updated_ms"],
+        )
+
+
+class JoinStore:
+    """What the joiner needs of the table (streams.state.TableState in the worker)."""
+
+    def get(self, partition: int, key: bytes) -> bytes | None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    def put(self, partition: int, key: bytes, value: bytes | None) -> Output:  # pragma: no cover
+        raise NotImplementedError
+
+    def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class VisitJoiner:
+    """Parts (keyed by patient_ref) -> TherapyVisitCompleted events, through the join table."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        store: Any,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.store = store
+        self.clock = clock
+        self.dead = EhrDeadLetters(settings, metrics, clock)
+
+    def handle(self, rec: Record) -> list[Output]:
+        if rec.value is None or not rec.key:
+            return [
+                self.dead.letter(
+                    rec, "hl7v2", "processing_error", "a parts record without key or value"
+                )
+            ]
+        try:
+            part = PART_ADAPTER.validate_json(rec.value)
+        except ValidationError as exc:
+            return [
+                self.dead.letter(
+                    rec,
+                    "hl7v2",
+                    "processing_error",
+                    f"not a visit part ({exc.error_count()} errors)",
+                )
+            ]
+        if part.patient_ref.encode() != rec.key:
+            return [
+                self.dead.letter(
+                    rec,
+                    part.source,
+                    "processing_error",
+                    "record key is not the part's patient_ref",
+                    key=rec.key,
+                )
+            ]
+        key = f"{part.patient_ref}{KEY_SEP}{part.visit.text}".encode()
+        stored = self.store.get(rec.partition, key)
+        old = JoinRecord.from_bytes(stored) if stored else None
+        state = join_part(old.state if old else None, part)
+        now_ms = int(self.clock().timestamp() * 1000)
+        record = JoinRecord(
+            state,
+            old.waiting_since_ms if old else None,
+            old.emitted if old else None,
+            now_ms,
+        )
+        return self._emit(rec.partition, key, record, partial_ok=False, now_ms=now_ms)
+
+    def _emit(
+        self, partition: int, key: bytes, record: JoinRecord, *, partial_ok: bool, now_ms: int
+    ) -> list[Output]:
+        """Assemble the visit if it can be, emit it unless this very assembly was emitted
+        before (same event id), and write the record back."""
+        out: list[Output] = []
+        made = assemble_visit(record.state, partial_ok=partial_ok)
+        if made is None:  # waiting for the other half
+            waiting = record.waiting_since_ms if record.waiting_since_ms is not None else now_ms
+            record = JoinRecord(record.state, waiting, record.emitted, record.updated_ms)
+        elif isinstance(made, AssemblyProblem):
+            out.append(self.dead.letter(None, "hl7v2", "unassemblable", made.detail))
+            record = JoinRecord(record.state, None, record.emitted, record.updated_ms)
+        else:
+            event_id = str(made["event_id"])
+            if event_id != record.emitted:
+                out.append(
+                    Output(
+                        self.settings.topic_visits,
+                        str(made["patient_ref"]).encode(),
+                        orjson.dumps(made),
+                    )
+                )
+                self.metrics.ehr_visits_emitted(
+                    "partial" if made.get("parts_missing") else "complete"
+                ).inc()
+            # A partial visit keeps waiting for its other half (a complete one replaces it).
+            still = record.waiting_since_ms if made.get("parts_missing") else None
+            record = JoinRecord(record.state, still, event_id, record.updated_ms)
+        out.append(self.store.put(partition, key, record.to_bytes()))
+        return out
+
+    def expire(self, partitions: set[int]) -> list[Output]:
+        """Visits whose other half did not come within TC_JOIN_WAIT_S are emitted with what they
+        have; visits untouched for TC_JOIN_RETENTION_DAYS are dropped from the table."""
+        now = self.clock()
+        now_ms = int(now.timestamp() * 1000)
+        wait_ms = int(self.settings.join_wait_s * 1000)
+        keep_ms = int(timedelta(days=self.settings.join_retention_days).total_seconds() * 1000)
+        out: list[Output] = []
+        for partition in sorted(partitions):
+            for key, raw in list(self.store.items(partition)):
+                record = JoinRecord.from_bytes(raw)
+                if now_ms - record.updated_ms > keep_ms:
+                    out.append(self.store.put(partition, key, None))
+                    continue
+                if record.waiting_since_ms is None or now_ms - record.waiting_since_ms < wait_ms:
+                    continue
+                made = assemble_visit(record.state, partial_ok=True)
+                if isinstance(made, dict) and made["event_id"] == record.emitted:
+                    continue  # already emitted with what it has
+                out.extend(self._emit(partition, key, record, partial_ok=True, now_ms=now_ms))
+        return out
