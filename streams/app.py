@@ -29,6 +29,7 @@ from streams.checkpoint import TP
 from streams.ehr_stages import EhrParser, VisitJoiner
 from streams.health import Health, Stage
 from streams.metrics import Metrics
+from streams.offsets import OffsetProbe, OffsetTracker
 from streams.pipeline import Pipeline
 from streams.processor import Output, Processor, Record, VisitProcessor
 from streams.publish import Publisher
@@ -53,6 +54,7 @@ class ComplianceApp(faust.App):
     tc_pipeline: Pipeline
     tc_stages: list[Stage]
     tc_health: Health
+    tc_probe: OffsetProbe
     #: False when the last stop left outputs unacknowledged (the worker then exits 75).
     tc_clean_stop: bool = True
 
@@ -81,6 +83,7 @@ class ComplianceApp(faust.App):
             *(st.pipeline.close(self.tc_settings.drain_timeout_s) for st in self.tc_stages)
         )
         self.tc_clean_stop = all(results)
+        await self.tc_probe.close()
         await super().on_stop()
 
 
@@ -173,9 +176,28 @@ def create_app(
         await app.crash(exc)
 
     publisher = Publisher(send, metrics)
+    probe = OffsetProbe(settings.bootstrap_servers, settings.aiokafka_security())
+    app.tc_probe = probe
+
+    def committed(tp: TP) -> int | None:
+        offset = _driver(app).consumer._committed_offset.get(FaustTP(tp.topic, tp.partition))
+        return int(offset) if offset is not None else None
+
+    async def resolve_gap(tp: TP, expected: int) -> int:
+        first = await probe.first_offset(tp, expected)
+        await app.consumer.seek(FaustTP(tp.topic, tp.partition), first)
+        return first
 
     def stage(name: str, topics: tuple[str, ...], processor: Processor) -> Stage:
-        pipeline = Pipeline(processor, publisher, commit, metrics, on_fatal=crash)
+        pipeline = Pipeline(
+            processor,
+            publisher,
+            commit,
+            metrics,
+            on_fatal=crash,
+            tracker=OffsetTracker(committed),
+            resolve_gap=resolve_gap,
+        )
         source = app.topic(
             *topics,
             key_type=bytes,
@@ -223,7 +245,7 @@ def create_app(
         settings.stall_after_s,
         metrics,
         lambda: app.consumer,
-        lambda tp: _driver(app).consumer._committed_offset.get(FaustTP(tp.topic, tp.partition)),
+        committed,
     )
     app.tc_processor, app.tc_stages, app.tc_health = processor, stages, health
     app.tc_pipeline = stages[0].pipeline
@@ -240,8 +262,27 @@ def create_app(
 
     async def on_assigned(sender: Any, assigned: Set[Any], **kwargs: Any) -> None:
         for st in stages:
-            st.pipeline.assigned(_tps(assigned, st.topics))
+            st.pipeline.assigned(_tps(assigned, st.topics), awaiting_start=True)
         health.assigned_once = True
+        # Each partition's start, read from the broker rather than from faust's bookkeeping
+        # (streams/offsets.py): records that arrive first are held and re-read from it.
+        inputs = [tp for st in stages for tp in _tps(assigned, st.topics)]
+        try:
+            starts = await probe.starts(settings.app_id, inputs)
+        except Exception as exc:  # then each partition's first record falls back on faust's
+            log.warning("cannot read the partitions' start offsets (%s)", type(exc).__name__)
+            starts = {}
+        for st in stages:
+            tracker = st.pipeline.tracker
+            assert tracker is not None
+            for tp in _tps(assigned, st.topics):
+                if tp not in starts:
+                    fallback = committed(tp)
+                    if tracker.start_unknown(tp) and fallback is not None:
+                        await app.consumer.seek(FaustTP(tp.topic, tp.partition), fallback)
+                    continue
+                if tracker.start_known(tp, starts[tp]):
+                    await app.consumer.seek(FaustTP(tp.topic, tp.partition), starts[tp])
         health.update_lag()
 
     # mode types signal receivers as (sender, *args, signal=...); ours take the documented

@@ -91,6 +91,13 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.input_gaps = Counter(
+            f"{PREFIX}_input_gaps",
+            "Input records that arrived out of order (a skipped offset): the partition was "
+            "re-read from the first offset the broker has, nothing was committed past the gap.",
+            ["topic"],
+            registry=r,
+        )
         self.send_retries = Counter(
             f"{PREFIX}_output_send_retries",
             "Output sends retried after "

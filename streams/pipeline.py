@@ -22,6 +22,7 @@ from typing import Any
 
 from streams.checkpoint import TP, Batch, Checkpoint
 from streams.metrics import Metrics
+from streams.offsets import OffsetTracker, Verdict
 from streams.processor import Output, Processor, Record
 from streams.publish import Publisher
 
@@ -34,6 +35,9 @@ CommitFn = Callable[[Mapping[TP, int]], Awaitable[bool]]
 #: Called once a batch is durable (the faust glue acks the batch's events there).
 DurableFn = Callable[[], Awaitable[None]]
 FatalFn = Callable[[BaseException], Awaitable[None]]
+#: Resolves a gap: returns the first offset the broker has at or after the expected one, after
+#: making the stream re-read the partition from there (a seek).
+GapFn = Callable[[TP, int], Awaitable[int]]
 
 
 async def _nothing() -> None:
@@ -51,6 +55,8 @@ class Pipeline:
         on_fatal: FatalFn | None = None,
         max_inflight: int = MAX_INFLIGHT_BATCHES,
         clock: Callable[[], float] = time.time,
+        tracker: OffsetTracker | None = None,
+        resolve_gap: GapFn | None = None,
     ) -> None:
         self.processor = processor
         self.publisher = publisher
@@ -78,6 +84,10 @@ class Pipeline:
         #: Partitions being revoked: still owned (their durable offsets are committed) but no
         #: longer processed.
         self.revoking: set[TP] = set()
+        #: Offsets must arrive in order (streams/offsets.py); None: not checked (unit tests).
+        self.tracker = tracker
+        self._resolve_gap = resolve_gap
+        self._resolving: set[asyncio.Task[None]] = set()
 
     async def submit(self, records: Sequence[Record], on_durable: DurableFn = _nothing) -> None:
         """Process a batch and start publishing it; returns once it is in flight. Records are
@@ -100,6 +110,11 @@ class Pipeline:
             if not records:
                 self._slots.release()
                 return
+        if self.tracker is not None:
+            records = self._in_order(records)
+            if not records:
+                self._slots.release()
+                return
         started = time.perf_counter()
         outputs: list[Output] = []
         offsets: dict[TP, int] = {}
@@ -113,6 +128,46 @@ class Pipeline:
         task = asyncio.create_task(self._complete(batch, outputs, futures, started))
         self._inflight.add(task)
         task.add_done_callback(self._done)
+
+    def _in_order(self, records: Sequence[Record]) -> list[Record]:
+        """The records to process: each partition's next expected offsets only. A gap holds the
+        partition back until it is re-read from the first offset the broker has."""
+        assert self.tracker is not None
+        kept = []
+        for rec in records:
+            tp = TP(rec.topic, rec.partition)
+            verdict, expected = self.tracker.admit(tp, rec.offset)
+            if verdict is Verdict.PROCESS:
+                kept.append(rec)
+            elif verdict is Verdict.GAP:
+                self.metrics.input_gaps.labels(rec.topic).inc()
+                log.warning(
+                    "%s[%d]: offset %d arrived, %d expected: holding the partition and "
+                    "re-reading it from the broker's first offset at or after %d",
+                    rec.topic,
+                    rec.partition,
+                    rec.offset,
+                    expected,
+                    expected,
+                )
+                task = asyncio.create_task(self._resync(tp, expected, self.epoch))
+                self._resolving.add(task)
+                task.add_done_callback(self._resolving.discard)
+        return kept
+
+    async def _resync(self, tp: TP, expected: int, epoch: int) -> None:
+        assert self.tracker is not None and self._resolve_gap is not None
+        try:
+            first = await self._resolve_gap(tp, expected)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the partition stays held; the next record retries
+            log.warning("%s[%d]: re-read failed (%s)", tp.topic, tp.partition, exc)
+            if epoch == self.epoch:
+                self.tracker.resolved(tp, expected)
+            return
+        if epoch == self.epoch:  # a rebalance re-reads every partition from its commit anyway
+            self.tracker.resolved(tp, first)
 
     async def submit_outputs(self, outputs: list[Output]) -> None:
         """Publish outputs that no input record produced (the join's expiry): a batch without
@@ -205,10 +260,13 @@ class Pipeline:
                 await asyncio.sleep(0.01 if remaining is None else min(0.01, remaining))
         return self.failure is None
 
-    def assigned(self, tps: Iterable[TP]) -> None:
-        """The partitions this worker owns after a rebalance."""
+    def assigned(self, tps: Iterable[TP], *, awaiting_start: bool = False) -> None:
+        """The partitions this worker owns after a rebalance (`awaiting_start`: their start
+        offsets are being read; records are held until `start_known`)."""
         self.owned = set(tps)
         self.revoking.clear()
+        if self.tracker is not None:
+            self.tracker.assigned(self.owned, awaiting_start=awaiting_start)
 
     async def on_revoked(self, tps: Iterable[TP], timeout: float) -> None:
         """Partitions are leaving this worker: give their batches in flight up to `timeout` to
@@ -216,6 +274,12 @@ class Pipeline:
         revoked = set(tps)
         self.epoch += 1
         self.revoking |= revoked
+        # No re-read started before this rebalance may seek after it (faust seeks every
+        # partition to its committed offset when the new assignment starts).
+        for task in list(self._resolving):
+            task.cancel()
+        if self._resolving:
+            await asyncio.gather(*self._resolving, return_exceptions=True)
         if not await self.wait_inflight(timeout):
             log.warning(
                 "rebalance: outputs of %d batch(es) not acknowledged within %.0fs; their "
@@ -229,6 +293,8 @@ class Pipeline:
             self.owned -= revoked
         self.revoking -= revoked
         self.checkpoint.forget(revoked)
+        if self.tracker is not None:
+            self.tracker.forget(revoked)
         for tp in revoked:
             self.last_offsets.pop(tp, None)
             self.metrics.forget_partition(tp.topic, tp.partition)

@@ -1,0 +1,204 @@
+"""Every input offset is processed in order, or not committed past: a guard against records the
+stream layer fails to deliver.
+
+faust-streaming 0.15.3 can drop a record around a rebalance (observed on the real broker: a
+worker taking over a partition received 1110 then 1112; the record at 1111 never reached the
+agent, and since the checkpoint advances on what was processed, the offset would have been
+committed past it: tests/integration/test_reliability.py, two workers, SIGTERM). So the pipeline
+checks each record against the next offset it expects per partition:
+
+- the first record of a partition after an assignment is expected at the committed offset (where
+  faust seeks to); unknown (no commit yet): at the first offset the broker has;
+- a record below the expected offset was already processed (a re-delivery): skipped;
+- a record above it is a gap: it and the partition's later records are held back, the broker is
+  asked what the first existing offset at or after the expected one is (a legitimate gap, e.g.
+  a transaction marker, has no record), and the partition is re-read from there.
+
+`OffsetTracker` is the pure bookkeeping; `OffsetProbe` asks the broker (its own consumer, no
+group, so it moves nobody's offsets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from enum import Enum
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.checkpoint import TP
+
+log = logging.getLogger("streams.offsets")
+
+
+class Verdict(Enum):
+    PROCESS = "process"
+    DUPLICATE = "duplicate"  # already processed: skip
+    HOLD = "hold"  # a gap is being resolved for this partition: skip, it will be re-read
+    GAP = "gap"  # a gap was just found: skip, resolve it (probe + seek)
+
+
+class OffsetTracker:
+    """Next expected offset per partition of the current assignment."""
+
+    __slots__ = ("_active", "_awaiting", "_baseline", "_expected", "_held", "_resolving")
+
+    def __init__(self, baseline: Callable[[TP], int | None]) -> None:
+        #: Fallback for a partition whose start was not read at the assignment: the committed
+        #: offset faust read when it sought after the rebalance.
+        self._baseline = baseline
+        self._expected: dict[TP, int | None] = {}
+        self._resolving: set[TP] = set()
+        #: Partitions of the new assignment whose start (committed offset, else the log's first
+        #: offset) is being read; records held meanwhile are re-read once it is known.
+        self._awaiting: set[TP] = set()
+        self._held: set[TP] = set()
+        #: Off until the first assignment (records without one: faust's agent test context).
+        self._active = False
+
+    def assigned(self, tps: Iterable[TP], *, awaiting_start: bool = False) -> None:
+        """A new assignment: faust re-reads each partition from its committed offset."""
+        self._active = True
+        self._expected = {tp: None for tp in tps}
+        self._resolving.clear()
+        self._awaiting = set(self._expected) if awaiting_start else set()
+        self._held.clear()
+
+    def start_known(self, tp: TP, offset: int) -> bool:
+        """The partition's start was read. True when records were held meanwhile, so the
+        partition must be re-read from `offset` (a seek)."""
+        if tp not in self._awaiting:
+            return False
+        self._awaiting.discard(tp)
+        self._expected[tp] = offset
+        held = tp in self._held
+        self._held.discard(tp)
+        return held
+
+    def admit(self, tp: TP, offset: int) -> tuple[Verdict, int]:
+        """What to do with the record at `offset`, and the offset expected for `tp`."""
+        if not self._active:
+            return Verdict.PROCESS, offset
+        if tp in self._awaiting:
+            self._held.add(tp)
+            return Verdict.HOLD, offset
+        if tp in self._resolving:
+            return Verdict.HOLD, self._expected.get(tp) or 0
+        expected = self._expected.get(tp)
+        if expected is None:
+            expected = self._baseline(tp)
+            if expected is None:  # not known: the broker's first offset decides
+                self._resolving.add(tp)
+                self._expected[tp] = 0
+                return Verdict.GAP, 0
+            self._expected[tp] = expected
+        if offset == expected:
+            self._expected[tp] = offset + 1
+            return Verdict.PROCESS, offset
+        if offset < expected:
+            self._expected[tp] = expected
+            return Verdict.DUPLICATE, expected
+        self._resolving.add(tp)
+        self._expected[tp] = expected
+        return Verdict.GAP, expected
+
+    def resolved(self, tp: TP, first_existing: int) -> None:
+        """The broker's first offset at or after the expected one: re-read from there."""
+        if tp in self._expected:
+            self._expected[tp] = first_existing
+        self._resolving.discard(tp)
+
+    def start_unknown(self, tp: TP) -> bool:
+        """The start could not be read: fall back on faust's committed offset (`baseline`).
+        True when records were held meanwhile (re-read the partition from the commit)."""
+        self._awaiting.discard(tp)
+        held = tp in self._held
+        self._held.discard(tp)
+        return held
+
+    def forget(self, tps: Iterable[TP]) -> None:
+        for tp in tps:
+            self._expected.pop(tp, None)
+            self._resolving.discard(tp)
+            self._awaiting.discard(tp)
+            self._held.discard(tp)
+
+
+class OffsetProbe:
+    """Asks the broker for the first offset at or after a given one, with a consumer of its own
+    (no group, no commits)."""
+
+    def __init__(self, bootstrap_servers: list[str], security: dict[str, Any]) -> None:
+        self._config: dict[str, Any] = {
+            "bootstrap_servers": bootstrap_servers,
+            "enable_auto_commit": False,
+            "group_id": None,
+            "max_partition_fetch_bytes": 64 * 1024,  # the first record is all we look at
+            **security,
+        }
+        self._consumer: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def starts(self, group: str, tps: list[TP]) -> dict[TP, int]:
+        """Where each partition's processing starts: the group's committed offset, else the
+        log's first offset (faust's consumers reset to the earliest)."""
+        if not tps:
+            return {}
+        async with self._lock:
+            if self._admin is None:
+                admin_config = {
+                    k: v
+                    for k, v in self._config.items()
+                    if k in ("bootstrap_servers", "security_protocol", "ssl_context")
+                    or k.startswith("sasl_")
+                }
+                self._admin = AIOKafkaAdminClient(**admin_config)
+                await self._admin.start()
+            parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+            committed = await self._admin.list_consumer_group_offsets(group, partitions=parts)
+        out: dict[TP, int] = {}
+        missing: list[TP] = []
+        for tp in tps:
+            meta = committed.get(TopicPartition(tp.topic, tp.partition))
+            if meta is not None and meta.offset >= 0:
+                out[tp] = int(meta.offset)
+            else:
+                missing.append(tp)
+        for tp in missing:
+            out[tp] = await self.first_offset(tp, 0)
+        return out
+
+    async def first_offset(self, tp: TP, at_least: int, timeout_s: float = 10.0) -> int:
+        """The offset of the first record at or after `at_least` (`at_least` itself when the
+        broker has no record there yet, i.e. at the end of the log)."""
+        async with self._lock:
+            if self._consumer is None:
+                self._consumer = AIOKafkaConsumer(**self._config)
+                await self._consumer.start()
+            consumer = self._consumer
+            partition = TopicPartition(tp.topic, tp.partition)
+            consumer.assign([partition])
+            earliest = int((await consumer.beginning_offsets([partition]))[partition])
+            start = max(at_least, earliest)
+            end = int((await consumer.end_offsets([partition]))[partition])
+            if start >= end:
+                return start
+            consumer.seek(partition, start)
+            batch = await consumer.getmany(partition, timeout_ms=int(timeout_s * 1000))
+            records = batch.get(partition, [])
+            return int(records[0].offset) if records else start
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+            self._consumer = None
+        if self._admin is not None:
+            with contextlib.suppress(Exception):
+                await self._admin.close()
+            self._admin = None
