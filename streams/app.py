@@ -183,9 +183,15 @@ def create_app(
         offset = _driver(app).consumer._committed_offset.get(FaustTP(tp.topic, tp.partition))
         return int(offset) if offset is not None else None
 
+    async def seek(tp: TP, offset: int) -> None:
+        # On the consumer's own thread and loop (seek_wait): faust's Consumer.seek calls
+        # aiokafka's seek from this loop, racing the thread's fetcher (seen: KeyError in
+        # aiokafka's fetcher and a crashed Fetcher).
+        await app.consumer.seek_wait({FaustTP(tp.topic, tp.partition): offset})
+
     async def resolve_gap(tp: TP, expected: int) -> int:
         first = await probe.first_offset(tp, expected)
-        await app.consumer.seek(FaustTP(tp.topic, tp.partition), first)
+        await seek(tp, first)
         return first
 
     def stage(name: str, topics: tuple[str, ...], processor: Processor) -> Stage:
@@ -279,10 +285,17 @@ def create_app(
                 if tp not in starts:
                     fallback = committed(tp)
                     if tracker.start_unknown(tp) and fallback is not None:
-                        await app.consumer.seek(FaustTP(tp.topic, tp.partition), fallback)
+                        target = fallback
+                    else:
+                        continue
+                elif tracker.start_known(tp, starts[tp]):
+                    target = starts[tp]
+                else:
                     continue
-                if tracker.start_known(tp, starts[tp]):
-                    await app.consumer.seek(FaustTP(tp.topic, tp.partition), starts[tp])
+                try:
+                    await seek(tp, target)
+                except Exception as exc:  # held: the sought record's absence re-resolves it
+                    log.warning("%s[%d]: seek failed (%s)", tp.topic, tp.partition, exc)
         health.update_lag()
 
     # mode types signal receivers as (sender, *args, signal=...); ours take the documented

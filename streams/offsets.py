@@ -12,7 +12,11 @@ checks each record against the next offset it expects per partition:
 - a record below the expected offset was already processed (a re-delivery): skipped;
 - a record above it is a gap: it and the partition's later records are held back, the broker is
   asked what the first existing offset at or after the expected one is (a legitimate gap, e.g.
-  a transaction marker, has no record), and the partition is re-read from there.
+  a transaction marker, has no record), and the partition is re-read from there;
+- after such a re-read (a seek), records fetched before it can still arrive: until the record at
+  the sought offset does, others are skipped as stale rather than taken for a new gap, so one
+  gap costs one seek. Should the sought record not come within `SEEK_GRACE_S` while others do,
+  the gap is resolved again.
 
 `OffsetTracker` is the pure bookkeeping; `OffsetProbe` asks the broker (its own consumer, no
 group, so it moves nobody's offsets).
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Any
@@ -33,6 +38,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from streams.checkpoint import TP
 
 log = logging.getLogger("streams.offsets")
+
+#: How long records other than the sought one count as fetched before the seek.
+SEEK_GRACE_S = 10.0
 
 
 class Verdict(Enum):
@@ -45,9 +53,22 @@ class Verdict(Enum):
 class OffsetTracker:
     """Next expected offset per partition of the current assignment."""
 
-    __slots__ = ("_active", "_awaiting", "_baseline", "_expected", "_held", "_resolving")
+    __slots__ = (
+        "_active",
+        "_awaiting",
+        "_baseline",
+        "_clock",
+        "_expected",
+        "_held",
+        "_resolving",
+        "_sought",
+    )
 
-    def __init__(self, baseline: Callable[[TP], int | None]) -> None:
+    def __init__(
+        self,
+        baseline: Callable[[TP], int | None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         #: Fallback for a partition whose start was not read at the assignment: the committed
         #: offset faust read when it sought after the rebalance.
         self._baseline = baseline
@@ -57,6 +78,10 @@ class OffsetTracker:
         #: offset) is being read; records held meanwhile are re-read once it is known.
         self._awaiting: set[TP] = set()
         self._held: set[TP] = set()
+        #: Partitions re-read from their expected offset (a seek), with the time until which
+        #: other records are taken as fetched before the seek.
+        self._sought: dict[TP, float] = {}
+        self._clock = clock
         #: Off until the first assignment (records without one: faust's agent test context).
         self._active = False
 
@@ -67,6 +92,7 @@ class OffsetTracker:
         self._resolving.clear()
         self._awaiting = set(self._expected) if awaiting_start else set()
         self._held.clear()
+        self._sought.clear()
 
     def start_known(self, tp: TP, offset: int) -> bool:
         """The partition's start was read. True when records were held meanwhile, so the
@@ -77,6 +103,8 @@ class OffsetTracker:
         self._expected[tp] = offset
         held = tp in self._held
         self._held.discard(tp)
+        if held:
+            self._sought[tp] = self._clock() + SEEK_GRACE_S
         return held
 
     def admit(self, tp: TP, offset: int) -> tuple[Verdict, int]:
@@ -98,10 +126,15 @@ class OffsetTracker:
             self._expected[tp] = expected
         if offset == expected:
             self._expected[tp] = offset + 1
+            self._sought.pop(tp, None)
             return Verdict.PROCESS, offset
         if offset < expected:
             self._expected[tp] = expected
             return Verdict.DUPLICATE, expected
+        deadline = self._sought.get(tp)
+        if deadline is not None and self._clock() < deadline:
+            return Verdict.HOLD, expected  # fetched before the seek: the sought record follows
+        self._sought.pop(tp, None)
         self._resolving.add(tp)
         self._expected[tp] = expected
         return Verdict.GAP, expected
@@ -110,6 +143,7 @@ class OffsetTracker:
         """The broker's first offset at or after the expected one: re-read from there."""
         if tp in self._expected:
             self._expected[tp] = first_existing
+            self._sought[tp] = self._clock() + SEEK_GRACE_S
         self._resolving.discard(tp)
 
     def start_unknown(self, tp: TP) -> bool:
@@ -118,6 +152,11 @@ class OffsetTracker:
         self._awaiting.discard(tp)
         held = tp in self._held
         self._held.discard(tp)
+        if held:
+            baseline = self._baseline(tp)
+            self._expected[tp] = baseline
+            if baseline is not None:
+                self._sought[tp] = self._clock() + SEEK_GRACE_S
         return held
 
     def forget(self, tps: Iterable[TP]) -> None:
@@ -126,6 +165,7 @@ class OffsetTracker:
             self._resolving.discard(tp)
             self._awaiting.discard(tp)
             self._held.discard(tp)
+            self._sought.pop(tp, None)
 
 
 class OffsetProbe:

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from streams.checkpoint import TP
-from streams.offsets import OffsetTracker, Verdict
+from streams.offsets import SEEK_GRACE_S, OffsetTracker, Verdict
 from tests.unit.test_pipeline import TOPIC, Harness, records, settle
 
 P0 = TP(TOPIC, 0)
@@ -125,3 +125,38 @@ def test_an_unreadable_start_falls_back_on_fausts_commit() -> None:
     assert tracker.admit(P0, 9)[0] is Verdict.HOLD
     assert tracker.start_unknown(P0) is True
     assert tracker.admit(P0, 7) == (Verdict.PROCESS, 7)
+
+
+def test_records_fetched_before_a_seek_are_stale_not_a_new_gap() -> None:
+    # Observed on the broker: after a seek, the fetcher's buffer still delivers records read
+    # before it; taking each for a new gap re-sought the partition over and over.
+    now = [0.0]
+    tracker = OffsetTracker(lambda tp: 10, clock=lambda: now[0])
+    tracker.assigned([P0])
+    assert tracker.admit(P0, 12) == (Verdict.GAP, 10)
+    tracker.resolved(P0, 10)  # sought back to 10
+    assert tracker.admit(P0, 13) == (Verdict.HOLD, 10)  # fetched before the seek
+    assert tracker.admit(P0, 14) == (Verdict.HOLD, 10)
+    assert tracker.admit(P0, 10) == (Verdict.PROCESS, 10)  # the re-read begins
+    assert tracker.admit(P0, 12) == (Verdict.GAP, 11)  # a real gap again: resolved again
+
+
+def test_a_sought_record_that_never_comes_is_resolved_again() -> None:
+    now = [0.0]
+    tracker = OffsetTracker(lambda tp: 10, clock=lambda: now[0])
+    tracker.assigned([P0])
+    assert tracker.admit(P0, 12)[0] is Verdict.GAP
+    tracker.resolved(P0, 10)
+    assert tracker.admit(P0, 12)[0] is Verdict.HOLD
+    now[0] = SEEK_GRACE_S + 1  # the record at 10 did not come (deleted meanwhile)
+    assert tracker.admit(P0, 12) == (Verdict.GAP, 10)
+
+
+def test_held_records_at_assignment_are_stale_until_the_start_arrives() -> None:
+    now = [0.0]
+    tracker = OffsetTracker(lambda tp: None, clock=lambda: now[0])
+    tracker.assigned([P0], awaiting_start=True)
+    assert tracker.admit(P0, 3)[0] is Verdict.HOLD
+    assert tracker.start_known(P0, 0) is True  # seek to 0
+    assert tracker.admit(P0, 55) == (Verdict.HOLD, 0)  # buffered before the seek
+    assert tracker.admit(P0, 0) == (Verdict.PROCESS, 0)
