@@ -3,7 +3,7 @@ events and the updated history out. No I/O."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from compliance.alerts import AlertEvent, CheckedEvent, build_alerts, build_checked
@@ -42,15 +42,11 @@ class Engine:
         rules = ruleset if ruleset is not None else default_ruleset()
         if catalog is not None or policies is not None:
             # Tests swap single tables; the version then no longer names shipped files.
-            rules = RuleSet(
-                catalog or rules.catalog,
-                policies or rules.policies,
-                rules.ncci_policy,
-                rules.ptp,
-                rules.mue,
-                rules.fees,
-                rules.version + "+custom",
-                rules.files,
+            rules = replace(
+                rules,
+                catalog=catalog or rules.catalog,
+                policies=policies or rules.policies,
+                version=rules.version + "+custom",
             )
         if horizon_days < 0:
             raise ValueError("horizon_days must be >= 0")
