@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -140,8 +141,11 @@ class MessageHandler:
         return await self._reject(head, size, header, reason, detail, None, answer, event)
 
     def header(self, raw: bytes) -> MessageHeader | None:
+        """MSH of the message, for addressing the ACK. Read from the MSH segment alone: parsing
+        the whole message again would cost as much as the profile's parse (~0.7 ms)."""
+        msh = _SEGMENT_END.split(raw, 1)[0]
         try:
-            h = read_header(raw, self.config.profile.default_charset, self.config.profile.zone)
+            h = read_header(msh, self.config.profile.default_charset, self.config.profile.zone)
         except Exception:  # the header only addresses the ACK; without it the ACK is header-less
             return None
         return None if isinstance(h, Rejection) else h
@@ -232,6 +236,7 @@ class MessageHandler:
 
 
 _NOT_HL7 = RejectReason.NOT_HL7
+_SEGMENT_END = re.compile(rb"[\r\n]")
 
 _FAULT_DETAIL: dict[str, Callable[[int, int], str]] = {
     "outside_block": lambda n, _m: f"{n} bytes outside an MLLP block (no start byte 0x0B)",
