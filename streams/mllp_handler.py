@@ -143,7 +143,7 @@ class MessageHandler:
     def header(self, raw: bytes) -> MessageHeader | None:
         """MSH of the message, for addressing the ACK. Read from the MSH segment alone: parsing
         the whole message again would cost as much as the profile's parse (~0.7 ms)."""
-        msh = _SEGMENT_END.split(raw, 1)[0]
+        msh = _SEGMENT_END.split(raw.lstrip(b"\r\n \t"), 1)[0]
         try:
             h = read_header(msh, self.config.profile.default_charset, self.config.profile.zone)
         except Exception:  # the header only addresses the ACK; without it the ACK is header-less

@@ -6,6 +6,7 @@ flaws are what they claim to be. Expected values are computed here independently
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from hl7apy.consts import VALIDATION_LEVEL
@@ -14,6 +15,7 @@ from hl7apy.parser import parse_message
 from ehr import ChargePart, DocumentationPart, Rejection, load_config, parse_hl7v2
 from streams.hl7_synthetic import Hl7Message, Hl7VisitGenerator, demo_profile, npi_check_digit
 
+ROOT = Path(__file__).resolve().parents[2]
 KEY = b"test-key-0123456789abcdef"
 SHIPPED = load_config(KEY)
 DEMO = SHIPPED.model_copy(update={"profile": demo_profile(SHIPPED.profile)})
@@ -151,3 +153,19 @@ def test_deterministic_per_seed_and_obviously_synthetic() -> None:
             "SYNTHÉTIQUE",
         )
     assert any("UNICODE UTF-8" in m.raw.decode() for v in sample(9, 60) for m in v)
+
+
+def test_the_docs_payer_snippet_gets_the_demo_accepted(tmp_path: Path) -> None:
+    """docs/integration-hl7.md tells how to make the demo's commercial DFTs AA: it works."""
+    doc = (ROOT / "docs/integration-hl7.md").read_text()
+    (snippet,) = [b.split("```", 1)[0] for b in doc.split("```toml\n")[1:]]
+    text = (ROOT / "ehr/profile.toml").read_text().replace("[payers]\n", "[payers]\n" + snippet, 1)
+    (tmp_path / "demo.toml").write_text(text)
+    config = load_config(KEY, tmp_path / "demo.toml")
+    commercial = [
+        m for v in sample(8, 40) for m in v if m.kind == "charges" and m.payer_kind == "commercial"
+    ]
+    assert commercial
+    for m in commercial:
+        part = parse_hl7v2(m.raw, config)
+        assert isinstance(part, ChargePart) and part.payer.kind == "commercial"
