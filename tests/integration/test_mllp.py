@@ -143,13 +143,14 @@ async def send_all(
     resend_on_ar: bool = False,
     tls: ssl.SSLContext | None = None,
     allow_close: bool = False,
+    pause: float = 0.0,
 ) -> list[Exchange]:
     """One sender: each message, then its ACK (as MLLP senders do); on AR optionally resend.
     `allow_close`: the gateway may close the connection (a stop): return what was answered."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
     out: list[Exchange] = []
     try:
-        await _exchange(reader, writer, messages, resend_on_ar, out)
+        await _exchange(reader, writer, messages, resend_on_ar, out, pause)
     except (asyncio.IncompleteReadError, ConnectionError):
         if not allow_close:
             raise
@@ -164,8 +165,10 @@ async def _exchange(
     messages: list[bytes],
     resend_on_ar: bool,
     out: list[Exchange],
+    pause: float,
 ) -> None:
     for raw in messages:
+        await asyncio.sleep(pause)
         while True:
             writer.write(mllp_frame(raw))
             await writer.drain()
@@ -293,8 +296,9 @@ async def test_broker_stopped_mid_stream_no_aa_for_unwritten_messages(
     t = Topics.unique("mllp-outage")
     gw: GatewayProc = gateways(t)
     gw.start()
-    batches = [medicare_messages(seed=200 + s, n=25) for s in range(20)]
-    senders = asyncio.gather(*(send_all(gw.port, b, resend_on_ar=True) for b in batches))
+    # 20 senders at ~10 messages/s each for at least 4 s: the outage starts mid-stream.
+    batches = [medicare_messages(seed=200 + s, n=40) for s in range(20)]
+    senders = asyncio.gather(*(send_all(gw.port, b, resend_on_ar=True, pause=0.1) for b in batches))
     await asyncio.sleep(1.0)
     # > 2 x TC_MLLP_ACK_TIMEOUT_S: the senders get ARs meanwhile.
     how, stopped_at, restart_at = await broker_outage(5)
@@ -474,7 +478,8 @@ async def test_sigterm_finishes_the_message_in_flight_then_exits_0(gateways: Any
     gw: GatewayProc = gateways(t)
     gw.start()
     raws = medicare_messages(seed=77, n=200)
-    sender = asyncio.create_task(send_all(gw.port, raws, allow_close=True))
+    # At least 4 s of traffic (20 ms between messages): the stop comes mid-stream.
+    sender = asyncio.create_task(send_all(gw.port, raws, allow_close=True, pause=0.02))
     await asyncio.sleep(1.0)
     assert gw.proc is not None
     gw.proc.send_signal(signal.SIGTERM)
