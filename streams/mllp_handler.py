@@ -126,9 +126,12 @@ class MessageHandler:
             )
         error = await self._write(self.topic_inbound, raw, result.patient_ref.encode())
         if error is not None:
+            # AR (table 0008: rejected for a reason unrelated to content or format, e.g. system
+            # down, HL7 v2.5 ch. 2.9.2.2): nothing stored, the sender resends; ERR-3 207.
             return self._answer(
                 header, "AR", f"not stored, resend: {error}", f"not stored: {error}"
             )
+        # AA (table 0008 "application accept") only now: the broker acknowledged the write.
         return self._answer(header, "AA", "", "")
 
     async def fault(self, event: str, head: bytes, size: int, answer: bool) -> Answer:
@@ -180,6 +183,8 @@ class MessageHandler:
         else:
             error = await self._write(self.topic_deadletter, letter, None)
         if error is not None:
+            # Not even the dead letter is stored: AR (resend) rather than AE, which would tell
+            # the sender to drop a message we do not have.
             self.metrics.dead_letter_failures.inc()
             if not answer:
                 return self._silent(header, f"{why}; dead letter NOT written: {error}")
@@ -189,6 +194,8 @@ class MessageHandler:
         if not answer:
             return self._silent(header, why)
         if rejection is not None:
+            # AE (table 0008 "application error"): MSA-3 the reason, one ERR per problem with
+            # ERR-2 location and ERR-3 from table 0357 (HL7 v2.5 ch. 2.15.5), via ehr.ack.
             ack = rejection_ack(header, rejection, control_id=_ack_id(), now=self.clock())
             return Answer(ack, "AE", _type(header), _cid(header), why)
         # Framing faults: ERR-3 100 (the block as received is not a complete message) with the
