@@ -14,6 +14,7 @@ from compliance.findings import Finding
 from compliance.policy import PayerPolicies
 from compliance.records import VisitRecord
 from compliance.rules import RULE_IDS, RULES, VisitContext
+from compliance.rules.feed_parts import without_consequences
 from compliance.ruleset import ENGINE_VERSION, RuleSet, default_ruleset
 from compliance.state import DEFAULT_EPISODE_HORIZON_DAYS, DEFAULT_HORIZON_DAYS, PatientHistory
 from schemas.visit import TherapyVisitCompleted
@@ -131,7 +132,7 @@ class Engine:
         findings: list[Finding] = []
         for rule, _ in RULES:
             findings.extend(rule(ctx))
-        return _Run(findings, judgement, record)
+        return _Run(without_consequences(ctx, findings), judgement, record)
 
     def evaluate(
         self,

@@ -39,6 +39,10 @@ class RuleId(StrEnum):
     RECERTIFICATION_MISSING = "RECERTIFICATION_MISSING"
     KX_MODIFIER_MISSING = "KX_MODIFIER_MISSING"
     KX_MODIFIER_PREMATURE = "KX_MODIFIER_PREMATURE"
+    # Additive (EVENTS.md "Other additive rule ids"): a visit assembled from EHR feeds had only
+    # one of its two parts when the join's wait expired (ehr/join.py, `parts_missing`).
+    CHARGES_NOT_RECEIVED = "CHARGES_NOT_RECEIVED"
+    DOCUMENTATION_NOT_RECEIVED = "DOCUMENTATION_NOT_RECEIVED"
 
 
 #: Severity is fixed per rule by the contract, so it is data here, not a choice inside each rule
@@ -69,6 +73,8 @@ SEVERITY: dict[RuleId, Severity] = {
     RuleId.RECERTIFICATION_MISSING: Severity.ERROR,
     RuleId.KX_MODIFIER_MISSING: Severity.ERROR,
     RuleId.KX_MODIFIER_PREMATURE: Severity.WARNING,
+    RuleId.CHARGES_NOT_RECEIVED: Severity.WARNING,
+    RuleId.DOCUMENTATION_NOT_RECEIVED: Severity.WARNING,
 }
 
 #: Primary sources, cited in every alert's `reference`.

@@ -15,6 +15,7 @@ from compliance.rules.code_set import (
 )
 from compliance.rules.context import VisitContext
 from compliance.rules.evaluations import check_evaluation_duplicate
+from compliance.rules.feed_parts import check_parts_received
 from compliance.rules.kx import check_kx
 from compliance.rules.modifiers import check_therapy_modifier
 from compliance.rules.mue import check_mue
@@ -61,6 +62,8 @@ RULES: tuple[tuple[Rule, tuple[RuleId, ...]], ...] = (
     (check_plan_of_care, (RuleId.PLAN_OF_CARE_MISSING,)),
     (check_certification, (RuleId.CERTIFICATION_MISSING, RuleId.RECERTIFICATION_MISSING)),
     (check_kx, (RuleId.KX_MODIFIER_MISSING, RuleId.KX_MODIFIER_PREMATURE)),
+    # Visits the EHR join emitted with one part (ehr/join.py `parts_missing`).
+    (check_parts_received, (RuleId.CHARGES_NOT_RECEIVED, RuleId.DOCUMENTATION_NOT_RECEIVED)),
 )
 
 RULE_IDS: tuple[RuleId, ...] = tuple(r for _, rs in RULES for r in rs)

@@ -42,6 +42,9 @@ CONTRACT = {
     "RECERTIFICATION_MISSING": "error",
     "KX_MODIFIER_MISSING": "error",
     "KX_MODIFIER_PREMATURE": "warning",
+    # EVENTS.md "Other additive rule ids" (the EHR join)
+    "CHARGES_NOT_RECEIVED": "warning",
+    "DOCUMENTATION_NOT_RECEIVED": "warning",
 }
 
 
