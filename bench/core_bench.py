@@ -1,11 +1,15 @@
 """Core benchmark (not a test): validation + all rules + alert encoding on a realistic mix.
 
-    .venv/bin/python bench/core_bench.py [--visits N] [--repeat R] [--stateful] [--profile]
+    .venv/bin/python bench/core_bench.py [--visits N] [--repeat R] [--stateful]
+        [--generator visits|episodes] [--profile]
 
 Prints visits/s and microseconds per visit (median of R runs) on one core; --stateful keeps a
 PatientHistory per patient (seq = record index) as the worker and audit do, including its
-serialisation to bytes and back per visit (the worker's table value); --profile adds a
-pyinstrument profile of one run showing where the time per visit goes.
+serialisation to bytes and back per visit (the worker's table value), and reports the state's
+size per patient; --generator episodes feeds patients followed through episodes of care
+(streams/synthetic.py EpisodeGenerator: ~25 visits per patient over months) instead of
+independent visits; --profile adds a pyinstrument profile of one run showing where the time
+per visit goes.
 """
 
 from __future__ import annotations
@@ -22,13 +26,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compliance import Engine, PatientHistory
 from schemas import Rejection, decode_visit
-from streams.synthetic import VisitGenerator
+from streams.synthetic import generator
 
 
-def run(records: list[bytes], engine: Engine, stateful: bool = False) -> tuple[float, int, int]:
+def run(
+    records: list[bytes],
+    engine: Engine,
+    stateful: bool = False,
+    tables: dict[str, bytes] | None = None,
+) -> tuple[float, int, int]:
     now = datetime.now(UTC)
     alerts = rejected = 0
-    tables: dict[str, bytes] = {}
+    tables = {} if tables is None else tables
     start = time.perf_counter()
     for seq, value in enumerate(records):
         visit = decode_visit(value)
@@ -55,9 +64,11 @@ def main() -> None:
     ap.add_argument("--visits", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--stateful", action="store_true")
+    ap.add_argument("--generator", choices=("visits", "episodes"), default="visits")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
-    records = [r.value for r in VisitGenerator(seed=42).records(args.visits)]
+    gen = generator(args.generator, seed=42, malformed_share=0.02)
+    records = [r.value for r in gen.records(args.visits)]
     engine = Engine()
     run(records[:2000], engine, args.stateful)  # warm-up
     times = []
@@ -71,9 +82,17 @@ def main() -> None:
     )
     mode = "with per-patient history" if args.stateful else "stateless"
     print(
-        f"visits: {args.visits} (alerts {alerts}, rejected {rejected}), runs: {args.repeat}, "
-        f"{mode}, rule set {engine.ruleset_version}"
+        f"visits: {args.visits} ({args.generator}; alerts {alerts}, rejected {rejected}), "
+        f"runs: {args.repeat}, {mode}, rule set {engine.ruleset_version}"
     )
+    if args.stateful:
+        tables: dict[str, bytes] = {}
+        run(records, engine, True, tables)
+        sizes = sorted(len(v) for v in tables.values())
+        print(
+            f"state: {len(sizes)} patients, bytes per patient median {statistics.median(sizes):,.0f}, "
+            f"max {sizes[-1]:,}"
+        )
     print(
         f"median: {args.visits / med:,.0f} visits/s, {med / args.visits * 1e6:.1f} us/visit "
         f"(min {args.visits / min(times):,.0f}, max {args.visits / max(times):,.0f} visits/s)"

@@ -6,7 +6,9 @@ rule), unit_minutes (length of one unit of a timed code: 15 for "each 15 minutes
 97550 "initial 30 minutes"), add_on_to (space-separated primary codes of an add-on code),
 max_units_per_day (only where the descriptor itself limits it: "initial 15 minutes" = 1),
 evaluates (the discipline an evaluation/re-evaluation code evaluates: PT, OT, SLP, AT),
-written_report (descriptor requires a written report), always_therapy (needs GP/GO/GN under
+evaluation_kind (`initial` evaluation, which opens an episode of care, or `re`-evaluation; only
+with `evaluates`; a column a custom catalog may omit: an evaluation code without a kind opens no
+episode and restarts no progress-report period), written_report (descriptor requires a written report), always_therapy (needs GP/GO/GN under
 Medicare), effective_from/effective_to (inclusive; blank = open, i.e. in effect before the
 catalog's coverage starts in 2015), replaced_by (space-separated codes), source.
 
@@ -44,6 +46,14 @@ class UnitBasis(StrEnum):
     UNLISTED = "unlisted"
 
 
+class EvaluationKind(StrEnum):
+    """Initial evaluation (opens an episode of care, EVENTS.md "v1 additions") or re-evaluation
+    (CMS Pub. 100-02, Ch. 15, sec. 220.3 C; restarts the progress-report period)."""
+
+    INITIAL = "initial"
+    RE = "re"
+
+
 class Evaluates(StrEnum):
     """The discipline an evaluation or re-evaluation code evaluates (AT: athletic training)."""
 
@@ -79,6 +89,7 @@ class CodeEntry(Effective):
     add_on_to: Annotated[tuple[Code, ...], BeforeValidator(_split_codes)] = ()
     max_units_per_day: Annotated[Annotated[int, Field(ge=1)] | None, _Opt] = None
     evaluates: Annotated[Evaluates | None, _Opt] = None
+    evaluation_kind: Annotated[EvaluationKind | None, _Opt] = None
     written_report: bool
     always_therapy: bool
     effective_from: Annotated[date | None, _Opt] = None
@@ -92,6 +103,8 @@ class CodeEntry(Effective):
             raise ValueError("unit_minutes is required for timed codes and only for them")
         if self.evaluates is not None and self.unit_basis is not UnitBasis.SERVICE:
             raise ValueError("an evaluation code (evaluates) must be a service-based code")
+        if self.evaluation_kind is not None and self.evaluates is None:
+            raise ValueError("evaluation_kind is only for evaluation codes (evaluates)")
         return self
 
     @property
@@ -262,6 +275,7 @@ __all__ = [
     "CatalogError",
     "CodeEntry",
     "Evaluates",
+    "EvaluationKind",
     "Family",
     "UnitBasis",
     "load_catalog",

@@ -31,6 +31,18 @@ class RuleId(StrEnum):
     MUE_EXCEEDED = "MUE_EXCEEDED"
     EVALUATION_DUPLICATE = "EVALUATION_DUPLICATE"
     ADD_ON_CODE_WITHOUT_PRIMARY = "ADD_ON_CODE_WITHOUT_PRIMARY"
+    # v1 additions: episodes of care and the KX threshold (EVENTS.md "v1 additions").
+    PROGRESS_REPORT_OVERDUE = "PROGRESS_REPORT_OVERDUE"
+    PROGRESS_REPORT_BY_ASSISTANT = "PROGRESS_REPORT_BY_ASSISTANT"
+    PLAN_OF_CARE_MISSING = "PLAN_OF_CARE_MISSING"
+    CERTIFICATION_MISSING = "CERTIFICATION_MISSING"
+    RECERTIFICATION_MISSING = "RECERTIFICATION_MISSING"
+    KX_MODIFIER_MISSING = "KX_MODIFIER_MISSING"
+    KX_MODIFIER_PREMATURE = "KX_MODIFIER_PREMATURE"
+    # Additive (EVENTS.md "Other additive rule ids"): a visit assembled from EHR feeds had only
+    # one of its two parts when the join's wait expired (ehr/join.py, `parts_missing`).
+    CHARGES_NOT_RECEIVED = "CHARGES_NOT_RECEIVED"
+    DOCUMENTATION_NOT_RECEIVED = "DOCUMENTATION_NOT_RECEIVED"
 
 
 #: Severity is fixed per rule by the contract, so it is data here, not a choice inside each rule
@@ -54,6 +66,15 @@ SEVERITY: dict[RuleId, Severity] = {
     RuleId.MUE_EXCEEDED: Severity.ERROR,
     RuleId.EVALUATION_DUPLICATE: Severity.ERROR,
     RuleId.ADD_ON_CODE_WITHOUT_PRIMARY: Severity.ERROR,
+    RuleId.PROGRESS_REPORT_OVERDUE: Severity.ERROR,
+    RuleId.PROGRESS_REPORT_BY_ASSISTANT: Severity.WARNING,
+    RuleId.PLAN_OF_CARE_MISSING: Severity.ERROR,
+    RuleId.CERTIFICATION_MISSING: Severity.ERROR,
+    RuleId.RECERTIFICATION_MISSING: Severity.ERROR,
+    RuleId.KX_MODIFIER_MISSING: Severity.ERROR,
+    RuleId.KX_MODIFIER_PREMATURE: Severity.WARNING,
+    RuleId.CHARGES_NOT_RECEIVED: Severity.WARNING,
+    RuleId.DOCUMENTATION_NOT_RECEIVED: Severity.WARNING,
 }
 
 #: Primary sources, cited in every alert's `reference`.

@@ -33,8 +33,14 @@ class _Policy(Effective):
 
     unit_rule: UnitRule
     therapy_modifiers_required: bool
-    #: The payer applies Medicare's claim rules (CQ/CO; EVENTS.md "Medicare" rules).
+    #: The payer applies Medicare's claim rules (CQ/CO; EVENTS.md "Medicare" rules: progress
+    #: reports, certification and recertification of the plan of care).
     follows_medicare: bool
+    #: Original Medicare Part B: visits accrue toward the annual KX modifier threshold and the
+    #: KX rules apply (CMS Pub. 100-04, Ch. 5, sec. 10.3). Absent in an older policy file: false.
+    kx_threshold: bool = False
+    #: PLAN_OF_CARE_MISSING applies (EVENTS.md names no payer scope for it; docs/rules.md).
+    plan_of_care_required: bool = True
     source: Annotated[str, StringConstraints(min_length=3)]
 
 
@@ -75,6 +81,8 @@ class ResolvedPolicy:
     #: Where the unit rule came from: "event", "payer", or "kind" (shown in alert `expected`).
     unit_rule_origin: str
     follows_medicare: bool = False
+    kx_threshold: bool = False
+    plan_of_care_required: bool = True
 
 
 class PayerPolicies:
@@ -119,7 +127,12 @@ class PayerPolicies:
         assert policy is not None  # every kind covers every date (checked at load)
         rule, origin = (unit_rule, "event") if unit_rule is not None else (policy.unit_rule, origin)
         return ResolvedPolicy(
-            rule, policy.therapy_modifiers_required, origin, policy.follows_medicare
+            rule,
+            policy.therapy_modifiers_required,
+            origin,
+            policy.follows_medicare,
+            policy.kx_threshold,
+            policy.plan_of_care_required,
         )
 
 

@@ -1,5 +1,5 @@
-"""A rule set: the catalog, payer policies, NCCI policy statements, CMS NCCI PTP and MUE files
-and fee schedules, plus the engine version, loaded and validated once, with a stable
+"""A rule set: the catalog, payer policies, NCCI policy statements, episode-of-care policy, KX
+thresholds, CMS NCCI PTP and MUE files and fee schedules, plus the engine version, loaded and validated once, with a stable
 `ruleset_version` stamped on every alert and checked record.
 
 Directory layout (the package's `compliance/data/` is the default rule set):
@@ -8,6 +8,8 @@ Directory layout (the package's `compliance/data/` is the default rule set):
     DIR/payer_policies.toml      payer policies            (absent: the package's file)
     DIR/ncci_policy.toml         NCCI manual statements    (absent: the package's file)
     DIR/fee_schedule.csv         fee schedule              (absent: the package's file)
+    DIR/episode_policy.toml      episode-of-care rule data (absent: the package's file)
+    DIR/kx_thresholds.toml       KX modifier thresholds    (absent: the package's file)
     DIR/ncci/ptp/*.txt|*.TXT     CMS ccipra-vNNNrN-fK.TXT practitioner PTP files (optional)
     DIR/ncci/mue/*.csv           CMS MCR_MUE_PractitionerServices_Eff_MM-DD-YYYY.csv (optional)
     DIR/fees/*.csv               further fee schedule files (optional)
@@ -28,7 +30,9 @@ from importlib import resources
 from pathlib import Path
 
 from compliance.catalog import Catalog, parse_catalog
+from compliance.episode_policy import EpisodePolicy, parse_episode_policy
 from compliance.fees import FeeSchedule, parse_fee_rows
+from compliance.kx_thresholds import KxThresholds, parse_kx_thresholds
 from compliance.mue import MueTable, parse_mue
 from compliance.ncci_policy import NcciPolicy, parse_ncci_policy
 from compliance.ncci_ptp import PtpTable, parse_ptp
@@ -40,6 +44,8 @@ CATALOG = "cpt_catalog.csv"
 POLICIES = "payer_policies.toml"
 NCCI_POLICY = "ncci_policy.toml"
 FEES = "fee_schedule.csv"
+EPISODE_POLICY = "episode_policy.toml"
+KX_THRESHOLDS = "kx_thresholds.toml"
 PTP_DIR = Path("ncci/ptp")
 MUE_DIR = Path("ncci/mue")
 FEES_DIR = Path("fees")
@@ -57,6 +63,8 @@ class RuleSet:
     ptp: PtpTable
     mue: MueTable
     fees: FeeSchedule
+    episodes: EpisodePolicy
+    kx: KxThresholds
     version: str
     #: (role, base name, sha256) of every file used, in version order (for tools and logs).
     files: tuple[tuple[str, str, str], ...]
@@ -105,7 +113,14 @@ def load_ruleset(
             return _read(base / name, name)
         return _package_file(name)
 
-    core = [main(CATALOG), main(POLICIES), main(NCCI_POLICY), main(FEES)]
+    core = [
+        main(CATALOG),
+        main(POLICIES),
+        main(NCCI_POLICY),
+        main(FEES),
+        main(EPISODE_POLICY),
+        main(KX_THRESHOLDS),
+    ]
     ptp = [_read(p, "ptp") for p in [*_listed(base, PTP_DIR, (".txt",)), *map(Path, ptp_files)]]
     mue = [_read(p, "mue") for p in [*_listed(base, MUE_DIR, (".csv",)), *map(Path, mue_files)]]
     fees = [_read(p, "fees") for p in [*_listed(base, FEES_DIR, (".csv",)), *map(Path, fee_files)]]
@@ -118,11 +133,13 @@ def build_ruleset(
     mue: Iterable[_Source],
     fees: Iterable[_Source],
 ) -> RuleSet:
-    catalog_src, policies_src, ncci_src, fee_src = core
+    catalog_src, policies_src, ncci_src, fee_src, episode_src, kx_src = core
     try:
         catalog = parse_catalog(catalog_src.data.decode("utf-8"))
         policies = parse_policies(policies_src.data.decode("utf-8"))
         ncci_policy = parse_ncci_policy(ncci_src.data.decode("utf-8"))
+        episodes = parse_episode_policy(episode_src.data.decode("utf-8"))
+        kx = parse_kx_thresholds(kx_src.data.decode("utf-8"))
         ptp_list, mue_list, fee_list = list(ptp), list(mue), [fee_src, *fees]
         ptp_table = PtpTable([parse_ptp(s.data, s.name) for s in ptp_list], ncci_policy.ptp_edits)
         mue_table = MueTable([parse_mue(s.data, s.name) for s in mue_list])
@@ -147,6 +164,8 @@ def build_ruleset(
         ptp_table,
         mue_table,
         fee_schedule,
+        episodes,
+        kx,
         "rs-" + h.hexdigest()[:16],
         files,
     )

@@ -39,7 +39,7 @@ class EhrDeadLetter(BaseModel):
 
     schema_version: Literal[1] = 1
     format: Literal["hl7v2", "fhir"]
-    reason: Annotated[str, Field(pattern=r"^[a-z_]{3,40}$")]
+    reason: Annotated[str, Field(pattern=r"^[a-z0-9_]{3,40}$")]
     detail: str
     source: EhrSource
     value_b64: str | None

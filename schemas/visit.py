@@ -129,6 +129,12 @@ class TherapyVisitCompleted(BaseModel):
     # knows it, and the episode's first day.
     episode_ref: OpaqueRef | None = None
     episode_start_date: date | None = None
+    # Additive: set only on a visit the EHR join emitted with one part after its wait (ehr/join
+    # .py): which half never arrived. The checks report it instead of what it makes unknowable.
+    parts_missing: (
+        Annotated[list[Literal["charges", "documentation"]], Field(min_length=1, max_length=2)]
+        | None
+    ) = None
 
     @model_validator(mode="after")
     def _consistent(self) -> TherapyVisitCompleted:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from typing import Any, cast
 
@@ -116,7 +117,11 @@ def _record(message: Any) -> Record:
 def create_engine(settings: Settings) -> Engine:
     """The rule set named by the settings (the package's rules by default), loaded once."""
     ruleset = load_ruleset(settings.ruleset_dir, **settings.ruleset_files)
-    return Engine(ruleset=ruleset, horizon_days=settings.history_horizon_days)
+    return Engine(
+        ruleset=ruleset,
+        horizon_days=settings.history_horizon_days,
+        episode_horizon_days=settings.episode_horizon_days,
+    )
 
 
 def create_app(
@@ -242,7 +247,8 @@ def create_app(
         options={"driver": "rocksdict"},
         help="Per-patient history for the rules that span visits (compliance/state.py).",
     )
-    processor = VisitProcessor(settings, metrics, engine, state=TableState(history))
+    history_state = TableState(history)
+    processor = VisitProcessor(settings, metrics, engine, state=history_state)
     stages = [stage("check_visits", (settings.topic_visits,), processor)]
     if settings.ehr_enabled:
         stages.extend(_ehr_stages(app, settings, metrics, stage))
@@ -266,7 +272,10 @@ def create_app(
             )
         )
 
+    assigned_at = [time.monotonic()]
+
     async def on_assigned(sender: Any, assigned: Set[Any], **kwargs: Any) -> None:
+        assigned_at[0] = time.monotonic()
         for st in stages:
             st.pipeline.assigned(_tps(assigned, st.topics), awaiting_start=True)
         health.assigned_once = True
@@ -302,6 +311,22 @@ def create_app(
     # positional set of partitions.
     app.on_partitions_revoked.connect(cast(Any, on_revoked))
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
+
+    async def on_recovered(sender: Any, **kwargs: Any) -> None:
+        # faust sends on_rebalance_complete once the tables' changelogs are read (recovery).
+        seconds = time.monotonic() - assigned_at[0]
+        metrics.state_recovery_seconds.set(seconds)
+        log.info("state restored from the changelogs in %.1fs", seconds)
+
+    app.on_rebalance_complete.connect(cast(Any, on_recovered))
+
+    async def measure_state() -> None:
+        owned = stages[0].pipeline.owned or set()
+        keys, size = history_state.size({tp.partition for tp in owned})
+        metrics.state_keys.labels(table=TABLE_NAME).set(keys)
+        metrics.state_bytes.labels(table=TABLE_NAME).set(size)
+
+    app.timer(interval=30.0)(measure_state)
 
     async def commit_durable() -> None:
         for st in stages:

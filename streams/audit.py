@@ -5,9 +5,12 @@ the size limit). Alerts go to stdout, one JSON object per line; each invalid lin
 stderr as {"line": N, "reason": ..., "detail": ...}; a summary object ends stderr. Exit 1 when
 any line was invalid, after every valid line has been processed (EVENTS.md, "Command line").
 
-Claim-level state is kept as the worker keeps it: one `PatientHistory` per patient in memory,
-each visit evaluated with seq = its line number, in input order, so a backfill gives the same
-alerts as the stream. `--ruleset DIR` runs with another rule data directory.
+Claim-level and episode state is kept as the worker keeps it: one `PatientHistory` per patient
+in memory (same-day records, episodes of care, KX accrual), each visit evaluated with seq = its
+line number, in input order, with the worker's horizons, so a backfill gives the same alerts as
+the stream. `--ruleset DIR` runs with another rule data directory. The summary also counts the
+visits whose episode start was never seen (episode rules not evaluated), those beyond the
+episode horizon, and the Medicare Part B lines of unknown amount (not in the KX accrual).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class AuditSummary:
     visits_read: int = 0
     invalid_lines: int = 0
     alerts_by_rule: Counter[str] = field(default_factory=Counter)
+    episode_status: Counter[str] = field(default_factory=Counter)
+    kx_unknown_amount_lines: int = 0
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -46,6 +51,8 @@ class AuditSummary:
                 "invalid_lines": self.invalid_lines,
                 "alerts": sum(self.alerts_by_rule.values()),
                 "alerts_by_rule": dict(sorted(self.alerts_by_rule.items())),
+                "episode_status": dict(sorted(self.episode_status.items())),
+                "kx_unknown_amount_lines": self.kx_unknown_amount_lines,
             }
         }
 
@@ -98,6 +105,8 @@ def run_audit(
         outcome = engine.evaluate(result, datetime.now(UTC), history, seq=lineno)
         assert outcome.history is not None
         histories[result.patient_ref] = outcome.history
+        summary.episode_status[outcome.episode_status.value] += 1
+        summary.kx_unknown_amount_lines += outcome.kx_unknown_amount_lines
         for alert in outcome.alerts:
             summary.alerts_by_rule[alert.rule_id] += 1
             out.write(alert.to_json() + b"\n")
@@ -117,12 +126,22 @@ def audit_main(
     max_bytes: int = DEFAULT_MAX_BYTES,
     ruleset: str | None = None,
     horizon_days: int = DEFAULT_HORIZON_DAYS,
+    episode_horizon_days: int | None = None,
 ) -> int:
+    """`horizon_days`: same-day details kept (TC_HISTORY_HORIZON_DAYS); `episode_horizon_days`:
+    episode and KX state kept (the worker's episode horizon; default 400, or `horizon_days` when
+    longer), in days before the patient's newest date of service."""
     try:
         rules = load_ruleset(Path(ruleset)) if ruleset is not None else None
-        engine = Engine(ruleset=rules, horizon_days=horizon_days)
     except (OSError, ValueError) as exc:
         print(f"therapy-compliance audit: rule set {ruleset}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        engine = Engine(
+            ruleset=rules, horizon_days=horizon_days, episode_horizon_days=episode_horizon_days
+        )
+    except ValueError as exc:  # horizons out of range
+        print(f"therapy-compliance audit: {exc}", file=sys.stderr)
         return 2
     try:
         stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115

@@ -43,8 +43,15 @@ def _parser() -> argparse.ArgumentParser:
         "--horizon-days",
         type=int,
         default=DEFAULT_HORIZON_DAYS,
-        help="per-patient history kept, in days (the worker's TC_HISTORY_HORIZON_DAYS; "
-        "default %(default)s)",
+        help="same-day details kept per patient, in days (the worker's "
+        "TC_HISTORY_HORIZON_DAYS; default %(default)s)",
+    )
+    audit.add_argument(
+        "--episode-horizon-days",
+        type=int,
+        default=400,
+        help="episode and KX state kept per patient, in days (the worker's "
+        "TC_EPISODE_HORIZON_DAYS; default %(default)s)",
     )
 
     compare = sub.add_parser(
@@ -89,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     feed.add_argument(
         "--malformed", type=float, default=0.02, help="share of malformed records (default 0.02)"
     )
+    feed.add_argument(
+        "--mode",
+        choices=["visits", "episodes"],
+        default="visits",
+        help="independent visits with one flaw each, or patients' episodes of care "
+        "(evaluation, plan, certification, treatment, progress reports, discharge, KX)",
+    )
 
     tail = sub.add_parser("tail-alerts", help="print compliance alerts as they arrive")
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest alert")
@@ -131,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "audit":
         from streams.audit import audit_main
 
-        return audit_main(args.path, args.max_bytes, args.ruleset, args.horizon_days)
+        return audit_main(
+            args.path, args.max_bytes, args.ruleset, args.horizon_days, args.episode_horizon_days
+        )
     if args.command == "compare-rulesets":
         from streams.compare import compare_main
 
@@ -156,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         return demo_hl7_main(settings, args.count, args.seed)
     try:
         if args.command == "demo-feed":
-            asyncio.run(demo_feed(settings, args.rate, args.count, args.seed, args.malformed))
+            asyncio.run(
+                demo_feed(settings, args.rate, args.count, args.seed, args.malformed, args.mode)
+            )
             return 0
         if args.command == "replay-deadletter":
             from streams.replay import replay_deadletters

@@ -12,7 +12,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.settings import Settings
-from streams.synthetic import VisitGenerator
+from streams.synthetic import generator
 from streams.topics import ensure_topics
 
 
@@ -22,6 +22,7 @@ async def demo_feed(
     count: int,
     seed: int,
     malformed_share: float,
+    mode: str = "visits",
     out: TextIO = sys.stderr,
 ) -> Counter[str]:
     """Produce `count` visits at about `rate` per second (0 = as fast as possible)."""
@@ -36,7 +37,7 @@ async def demo_feed(
     )
     await producer.start()
     intents: Counter[str] = Counter()
-    gen = VisitGenerator(seed=seed, malformed_share=malformed_share, live=True)
+    gen = generator(mode, seed=seed, malformed_share=malformed_share, live=True)
     started = time.monotonic()
     last_report = started
     try:

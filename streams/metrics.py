@@ -91,6 +91,37 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.episode_evaluations = Counter(
+            f"{PREFIX}_episode_evaluations",
+            "Visits by what the episode rules could do: evaluated, start_unseen (the episode's "
+            "start was never seen: not guessed), beyond_horizon, no_history.",
+            ["status"],
+            registry=r,
+        )
+        self.kx_unknown_amount_lines = Counter(
+            f"{PREFIX}_kx_unknown_amount_lines",
+            "Medicare Part B therapy lines with no allowed_amount and no fee schedule amount: "
+            "they do not count toward the KX threshold.",
+            registry=r,
+        )
+        self.state_keys = Gauge(
+            f"{PREFIX}_state_keys",
+            "Keys in the local state store, per table (estimated by RocksDB).",
+            ["table"],
+            registry=r,
+        )
+        self.state_bytes = Gauge(
+            f"{PREFIX}_state_bytes",
+            "Size of the local state store on disk, per table (RocksDB live data estimate).",
+            ["table"],
+            registry=r,
+        )
+        self.state_recovery_seconds = Gauge(
+            f"{PREFIX}_state_recovery_seconds",
+            "Time from the last partition assignment to the end of the state's changelog "
+            "recovery (restore at start and after each rebalance).",
+            registry=r,
+        )
         self.input_gaps = Counter(
             f"{PREFIX}_input_gaps",
             "Input records that arrived out of order (a skipped offset): the partition was "
@@ -138,6 +169,10 @@ class Metrics:
         self.amount_at_risk_by_rule = {
             rule.value: self.amount_at_risk.labels(rule_id=rule.value) for rule in RuleId
         }
+        from compliance.episodes.judge import EpisodeStatus
+
+        for status in EpisodeStatus:
+            self.episode_evaluations.labels(status=status.value)
         self.dead_letters_by_reason = {
             reason: self.dead_letters.labels(reason=reason.value) for reason in DeadLetterReason
         }

@@ -171,6 +171,9 @@ class VisitProcessor:
             if amount is not None:
                 m.amount_at_risk_by_rule[a.rule_id].inc(float(amount))
         m.visits_by_status[outcome.checked.status.value].inc()
+        m.episode_evaluations.labels(status=outcome.episode_status.value).inc()
+        if outcome.kx_unknown_amount_lines:
+            m.kx_unknown_amount_lines.inc(outcome.kx_unknown_amount_lines)
         m.event_age.observe(max(0.0, (now - result.occurred_at).total_seconds()))
         return out
 

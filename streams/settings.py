@@ -106,9 +106,12 @@ class Settings(BaseSettings):
     ncci_ptp_files: str = ""
     ncci_mue_files: str = ""
     fee_files: str = ""
-    #: Per-patient history kept for the rules that span visits, in days of service before the
-    #: patient's newest one.
+    #: Same-day details (billed lines, NPIs) kept per patient for the rules that span visits of
+    #: one day, in days of service before the patient's newest one.
     history_horizon_days: Annotated[int, Field(ge=1, le=3660)] = 90
+    #: Episode-of-care and KX state kept per patient, in days before the newest date of service
+    #: (covers the calendar year for the KX threshold; compliance/retention.py).
+    episode_horizon_days: Annotated[int, Field(ge=1, le=3660)] = 400
     #: State store: rocksdb (local RocksDB per partition, restored from the changelog) or
     #: memory (tests; rebuilt from the changelog at every start).
     store: Literal["rocksdb", "memory"] = "rocksdb"

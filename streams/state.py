@@ -81,6 +81,23 @@ class TableState:
             if store._key_partition.get(key) == partition:
                 yield bytes(key), bytes(value)
 
+    def size(self, partitions: set[int]) -> tuple[int, int]:
+        """(keys, bytes) held for these partitions: RocksDB's own estimates (live data plus
+        memtables); the memory store counts exactly."""
+        store = self._store
+        if hasattr(store, "_db_for_partition"):
+            keys = size = 0
+            for partition in partitions:
+                db = store._dbs.get(partition)
+                if db is None:
+                    continue
+                keys += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+                size += int(db.property_int_value("rocksdb.estimate-live-data-size") or 0)
+                size += int(db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0)
+            return keys, size
+        owned = [k for k, p in store._key_partition.items() if p in partitions]
+        return len(owned), sum(len(store.data.get(k) or b"") for k in owned)
+
     def _output(self, partition: int, key: bytes, value: bytes | None) -> Output:
         def latest() -> Output:
             # The key's latest value; deleted meanwhile: a tombstone.

@@ -1,9 +1,16 @@
 """Realistic synthetic therapy visits for the demo feed and the benchmarks. Seeded, no I/O.
 
-The mix: PT 55%, OT 30%, SLP 15%; Medicare 45%, Medicare Advantage 15%, Medicaid 10%, commercial
-25%, workers' comp 5%; about 70% of visits billed and documented correctly, the rest carry one
-flaw each (the kinds the rules look for), and `malformed_share` of records are not valid events.
-Every id is synthetic and opaque: no names, MRNs or dates of birth.
+Two generators, each yielding `Record`s whose `intent` says what the engine should find:
+
+- `VisitGenerator` (mode "visits"): independent visits. The mix: PT 55%, OT 30%, SLP 15%;
+  Medicare 45%, Medicare Advantage 15%, Medicaid 10%, commercial 25%, workers' comp 5%; about
+  70% of visits billed and documented correctly, the rest carry one flaw each (the kinds the
+  rules look for), and `malformed_share` of records are not valid events.
+- `EpisodeGenerator` (mode "episodes"): patients followed through episodes of care, in date
+  order (see its docstring).
+
+`generator(mode, ...)` builds either. Every id is synthetic and opaque: no names, MRNs or dates
+of birth; every rendering NPI passes the NPI check digit (Luhn with the 80840 prefix).
 """
 
 from __future__ import annotations
@@ -11,8 +18,10 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from importlib import resources
 from typing import Any
 
 import orjson
@@ -134,7 +143,7 @@ class VisitGenerator:
             "discipline": discipline,
             "payer": {"payer_id": payer_id, "kind": kind},
             "rendering_provider": {
-                "npi": f"1{rng.randrange(10**8, 10**9)}",
+                "npi": npi(rng),
                 "credential": CREDENTIAL[discipline][0],
             },
             "services": services,
@@ -199,6 +208,22 @@ class VisitGenerator:
                 }
             )
         return services, sum(minutes.values())
+
+
+def npi_check_digit(nine: str) -> int:
+    """The NPI's 10th digit: Luhn over the 9 digits prefixed with 80840 (the card issuer
+    prefix CMS uses for NPIs)."""
+    total = 0
+    for i, ch in enumerate(reversed("80840" + nine)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return (10 - total % 10) % 10
+
+
+def npi(rng: random.Random) -> str:
+    """A synthetic NPI (starting with 1) with a valid check digit. One rng draw, as before."""
+    nine = "1" + f"{rng.randrange(10**8, 10**9):09d}"[1:]
+    return nine + str(npi_check_digit(nine))
 
 
 def _timed_lines(v: dict[str, Any]) -> list[dict[str, Any]]:
@@ -378,3 +403,473 @@ def _malform(kind: str, visit: dict[str, Any]) -> bytes:
     elif kind == "not_object":
         return b"[1, 2, 3]"
     return orjson.dumps(visit)
+
+
+# --- episodes of care ---------------------------------------------------------------------------
+
+#: Episode flaws and the rule ids a visit carrying the flaw raises (nothing else episode- or
+#: KX-related may fire on it). "start_unseen": the episode's first visits were never sent, so
+#: the episode rules are not evaluated for it (EVENTS.md).
+EPISODE_FLAWS: dict[str, frozenset[str]] = {
+    "late_report": frozenset({"PROGRESS_REPORT_OVERDUE"}),
+    "assistant_report": frozenset({"PROGRESS_REPORT_OVERDUE", "PROGRESS_REPORT_BY_ASSISTANT"}),
+    "no_plan": frozenset({"PLAN_OF_CARE_MISSING"}),
+    "late_cert": frozenset({"CERTIFICATION_MISSING"}),
+    "no_recert": frozenset({"RECERTIFICATION_MISSING"}),
+    "kx_missing": frozenset({"KX_MODIFIER_MISSING"}),
+    "kx_premature": frozenset({"KX_MODIFIER_PREMATURE"}),
+    "start_unseen": frozenset(),
+}
+EPISODE_RULES = frozenset().union(*EPISODE_FLAWS.values()) | {"RECERTIFICATION_MISSING"}
+
+#: Synthetic allowed amounts per unit (USD): plausible, not a fee schedule.
+ALLOWED = {
+    "97110": "31.05", "97112": "33.10", "97116": "30.07", "97140": "28.42", "97530": "34.37",
+    "97535": "33.50", "92507": "95.20", "92526": "102.30", "97161": "104.32", "97162": "104.32",
+    "97163": "104.32", "97164": "71.22", "97165": "110.45", "97166": "110.45", "97167": "110.45",
+    "97168": "76.10", "92521": "110.10", "92523": "190.50", "92610": "95.60",
+}  # fmt: skip
+EP_TREATMENTS: dict[str, list[list[tuple[str, int, int | None]]]] = {
+    # (code, units, minutes): correct under both the CMS and the AMA unit rules.
+    "PT": [
+        [("97110", 2, 30), ("97140", 1, 15)],
+        [("97112", 2, 30), ("97110", 1, 15)],
+        [("97530", 3, 45)],
+        [("97116", 1, 15), ("97110", 2, 30)],
+    ],
+    "OT": [
+        [("97530", 2, 30), ("97535", 1, 15)],
+        [("97110", 2, 30), ("97530", 1, 15)],
+        [("97535", 3, 45)],
+    ],
+    "SLP": [[("92507", 1, None)], [("92526", 1, None)]],
+}
+EP_EVALUATIONS = {
+    "PT": ["97161", "97162", "97163"],
+    "OT": ["97165", "97166", "97167"],
+    "SLP": ["92521", "92523", "92610"],
+}
+EP_RE_EVALUATION = {"PT": "97164", "OT": "97168"}
+EP_ASSISTANT = {"PT": "PTA", "OT": "OTA"}
+EP_PAYERS = [
+    ("medicare", "MEDICARE-B", 55),
+    ("medicare_advantage", "MA-PLAN-7", 15),
+    ("commercial", "COMM-PPO-3", 20),
+    ("medicaid", "MEDICAID-STATE", 10),
+]
+_MEDICARE_RULES = ("medicare", "medicare_advantage")  # payer kinds following Medicare
+
+
+@dataclass
+class _EpVisit:
+    discipline: str
+    dos: date
+    services: list[dict[str, Any]]
+    docs: list[dict[str, Any]] = field(default_factory=list)
+    flaws: set[str] = field(default_factory=set)
+    emit: bool = True
+    episode_ref: str | None = None
+    patient: str = ""
+    kind: str = ""
+    payer_id: str = ""
+
+
+class EpisodeGenerator:
+    """Patients followed through episodes of care (EVENTS.md "v1 additions"), seeded and
+    deterministic, yielded in date order as valid TherapyVisitCompleted v1 events.
+
+    Each cohort of `patients` patients spans about five months from its start. A patient has one
+    payer (Medicare 55%, Medicare Advantage 15%, commercial 20%, Medicaid 10%) and one to three
+    episodes (PT, OT, SLP; a second episode of another discipline may overlap, one of the same
+    discipline follows a discharge). An episode: an initial evaluation with a signed plan of care
+    (plan dates, sent to the certifier) and sometimes a referral; the physician's certification
+    (signed in time, or a verbal order signed within 14 days, or, from 2025, the referral
+    exception); 2-3 treatment days a week for 3-12 weeks, billed correctly with allowed amounts;
+    a progress report by the therapist at least every 9 treatment days, sometimes a
+    re-evaluation instead; a recertification before the plan's end when it runs longer; a
+    discharge summary on the last visit. Medicare Part B visits carry KX once the patient's
+    yearly amount is over the threshold. Flaws (`EPISODE_FLAWS`), set on the visits that must
+    raise them: a late progress report, a report only by an assistant, no plan, a late
+    certification, no recertification, a missing or premature KX, an episode whose first visits
+    are never sent. `Record.intent` is "clean" or the visit's flaws joined by "+".
+    """
+
+    def __init__(
+        self,
+        seed: int = 7,
+        patients: int = 200,
+        start: date = date(2026, 1, 5),
+        malformed_share: float = 0.0,
+        flaw_share: float = 0.35,
+        live: bool = False,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.patients = patients
+        self.start = start
+        self.malformed_share = malformed_share
+        self.flaw_share = flaw_share
+        #: live: each cohort's dates end today and events occur now (the demo's event age).
+        self.live = live
+        self.counter = 0
+        self.cohort = 0
+        self.seen_patients: set[str] = set()
+        self.thresholds = _kx_thresholds()
+
+    def records(self, count: int | None = None) -> Iterator[Record]:
+        n = 0
+        while count is None or n < count:
+            for rec in self._cohort():
+                if count is not None and n >= count:
+                    return
+                n += 1
+                yield rec
+
+    # --- one cohort -----------------------------------------------------------------------
+
+    def _cohort(self) -> list[Record]:
+        rng = self.rng
+        base = self.start + timedelta(days=154 * self.cohort)
+        self.cohort += 1
+        visits: list[_EpVisit] = []
+        for _ in range(self.patients):
+            patient = f"P-{rng.getrandbits(40):010x}"
+            while patient in self.seen_patients:
+                patient = f"P-{rng.getrandbits(40):010x}"
+            self.seen_patients.add(patient)
+            visits += self._patient(patient, base)
+        if self.live:
+            shift = date.today() - max(v.dos for v in visits)
+            for v in visits:
+                v.dos += shift
+        visits = [v for v in visits if v.emit]
+        visits.sort(key=lambda v: (v.dos, v.patient, v.discipline))
+        self._kx(visits)
+        out = []
+        for v in visits:
+            event = self._event(v)
+            key = v.patient.encode()
+            if rng.random() < self.malformed_share:
+                kind = rng.choice(MALFORMED)
+                out.append(Record(key, _malform(kind, event), f"malformed:{kind}"))
+            else:
+                intent = "+".join(sorted(v.flaws)) or "clean"
+                out.append(Record(key, orjson.dumps(event), intent))
+        return out
+
+    def _patient(self, patient: str, base: date) -> list[_EpVisit]:
+        rng = self.rng
+        kind, payer_id, _ = rng.choices(EP_PAYERS, [w for *_, w in EP_PAYERS])[0]
+        discipline = rng.choices(["PT", "OT", "SLP"], [55, 30, 15])[0]
+        start = base + timedelta(days=rng.randrange(0, 40))
+        out = self._episode(patient, discipline, start, kind, first=True)
+        if rng.random() < 0.4:  # another discipline at the same time ...
+            other = rng.choice([d for d in ("PT", "OT", "SLP") if d != discipline])
+            begin = start + timedelta(days=rng.randrange(1, 20))
+            out += self._episode(patient, other, begin, kind, first=True)
+        if rng.random() < 0.3:  # ... and/or the same discipline again after the discharge
+            last = max(v.dos for v in out if v.discipline == discipline)
+            again = last + timedelta(days=rng.randrange(7, 30))
+            out += self._episode(patient, discipline, again, kind, first=False)
+        for v in out:
+            v.docs.insert(
+                0, {"kind": "daily_note", "author_credential": discipline_credential(v.discipline)}
+            )
+            v.patient, v.kind, v.payer_id = patient, kind, payer_id
+        return out
+
+    def _episode(
+        self, patient: str, discipline: str, start: date, kind: str, first: bool
+    ) -> list[_EpVisit]:
+        rng = self.rng
+        days = (0, 2, 4) if rng.random() < 0.6 else (1, 3)
+        weeks = rng.randrange(3, 13)
+        monday = start - timedelta(days=start.weekday())
+        dates = [start] + [
+            monday + timedelta(weeks=w, days=d)
+            for w in range(weeks)
+            for d in days
+            if monday + timedelta(weeks=w, days=d) > start
+        ]
+        medicare = kind in _MEDICARE_RULES
+        flaw = ""
+        if rng.random() < self.flaw_share:
+            options = ["no_plan"] + (["start_unseen"] if first else [])
+            if medicare:
+                options += 2 * ["late_report", "late_cert", "no_recert"]
+                options += 2 * ["assistant_report"] if discipline in EP_ASSISTANT else []
+            else:
+                options += ["", ""]  # fewer flaws where only the plan rule applies
+            flaw = rng.choice(options)
+        ref = f"EP-{patient[2:]}-{discipline}-{start:%Y%m%d}" if rng.random() < 0.3 else None
+        cred = discipline_credential(discipline)
+        visits = [self._treatment(discipline, d, ref) for d in dates]
+        ev = visits[0]
+        ev.services = _lines([(rng.choice(EP_EVALUATIONS[discipline]), 1, None)], discipline)
+        ev.docs.append({"kind": "evaluation", "author_credential": cred})
+        length = (dates[-1] - start).days
+        plan_days = rng.randrange(35, 85)
+        cert_style = rng.choices(["signed", "verbal", "referral"], [60, 20, 20])[0]
+        if flaw in ("no_plan", "late_cert") or start.year < 2025:
+            cert_style = "signed"
+        if cert_style == "referral":
+            plan_days = min(90, max(plan_days, length))  # keep it within the plan: no recert
+        if flaw == "late_cert":
+            plan_days = max(plan_days, 56)  # the recertification comes after the late one
+        plan_end = start + timedelta(days=plan_days)
+        if flaw != "no_plan":
+            ev.docs.append(
+                {
+                    "kind": "plan_of_care",
+                    "author_credential": cred,
+                    "plan_start": start.isoformat(),
+                    "plan_end": plan_end.isoformat(),
+                    "sent_to_certifier_at": _at(start, 19),
+                }
+            )
+        covers = {"covers_from": start.isoformat(), "covers_through": plan_end.isoformat()}
+        if cert_style == "referral":
+            ev.docs.append(
+                {"kind": "referral", "author_credential": "MD", "discipline": discipline}
+            )
+        elif cert_style == "verbal":
+            i = _first_on_or_after(dates, start + timedelta(days=rng.randrange(3, 20)))
+            if i + 1 < len(dates):
+                v_day = dates[i]
+                visits[i].docs.append(
+                    {
+                        "kind": "certification",
+                        "author_credential": "MD",
+                        "verbal_order_at": _at(v_day, 15),
+                        "signed": None,
+                        **covers,
+                    }
+                )
+                visits[i + 1].docs.append(
+                    {
+                        "kind": "certification",
+                        "author_credential": "MD",
+                        "verbal_order_at": _at(v_day, 15),
+                        **covers,
+                    }
+                )
+        else:
+            late = flaw == "late_cert" and length > 45
+            when = start + timedelta(days=rng.randrange(34, 42) if late else rng.randrange(2, 25))
+            i = _first_on_or_after(dates, when)
+            if i < len(dates):
+                visits[i].docs.append(
+                    {"kind": "certification", "author_credential": "MD", **covers}
+                )
+                if late:
+                    for v in visits[:i]:
+                        if (v.dos - start).days > 30:
+                            v.flaws.add("late_cert")
+        if length > plan_days and cert_style != "referral":
+            if flaw != "no_recert":
+                i = _first_on_or_after(dates, plan_end - timedelta(days=10))
+                recert = {
+                    "covers_from": (plan_end + timedelta(days=1)).isoformat(),
+                    "covers_through": (plan_end + timedelta(days=60)).isoformat(),
+                }
+                visits[i].docs.append(
+                    {"kind": "certification", "author_credential": "MD", **recert}
+                )
+            else:
+                for v in visits:
+                    if v.dos > plan_end:
+                        v.flaws.add("no_recert")
+        self._reports(visits, discipline, flaw)
+        visits[-1].docs.append({"kind": "discharge_summary", "author_credential": cred})
+        if flaw == "no_plan":
+            for v in visits[1:]:
+                if v.services[0]["cpt"] not in EP_RE_EVALUATION.values():
+                    v.flaws.add("no_plan")
+        if flaw == "start_unseen":
+            hidden = rng.randrange(1, 5)
+            for i, v in enumerate(visits):
+                v.flaws = {"start_unseen"}
+                v.emit = i >= hidden
+        return visits
+
+    def _reports(self, visits: list[_EpVisit], discipline: str, flaw: str) -> None:
+        """A report every 9 treatment days (sec. 220.3 D: at least every 10), sometimes a
+        re-evaluation instead. For a late or assistant-only report, one period runs to day
+        12-14: its days 11.. before the report are overdue (the last visit's discharge summary
+        covers its own day)."""
+        rng = self.rng
+        cred = discipline_credential(discipline)
+        late = flaw if flaw in ("late_report", "assistant_report") else ""
+        flawed = rng.randrange(0, 2) if late else -1  # which period is late
+        period, day = 0, 0
+        due = rng.randrange(12, 15) if period == flawed else 9
+        for i, v in enumerate(visits):
+            day += 1  # one visit per date and discipline: every visit is a treatment day
+            last = i == len(visits) - 1
+            if period == flawed:
+                if late == "assistant_report" and day == 9:
+                    assistant = EP_ASSISTANT[discipline]
+                    v.docs.append({"kind": "progress_report", "author_credential": assistant})
+                if 11 <= day < due and not last:
+                    v.flaws.add(late)
+            if day == due and not last:
+                if (
+                    period != flawed
+                    and i > 0
+                    and discipline in EP_RE_EVALUATION
+                    and rng.random() < 0.2
+                ):
+                    v.services = _lines([(EP_RE_EVALUATION[discipline], 1, None)], discipline)
+                    v.docs.append({"kind": "re_evaluation", "author_credential": cred})
+                else:
+                    v.docs.append({"kind": "progress_report", "author_credential": cred})
+                period, day = period + 1, 0
+                due = rng.randrange(12, 15) if period == flawed else 9
+
+    def _treatment(self, discipline: str, dos: date, ref: str | None) -> _EpVisit:
+        combo = self.rng.choice(EP_TREATMENTS[discipline])
+        return _EpVisit(discipline, dos, _lines(combo, discipline), episode_ref=ref)
+
+    # --- KX over the emitted visits, in feed order -------------------------------------------
+
+    def _kx(self, visits: list[_EpVisit]) -> None:
+        """Medicare Part B visits accrue per patient, year and bucket (PT+SLP, OT), this visit
+        included; KX goes on every line of a visit once the accrual exceeds the year's threshold.
+        Flaws: KX left off one visit over it; KX on an early visit (accrual under half of it)."""
+        rng = self.rng
+        accrued: dict[tuple[str, int, str], int] = {}
+        premature_done: set[tuple[str, int, str]] = set()
+        missing_done: set[tuple[str, int, str]] = set()
+        for v in visits:
+            if v.kind != "medicare":
+                continue
+            bucket = "OT" if v.discipline == "OT" else "PT_SLP"
+            key = (v.patient, v.dos.year, bucket)
+            cents = sum(_cents(s["allowed_amount"]) for s in v.services)
+            accrued[key] = accrued.get(key, 0) + cents
+            threshold = self.thresholds.get((v.dos.year, bucket))
+            if threshold is None:
+                continue
+            kx = accrued[key] > threshold
+            if kx and key not in missing_done and rng.random() < 0.15:
+                missing_done.add(key)
+                v.flaws.add("kx_missing")
+                kx = False
+            elif (
+                not kx
+                and accrued[key] * 2 < threshold
+                and key not in premature_done
+                and rng.random() < 0.04
+            ):
+                premature_done.add(key)
+                v.flaws.add("kx_premature")
+                kx = True
+            if kx:
+                for s in v.services:
+                    s["modifiers"].append("KX")
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _event(self, v: _EpVisit) -> dict[str, Any]:
+        rng = self.rng
+        self.counter += 1
+        if self.live:
+            occurred = datetime.now(UTC).replace(microsecond=0)
+        else:
+            occurred = datetime(v.dos.year, v.dos.month, v.dos.day, 20, tzinfo=UTC) + timedelta(
+                minutes=rng.randrange(0, 200)
+            )
+        docs = []
+        for i, d in enumerate(v.docs):
+            d = dict(d)
+            signed = d.pop("signed", True)
+            d["doc_id"] = f"D-{self.counter}-{i}"
+            if signed:
+                d["signed_at"] = _at(v.dos, 19)
+            docs.append(d)
+        timed = sum(s.get("minutes", 0) for s in v.services)
+        event: dict[str, Any] = {
+            "schema_version": 1,
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "occurred_at": occurred.isoformat().replace("+00:00", "Z"),
+            "visit_id": f"V-{self.counter:09d}",
+            "patient_ref": v.patient,
+            "date_of_service": v.dos.isoformat(),
+            "discipline": v.discipline,
+            "payer": {"payer_id": v.payer_id, "kind": v.kind},
+            "rendering_provider": {
+                "npi": npi(rng),
+                "credential": discipline_credential(v.discipline),
+            },
+            "services": v.services,
+            "total_timed_minutes": timed,
+            "total_treatment_minutes": timed + 10 + rng.randrange(0, 10),
+            "documents": docs,
+        }
+        if v.episode_ref is not None:
+            event["episode_ref"] = v.episode_ref
+        return event
+
+
+def discipline_credential(discipline: str) -> str:
+    return CREDENTIAL[discipline][0]
+
+
+def _lines(combo: list[tuple[str, int, int | None]], discipline: str) -> list[dict[str, Any]]:
+    out = []
+    for i, (code, units, minutes) in enumerate(combo, start=1):
+        line: dict[str, Any] = {
+            "line_id": str(i),
+            "cpt": code,
+            "units": units,
+            "modifiers": [MODIFIER[discipline]],
+            "allowed_amount": str((Decimal(ALLOWED[code]) * units).quantize(Decimal("0.01"))),
+        }
+        if minutes is not None:
+            line["minutes"] = minutes
+        out.append(line)
+    return out
+
+
+def _cents(amount: str) -> int:
+    return int(Decimal(amount) * 100)
+
+
+def _at(day: date, hour: int) -> str:
+    return f"{day.isoformat()}T{hour:02d}:00:00Z"
+
+
+def _first_on_or_after(dates: list[date], when: date) -> int:
+    for i, d in enumerate(dates):
+        if d >= when:
+            return i
+    return len(dates)
+
+
+def _kx_thresholds() -> dict[tuple[int, str], int]:
+    """The shipped KX thresholds (compliance/data/kx_thresholds.toml), in cents."""
+    from compliance.kx_thresholds import KxBucket, parse_kx_thresholds
+
+    text = resources.files("compliance.data").joinpath("kx_thresholds.toml").read_text("utf-8")
+    kx = parse_kx_thresholds(text)
+    out = {}
+    for year in kx.by_year:
+        for bucket in KxBucket:
+            cents = kx.cents(year, bucket)
+            if cents is not None:
+                out[(year, bucket.value)] = cents
+    return out
+
+
+#: Generator modes for the demo feed and the benchmarks.
+MODES = ("visits", "episodes")
+
+
+def generator(
+    mode: str = "visits", seed: int = 7, malformed_share: float = 0.02, live: bool = False
+) -> VisitGenerator | EpisodeGenerator:
+    """The demo feed's generator: "visits" (independent visits, the default) or "episodes"."""
+    if mode == "visits":
+        return VisitGenerator(seed=seed, malformed_share=malformed_share, live=live)
+    if mode == "episodes":
+        return EpisodeGenerator(seed=seed, malformed_share=malformed_share, live=live)
+    raise ValueError(f"unknown synthetic mode {mode!r}; one of {', '.join(MODES)}")

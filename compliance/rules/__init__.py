@@ -7,6 +7,7 @@ from collections.abc import Callable
 from compliance.findings import Finding, RuleId
 from compliance.rules.add_on import check_add_on_without_primary
 from compliance.rules.assistants import check_assistant_modifiers
+from compliance.rules.certification import check_certification
 from compliance.rules.code_set import (
     check_code_valid_on_date,
     check_unknown_code,
@@ -14,9 +15,13 @@ from compliance.rules.code_set import (
 )
 from compliance.rules.context import VisitContext
 from compliance.rules.evaluations import check_evaluation_duplicate
+from compliance.rules.feed_parts import check_parts_received
+from compliance.rules.kx import check_kx
 from compliance.rules.modifiers import check_therapy_modifier
 from compliance.rules.mue import check_mue
 from compliance.rules.ncci import check_ncci_ptp
+from compliance.rules.plan_of_care import check_plan_of_care
+from compliance.rules.progress_reports import check_progress_reports
 from compliance.rules.timed_totals import check_total_timed_minutes, check_treatment_time
 from compliance.rules.timed_units import check_timed_units
 from compliance.rules.written_report import check_written_report
@@ -49,6 +54,16 @@ RULES: tuple[tuple[Rule, tuple[RuleId, ...]], ...] = (
     (check_evaluation_duplicate, (RuleId.EVALUATION_DUPLICATE,)),
     (check_ncci_ptp, (RuleId.NCCI_PTP_CONFLICT,)),
     (check_mue, (RuleId.MUE_EXCEEDED,)),
+    # Episodes of care and the KX threshold: need a patient history (ctx.episode).
+    (
+        check_progress_reports,
+        (RuleId.PROGRESS_REPORT_OVERDUE, RuleId.PROGRESS_REPORT_BY_ASSISTANT),
+    ),
+    (check_plan_of_care, (RuleId.PLAN_OF_CARE_MISSING,)),
+    (check_certification, (RuleId.CERTIFICATION_MISSING, RuleId.RECERTIFICATION_MISSING)),
+    (check_kx, (RuleId.KX_MODIFIER_MISSING, RuleId.KX_MODIFIER_PREMATURE)),
+    # Visits the EHR join emitted with one part (ehr/join.py `parts_missing`).
+    (check_parts_received, (RuleId.CHARGES_NOT_RECEIVED, RuleId.DOCUMENTATION_NOT_RECEIVED)),
 )
 
 RULE_IDS: tuple[RuleId, ...] = tuple(r for _, rs in RULES for r in rs)

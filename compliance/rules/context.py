@@ -1,5 +1,6 @@
 """Per-visit facts every rule needs, computed once: catalog entry per line, the payer policy,
-the rule set, and the patient's earlier visits of the same date of service."""
+the rule set, the patient's earlier visits of the same date of service, and where the visit
+stands in its episode of care and KX accrual (with a patient history)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from compliance.catalog import Catalog, CodeEntry, Family, UnitBasis
+from compliance.episodes.judge import EpisodeJudgement
 from compliance.policy import ResolvedPolicy
+from compliance.records import VisitRecord
 from compliance.ruleset import RuleSet
-from compliance.state import VisitRecord
 from schemas.visit import ServiceLine, TherapyVisitCompleted
+
+THERAPY_MODIFIERS = frozenset({"GP", "GO", "GN"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,8 @@ class VisitContext:
     unknown: tuple[Line, ...]
     #: The patient's other visits of this date of service seen before this one (any NPI).
     same_day: tuple[VisitRecord, ...] = ()
+    #: The visit's episode and KX accrual (None: evaluated without a patient history).
+    episode: EpisodeJudgement | None = None
 
     @classmethod
     def build(
@@ -66,6 +72,38 @@ class VisitContext:
         )
         unknown = tuple(ln for ln in lines if ln.entry is None)
         return cls(visit, catalog, policy, rules, lines, timed, unknown, same_day)
+
+    def with_episode(self, episode: EpisodeJudgement) -> VisitContext:
+        # Positional copy: dataclasses.replace costs ~5x more on this hot path.
+        return VisitContext(
+            self.visit,
+            self.catalog,
+            self.policy,
+            self.rules,
+            self.lines,
+            self.timed,
+            self.unknown,
+            self.same_day,
+            episode,
+        )
+
+    @property
+    def billed(self) -> tuple[Line, ...]:
+        return tuple(ln for ln in self.lines if ln.billed)
+
+    def therapy_lines(self) -> list[Line]:
+        """Billed lines of therapy services (KX accrual): codes the catalog marks "always
+        therapy", and any line billed with a therapy modifier (GP/GO/GN: furnished under a
+        therapy plan of care, CMS Pub. 100-04, Ch. 5, sec. 20.1)."""
+        return [
+            ln
+            for ln in self.lines
+            if ln.billed
+            and (
+                (ln.entry is not None and ln.entry.always_therapy)
+                or not THERAPY_MODIFIERS.isdisjoint(ln.line.modifiers)
+            )
+        ]
 
     @property
     def same_npi(self) -> tuple[VisitRecord, ...]:

@@ -34,6 +34,17 @@ CONTRACT = {
     "MUE_EXCEEDED": "error",
     "EVALUATION_DUPLICATE": "error",
     "ADD_ON_CODE_WITHOUT_PRIMARY": "error",
+    # EVENTS.md "v1 additions" (episodes of care, KX threshold).
+    "PROGRESS_REPORT_OVERDUE": "error",
+    "PROGRESS_REPORT_BY_ASSISTANT": "warning",
+    "PLAN_OF_CARE_MISSING": "error",
+    "CERTIFICATION_MISSING": "error",
+    "RECERTIFICATION_MISSING": "error",
+    "KX_MODIFIER_MISSING": "error",
+    "KX_MODIFIER_PREMATURE": "warning",
+    # EVENTS.md "Other additive rule ids" (the EHR join)
+    "CHARGES_NOT_RECEIVED": "warning",
+    "DOCUMENTATION_NOT_RECEIVED": "warning",
 }
 
 

@@ -34,6 +34,8 @@ def test_default_version_is_stable_and_names_engine_and_files() -> None:
         "payer_policies.toml",
         "ncci_policy.toml",
         "fee_schedule.csv",
+        "episode_policy.toml",  # episodes of care: part of the rule set and its version
+        "kx_thresholds.toml",
     ]
     assert ENGINE_VERSION == "0.1.0"
 

@@ -63,8 +63,8 @@ def test_versions_per_visit_are_bounded() -> None:
 
 
 def test_unknown_format_version_is_a_clear_error() -> None:
-    with pytest.raises(StateFormatError, match="format 2 is not supported"):
-        PatientHistory.from_bytes(b'{"format": 2, "visits": []}')
+    with pytest.raises(StateFormatError, match="format 3 is not supported"):
+        PatientHistory.from_bytes(b'{"format": 3, "visits": []}')
     with pytest.raises(StateFormatError, match="no format version"):
         PatientHistory.from_bytes(b"[]")
     with pytest.raises(StateFormatError, match="not JSON"):

@@ -1,0 +1,400 @@
+"""Synthetic HL7 v2.5.1 therapy traffic for the demo sender and the tests: per visit a DFT^P03
+(charges) and an MDM^T02 (the signed note with minutes), some visits deliberately flawed. Pure and
+seeded: the same seed gives the same bytes. Everything is synthetic: patients are
+`SYNTHETIC^PATIENTnnnn` with `SYN` MRNs; NPIs are random numbers with a valid check digit.
+
+Shapes follow ehr_ncci.md sections 1-2 and docs/integration-hl7.md: FT1-25 CPT (C4), FT1-26
+modifiers (GP/GO/GN HCPCS, 59 CPTM, KX), FT1-10 units, FT1-20 rendering NPI (XCN.13 `NPI`), PR1-7
+minutes; TXA-2 the profile's local types, TXA-17 LA/AU with a TXA-22 signer and PPN.15 time; OBX
+minutes per CPT (`TC-CPT-MIN`, OBX-4 the code) and totals (`TC-TIMED-MIN`, `TC-TREAT-MIN`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Literal
+
+from compliance.units import cms_split, units_for_minutes
+from ehr.profile import PayerEntry, Profile, load_profile
+
+FACILITY = "SYNCLINIC"
+SENDER = "SYNEMR"
+TIMED = {
+    "PT": ["97110", "97112", "97116", "97140", "97530"],
+    "OT": ["97530", "97535", "97110", "97112", "97140"],
+}
+EVALUATIONS = {"PT": ["97161", "97162", "97163"], "OT": ["97165", "97166", "97167"]}
+SLP_CODES = ["92507", "92526"]
+DESCRIPTION = {
+    "97110": "Therapeutic exercise",
+    "97112": "Neuromuscular reeducation",
+    "97116": "Gait training",
+    "97140": "Manual therapy",
+    "97530": "Therapeutic activities",
+    "97535": "Self care management training",
+    "97161": "PT evaluation low complexity",
+    "97162": "PT evaluation moderate complexity",
+    "97163": "PT evaluation high complexity",
+    "97165": "OT evaluation low complexity",
+    "97166": "OT evaluation moderate complexity",
+    "97167": "OT evaluation high complexity",
+    "92507": "Speech hearing therapy",
+    "92526": "Oral function therapy",
+}
+MODIFIER = {"PT": "GP", "OT": "GO", "SLP": "GN"}
+DEPARTMENT = {"PT": "PT", "OT": "OT", "SLP": "ST"}
+DEGREE = {"PT": "DPT", "OT": "OTR/L", "SLP": "CCC-SLP"}
+DOC_PREFIX = {"PT": "PT", "OT": "OT", "SLP": "ST"}
+#: IN1-2 plan id (CE.1), text, IN1-3 company id, and the payer the demo profile maps it to.
+PAYERS: list[tuple[str, str, str, str, str, int]] = [
+    ("MCB", "Medicare Part B", "CMS", "MEDICARE-B", "medicare", 60),
+    ("SYNPPO", "Synthetic Health PPO", "SYNHEALTH", "SYN-PPO", "commercial", 25),
+    ("SYNHMO", "Synthetic Health HMO", "SYNHEALTH", "SYN-HMO", "commercial", 15),
+]
+FLAWS = ("units_over", "minutes_missing", "no_documentation", "resent_correction")
+
+Kind = Literal["charges", "documentation"]
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    cpt: str
+    units: int
+    modifiers: tuple[str, ...]
+    #: PR1-7 procedure minutes when the DFT carries a PR1 for the line.
+    pr1_minutes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hl7Message:
+    """One message and what it is meant to say (for tests and the demo's summary)."""
+
+    raw: bytes
+    control_id: str
+    kind: Kind
+    visit: str
+    #: "clean", or the visit's flaw (FLAWS); "resent_correction:first" for the superseded DFT.
+    intent: str
+    #: Charges: the billed lines. Documentation: none.
+    lines: tuple[Line, ...] = ()
+    #: Documentation: minutes per CPT, totals, TXA-2 type, signed (TXA-17 LA/AU + TXA-22).
+    minutes_by_cpt: dict[str, int] = field(default_factory=dict)
+    total_timed_minutes: int | None = None
+    total_treatment_minutes: int | None = None
+    document_type: str = ""
+    payer_kind: str = ""
+
+
+@dataclass
+class _Visit:
+    number: str
+    patient: tuple[str, str, str, str]  # MRN, family, given, birth date
+    utf8: bool
+    discipline: str
+    payer: tuple[str, str, str, str, str, int]
+    provider: tuple[str, str, str]  # NPI, family, given
+    referrer: tuple[str, str, str]
+    start: datetime
+    minutes: dict[str, int]  # timed code -> minutes
+    untimed: list[str]
+    kx: bool
+    flaw: str
+
+
+def npi_check_digit(base9: str) -> str:
+    """The NPI's 10th digit: Luhn (ISO/IEC 7812) over the prefix 80840 and the first 9 digits
+    (CMS, "Requirements for National Provider Identifier check digit")."""
+    total = 0
+    for i, ch in enumerate(reversed("80840" + base9)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return str((10 - total % 10) % 10)
+
+
+def demo_profile(base: Profile | None = None) -> Profile:
+    """The shipped profile plus the demo's commercial payers (it maps only Medicare)."""
+    profile = base or load_profile()
+    payers = dict(profile.payers)
+    for plan, _text, _company, payer_id, kind, _w in PAYERS:
+        payers.setdefault(plan, PayerEntry.model_validate({"payer_id": payer_id, "kind": kind}))
+    return profile.model_copy(update={"payers": payers})
+
+
+class Hl7VisitGenerator:
+    def __init__(
+        self,
+        seed: int = 7,
+        flawed_share: float = 0.3,
+        patients: int = 400,
+        start: date = date(2026, 3, 2),
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.flawed_share = flawed_share
+        self.start = start
+        self.counter = 0
+        self.messages_made = 0
+        rng = self.rng
+        self.patients = [
+            (
+                f"SYN{rng.randrange(10**6, 10**7)}",
+                "SYNTHETIC",
+                f"PATIENT{i:04d}",
+                f"{rng.randrange(1935, 2005)}{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}",
+            )
+            for i in range(patients)
+        ]
+        self.providers = {
+            d: [self._person("THERAPIST", f"{d}{i}") for i in range(4)] for d in MODIFIER
+        }
+        self.referrers = [self._person("PHYSICIAN", f"MD{i}") for i in range(6)]
+
+    def _person(self, family: str, given: str) -> tuple[str, str, str]:
+        base = f"1{self.rng.randrange(10**7, 10**8)}"
+        return base + npi_check_digit(base), f"SYN{family}", given
+
+    # ---- public ------------------------------------------------------------------------------
+
+    def visits(self, count: int) -> Iterator[list[Hl7Message]]:
+        """The messages of each visit, in the order a sender would send them."""
+        for _ in range(count):
+            yield self._messages(self._visit())
+
+    def messages(self, count: int) -> Iterator[Hl7Message]:
+        for batch in self.visits(count):
+            yield from batch
+
+    # ---- one visit ---------------------------------------------------------------------------
+
+    def _visit(self) -> _Visit:
+        rng = self.rng
+        self.counter += 1
+        discipline = rng.choices(["PT", "OT", "SLP"], [55, 30, 15])[0]
+        payer = rng.choices(PAYERS, [p[5] for p in PAYERS])[0]
+        day = self.start + timedelta(days=rng.randrange(0, 60))
+        start = datetime(day.year, day.month, day.day, 8) + timedelta(
+            minutes=5 * rng.randrange(0, 100)
+        )
+        minutes: dict[str, int] = {}
+        untimed: list[str] = []
+        if discipline == "SLP":
+            untimed = [rng.choice(SLP_CODES)]
+        else:
+            if rng.random() < 0.12:
+                untimed = [rng.choice(EVALUATIONS[discipline])]
+            for code in rng.sample(TIMED[discipline], rng.choice([1, 2, 2, 3])):
+                minutes[code] = rng.choice(
+                    [rng.randrange(8, 16), rng.randrange(15, 40), rng.randrange(4, 8)]
+                )
+            first = next(iter(minutes))
+            minutes[first] = max(minutes[first], rng.randrange(8, 40))  # something is billed
+        flaws = FLAWS if discipline != "SLP" else ("no_documentation", "resent_correction")
+        flaw = rng.choice(flaws) if rng.random() < self.flawed_share else "clean"
+        return _Visit(
+            number=f"SV{self.seed % 1000:03d}{self.counter:07d}",
+            patient=rng.choice(self.patients),
+            utf8=rng.random() < 0.1,
+            discipline=discipline,
+            payer=payer,
+            provider=rng.choice(self.providers[discipline]),
+            referrer=rng.choice(self.referrers),
+            start=start,
+            minutes=minutes,
+            untimed=untimed,
+            kx=payer[4] == "medicare" and rng.random() < 0.15,
+            flaw=flaw,
+        )
+
+    def _lines(self, v: _Visit) -> list[Line]:
+        mod = MODIFIER[v.discipline]
+        extra = ("KX",) if v.kx else ()
+        lines = [Line(c, 1, (mod, *extra)) for c in v.untimed]
+        if v.minutes:
+            if v.payer[4] == "medicare":  # CMS 8-minute rule: pooled minutes (Pub. 100-04 20.2)
+                units = cms_split(v.minutes).allocations(limit=1)[0]
+            else:  # AMA/CPT midpoint rule, per code
+                units = {c: units_for_minutes(m) for c, m in v.minutes.items()}
+            with_pr1 = self.rng.random() < 0.5
+            for code, mins in v.minutes.items():
+                if units[code] == 0:
+                    continue  # not billed; the note still documents the minutes
+                # NCCI pairs 97530/97140 (modifier indicator 1): 59 on the column-two code.
+                mods = (
+                    (mod, "59", *extra) if code == "97140" and "97530" in units else (mod, *extra)
+                )
+                lines.append(Line(code, units[code], mods, mins if with_pr1 else None))
+        return lines
+
+    def _messages(self, v: _Visit) -> list[Hl7Message]:
+        lines = self._lines(v)
+        wrong = list(lines)
+        if v.flaw in ("units_over", "resent_correction"):
+            timed = [i for i, ln in enumerate(wrong) if ln.cpt in v.minutes]
+            i = self.rng.choice(timed or list(range(len(wrong))))
+            wrong[i] = Line(
+                wrong[i].cpt, wrong[i].units + 1, wrong[i].modifiers, wrong[i].pr1_minutes
+            )
+        first_intent = "resent_correction:first" if v.flaw == "resent_correction" else v.flaw
+        out = [self._dft(v, wrong if v.flaw != "clean" else lines, first_intent, 0)]
+        if v.flaw != "no_documentation":
+            doc = self._mdm(v, sorted(ln.cpt for ln in lines if ln.cpt in v.minutes))
+            out.insert(self.rng.randrange(2), doc)  # the note may arrive before the charges
+        if v.flaw == "resent_correction":
+            out.append(self._dft(v, lines, v.flaw, 90))
+        return out
+
+    # ---- segments ----------------------------------------------------------------------------
+
+    def _next_id(self, prefix: str) -> str:
+        self.messages_made += 1
+        return f"{prefix}{self.seed % 1000:03d}{self.messages_made:07d}"
+
+    def _header(self, v: _Visit, kind: str, at: datetime, control_id: str) -> list[str]:
+        mrn, family, given, birth = v.patient
+        if v.utf8:
+            family = "SYNTHÉTIQUE"  # non-ASCII, declared in MSH-18
+        msh = f"MSH|^~\\&|{SENDER}|{FACILITY}|TC|BILLING|{_ts(at)}||{kind}|{control_id}|P|2.5.1" + (
+            "||||||UNICODE UTF-8" if v.utf8 else ""
+        )
+        dept = DEPARTMENT[v.discipline]
+        return [
+            msh,
+            f"EVN|{kind.split('^')[1]}|{_ts(at)}",
+            f"PID|1||{mrn}^^^{FACILITY}^MR||{family}^{given}||{birth}|U",
+            _seg(
+                "PV1",
+                {
+                    1: "1",
+                    2: "O",
+                    3: f"{dept}^^^{FACILITY}",
+                    10: dept,
+                    19: f"{v.number}^^^{FACILITY}^VN",
+                },
+            ),
+        ]
+
+    def _dft(self, v: _Visit, lines: list[Line], intent: str, later_min: int) -> Hl7Message:
+        at = v.start + timedelta(hours=6, minutes=later_min)
+        cid = self._next_id("DFT")
+        segs = self._header(v, "DFT^P03^DFT_P03", at, cid)
+        npi, fam, giv = v.provider
+        rnpi, rfam, rgiv = v.referrer
+        t = v.start
+        for n, line in enumerate(lines, start=1):
+            mins = v.minutes.get(line.cpt, 30)
+            end = t + timedelta(minutes=mins)
+            ce = f"{line.cpt}^{DESCRIPTION[line.cpt]}^C4"
+            mods = "~".join(f"{m}^^{'CPTM' if m.isdigit() else 'HCPCS'}" for m in line.modifiers)
+            segs.append(
+                _seg(
+                    "FT1",
+                    {
+                        1: str(n),
+                        2: f"{cid}-{n}",
+                        4: f"{_ts(t)}^{_ts(end)}",
+                        5: _ts(at),
+                        6: "CG",
+                        7: ce,
+                        10: str(line.units),
+                        11: f"{38.5 * line.units:.2f}&USD",
+                        16: f"{DEPARTMENT[v.discipline]}^^^{FACILITY}",
+                        19: "M54.50^Low back pain^I10",
+                        20: f"{npi}^{fam}^{giv}^^^^{DEGREE[v.discipline]}^^^^^^NPI",
+                        21: f"{rnpi}^{rfam}^{rgiv}^^^^MD^^^^^^NPI",
+                        25: ce,
+                        26: mods,
+                    },
+                )
+            )
+            if line.pr1_minutes is not None:
+                segs.append(f"PR1|1||{ce}||{_ts(t)}||{line.pr1_minutes}")
+            t = end
+        plan, text, company, _pid, kind, _w = v.payer
+        segs.append("DG1|1||M54.50^Low back pain^I10|||F")
+        segs.append(f"IN1|1|{plan}^{text}^L|{company}^^^{company}^NIIP|{text}")
+        return Hl7Message(
+            _encode(segs, v.utf8),
+            cid,
+            "charges",
+            f"{FACILITY}:{v.number}",
+            intent,
+            lines=tuple(lines),
+            payer_kind=kind,
+        )
+
+    def _mdm(self, v: _Visit, billed_timed: list[str]) -> Hl7Message:
+        rng = self.rng
+        at = v.start + timedelta(hours=rng.randrange(2, 9))
+        cid = self._next_id("MDM")
+        segs = self._header(v, "MDM^T02^MDM_T02", at, cid)
+        npi, fam, giv = v.provider
+        evaluation = v.discipline != "SLP" and bool(v.untimed)
+        doc_type = DOC_PREFIX[v.discipline] + ("EVAL" if evaluation else "DAILY")
+        status = rng.choice(["LA", "LA", "AU"])
+        signed = at - timedelta(minutes=rng.randrange(5, 60))
+        person = f"{npi}^{fam}^{giv}^^^^{DEGREE[v.discipline]}^^^^^^NPI"
+        segs.append(
+            _seg(
+                "TXA",
+                {
+                    1: "1",
+                    2: doc_type,
+                    3: "TX",
+                    4: _ts(v.start),
+                    6: _ts(signed - timedelta(minutes=5)),
+                    9: person,
+                    12: f"DOC-{v.number}",
+                    17: status,
+                    19: "AV",
+                    22: f"{person}^^{_ts(signed)}",
+                },
+            )
+        )
+        segs.append("OBX|1|TX|NOTE^Daily note^L||Synthetic note: tolerated treatment well.||||||F")
+        minutes = dict(v.minutes)
+        if v.flaw == "minutes_missing" and billed_timed:
+            minutes.pop(rng.choice(billed_timed))  # a billed timed code without its minutes
+        n = 1
+        for code, mins in minutes.items():
+            n += 1
+            segs.append(
+                f"OBX|{n}|NM|TC-CPT-MIN^Minutes by procedure^L|{code}|{mins}|min^minute^UCUM|||||F"
+            )
+        timed = sum(v.minutes.values())
+        untimed_minutes = 30 * len(v.untimed)
+        treatment = timed + untimed_minutes + rng.randrange(0, 10)
+        if timed:
+            n += 1
+            segs.append(
+                f"OBX|{n}|NM|TC-TIMED-MIN^Total timed minutes^L||{timed}|min^minute^UCUM|||||F"
+            )
+        segs.append(
+            f"OBX|{n + 1}|NM|TC-TREAT-MIN^Total treatment minutes^L||{treatment}|min^minute^UCUM|||||F"
+        )
+        return Hl7Message(
+            _encode(segs, v.utf8),
+            cid,
+            "documentation",
+            f"{FACILITY}:{v.number}",
+            v.flaw,
+            minutes_by_cpt=minutes,
+            total_timed_minutes=timed or None,
+            total_treatment_minutes=treatment,
+            document_type=doc_type,
+            payer_kind=v.payer[4],
+        )
+
+
+def _seg(name: str, fields: dict[int, str]) -> str:
+    return "|".join([name, *(fields.get(i, "") for i in range(1, max(fields) + 1))])
+
+
+def _ts(t: datetime) -> str:
+    return t.strftime("%Y%m%d%H%M%S")
+
+
+def _encode(segments: list[str], utf8: bool) -> bytes:
+    return ("\r".join(segments) + "\r").encode("utf-8" if utf8 else "ascii")
