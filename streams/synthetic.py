@@ -511,14 +511,14 @@ class EpisodeGenerator:
         #: live: each cohort's dates end today and events occur now (the demo's event age).
         self.live = live
         self.counter = 0
-        self.cohort = 0
+        self.cohorts_made = 0
         self.seen_patients: set[str] = set()
         self.thresholds = _kx_thresholds()
 
     def records(self, count: int | None = None) -> Iterator[Record]:
         n = 0
         while count is None or n < count:
-            for rec in self._cohort():
+            for rec in self.cohort():
                 if count is not None and n >= count:
                     return
                 n += 1
@@ -526,10 +526,11 @@ class EpisodeGenerator:
 
     # --- one cohort -----------------------------------------------------------------------
 
-    def _cohort(self) -> list[Record]:
+    def cohort(self) -> list[Record]:
+        """The next cohort: its patients' visits in date order."""
         rng = self.rng
-        base = self.start + timedelta(days=154 * self.cohort)
-        self.cohort += 1
+        base = self.start + timedelta(days=154 * self.cohorts_made)
+        self.cohorts_made += 1
         visits: list[_EpVisit] = []
         for _ in range(self.patients):
             patient = f"P-{rng.getrandbits(40):010x}"

@@ -110,12 +110,15 @@ def ruleset_dir(tmp_path: Path) -> Path:
     return d
 
 
-def audit_oracle(records: list[Any], rules: Path, tmp_path: Path) -> dict[str, dict[str, Any]]:
+def audit_oracle(
+    records: list[Any], rules: Path | None, tmp_path: Path
+) -> dict[str, dict[str, Any]]:
     """The alerts `therapy-compliance audit` gives for the history, in production order."""
     history = tmp_path / "history.jsonl"
     history.write_bytes(b"\n".join(v for _, v in records) + b"\n")
+    ruleset = ["--ruleset", str(rules)] if rules is not None else []
     proc = subprocess.run(
-        [EXE, "audit", "--ruleset", str(rules), str(history)],
+        [EXE, "audit", *ruleset, str(history)],
         capture_output=True,
         timeout=120,
         check=True,

@@ -40,7 +40,16 @@ def test_every_dashboard_query_uses_an_exported_metric() -> None:
     used = {m for e in exprs for m in METRIC.findall(e)}
     assert used and used <= exported_series(), used - exported_series()
     titles = " ".join(p["title"].lower() for p in dash["panels"])
-    for topic in ("visits processed", "lag", "percentiles", "alerts", "dead letters"):
+    for topic in (
+        "visits processed",
+        "lag",
+        "percentiles",
+        "alerts",
+        "dead letters",
+        "episode alerts",
+        "state store",
+        "state recovery",
+    ):
         assert topic in titles
 
 
