@@ -56,6 +56,8 @@ class ComplianceApp(faust.App):
     tc_stages: list[Stage]
     tc_health: Health
     tc_probe: OffsetProbe
+    #: The input topics the pipeline checks offset by offset (streams/transport.py reads it).
+    tc_ordered_topics: frozenset[str]
     #: False when the last stop left outputs unacknowledged (the worker then exits 75).
     tc_clean_stop: bool = True
 
@@ -260,6 +262,7 @@ def create_app(
         committed,
     )
     app.tc_processor, app.tc_stages, app.tc_health = processor, stages, health
+    app.tc_ordered_topics = frozenset(t for st in stages for t in st.topics)
     app.tc_pipeline = stages[0].pipeline
 
     async def on_revoked(sender: Any, revoked: Set[Any], **kwargs: Any) -> None:
@@ -280,31 +283,17 @@ def create_app(
             st.pipeline.assigned(_tps(assigned, st.topics), awaiting_start=True)
         health.assigned_once = True
         # Each partition's start, read from the broker rather than from faust's bookkeeping
-        # (streams/offsets.py): records that arrive first are held and re-read from it.
+        # (streams/offsets.py): records that arrive first wait for it.
         inputs = [tp for st in stages for tp in _tps(assigned, st.topics)]
+        epochs = [st.pipeline.epoch for st in stages]
         try:
             starts = await probe.starts(settings.app_id, inputs)
         except Exception as exc:  # then each partition's first record falls back on faust's
             log.warning("cannot read the partitions' start offsets (%s)", type(exc).__name__)
             starts = {}
-        for st in stages:
-            tracker = st.pipeline.tracker
-            assert tracker is not None
-            for tp in _tps(assigned, st.topics):
-                if tp not in starts:
-                    fallback = committed(tp)
-                    if tracker.start_unknown(tp) and fallback is not None:
-                        target = fallback
-                    else:
-                        continue
-                elif tracker.start_known(tp, starts[tp]):
-                    target = starts[tp]
-                else:
-                    continue
-                try:
-                    await seek(tp, target)
-                except Exception as exc:  # held: the sought record's absence re-resolves it
-                    log.warning("%s[%d]: seek failed (%s)", tp.topic, tp.partition, exc)
+        for st, epoch in zip(stages, epochs, strict=True):
+            if st.pipeline.epoch == epoch:  # else a later rebalance has its own starts
+                st.pipeline.starts_read(starts)
         health.update_lag()
 
     # mode types signal receivers as (sender, *args, signal=...); ours take the documented
@@ -332,8 +321,16 @@ def create_app(
         for st in stages:
             await st.pipeline.commit()
 
+    def highwater(tp: TP) -> int | None:
+        try:
+            return cast(int | None, app.consumer.highwater(FaustTP(tp.topic, tp.partition)))
+        except Exception:  # not assigned (any more) or not fetched yet: unknown
+            return None
+
     async def refresh_lag() -> None:
         health.update_lag()
+        for st in stages:  # a partition that has records yet delivers none is re-read
+            st.pipeline.check_stalled(highwater)
 
     app.timer(interval=settings.commit_interval_s)(commit_durable)
     app.timer(interval=5.0)(refresh_lag)

@@ -7,8 +7,10 @@ agent, and since the checkpoint advances on what was processed, the offset would
 committed past it: tests/integration/test_reliability.py, two workers, SIGTERM). So the pipeline
 checks each record against the next offset it expects per partition:
 
-- the first record of a partition after an assignment is expected at the committed offset (where
-  faust seeks to); unknown (no commit yet): at the first offset the broker has;
+- the first record of a partition after an assignment is expected at the partition's start,
+  read from the broker at the assignment: the group's committed offset (where faust seeks to),
+  else the first offset the broker has; records that arrive before it is known wait for it (the
+  agent waits, so the fetcher does too);
 - a record below the expected offset was already processed (a re-delivery): skipped;
 - a record above it is a gap: it and the partition's later records are held back, the broker is
   asked what the first existing offset at or after the expected one is (a legitimate gap, e.g.
@@ -16,7 +18,14 @@ checks each record against the next offset it expects per partition:
 - after such a re-read (a seek), records fetched before it can still arrive: until the record at
   the sought offset does, others are skipped as stale rather than taken for a new gap, so one
   gap costs one seek. Should the sought record not come within `SEEK_GRACE_S` while others do,
-  the gap is resolved again.
+  the gap is resolved again;
+- a partition that has records beyond the expected offset (its high watermark) but delivers
+  none for `STALL_S` while the pipeline has nothing in flight is re-read from the expected
+  offset like a gap. This catches a loss no later record reveals: faust's `flow_control.resume()`
+  at the end of a rebalance clears the streams' queues (mode's `FlowControlQueue`,
+  `clear_on_resume=True`), dropping records fetched after the rebalance's seek; when those were
+  the partition's last records, nothing else would ever arrive (seen on the real broker: a
+  restarted worker fetched a whole backlog, lost it to the clear, and sat idle with lag).
 
 `OffsetTracker` is the pure bookkeeping; `OffsetProbe` asks the broker (its own consumer, no
 group, so it moves nobody's offsets).
@@ -41,6 +50,9 @@ log = logging.getLogger("streams.offsets")
 
 #: How long records other than the sought one count as fetched before the seek.
 SEEK_GRACE_S = 10.0
+#: How long a partition with records beyond its expected offset may deliver nothing (with
+#: nothing in flight) before it is re-read from the expected offset.
+STALL_S = 10.0
 
 
 class Verdict(Enum):
@@ -48,6 +60,7 @@ class Verdict(Enum):
     DUPLICATE = "duplicate"  # already processed: skip
     HOLD = "hold"  # a gap is being resolved for this partition: skip, it will be re-read
     GAP = "gap"  # a gap was just found: skip, resolve it (probe + seek)
+    WAIT = "wait"  # the partition's start is being read: ask again once it is known
 
 
 class OffsetTracker:
@@ -59,8 +72,8 @@ class OffsetTracker:
         "_baseline",
         "_clock",
         "_expected",
-        "_held",
         "_resolving",
+        "_seen",
         "_sought",
     )
 
@@ -75,12 +88,13 @@ class OffsetTracker:
         self._expected: dict[TP, int | None] = {}
         self._resolving: set[TP] = set()
         #: Partitions of the new assignment whose start (committed offset, else the log's first
-        #: offset) is being read; records held meanwhile are re-read once it is known.
+        #: offset) is being read: their records wait.
         self._awaiting: set[TP] = set()
-        self._held: set[TP] = set()
         #: Partitions re-read from their expected offset (a seek), with the time until which
         #: other records are taken as fetched before the seek.
         self._sought: dict[TP, float] = {}
+        #: When each partition last delivered a record (or was assigned, started, re-read).
+        self._seen: dict[TP, float] = {}
         self._clock = clock
         #: Off until the first assignment (records without one: faust's agent test context).
         self._active = False
@@ -91,29 +105,52 @@ class OffsetTracker:
         self._expected = {tp: None for tp in tps}
         self._resolving.clear()
         self._awaiting = set(self._expected) if awaiting_start else set()
-        self._held.clear()
         self._sought.clear()
+        now = self._clock()
+        self._seen = dict.fromkeys(self._expected, now)
 
-    def start_known(self, tp: TP, offset: int) -> bool:
-        """The partition's start was read. True when records were held meanwhile, so the
-        partition must be re-read from `offset` (a seek)."""
-        if tp not in self._awaiting:
-            return False
+    def start_known(self, tp: TP, offset: int) -> None:
+        """The partition's start was read: its first record is expected there."""
+        if tp in self._awaiting:
+            self._awaiting.discard(tp)
+            self._expected[tp] = offset
+            self._seen[tp] = self._clock()
+
+    def start_unknown(self, tp: TP) -> None:
+        """The start could not be read: the first record falls back on `baseline` (faust's
+        committed offset), else on the broker's first offset."""
         self._awaiting.discard(tp)
-        self._expected[tp] = offset
-        held = tp in self._held
-        self._held.discard(tp)
-        if held:
-            self._sought[tp] = self._clock() + SEEK_GRACE_S
-        return held
+        self._seen[tp] = self._clock()
+
+    @property
+    def awaiting(self) -> frozenset[TP]:
+        return frozenset(self._awaiting)
+
+    def stalled(self, highwater: Callable[[TP], int | None]) -> list[tuple[TP, int]]:
+        """Partitions that have records from their expected offset on (`highwater`: the
+        partition's end offset, None if not known) yet delivered none for `STALL_S`: each is
+        marked as being resolved and returned with its expected offset, to be re-read from it.
+        The caller asks only while nothing is in flight (a busy pipeline takes no records)."""
+        now = self._clock()
+        out = []
+        for tp, expected in self._expected.items():
+            if expected is None or tp in self._resolving or tp in self._awaiting:
+                continue
+            end = highwater(tp)
+            if end is None or end <= expected or now - self._seen.get(tp, now) < STALL_S:
+                continue
+            self._resolving.add(tp)
+            self._seen[tp] = now
+            out.append((tp, expected))
+        return out
 
     def admit(self, tp: TP, offset: int) -> tuple[Verdict, int]:
         """What to do with the record at `offset`, and the offset expected for `tp`."""
         if not self._active:
             return Verdict.PROCESS, offset
+        self._seen[tp] = self._clock()
         if tp in self._awaiting:
-            self._held.add(tp)
-            return Verdict.HOLD, offset
+            return Verdict.WAIT, offset
         if tp in self._resolving:
             return Verdict.HOLD, self._expected.get(tp) or 0
         expected = self._expected.get(tp)
@@ -144,28 +181,16 @@ class OffsetTracker:
         if tp in self._expected:
             self._expected[tp] = first_existing
             self._sought[tp] = self._clock() + SEEK_GRACE_S
+            self._seen[tp] = self._clock()
         self._resolving.discard(tp)
-
-    def start_unknown(self, tp: TP) -> bool:
-        """The start could not be read: fall back on faust's committed offset (`baseline`).
-        True when records were held meanwhile (re-read the partition from the commit)."""
-        self._awaiting.discard(tp)
-        held = tp in self._held
-        self._held.discard(tp)
-        if held:
-            baseline = self._baseline(tp)
-            self._expected[tp] = baseline
-            if baseline is not None:
-                self._sought[tp] = self._clock() + SEEK_GRACE_S
-        return held
 
     def forget(self, tps: Iterable[TP]) -> None:
         for tp in tps:
             self._expected.pop(tp, None)
             self._resolving.discard(tp)
             self._awaiting.discard(tp)
-            self._held.discard(tp)
             self._sought.pop(tp, None)
+            self._seen.pop(tp, None)
 
 
 class OffsetProbe:
@@ -231,7 +256,11 @@ class OffsetProbe:
             consumer.seek(partition, start)
             batch = await consumer.getmany(partition, timeout_ms=int(timeout_s * 1000))
             records = batch.get(partition, [])
-            return int(records[0].offset) if records else start
+            if records:
+                return int(records[0].offset)
+            # None came: the fetch passed only transaction markers (the position moved past
+            # them), or the broker was slow (it did not).
+            return max(start, int(await consumer.position(partition)))
 
     async def close(self) -> None:
         if self._consumer is not None:

@@ -38,6 +38,9 @@ FatalFn = Callable[[BaseException], Awaitable[None]]
 #: Resolves a gap: returns the first offset the broker has at or after the expected one, after
 #: making the stream re-read the partition from there (a seek).
 GapFn = Callable[[TP, int], Awaitable[int]]
+#: How long records of a new assignment wait for the partitions' start offsets before falling
+#: back on faust's committed offsets.
+STARTS_WAIT_S = 30.0
 
 
 async def _nothing() -> None:
@@ -88,6 +91,9 @@ class Pipeline:
         self.tracker = tracker
         self._resolve_gap = resolve_gap
         self._resolving: set[asyncio.Task[None]] = set()
+        #: Set once the current assignment's start offsets are known (or given up on).
+        self._starts_read = asyncio.Event()
+        self._starts_read.set()
 
     async def submit(self, records: Sequence[Record], on_durable: DurableFn = _nothing) -> None:
         """Process a batch and start publishing it; returns once it is in flight. Records are
@@ -111,8 +117,8 @@ class Pipeline:
                 self._slots.release()
                 return
         if self.tracker is not None:
-            records = self._in_order(records)
-            if not records:
+            records = await self._in_order(records, epoch)
+            if not records or epoch != self.epoch:
                 self._slots.release()
                 return
         started = time.perf_counter()
@@ -129,14 +135,20 @@ class Pipeline:
         self._inflight.add(task)
         task.add_done_callback(self._done)
 
-    def _in_order(self, records: Sequence[Record]) -> list[Record]:
+    async def _in_order(self, records: Sequence[Record], epoch: int) -> list[Record]:
         """The records to process: each partition's next expected offsets only. A gap holds the
-        partition back until it is re-read from the first offset the broker has."""
+        partition back until it is re-read from the first offset the broker has. Records of a
+        partition whose start is being read wait for it."""
         assert self.tracker is not None
         kept = []
         for rec in records:
             tp = TP(rec.topic, rec.partition)
             verdict, expected = self.tracker.admit(tp, rec.offset)
+            if verdict is Verdict.WAIT:
+                await self._wait_for_starts()
+                if epoch != self.epoch:
+                    return []
+                verdict, expected = self.tracker.admit(tp, rec.offset)
             if verdict is Verdict.PROCESS:
                 kept.append(rec)
             elif verdict is Verdict.GAP:
@@ -154,6 +166,28 @@ class Pipeline:
                 self._resolving.add(task)
                 task.add_done_callback(self._resolving.discard)
         return kept
+
+    def check_stalled(self, highwater: Callable[[TP], int | None]) -> int:
+        """Re-read partitions that have records beyond the expected offset but deliver none
+        (streams/offsets.py, `STALL_S`); only while nothing is in flight, since a busy pipeline
+        takes no records. Returns how many were re-read."""
+        if self.tracker is None or self._resolve_gap is None or self.checkpoint.unfinished:
+            return 0
+        stalled = self.tracker.stalled(highwater)
+        for tp, expected in stalled:
+            self.metrics.input_gaps.labels(tp.topic).inc()
+            log.warning(
+                "%s[%d]: no record delivered from offset %d although the partition has more: "
+                "re-reading it from the broker's first offset at or after %d",
+                tp.topic,
+                tp.partition,
+                expected,
+                expected,
+            )
+            task = asyncio.create_task(self._resync(tp, expected, self.epoch))
+            self._resolving.add(task)
+            task.add_done_callback(self._resolving.discard)
+        return len(stalled)
 
     async def _resync(self, tp: TP, expected: int, epoch: int) -> None:
         assert self.tracker is not None and self._resolve_gap is not None
@@ -262,11 +296,39 @@ class Pipeline:
 
     def assigned(self, tps: Iterable[TP], *, awaiting_start: bool = False) -> None:
         """The partitions this worker owns after a rebalance (`awaiting_start`: their start
-        offsets are being read; records are held until `start_known`)."""
+        offsets are being read; their records wait until `starts_read`)."""
         self.owned = set(tps)
         self.revoking.clear()
         if self.tracker is not None:
             self.tracker.assigned(self.owned, awaiting_start=awaiting_start)
+            self._starts_read.set()  # wakes waiters of an earlier assignment
+            self._starts_read = asyncio.Event()
+            if not awaiting_start:
+                self._starts_read.set()
+
+    def starts_read(self, starts: Mapping[TP, int]) -> None:
+        """The assignment's start offsets (partitions missing: not readable, faust's committed
+        offset is the fallback)."""
+        assert self.tracker is not None
+        for tp in self.tracker.awaiting:
+            if tp in starts:
+                self.tracker.start_known(tp, starts[tp])
+            else:
+                self.tracker.start_unknown(tp)
+        self._starts_read.set()
+
+    async def _wait_for_starts(self) -> None:
+        event = self._starts_read
+        try:
+            await asyncio.wait_for(event.wait(), STARTS_WAIT_S)
+        except TimeoutError:
+            if event is self._starts_read:
+                log.warning(
+                    "partition start offsets not read in %.0fs: falling back on faust's "
+                    "committed offsets",
+                    STARTS_WAIT_S,
+                )
+                self.starts_read({})
 
     async def on_revoked(self, tps: Iterable[TP], timeout: float) -> None:
         """Partitions are leaving this worker: give their batches in flight up to `timeout` to
@@ -274,6 +336,7 @@ class Pipeline:
         revoked = set(tps)
         self.epoch += 1
         self.revoking |= revoked
+        self._starts_read.set()  # a batch waiting for the old assignment's starts is dropped
         # No re-read started before this rebalance may seek after it (faust seeks every
         # partition to its committed offset when the new assignment starts).
         for task in list(self._resolving):

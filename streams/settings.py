@@ -176,6 +176,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"TC_{name.upper()}={path} is not a readable file")
         if (self.mllp_certfile is None) != (self.mllp_keyfile is None):
             raise ValueError("TC_MLLP_CERTFILE and TC_MLLP_KEYFILE go together (TLS)")
+        if self.episode_horizon_days < self.history_horizon_days:
+            raise ValueError(
+                f"TC_EPISODE_HORIZON_DAYS={self.episode_horizon_days} must be at least "
+                f"TC_HISTORY_HORIZON_DAYS={self.history_horizon_days} (the episode part of the "
+                "history outlives its same-day part)"
+            )
         if self.ruleset_dir is not None and not self.ruleset_dir.is_dir():
             raise ValueError(f"TC_RULESET_DIR={self.ruleset_dir} is not a directory")
         for name in ("ncci_ptp_files", "ncci_mue_files", "fee_files"):
@@ -226,7 +232,8 @@ class Settings(BaseSettings):
 
     @property
     def faust_broker(self) -> str:
-        return ";".join(f"kafka://{h}" for h in self.bootstrap_servers)
+        # tckafka: streams/transport.py, registered as a faust transport in pyproject.toml.
+        return ";".join(f"tckafka://{h}" for h in self.bootstrap_servers)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.security_protocol not in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):

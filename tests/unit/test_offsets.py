@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from streams.checkpoint import TP
-from streams.offsets import SEEK_GRACE_S, OffsetTracker, Verdict
+from streams.offsets import SEEK_GRACE_S, STALL_S, OffsetTracker, Verdict
 from tests.unit.test_pipeline import TOPIC, Harness, records, settle
 
 P0 = TP(TOPIC, 0)
@@ -108,23 +108,55 @@ async def test_a_re_read_started_before_a_rebalance_is_cancelled_by_it() -> None
     assert h.pipeline._resolving == set()
 
 
-def test_records_before_the_start_is_read_are_held_then_re_read() -> None:
+def test_records_before_the_start_is_read_wait_for_it() -> None:
     tracker = OffsetTracker(lambda tp: None)
     tracker.assigned([P0], awaiting_start=True)
-    assert tracker.admit(P0, 40)[0] is Verdict.HOLD  # arrived before the start was read
-    assert tracker.start_known(P0, 40) is True  # held records: re-read from 40
+    assert tracker.admit(P0, 40)[0] is Verdict.WAIT  # arrived before the start was read
+    tracker.start_known(P0, 40)
     assert tracker.admit(P0, 40) == (Verdict.PROCESS, 40)
     tracker.assigned([P0], awaiting_start=True)
-    assert tracker.start_known(P0, 41) is False  # nothing held: no re-read needed
-    assert tracker.admit(P0, 42) == (Verdict.GAP, 41)
+    tracker.start_known(P0, 41)
+    assert tracker.admit(P0, 42) == (Verdict.GAP, 41)  # faust skipped 41
 
 
 def test_an_unreadable_start_falls_back_on_fausts_commit() -> None:
     tracker = OffsetTracker(lambda tp: 7)
     tracker.assigned([P0], awaiting_start=True)
-    assert tracker.admit(P0, 9)[0] is Verdict.HOLD
-    assert tracker.start_unknown(P0) is True
+    assert tracker.admit(P0, 9)[0] is Verdict.WAIT
+    tracker.start_unknown(P0)
     assert tracker.admit(P0, 7) == (Verdict.PROCESS, 7)
+
+
+@pytest.mark.asyncio
+async def test_the_pipeline_waits_for_the_starts_then_processes_in_order() -> None:
+    # Observed on the broker: with a full topic, the whole backlog arrived while the starts
+    # were read; held and re-read, faust's read-offset filter then dropped the re-read.
+    # Waiting (the agent, hence the fetcher) instead re-reads nothing.
+    h = Harness()
+    h.pipeline.tracker = OffsetTracker(lambda tp: None)
+    h.pipeline.assigned([P0], awaiting_start=True)
+    submit = asyncio.create_task(h.submit("b1", records(0, range(0, 3))))
+    await settle()
+    assert not submit.done() and h.broker.sent == []  # waiting for the start
+    h.pipeline.starts_read({P0: 0})
+    await submit
+    await settle()
+    assert len(h.broker.sent) == 3 * 2  # all three processed, no re-read needed
+    h.broker.ack()
+    await settle()
+    assert await h.pipeline.commit() == {P0: 3}
+
+
+@pytest.mark.asyncio
+async def test_a_batch_waiting_for_the_starts_is_dropped_by_a_rebalance() -> None:
+    h = Harness()
+    h.pipeline.tracker = OffsetTracker(lambda tp: None)
+    h.pipeline.assigned([P0], awaiting_start=True)
+    submit = asyncio.create_task(h.submit("b1", records(0, range(0, 3))))
+    await settle()
+    await h.pipeline.on_revoked([P0], timeout=0.1)
+    await submit  # woken by the revoke, processed nothing: re-delivered to the next owner
+    assert h.broker.sent == []
 
 
 def test_records_fetched_before_a_seek_are_stale_not_a_new_gap() -> None:
@@ -152,11 +184,72 @@ def test_a_sought_record_that_never_comes_is_resolved_again() -> None:
     assert tracker.admit(P0, 12) == (Verdict.GAP, 10)
 
 
-def test_held_records_at_assignment_are_stale_until_the_start_arrives() -> None:
+def test_a_partition_with_records_that_delivers_none_is_re_read() -> None:
+    # The loss no later record reveals (streams/offsets.py): faust cleared the stream's queue,
+    # the partition's last records with it; the broker holds records from 10 to 50.
     now = [0.0]
-    tracker = OffsetTracker(lambda tp: None, clock=lambda: now[0])
+    end: dict[TP, int | None] = {P0: 50}
+    tracker = OffsetTracker(lambda tp: 10, clock=lambda: now[0])
     tracker.assigned([P0], awaiting_start=True)
-    assert tracker.admit(P0, 3)[0] is Verdict.HOLD
-    assert tracker.start_known(P0, 0) is True  # seek to 0
-    assert tracker.admit(P0, 55) == (Verdict.HOLD, 0)  # buffered before the seek
-    assert tracker.admit(P0, 0) == (Verdict.PROCESS, 0)
+    tracker.start_known(P0, 10)
+    now[0] = STALL_S - 1
+    assert tracker.stalled(end.get) == []  # not yet
+    now[0] = STALL_S + 1
+    assert tracker.stalled(end.get) == [(P0, 10)]
+    assert tracker.stalled(end.get) == []  # being resolved: asked once
+    assert tracker.admit(P0, 10) == (Verdict.HOLD, 10)
+    tracker.resolved(P0, 10)
+    assert tracker.admit(P0, 10) == (Verdict.PROCESS, 10)  # the re-read delivers
+
+
+def test_no_re_read_without_records_beyond_the_expected_offset() -> None:
+    now = [0.0]
+    tracker = OffsetTracker(lambda tp: 10, clock=lambda: now[0])
+    tracker.assigned([P0])
+    assert tracker.admit(P0, 10)[0] is Verdict.PROCESS
+    now[0] = 10 * STALL_S
+    assert tracker.stalled({P0: 11}.get) == []  # all read: idle, not stalled
+    assert tracker.stalled({}.get) == []  # end offset not known
+    tracker.assigned([P0], awaiting_start=True)
+    assert tracker.stalled({P0: 50}.get) == []  # its start is being read
+    now[0] = 20 * STALL_S
+    assert tracker.stalled({P0: 50}.get) == []  # still being read: records wait for it
+
+
+def test_records_arriving_keep_a_partition_from_being_re_read() -> None:
+    now = [0.0]
+    tracker = OffsetTracker(lambda tp: 0, clock=lambda: now[0])
+    tracker.assigned([P0])
+    for offset in range(5):
+        now[0] += STALL_S - 1
+        assert tracker.admit(P0, offset)[0] is Verdict.PROCESS
+        assert tracker.stalled({P0: 100}.get) == []
+
+
+@pytest.mark.asyncio
+async def test_the_pipeline_re_reads_a_stalled_partition_only_when_idle() -> None:
+    h = Harness()
+    seeks: list[tuple[TP, int]] = []
+    now = [0.0]
+
+    async def resolve(tp: TP, expected: int) -> int:
+        seeks.append((tp, expected))
+        return expected
+
+    h.pipeline.tracker = OffsetTracker(lambda tp: 0, clock=lambda: now[0])
+    h.pipeline._resolve_gap = resolve
+    h.pipeline.assigned([P0])
+    await h.submit("b1", records(0, range(0, 2)))
+    await settle()
+    now[0] = STALL_S + 1
+    assert h.pipeline.check_stalled({P0: 9}.get) == 0  # outputs in flight: the agent is busy
+    h.broker.ack()
+    await settle()
+    assert h.pipeline.check_stalled({P0: 9}.get) == 1
+    await settle()
+    assert seeks == [(P0, 2)]
+    await h.submit("b2", records(0, range(2, 9)))  # the re-read
+    await settle()
+    h.broker.ack()
+    await settle()
+    assert await h.pipeline.commit() == {P0: 9}

@@ -118,6 +118,9 @@ def test_settings_reject_unknown_and_invalid_variables() -> None:
         Settings.from_env({"TC_PARTITIONS": "0"})
     with pytest.raises(ValueError, match="TC_SASL_USERNAME"):
         Settings.from_env({"TC_SECURITY_PROTOCOL": "SASL_SSL"})
+    with pytest.raises(ValueError, match="TC_EPISODE_HORIZON_DAYS=60 must be at least"):
+        Settings.from_env({"TC_EPISODE_HORIZON_DAYS": "60"})  # below the same-day 90
+    assert Settings.from_env({"TC_EPISODE_HORIZON_DAYS": "90"}).episode_horizon_days == 90
     s = Settings.from_env({"TC_BROKERS": "kafka://a:1, b:2", "TC_SASL_PASSWORD": "hunter2"})
     assert s.bootstrap_servers == ["a:1", "b:2"]
     assert "hunter2" not in str(s.public_view()) and "hunter2" not in repr(s)
