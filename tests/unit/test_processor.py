@@ -138,7 +138,7 @@ def test_stray_faust_environment_variables_cannot_change_the_worker(
     monkeypatch.setenv("APP_DATADIR", "/tmp/elsewhere")
     monkeypatch.setenv("PRODUCER_ACKS", "0")
     app = create_app(Settings.from_env({"TC_APP_ID": "tc-env-test", "TC_STORE": "memory"}))
-    assert [str(u) for u in app.conf.broker] == ["kafka://127.0.0.1:19092"]
+    assert [str(u) for u in app.conf.broker] == ["tckafka://127.0.0.1:19092"]
     assert app.conf.web_port == 6066 and app.conf.producer_acks == -1
     assert "elsewhere" not in str(app.conf.datadir)
 
