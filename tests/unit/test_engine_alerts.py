@@ -45,6 +45,8 @@ CONTRACT = {
     # EVENTS.md "Other additive rule ids" (the EHR join)
     "CHARGES_NOT_RECEIVED": "warning",
     "DOCUMENTATION_NOT_RECEIVED": "warning",
+    # EVENTS.md "Other additive rule ids": "error: the NPI fails its check digit"
+    "RENDERING_NPI_INVALID": "error",
 }
 
 
