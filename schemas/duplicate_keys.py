@@ -7,7 +7,7 @@ pipeline read differently is a known smuggling pattern (the validator sees `"uni
 consumer bills 4), so the decoder rejects it.
 
 Neither pydantic's parser nor orjson reports duplicates, and a full parse that does (Python's
-json with `object_pairs_hook`) would double the decoder's cost on every valid record
+json with `object_pairs_hook`) would nearly double the decoder's cost on every valid record
 (bench/RESULTS.md, "Input hygiene"). So the check proves absence cheaply first:
 
 - In a JSON text without a backslash every `"` delimits a string (keys and string values),
@@ -51,12 +51,12 @@ def duplicate_key_detail(raw: bytes) -> str | None:
             if raw.count(b'"') == reencoded.count(b'"'):
                 return None
     try:
-        doc = json.loads(raw, object_pairs_hook=_Object)
+        # Depth is bounded by the validator's own nesting limit (~200) before this runs.
+        path = _walk(json.loads(raw, object_pairs_hook=_Object), ())
     except (ValueError, RecursionError):
         # A text the validator accepted and this parser refuses: two parsers disagreeing is the
         # very risk, so it is rejected rather than passed.
         return "a second JSON parser refuses the record, so duplicate keys cannot be ruled out"
-    path = _walk(doc, ())
     if path is None:
         return None
     return (

@@ -159,3 +159,16 @@ def test_valid_records_never_take_the_slow_parse(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr("schemas.duplicate_keys.json.loads", refuse)
     assert isinstance(decode_visit(GOOD), TherapyVisitCompleted)
+
+
+def test_a_record_the_second_parser_refuses_is_not_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two parsers disagreeing on a text is the risk itself: fail closed."""
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise ValueError("refused")
+
+    monkeypatch.setattr("schemas.duplicate_keys.json.loads", refuse)
+    escaped = swap(b'"visit_id":"V-1001"', b'"visit_id":"V-\\u0031001"')  # takes the exact path
+    r = rejected(escaped)
+    assert r.reason is DeadLetterReason.SCHEMA_VIOLATION
+    assert "duplicate keys cannot be ruled out" in r.detail

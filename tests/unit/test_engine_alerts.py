@@ -55,6 +55,12 @@ def test_every_contract_rule_id_exists_with_its_severity_and_runs_once() -> None
     assert sorted(RULE_IDS) == sorted(RuleId)
 
 
+def test_every_rule_id_is_in_the_readme_rule_table() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("## The rules\n\n", 1)[1].split("\n\n", 1)[0]
+    assert [r.value for r in RuleId if f"`{r.value}`" not in table] == []
+
+
 def test_engine_version_matches_the_package() -> None:
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert pyproject["project"]["version"] == ENGINE_VERSION
