@@ -43,6 +43,8 @@ class RuleId(StrEnum):
     # one of its two parts when the join's wait expired (ehr/join.py, `parts_missing`).
     CHARGES_NOT_RECEIVED = "CHARGES_NOT_RECEIVED"
     DOCUMENTATION_NOT_RECEIVED = "DOCUMENTATION_NOT_RECEIVED"
+    # Additive (EVENTS.md "Other additive rule ids"): the rendering NPI fails its check digit.
+    RENDERING_NPI_INVALID = "RENDERING_NPI_INVALID"
 
 
 #: Severity is fixed per rule by the contract, so it is data here, not a choice inside each rule
@@ -75,6 +77,7 @@ SEVERITY: dict[RuleId, Severity] = {
     RuleId.KX_MODIFIER_PREMATURE: Severity.WARNING,
     RuleId.CHARGES_NOT_RECEIVED: Severity.WARNING,
     RuleId.DOCUMENTATION_NOT_RECEIVED: Severity.WARNING,
+    RuleId.RENDERING_NPI_INVALID: Severity.ERROR,
 }
 
 #: Primary sources, cited in every alert's `reference`.
@@ -87,6 +90,10 @@ AMA_TIME_RULE = (
 CPT_ADD_ON = "CPT add-on code convention (reported in addition to the primary procedure)"
 NCCI_EVALUATIONS = "NCCI Policy Manual for Medicare Services, Ch. XI, sec. P.1"
 NCCI_MODIFIERS = "NCCI Policy Manual for Medicare Services, Ch. I, sec. E (modifier indicator)"
+CMS_NPI = (
+    "CMS 'Requirements for National Provider Identifier (NPI) and NPI Check Digit'; NPI final "
+    "rule, 69 FR 3434 (2004-01-23)"
+)
 CMS_ASSISTANTS = (
     "CMS Pub. 100-04, Ch. 5, sec. 20.1; CMS 'Billing Examples Using CQ/CO Modifiers for "
     "Services Furnished In Whole or In Part by PTAs and OTAs'"

@@ -6,7 +6,8 @@ corrects it); at the end of the file every visit whose last state was not writte
 with what it has, as the stream does when the join's wait expires (`parts_missing`). Each
 rejected message is one JSON object on stderr ({"message": N, "reason", "detail"}); a summary
 object ends stderr. Exit status 1 when any message was rejected or a visit could not be
-assembled, 2 when the file cannot be read, else 0.
+assembled, 2 when the file cannot be read, else 0. A UTF-8 byte-order mark at the very start
+of the file is skipped (docs/rules.md "Input hygiene").
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ehr.join import AssemblyProblem, VisitState, add_part, assemble
 from ehr.parts import ChargePart, DocumentationPart
 from ehr.profile import EhrConfig
 from ehr.rejection import Rejection
+from schemas.decode import UTF8_BOM
 
 Source = Literal["hl7", "fhir"]
 
@@ -46,6 +48,8 @@ def convert_main(
     except OSError as exc:
         err.write(json.dumps({"error": f"cannot read {path}: {exc.strerror}"}) + "\n")
         return 2
+    if data.startswith(UTF8_BOM):
+        data = data[len(UTF8_BOM) :]  # a file's BOM (Windows exports), as audit skips it
     run = _Run(out, err)
     received = now or datetime.now(UTC)
     results = _hl7(data, config) if source == "hl7" else _fhir(data, config, received)

@@ -82,6 +82,10 @@ def load(data: bytes | str | Mapping[str, Any] | object) -> BundleIndex | Reject
     """JSON -> validated R4B resources. A transaction or collection Bundle; a bare resource is read
     as a collection of one (the convert command's files)."""
     try:
+        # Bytes starting with a UTF-8 byte-order mark are accepted on purpose: json.loads
+        # detects the encoding of bytes and skips the BOM, which RFC 8259 sec. 8.1 allows a
+        # parser to do "in the interests of interoperability", and FHIR producers on Windows
+        # write one (docs/rules.md "Input hygiene": a visit record's BOM is refused instead).
         obj = json.loads(data) if isinstance(data, bytes | str) else data
     except (ValueError, UnicodeDecodeError) as exc:
         return Rejection.one(RejectReason.NOT_FHIR, f"not valid JSON ({type(exc).__name__})")

@@ -99,14 +99,15 @@ def _split_segments(data: bytes) -> list[bytes | Rejection]:
     out: list[bytes | Rejection] = []
     current: list[bytes] | None = None
     orphans = 0
+    bom = False  # the orphans start with a byte-order mark before MSH (named in the detail)
 
     def close() -> None:
-        nonlocal current, orphans
+        nonlocal current, orphans, bom
         if current is not None:
             out.append(b"\r".join(current) + b"\r")
         if orphans:
-            out.append(_orphans(orphans))
-        current, orphans = None, 0
+            out.append(_orphans(orphans, bom))
+        current, orphans, bom = None, 0, False
 
     for segment in _SEGMENT_BREAK.split(data):
         if not segment.strip():
@@ -119,6 +120,7 @@ def _split_segments(data: bytes) -> list[bytes | Rejection]:
             close()
             current = [segment.lstrip()]
         elif current is None:
+            bom = bom or (orphans == 0 and segment.lstrip().startswith(_BOM_MSH))
             orphans += 1
         else:
             current.append(segment)
@@ -126,10 +128,20 @@ def _split_segments(data: bytes) -> list[bytes | Rejection]:
     return out
 
 
-def _orphans(count: int) -> Rejection:
+#: A UTF-8 byte-order mark before MSH: what Windows editors write at the start of a file. A
+#: file's leading one is skipped by `convert`; any other is refused, and named.
+_BOM_MSH = b"\xef\xbb\xbfMSH"
+
+
+def _orphans(count: int, bom: bool = False) -> Rejection:
+    why = (
+        ": the first starts with a UTF-8 byte-order mark (EF BB BF) before MSH; remove it"
+        if bom
+        else ""
+    )
     return Rejection.one(
         RejectReason.NOT_HL7,
-        f"{count} segment(s) before any MSH segment: not an HL7 message",
+        f"{count} segment(s) before any MSH segment: not an HL7 message{why}",
     )
 
 

@@ -14,12 +14,23 @@ from ehr.notes import CANCEL_EVENT, CONTENT_EVENTS, documentation_from_mdm, docu
 from ehr.parts import ChargePart, DocumentationPart
 from ehr.profile import EhrConfig
 from ehr.rejection import Rejection, RejectReason, shown
+from schemas.decode import UTF8_BOM
 
 Hl7Result = ChargePart | DocumentationPart | Rejection
 
 
 def parse_hl7v2(raw: bytes, config: EhrConfig) -> Hl7Result:
     """One message (no MLLP framing) -> a part, or a typed rejection."""
+    if raw.startswith(UTF8_BOM):
+        # A message starts with MSH and names its charset in MSH-18; a BOM is an editor's
+        # artefact, refused like a visit record's (docs/rules.md "Input hygiene"). `convert`
+        # skips one at the start of its file.
+        return Rejection.one(
+            RejectReason.NOT_HL7,
+            "the message starts with a UTF-8 byte-order mark (EF BB BF) before MSH: remove it "
+            "(an HL7 v2 message starts with its MSH segment; MSH-18 names the charset)",
+            segment="MSH",
+        )
     text = hl7text.decode_message(raw, config.profile.default_charset)
     if isinstance(text, Rejection):
         return text

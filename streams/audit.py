@@ -10,11 +10,18 @@ in memory (same-day records, episodes of care, KX accrual), each visit evaluated
 line number, in input order, with the worker's horizons, so a backfill gives the same alerts as
 the stream. `--ruleset DIR` runs with another rule data directory. The summary also counts the
 visits whose episode start was never seen (episode rules not evaluated), those beyond the
-episode horizon, and the Medicare Part B lines of unknown amount (not in the KX accrual).
+episode horizon, the Medicare Part B lines of unknown amount (not in the KX accrual) and the
+lines refused for their patient_ref, by problem (the worker's metric of the same name).
+
+Input hygiene (docs/rules.md): a UTF-8 byte-order mark at the very start of the file is skipped
+(Windows tools write one before the first line); anywhere else it makes its line invalid, as it
+makes a Kafka record a dead letter. patient_ref's accepted alphabet is the worker's
+TC_PATIENT_REF_PATTERN (read from the environment) unless `--patient-ref-pattern` says otherwise.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import Counter
@@ -30,7 +37,9 @@ from compliance import Engine, PatientHistory
 from compliance.ruleset import load_ruleset
 from compliance.state import DEFAULT_HORIZON_DAYS
 from schemas.common import DeadLetterReason
-from schemas.decode import DEFAULT_MAX_BYTES, Rejection, decode_visit
+from schemas.decode import DEFAULT_MAX_BYTES, UTF8_BOM, Rejection, decode_visit
+from schemas.patient_ref import DEFAULT_PATTERN, compile_pattern
+from streams.settings import patient_ref_pattern_from_env
 
 _CHUNK = 1 << 20
 _PROGRESS_EVERY_S = 2.0
@@ -43,6 +52,7 @@ class AuditSummary:
     alerts_by_rule: Counter[str] = field(default_factory=Counter)
     episode_status: Counter[str] = field(default_factory=Counter)
     kx_unknown_amount_lines: int = 0
+    patient_ref_rejections: Counter[str] = field(default_factory=Counter)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -53,6 +63,7 @@ class AuditSummary:
                 "alerts_by_rule": dict(sorted(self.alerts_by_rule.items())),
                 "episode_status": dict(sorted(self.episode_status.items())),
                 "kx_unknown_amount_lines": self.kx_unknown_amount_lines,
+                "patient_ref_rejections": dict(sorted(self.patient_ref_rejections.items())),
             }
         }
 
@@ -77,6 +88,7 @@ def run_audit(
     err: TextIO,
     engine: Engine | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    patient_ref_pattern: re.Pattern[str] = DEFAULT_PATTERN,
 ) -> AuditSummary:
     engine = engine or Engine()
     histories: dict[str, PatientHistory] = {}
@@ -84,15 +96,19 @@ def run_audit(
     progress = err.isatty()
     last = time.monotonic()
     for lineno, raw in enumerate(_lines(stream, max_bytes), start=1):
+        if lineno == 1 and raw is not None and raw.startswith(UTF8_BOM):
+            raw = raw[len(UTF8_BOM) :]  # a file's BOM, not part of its first record
         if raw is not None and not raw.strip():
             continue  # blank lines (a trailing newline, spacing) are not records
         result = (
-            decode_visit(raw.rstrip(b"\r\n"), max_bytes)
+            decode_visit(raw.rstrip(b"\r\n"), max_bytes, patient_ref_pattern)
             if raw is not None
             else Rejection(DeadLetterReason.TOO_LARGE, f"line is over the {max_bytes}-byte limit")
         )
         if isinstance(result, Rejection):
             summary.invalid_lines += 1
+            if result.patient_ref is not None:
+                summary.patient_ref_rejections[result.patient_ref.value] += 1
             err.write(
                 orjson.dumps(
                     {"line": lineno, "reason": result.reason.value, "detail": result.detail}
@@ -127,10 +143,19 @@ def audit_main(
     ruleset: str | None = None,
     horizon_days: int = DEFAULT_HORIZON_DAYS,
     episode_horizon_days: int | None = None,
+    patient_ref_pattern: str | None = None,
 ) -> int:
     """`horizon_days`: same-day details kept (TC_HISTORY_HORIZON_DAYS); `episode_horizon_days`:
     episode and KX state kept (the worker's episode horizon; default 400, or `horizon_days` when
-    longer), in days before the patient's newest date of service."""
+    longer), in days before the patient's newest date of service; `patient_ref_pattern`:
+    patient_ref's accepted alphabet (None: TC_PATIENT_REF_PATTERN, else the default)."""
+    try:
+        pattern = compile_pattern(
+            patient_ref_pattern_from_env() if patient_ref_pattern is None else patient_ref_pattern
+        )
+    except ValueError as exc:
+        print(f"therapy-compliance audit: patient_ref pattern: {exc}", file=sys.stderr)
+        return 2
     try:
         rules = load_ruleset(Path(ruleset)) if ruleset is not None else None
     except (OSError, ValueError) as exc:
@@ -151,7 +176,12 @@ def audit_main(
     with stream:
         try:
             summary = run_audit(
-                stream, sys.stdout.buffer, sys.stderr, engine=engine, max_bytes=max_bytes
+                stream,
+                sys.stdout.buffer,
+                sys.stderr,
+                engine=engine,
+                max_bytes=max_bytes,
+                patient_ref_pattern=pattern,
             )
         except BrokenPipeError:  # `audit big.jsonl | head` is normal use, not an error
             return 0

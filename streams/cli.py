@@ -54,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
         "TC_EPISODE_HORIZON_DAYS; default %(default)s)",
     )
 
+    audit.add_argument(
+        "--patient-ref-pattern",
+        metavar="REGEX",
+        default=None,
+        help="accepted alphabet of patient_ref, matched against the whole value (default: the "
+        "worker's TC_PATIENT_REF_PATTERN, else printable ASCII without spaces)",
+    )
+
     compare = sub.add_parser(
         "compare-rulesets",
         help="dry run of a rule-data update: alerts it would add and remove over a history",
@@ -146,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         from streams.audit import audit_main
 
         return audit_main(
-            args.path, args.max_bytes, args.ruleset, args.horizon_days, args.episode_horizon_days
+            args.path,
+            args.max_bytes,
+            args.ruleset,
+            args.horizon_days,
+            args.episode_horizon_days,
+            args.patient_ref_pattern,
         )
     if args.command == "compare-rulesets":
         from streams.compare import compare_main

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+from compliance.npi import with_check_digit
 from compliance.units import cms_split, units_for_minutes
 from ehr.profile import PayerEntry, Profile, load_profile
 
@@ -104,16 +105,6 @@ class _Visit:
     flaw: str
 
 
-def npi_check_digit(base9: str) -> str:
-    """The NPI's 10th digit: Luhn (ISO/IEC 7812) over the prefix 80840 and the first 9 digits
-    (CMS, "Requirements for National Provider Identifier check digit")."""
-    total = 0
-    for i, ch in enumerate(reversed("80840" + base9)):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return str((10 - total % 10) % 10)
-
-
 def demo_profile(base: Profile | None = None) -> Profile:
     """The shipped profile plus the demo's commercial payers (it maps only Medicare)."""
     profile = base or load_profile()
@@ -154,7 +145,7 @@ class Hl7VisitGenerator:
 
     def _person(self, family: str, given: str) -> tuple[str, str, str]:
         base = f"1{self.rng.randrange(10**7, 10**8)}"
-        return base + npi_check_digit(base), f"SYN{family}", given
+        return with_check_digit(base), f"SYN{family}", given
 
     # ---- public ------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from prometheus_client import (
 from compliance import ENGINE_VERSION
 from compliance.findings import SEVERITY, RuleId
 from schemas.common import DeadLetterReason
+from schemas.patient_ref import PatientRefProblem
 
 PREFIX = "therapy_compliance"
 
@@ -46,6 +47,14 @@ class Metrics:
         self.dead_letters = Counter(
             f"{PREFIX}_dead_letters",
             "Records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.patient_ref_rejections = Counter(
+            f"{PREFIX}_patient_ref_rejections",
+            "Records dead-lettered for their patient_ref, by problem: space (a name or a date "
+            "leaking in?), pattern (outside TC_PATIENT_REF_PATTERN), charset, length, type. "
+            "Also counted in dead_letters{reason=schema_violation}.",
             ["reason"],
             registry=r,
         )
@@ -175,6 +184,10 @@ class Metrics:
             self.episode_evaluations.labels(status=status.value)
         self.dead_letters_by_reason = {
             reason: self.dead_letters.labels(reason=reason.value) for reason in DeadLetterReason
+        }
+        self.patient_ref_rejections_by_problem = {
+            problem: self.patient_ref_rejections.labels(reason=problem.value)
+            for problem in PatientRefProblem
         }
 
     def ehr_parts_by_kind(self, part: str, source: str) -> Any:

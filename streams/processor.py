@@ -98,6 +98,7 @@ class VisitProcessor:
         #: The dead-letter topic's real record limit (streams.topics reads it at start; it can
         #: be lower than TC_DEADLETTER_MAX_BYTES when the topic already existed).
         self.deadletter_limit = settings.deadletter_max_bytes
+        self.patient_ref_pattern = settings.patient_ref_regex
 
     def handle(self, rec: Record) -> list[Output]:
         started = time.perf_counter()
@@ -129,8 +130,10 @@ class VisitProcessor:
                     rec, DeadLetterReason.INVALID_JSON, "record has no value (tombstone)"
                 )
             ]
-        result = decode_visit(rec.value, self.settings.max_record_bytes)
+        result = decode_visit(rec.value, self.settings.max_record_bytes, self.patient_ref_pattern)
         if isinstance(result, Rejection):
+            if result.patient_ref is not None:
+                self.metrics.patient_ref_rejections_by_problem[result.patient_ref].inc()
             return [self._dead_letter(rec, result.reason, result.detail)]
         if not rec.key:
             return [

@@ -9,6 +9,7 @@ every faust setting it uses is passed explicitly from here.
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import sys
 from collections.abc import Mapping
@@ -19,8 +20,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ehr.patient import patient_ref as ehr_patient_ref
 from ehr.profile import EhrConfig, load_config
 from schemas.decode import DEFAULT_MAX_BYTES
+from schemas.patient_ref import DEFAULT_PATIENT_REF_PATTERN, compile_pattern
 
 
 class SecurityProtocol(StrEnum):
@@ -79,6 +82,10 @@ class Settings(BaseSettings):
     #: Largest dead letter; the dead-letter topic is created with this max.message.bytes so a
     #: too-large record's original bytes (base64) still fit.
     deadletter_max_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
+    #: Accepted alphabet of patient_ref, a regular expression the whole value must match (on
+    #: top of the contract's printable ASCII, 1-128 characters); other records are
+    #: dead-lettered (schema_violation) and counted by problem. Default: no spaces.
+    patient_ref_pattern: str = DEFAULT_PATIENT_REF_PATTERN
     log_level: LogLevel = LogLevel.INFO
     data_dir: Path = Path(".run/worker-data")
     #: Records per processing batch, and the longest wait to fill one (seconds).
@@ -153,6 +160,12 @@ class Settings(BaseSettings):
             raise ValueError("TC_BROKERS must be host:port[,host:port...]")
         return ",".join(hosts)
 
+    @field_validator("patient_ref_pattern")
+    @classmethod
+    def _patient_ref_pattern(cls, value: str) -> str:
+        compile_pattern(value)  # ValueError names the problem
+        return value
+
     @model_validator(mode="after")
     def _security(self) -> Settings:
         sasl = self.security_protocol in (
@@ -170,6 +183,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"TC_{name.upper()}={path} is not a readable file")
         if self.ehr_patient_key is not None and len(self.ehr_patient_key.get_secret_value()) < 16:
             raise ValueError("TC_EHR_PATIENT_KEY must be at least 16 characters (HMAC key)")
+        if self.ehr_patient_key is not None:
+            # The EHR path writes visits whose patient_ref it derives (P- and 20 hex digits):
+            # a pattern refusing them would dead-letter every visit it assembles.
+            sample = ehr_patient_ref(b"settings-check-key", "MRN", "AUTHORITY")
+            if compile_pattern(self.patient_ref_pattern).fullmatch(sample) is None:
+                raise ValueError(
+                    "TC_PATIENT_REF_PATTERN refuses the EHR path's own patient_ref format "
+                    "(P- and 20 hex digits) while TC_EHR_PATIENT_KEY is set"
+                )
         for name in ("ehr_profile", "mllp_certfile", "mllp_keyfile"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
@@ -210,6 +232,11 @@ class Settings(BaseSettings):
             return cls()
         values = {k.upper()[3:].lower(): v for k, v in env.items() if k.upper().startswith("TC_")}
         return cls.model_validate(values)
+
+    @property
+    def patient_ref_regex(self) -> re.Pattern[str]:
+        """TC_PATIENT_REF_PATTERN compiled (validated when the settings were read)."""
+        return compile_pattern(self.patient_ref_pattern)
 
     @property
     def ruleset_files(self) -> dict[str, list[Path]]:
@@ -278,6 +305,20 @@ class Settings(BaseSettings):
         if self.ehr_patient_key is None:
             raise ValueError("the EHR path needs TC_EHR_PATIENT_KEY")
         return load_config(self.ehr_patient_key.get_secret_value(), self.ehr_profile)
+
+
+def patient_ref_pattern_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """TC_PATIENT_REF_PATTERN alone (audit reads it so a backfill refuses what the worker
+    refuses, without requiring the worker's other settings to be valid); ValueError when it
+    is not a usable pattern."""
+    env = os.environ if environ is None else environ
+    names = [k for k in env if k.upper() == "TC_PATIENT_REF_PATTERN"]  # as Settings: any case
+    value = env[names[0]] if names else DEFAULT_PATIENT_REF_PATTERN
+    try:
+        compile_pattern(value)
+    except ValueError as exc:
+        raise ValueError(f"invalid setting TC_PATIENT_REF_PATTERN: {exc}") from None
+    return value
 
 
 def _paths(text: str) -> list[Path]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from compliance.npi import with_check_digit
 from compliance.units import cms_split, units_for_minutes
 
 TIMED = {
@@ -210,20 +211,10 @@ class VisitGenerator:
         return services, sum(minutes.values())
 
 
-def npi_check_digit(nine: str) -> int:
-    """The NPI's 10th digit: Luhn over the 9 digits prefixed with 80840 (the card issuer
-    prefix CMS uses for NPIs)."""
-    total = 0
-    for i, ch in enumerate(reversed("80840" + nine)):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return (10 - total % 10) % 10
-
-
 def npi(rng: random.Random) -> str:
-    """A synthetic NPI (starting with 1) with a valid check digit. One rng draw, as before."""
-    nine = "1" + f"{rng.randrange(10**8, 10**9):09d}"[1:]
-    return nine + str(npi_check_digit(nine))
+    """A synthetic NPI (starting with 1) with a valid check digit (compliance/npi.py). One rng
+    draw, as before."""
+    return with_check_digit("1" + f"{rng.randrange(10**8, 10**9):09d}"[1:])
 
 
 def _timed_lines(v: dict[str, Any]) -> list[dict[str, Any]]:

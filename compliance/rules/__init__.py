@@ -20,6 +20,7 @@ from compliance.rules.kx import check_kx
 from compliance.rules.modifiers import check_therapy_modifier
 from compliance.rules.mue import check_mue
 from compliance.rules.ncci import check_ncci_ptp
+from compliance.rules.npi import check_rendering_npi
 from compliance.rules.plan_of_care import check_plan_of_care
 from compliance.rules.progress_reports import check_progress_reports
 from compliance.rules.timed_totals import check_total_timed_minutes, check_treatment_time
@@ -64,6 +65,7 @@ RULES: tuple[tuple[Rule, tuple[RuleId, ...]], ...] = (
     (check_kx, (RuleId.KX_MODIFIER_MISSING, RuleId.KX_MODIFIER_PREMATURE)),
     # Visits the EHR join emitted with one part (ehr/join.py `parts_missing`).
     (check_parts_received, (RuleId.CHARGES_NOT_RECEIVED, RuleId.DOCUMENTATION_NOT_RECEIVED)),
+    (check_rendering_npi, (RuleId.RENDERING_NPI_INVALID,)),
 )
 
 RULE_IDS: tuple[RuleId, ...] = tuple(r for _, rs in RULES for r in rs)

@@ -1,6 +1,7 @@
-"""Poison input: 40 kinds of bad records interleaved with good ones. Each bad one lands in the
-dead-letter topic with the right reason and its original bytes; each good one is checked; the
-worker never restarts."""
+"""Poison input: 50 kinds of bad records interleaved with good ones. Each bad one lands in the
+dead-letter topic with the right reason and its original bytes (and, for the input-hygiene
+cases of docs/rules.md, a detail naming the problem); each good one is checked; the worker
+never restarts."""
 
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ def mutated(fn: Any) -> bytes:
     data.update(event_id="bad", visit_id="V-bad")
     fn(data)
     return raw(data)
+
+
+def duplicated(old: bytes, new: bytes) -> bytes:
+    """The good record with one key repeated in its text (no encoder writes a duplicate)."""
+    text = mutated(lambda d: None)
+    assert old in text
+    return text.replace(old, new, 1)
 
 
 def deep(n: int) -> bytes:
@@ -140,7 +148,58 @@ POISON: list[tuple[str, bytes | None, bytes | None, str]] = [
     ("empty_key", b"", raw(good(0)), "schema_violation"),
     ("no_key", None, raw(good(0)), "schema_violation"),
     ("key_not_patient", b"P-someone-else", raw(good(0)), "schema_violation"),
+    # Input hygiene (docs/rules.md "Input hygiene").
+    ("utf16_bom", K, b"\xff\xfe" + raw(good(0)).decode().encode("utf-16-le"), "invalid_json"),
+    ("duplicate_units", K, duplicated(b'"units":2', b'"units":4,"units":1'), "schema_violation"),
+    (
+        "duplicate_top_level",
+        K,
+        duplicated(b'"visit_id":"V-bad"', b'"visit_id":"V-bad","visit_id":"V-good-0"'),
+        "schema_violation",
+    ),
+    (
+        "duplicate_payer_kind",
+        K,
+        duplicated(b'"kind":"medicare"', b'"kind":"commercial","kind":"medicare"'),
+        "schema_violation",
+    ),
+    (
+        "duplicate_escaped",
+        K,
+        duplicated(b'"minutes":33', b'"minutes":33,"minute\\u0073":53'),
+        "schema_violation",
+    ),
+    (
+        "duplicate_in_unknown_field",
+        K,
+        duplicated(b'"visit_id"', b'"ext":[{"a":1,"a":2}],"visit_id"'),
+        "schema_violation",
+    ),
+    (
+        "patient_ref_name_and_birth_date",
+        b"Jane Doe 1960-01-01",
+        mutated(lambda d: d.update(patient_ref="Jane Doe 1960-01-01")),
+        "schema_violation",
+    ),
+    (
+        "patient_ref_not_ascii",
+        K,
+        mutated(lambda d: d.update(patient_ref="J\u00f6rg-1")),
+        "schema_violation",
+    ),
 ]
+
+#: What the dead letter's detail must say for the input-hygiene cases (never the values).
+DETAILS = {
+    "utf8_bom": "starts with a UTF-8 byte-order mark",
+    "utf16_bom": "UTF-16 little-endian byte-order mark",
+    "duplicate_units": "services.0.units: duplicate key",
+    "duplicate_top_level": "visit_id: duplicate key",
+    "duplicate_payer_kind": "payer.kind: duplicate key",
+    "duplicate_escaped": "services.0.minutes: duplicate key",
+    "duplicate_in_unknown_field": "ext.0.a: duplicate key",
+    "patient_ref_name_and_birth_date": "patient_ref: contains a space",
+}
 
 
 def test_corpus_has_at_least_30_kinds() -> None:
@@ -160,10 +219,15 @@ async def test_poison_interleaved_with_good_records(make_worker: Any) -> None:
     unknown = good(999)
     unknown["services"].append(line("9", "98975", 1))  # remote monitoring: not in the catalog
     records.append((K, raw(unknown)))
+    # Nor is a rendering NPI with a wrong check digit: it is RENDERING_NPI_INVALID (CMS's
+    # worked example 123456789 has check digit 3, so 1234567890 is invalid).
+    bad_npi = good(998)
+    bad_npi["rendering_provider"]["npi"] = "1234567890"
+    records.append((K, raw(bad_npi)))
     await produce(t.visits, records)  # type: ignore[arg-type]
     worker.start()
     pid = worker.proc.pid if worker.proc else None
-    n_good = len(POISON) + 1
+    n_good = len(POISON) + 2
     recs = await consume(
         [t.checked, t.deadletter, t.alerts],
         until=lambda rs: (
@@ -180,11 +244,22 @@ async def test_poison_interleaved_with_good_records(make_worker: Any) -> None:
     want = Counter((reason, value) for _, _, value, reason in POISON)
     assert got == want
     checked = {c["event_id"] for c in by_topic(recs, t.checked)}
-    assert checked == {f"good-{i}" for i in range(len(POISON))} | {"good-999"}
+    assert checked == {f"good-{i}" for i in range(len(POISON))} | {"good-999", "good-998"}
     unknown_alerts = [a for a in by_topic(recs, t.alerts) if a["event_id"] == "good-999"]
     assert "UNKNOWN_CODE" in {a["rule_id"] for a in unknown_alerts}
+    npi_alerts = [a for a in by_topic(recs, t.alerts) if a["event_id"] == "good-998"]
+    assert [a["rule_id"] for a in npi_alerts] == ["RENDERING_NPI_INVALID"]
+    by_value = {value: name for name, _, value, _ in POISON}
     for d in letters:  # details name the problem, never the payload
         assert "xxxxxxxx" not in d["detail"] and "hello world" not in d["detail"]
+        assert "Jane" not in d["detail"] and "1960" not in d["detail"]
+        value = base64.b64decode(d["value_b64"]) if d["value_b64"] is not None else None
+        want = DETAILS.get(by_value[value], "")
+        assert want in d["detail"], (by_value[value], d["detail"])
+    status, metrics = worker.get("/metrics")
+    assert status == 200
+    assert b'therapy_compliance_patient_ref_rejections_total{reason="space"} 1.0' in metrics
+    assert b'therapy_compliance_patient_ref_rejections_total{reason="charset"} 1.0' in metrics
     assert worker.proc is not None and worker.proc.poll() is None and worker.proc.pid == pid
     assert worker.log_path.read_text().count("===== start") == 1
     assert "Traceback" not in worker.log_path.read_text()

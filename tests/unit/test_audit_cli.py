@@ -217,3 +217,39 @@ def test_audit_evaluation_duplicate_across_lines_same_result_as_stream() -> None
         streamed += [a.alert_id for a in o.alerts]
         h = o.history or h
     assert audited == streamed and len(audited) == 1
+
+
+def test_a_bom_at_the_start_of_the_file_is_skipped_through_the_cli(tmp_path: Path) -> None:
+    """Windows tools write a UTF-8 byte-order mark before the first line: the first visit must
+    not be lost (docs/rules.md "Input hygiene")."""
+    exe = Path(sys.executable).parent / "therapy-compliance"
+    plain = subprocess.run([str(exe), "audit", "-"], input=jsonl(), capture_output=True, timeout=60)
+    path = tmp_path / "windows-export.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + jsonl().replace(b"\n", b"\r\n"))
+    for args, data in (([str(path)], None), (["-"], path.read_bytes())):
+        proc = subprocess.run(
+            [str(exe), "audit", *args], input=data, capture_output=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert alerts_of(proc) == alerts_of(plain) != []
+        summary = orjson.loads(proc.stderr.splitlines()[-1])["summary"]
+        assert summary["visits_read"] == len(EXAMPLES) and summary["invalid_lines"] == 0
+
+
+def alerts_of(proc: Any) -> list[tuple[str, str, str]]:
+    alerts = [orjson.loads(x) for x in proc.stdout.splitlines()]
+    return sorted((a["visit_id"], a["rule_id"], a["alert_id"]) for a in alerts)
+
+
+def test_a_bom_anywhere_else_makes_its_line_invalid() -> None:
+    good = raw(EXAMPLES[0][1])
+    out, err = io.BytesIO(), io.StringIO()
+    data = good + b"\n\xef\xbb\xbf" + good + b"\n"
+    summary = run_audit(io.BytesIO(data), out, err)
+    assert summary.visits_read == 1 and summary.invalid_lines == 1
+    first = orjson.loads(err.getvalue().splitlines()[0])
+    assert first["line"] == 2 and first["reason"] == "invalid_json"
+    assert "UTF-8 byte-order mark" in first["detail"]
+    # Only a BOM at the very start is the file's: after a blank first line it is a record's.
+    summary = run_audit(io.BytesIO(b"\n\xef\xbb\xbf" + good + b"\n"), out, io.StringIO())
+    assert summary.invalid_lines == 1

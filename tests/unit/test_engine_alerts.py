@@ -45,12 +45,20 @@ CONTRACT = {
     # EVENTS.md "Other additive rule ids" (the EHR join)
     "CHARGES_NOT_RECEIVED": "warning",
     "DOCUMENTATION_NOT_RECEIVED": "warning",
+    # EVENTS.md "Other additive rule ids": "error: the NPI fails its check digit"
+    "RENDERING_NPI_INVALID": "error",
 }
 
 
 def test_every_contract_rule_id_exists_with_its_severity_and_runs_once() -> None:
     assert {r.value: SEVERITY[r].value for r in RuleId} == CONTRACT
     assert sorted(RULE_IDS) == sorted(RuleId)
+
+
+def test_every_rule_id_is_in_the_readme_rule_table() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("## The rules\n\n", 1)[1].split("\n\n", 1)[0]
+    assert [r.value for r in RuleId if f"`{r.value}`" not in table] == []
 
 
 def test_engine_version_matches_the_package() -> None:

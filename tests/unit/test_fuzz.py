@@ -1,5 +1,8 @@
 """Fuzzing decode + validation + rules: no input makes an exception escape the processor; every
-record ends as either one VisitChecked (plus its alerts) or exactly one dead letter."""
+record ends as either one VisitChecked (plus its alerts) or exactly one dead letter. Input
+hygiene (docs/rules.md): repeated JSON keys found exactly (against texts written with known
+repeats), a leading byte-order mark never accepted, patient_ref accepted exactly when opaque,
+RENDERING_NPI_INVALID exactly when CMS's check digit fails."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from hypothesis import strategies as st
 
 from compliance import Engine
 from schemas import Rejection, decode_visit
+from schemas.duplicate_keys import duplicate_key_detail
+from schemas.visit import TherapyVisitCompleted
 from streams.metrics import Metrics
 from streams.processor import Record, VisitProcessor
 from streams.settings import Settings
@@ -161,3 +166,129 @@ def test_valid_visits_with_one_field_replaced_by_junk(
     data = copy.deepcopy(data)
     data[field] = junk
     assert_one_outcome(b"P-88f1", orjson.dumps(data))
+
+
+# --- input hygiene (docs/rules.md "Input hygiene") -------------------------------------------
+
+BOM = b"\xef\xbb\xbf"
+KEY_CHARS = st.sampled_from(["a", "b", "units", "cpt", "\u00e9", '"', "\\", ":", " ", "\x01"])
+
+
+@st.composite
+def json_docs(draw: st.DrawFn, depth: int = 0) -> tuple[str, set[str]]:
+    """A JSON text written by hand (objects may repeat a key; keys are spelt with random
+    escapes and spacing) and, as the oracle, the paths of the keys it repeats."""
+    kind = draw(st.sampled_from(["object", "array", "scalar"] if depth < 3 else ["scalar"]))
+    if kind == "scalar":
+        return draw(st.sampled_from(["1", "-2.5e3", "true", "null", '"x:\\"y\\""', '"{}"'])), set()
+    ws = draw(st.sampled_from(["", " ", "\n  "]))
+    if kind == "array":
+        items = draw(st.lists(json_docs(depth + 1), max_size=3))
+        dups = {f"{i}.{p}" for i, (_, ps) in enumerate(items) for p in ps}
+        return "[" + ws + ("," + ws).join(t for t, _ in items) + "]", dups
+    keys = draw(st.lists(st.lists(KEY_CHARS, max_size=2).map("".join), max_size=4))
+    values = [draw(json_docs(depth + 1)) for _ in keys]
+    members, dups, seen = [], set(), set()
+    for key, (text, inner) in zip(keys, values, strict=True):
+        if key in seen:
+            dups.add(key)
+        seen.add(key)
+        dups |= {f"{key}.{p}" for p in inner}
+        escape = draw(st.booleans())
+        spelt = "".join(f"\\u{ord(c):04x}" if escape or c in '"\\\x01' else c for c in key)
+        members.append(f'"{spelt}"{ws}:{ws}{text}')
+    return "{" + ws + ("," + ws).join(members) + "}", dups
+
+
+def shown(path: str) -> str:
+    return "".join(c if " " <= c <= "~" else "?" for c in path)
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_docs())
+def test_duplicate_keys_found_exactly(doc: tuple[str, set[str]]) -> None:
+    text, dups = doc
+    detail = duplicate_key_detail(text.encode())
+    if not dups:
+        assert detail is None
+    else:
+        assert detail is not None
+        assert any(detail.startswith(f"{shown(p)}: duplicate key") for p in dups), (detail, dups)
+
+
+OBJECTS = ["", "payer.", "rendering_provider.", "services.0.", "documents.0."]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(visits(), st.sampled_from(OBJECTS), st.booleans())
+def test_valid_visits_with_a_repeated_key_are_dead_lettered(
+    data: dict[str, Any], where: str, repeat_last: bool
+) -> None:
+    data = copy.deepcopy(data)
+    data["services"] = data["services"] or [line("1", "97110", 1, 15)]
+    data["documents"] = [{"doc_id": "D", "kind": "daily_note"}]
+    obj: dict[str, Any] = data
+    for part in where.split(".")[:-1]:
+        obj = obj[int(part)] if isinstance(obj, list) else obj[part]
+    key = list(obj)[-1 if repeat_last else 0]
+    # Repeat the key in the text: the encoder never writes a duplicate, so rename a marker.
+    obj["\x00dup"] = obj[key]
+    value = orjson.dumps(data).replace(b'"\\u0000dup"', orjson.dumps(key))
+    out = PROCESSOR.handle(Record("in", 0, 1, data["patient_ref"].encode(), value, None))
+    assert [o.topic for o in out] == [PROCESSOR.settings.topic_deadletter]
+    letter = orjson.loads(out[0].value)
+    assert letter["reason"] == "schema_violation"
+    assert letter["detail"].startswith(f"{where}{key}: duplicate key")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.binary(max_size=300), visits().map(orjson.dumps)))
+def test_a_leading_bom_is_never_accepted_and_always_named(value: bytes) -> None:
+    result = decode_visit(BOM + value)
+    assert isinstance(result, Rejection)
+    assert result.reason.value == "invalid_json"
+    assert "UTF-8 byte-order mark" in result.detail
+    assert_one_outcome(b"P-88f1", BOM + value)
+
+
+def opaque_by_the_contract(ref: str) -> bool:
+    """EVENTS.md opaque reference, with the default pattern: 1-128 printable ASCII, no space."""
+    return 1 <= len(ref) <= 128 and all(0x21 <= ord(c) <= 0x7E for c in ref)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(visits(), st.text(st.characters(max_codepoint=0x24F), max_size=140))
+def test_patient_ref_accepted_exactly_when_opaque(data: dict[str, Any], ref: str) -> None:
+    data = dict(data, patient_ref=ref)
+    result = decode_visit(orjson.dumps(data))
+    if isinstance(result, Rejection) and result.patient_ref is None:
+        return  # refused for another field first (the random visit's own shape)
+    assert isinstance(result, TherapyVisitCompleted) == opaque_by_the_contract(ref)
+    if not opaque_by_the_contract(ref):
+        assert isinstance(result, Rejection) and result.patient_ref is not None
+        if " " in ref and all(0x20 <= ord(c) <= 0x7E for c in ref) and 0 < len(ref) <= 128:
+            assert result.patient_ref.value == "space"
+
+
+def npi_ok(npi: str) -> bool:
+    """Oracle: CMS's formulation without the prefix (double alternate digits from the right of
+    the first nine, add their digits, the others and the constant 24; the check digit brings
+    the total to a multiple of ten)."""
+    total = 24
+    for pos, ch in enumerate(reversed(npi[:9])):
+        total += sum(map(int, str(int(ch) * 2))) if pos % 2 == 0 else int(ch)
+    return (total + int(npi[9])) % 10 == 0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(visits(), st.text("0123456789", min_size=10, max_size=10))
+def test_rendering_npi_alert_exactly_when_the_check_digit_fails(
+    data: dict[str, Any], npi: str
+) -> None:
+    data = dict(data, rendering_provider={"npi": npi, "credential": "PT"})
+    visit = decode_visit(orjson.dumps(data))
+    if isinstance(visit, Rejection):
+        return
+    billed = any(s["units"] > 0 for s in data["services"])
+    rules = {f.rule_id.value for f in ENGINE.check(visit)}
+    assert ("RENDERING_NPI_INVALID" in rules) == (billed and not npi_ok(npi))

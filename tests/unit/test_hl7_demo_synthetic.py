@@ -13,7 +13,7 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
 from ehr import ChargePart, DocumentationPart, Rejection, load_config, parse_hl7v2
-from streams.hl7_synthetic import Hl7Message, Hl7VisitGenerator, demo_profile, npi_check_digit
+from streams.hl7_synthetic import Hl7Message, Hl7VisitGenerator, demo_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = b"test-key-0123456789abcdef"
@@ -43,13 +43,6 @@ def units_chart(minutes: int) -> int:
 
 def sample(seed: int, visits: int) -> list[list[Hl7Message]]:
     return list(Hl7VisitGenerator(seed=seed).visits(visits))
-
-
-def test_npi_check_digit_matches_cms_example_and_luhn() -> None:
-    # CMS's worked example: 123456789 -> check digit 3 (NPI 1234567893).
-    assert npi_check_digit("123456789") == "3"
-    for base in ("100000000", "198765432", "255555555"):
-        assert luhn_valid("80840" + base + npi_check_digit(base))
 
 
 @pytest.mark.parametrize("seed", [1, 2])
