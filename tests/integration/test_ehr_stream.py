@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import signal
 import subprocess
 import time
@@ -82,6 +83,8 @@ def offline_visit(
     path = tmp / f"messages.{source}"
     path.write_bytes(b"\n".join(messages))
     env = {"TC_EHR_PATIENT_KEY": KEY, "PATH": "/usr/bin:/bin"}
+    if "PYTHONPATH" in os.environ:  # a checkout sharing another's venv: this checkout's code
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     if profile is not None:
         env["TC_EHR_PROFILE"] = str(profile)
     proc = subprocess.run(
