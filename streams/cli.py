@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     hl7demo.add_argument("--count", type=int, default=100, help="visits to send (default 100)")
     hl7demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    hl7demo.add_argument(
+        "--print-profile",
+        action="store_true",
+        help="print the shipped integration profile with the demo's commercial payers added "
+        "(for TC_EHR_PROFILE) and exit; sends nothing",
+    )
 
     worker = sub.add_parser(
         "worker", help="run the stream worker (exactly faust -A streams.app worker)"
@@ -179,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         from streams.mllp import gateway_main
 
         return gateway_main(settings)
+    if args.command == "demo-hl7" and args.print_profile:
+        from streams.hl7_synthetic import demo_profile_text
+
+        sys.stdout.write(demo_profile_text())
+        return 0
     if args.command == "demo-hl7":
         from streams.hl7_demo import demo_hl7_main
 

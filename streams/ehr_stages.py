@@ -159,7 +159,13 @@ class EhrParser:
                 else datetime(1970, 1, 1, tzinfo=UTC)
             )
             fhir = parse_fhir(rec.value, self.config, received)
-            results = [*fhir.parts, *fhir.rejections]
+            # A bundle holding both halves of a visit yields several parts (charges, the
+            # encounter's procedures, each DocumentReference); the join emits as soon as charges
+            # and one documentation part are in. Documentation first, charges last: the visit is
+            # then emitted once, with all of the bundle's documentation (as `convert` applies a
+            # bundle whole), not first without its notes and again as a correction.
+            parts = sorted(fhir.parts, key=lambda p: p.part == "charges")
+            results = [*parts, *fhir.rejections]
         out: list[Output] = []
         for r in results:
             if isinstance(r, Rejection):

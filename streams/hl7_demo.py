@@ -12,7 +12,7 @@ from collections import Counter
 from typing import TextIO
 
 from ehr import mllp_frame
-from streams.hl7_synthetic import Hl7VisitGenerator
+from streams.hl7_synthetic import Hl7Message, Hl7VisitGenerator
 from streams.settings import Settings
 
 PROG = "therapy-compliance demo-hl7"
@@ -53,9 +53,11 @@ async def send_demo(settings: Settings, count: int, seed: int, out: TextIO = sys
     # An ACK normally comes in milliseconds; AR takes up to TC_MLLP_ACK_TIMEOUT_S.
     wait_s = settings.mllp_ack_timeout_s + 15
     sent = 0
+    stored: list[list[Hl7Message]] = []  # per visit, the messages answered AA, in order
     try:
         for visit in Hl7VisitGenerator(seed=seed).visits(count):
             intents[next(m.intent for m in visit if not m.intent.endswith(":first"))] += 1
+            stored.append([])
             for m in visit:
                 writer.write(mllp_frame(m.raw))
                 await writer.drain()
@@ -64,6 +66,8 @@ async def send_demo(settings: Settings, count: int, seed: int, out: TextIO = sys
                 types["DFT^P03" if m.kind == "charges" else "MDM^T02"] += 1
                 code, control_id, text = _msa(block)
                 acks[code] += 1
+                if code == "AA":
+                    stored[-1].append(m)
                 if control_id != m.control_id:
                     acks["MSA-2 mismatch"] += 1
                 if code != "AA":
@@ -93,12 +97,33 @@ async def send_demo(settings: Settings, count: int, seed: int, out: TextIO = sys
         if any(k.startswith("AE unmapped_code") for k in errors):
             out.write(
                 "  (AE unmapped_code: the demo's commercial payers SYNPPO / SYNHMO are not "
-                "in the profile's [payers]; see docs/integration-hl7.md)\n"
+                "in the profile's [payers]: `therapy-compliance demo-hl7 --print-profile` "
+                "prints a profile that maps them, for TC_EHR_PROFILE)\n"
             )
         if acks["AR"]:
             out.write("  (AR: not stored; a real sender resends these)\n")
     out.write(f"  visits by intent: {dict(sorted(intents.items()))}\n")
+    complete, partial = join_expectation(stored)
+    out.write(
+        f"  the worker's join should emit {complete} complete and {partial} partial visit "
+        f"events (partial: after TC_JOIN_WAIT_S = {settings.join_wait_s:g} s)\n"
+    )
     return 1 if acks["AR"] or acks["MSA-2 mismatch"] else 0
+
+
+def join_expectation(stored: list[list[Hl7Message]]) -> tuple[int, int]:
+    """(complete, partial): the visit events the worker's join emits for each visit's stored
+    messages, in the order sent. A visit is emitted once both halves are in, and again for every
+    later DFT or note (a newer version of a part changes the event id); a visit with one half
+    only is emitted once, marked partial, after TC_JOIN_WAIT_S (ehr/join.py, streams/ehr_stages.py)."""
+    complete = partial = 0
+    for messages in stored:
+        have: set[str] = set()
+        for m in messages:
+            have.add(m.kind)
+            complete += len(have) == 2
+        partial += len(have) == 1
+    return complete, partial
 
 
 def _msa(block: bytes) -> tuple[str, str, str]:

@@ -19,7 +19,7 @@ from typing import Literal
 
 from compliance.npi import with_check_digit
 from compliance.units import cms_split, units_for_minutes
-from ehr.profile import PayerEntry, Profile, load_profile
+from ehr.profile import DEFAULT_PROFILE_PATH, PayerEntry, Profile, load_profile
 
 FACILITY = "SYNCLINIC"
 SENDER = "SYNEMR"
@@ -103,6 +103,23 @@ class _Visit:
     untimed: list[str]
     kx: bool
     flaw: str
+
+
+def demo_profile_text(shipped: str | None = None) -> str:
+    """The shipped profile file with the demo's commercial plans added under `[payers]`: the
+    edit an integration engineer makes for their own senders' IN1-2 plan codes (HL7 table 0072
+    is user-defined, so no shipped table can know them). `ops/demo --hl7` points the gateway and
+    the worker at this text (`therapy-compliance demo-hl7 --print-profile`, TC_EHR_PROFILE)."""
+    text = DEFAULT_PROFILE_PATH.read_text(encoding="utf-8") if shipped is None else shipped
+    header = "[payers]\n"
+    if header not in text:
+        raise ValueError("the profile has no [payers] table to add the demo's plans to")
+    added = "".join(
+        f'{plan} = {{ payer_id = "{payer_id}", kind = "{kind}" }}  # {name} (demo)\n'
+        for plan, name, _company, payer_id, kind, _w in PAYERS
+        if kind != "medicare"  # the shipped table maps the Medicare plans already
+    )
+    return text.replace(header, header + added, 1)
 
 
 def demo_profile(base: Profile | None = None) -> Profile:

@@ -1,20 +1,26 @@
 """The EHR path in the worker on the real broker: raw HL7 v2 on `ehr.hl7v2.inbound.v1` -> parts
 (re-keyed by patient_ref) -> the join table -> `TherapyVisitCompleted` on the visit topic -> the
 checks. Both halves in any order, duplicates, a re-sent DFT, one half only (the wait expires),
-a SIGKILL between the halves, and no PID content anywhere downstream."""
+a SIGKILL between the halves, no PID content anywhere downstream, and the third-party samples
+of ../shared/samples/ehr (every one accounted for: a part or a dead letter with its reason)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import signal
 import subprocess
 import time
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from ehr import Rejection, load_config, parse_fhir, parse_hl7v2
 from tests.integration.harness import (
     EXE,
     Topics,
@@ -27,6 +33,8 @@ from tests.integration.harness import (
 
 pytestmark = pytest.mark.timeout(240)
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "ehr"
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT.parent / "shared/samples/ehr"
 KEY = "integration-test-key-0123456789"
 DFT = (FIX / "dft_p03_pt_v1001.hl7").read_bytes()
 DFT_RESENT = (FIX / "dft_p03_pt_v1001_resent.hl7").read_bytes()  # 97140 x2 instead of x1
@@ -67,16 +75,23 @@ def ehr_topics(tag: str) -> tuple[Topics, dict[str, str]]:
     return t, env
 
 
-def offline_visit(*messages: bytes, tmp: Path) -> dict[str, Any]:
+def offline_visit(
+    *messages: bytes, tmp: Path, profile: Path | None = None, source: str = "hl7"
+) -> dict[str, Any]:
     """The visit `therapy-compliance convert` assembles from the same messages (the oracle for
     what the stream must emit: same join code offline, no Kafka)."""
-    path = tmp / "messages.hl7"
+    path = tmp / f"messages.{source}"
     path.write_bytes(b"\n".join(messages))
+    env = {"TC_EHR_PATIENT_KEY": KEY, "PATH": "/usr/bin:/bin"}
+    if "PYTHONPATH" in os.environ:  # a checkout sharing another's venv: this checkout's code
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    if profile is not None:
+        env["TC_EHR_PROFILE"] = str(profile)
     proc = subprocess.run(
-        [EXE, "convert", "--from", "hl7", str(path)],
+        [EXE, "convert", "--from", source, str(path)],
         capture_output=True,
         timeout=60,
-        env={"TC_EHR_PATIENT_KEY": KEY, "PATH": "/usr/bin:/bin"},
+        env=env,
     )
     visits = [orjson.loads(line) for line in proc.stdout.splitlines()]
     assert visits, proc.stderr
@@ -104,6 +119,23 @@ async def test_both_halves_in_any_order_with_duplicates_give_one_visit(
     assert visits[0] == expected
     checked = await consume([t.checked], until=1)
     assert by_topic(checked, t.checked)[0]["event_id"] == expected["event_id"]
+
+
+@pytest.mark.asyncio
+async def test_a_fhir_bundle_on_its_topic_gives_the_visit_convert_gives(
+    make_worker: Any, tmp_path: Path
+) -> None:
+    """The FHIR path (README "EHR feeds"): one Bundle per record on ehr.fhir.inbound.v1, keyed
+    by anything, becomes the same visit as `convert --from fhir` (Bundle.timestamp versions it)."""
+    t, env = ehr_topics("ehr-fhir")
+    worker: Worker = make_worker(t, **env)
+    worker.start()
+    bundle = (FIX / "fhir_bundle_pt_v4004.json").read_bytes()
+    await produce(env["TC_TOPIC_FHIR_INBOUND"], [(b"any-key", bundle), (b"any-key", bundle)])
+    visits = await visits_on(t, 1, idle=3)
+    # Once, with the bundle's note: not first without it and again (nor twice for the resend).
+    assert visits == [offline_visit(bundle, tmp=tmp_path, source="fhir")]
+    assert visits[0]["visit_id"] == "FHIR:V4004"
 
 
 @pytest.mark.asyncio
@@ -201,3 +233,120 @@ def _without_b64(recs: list[Any]) -> str:
             body.pop("value_b64", None)
         out.append(orjson.dumps(body).decode())
     return "\n".join(out)
+
+
+# ---- the third-party samples (../shared/samples/ehr, provenance in its README) ----------------
+
+
+def operator_profile(tmp: Path) -> Path:
+    """The shipped profile plus the tables an operator of these senders would add, as in
+    tests/unit/test_ehr_samples.py and docs/integration-hl7.md "The samples": department RAD-1,
+    payer BAV (the FHIR-Converter DFTs), document types DI and OV (the MDMs)."""
+    text = (ROOT / "ehr/profile.toml").read_text()
+    for header, line in (
+        ("[departments]", '"RAD-1" = "PT"'),
+        ("[payers]", 'BAV = { payer_id = "BCBS-TX-HMO", kind = "commercial" }'),
+        ("[documents.types]", 'DI = { kind = "other" }\nOV = { kind = "daily_note" }'),
+    ):
+        assert f"{header}\n" in text, header
+        text = text.replace(f"{header}\n", f"{header}\n{line}\n", 1)
+    path = tmp / "operator-profile.toml"
+    path.write_text(text)
+    return path
+
+
+def sample_records() -> tuple[list[bytes], list[bytes]]:
+    """Every HL7 v2 sample as one record (the FT1-only fragment included), every FHIR file as
+    one record, every line of the Synthea bulk export as one record (a bare resource)."""
+    hl7 = [f.read_bytes() for f in sorted((SAMPLES / "hl7v2").iterdir()) if f.is_file()]
+    fhir = [f.read_bytes() for f in sorted((SAMPLES / "fhir").glob("*.json"))]
+    for f in sorted((SAMPLES / "synthea").glob("*.ndjson")):
+        fhir += [line.encode() for line in f.read_text().splitlines() if line.strip()]
+    return hl7, fhir
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/samples/ehr not present")
+@pytest.mark.asyncio
+async def test_the_third_party_samples_through_the_worker(make_worker: Any, tmp_path: Path) -> None:
+    """The public samples on the inbound topics: the valid ones become parts and are joined
+    (none of them shares a visit with another sender's note, so each visit is emitted after the
+    wait with what it has); every awkward one ends in the EHR dead letters with the reason the
+    parser gives offline, its original bytes attached. Nothing is lost: each input record is
+    accounted for exactly once."""
+    profile = operator_profile(tmp_path)
+    hl7, fhir = sample_records()
+    assert len(hl7) == 13 and len(fhir) == 52
+    # The oracle: the pure parsers with the same profile and key (no Kafka).
+    config = load_config(KEY, profile)
+    expected_letters: Counter[tuple[bytes, str]] = Counter()
+    expected_parts: Counter[tuple[str, str]] = Counter()
+    for raw in hl7:
+        result = parse_hl7v2(raw, config)
+        if isinstance(result, Rejection):
+            expected_letters[(raw, result.reason.value)] += 1
+        else:
+            expected_parts[(result.part, result.visit.text)] += 1
+    for raw in fhir:
+        fhir_result = parse_fhir(raw, config, datetime.now(UTC))
+        assert fhir_result.parts == ()  # no public FHIR sample is a billable therapy visit
+        for rejection in fhir_result.rejections:
+            expected_letters[(raw, rejection.reason.value)] += 1
+    assert expected_parts == {
+        ("charges", "GHHSFacility:40007716"): 2,  # FHIR-Converter DFT _01 and _02: one visit
+        ("documentation", "XYZHOSPITAL:10000001"): 1,  # MDM DI (EVN-1 T10 read as T02)
+        ("documentation", "SendApp:17872"): 1,  # MDM OV
+    }
+    assert sum(expected_letters.values()) == 9 + 52
+
+    t, env = ehr_topics("ehr-samples")
+    worker: Worker = make_worker(t, TC_EHR_PROFILE=str(profile), TC_JOIN_WAIT_S="3", **env)
+    worker.start()
+    await produce(env["TC_TOPIC_HL7_INBOUND"], [(b"sample", raw) for raw in hl7])
+    await produce(env["TC_TOPIC_FHIR_INBOUND"], [(b"sample", raw) for raw in fhir])
+    dead_topic, parts_topic = env["TC_TOPIC_EHR_DEADLETTER"], env["TC_TOPIC_EHR_PARTS"]
+    # + 2: the two notes that name no discipline cannot form a visit without charges.
+    want_letters = sum(expected_letters.values()) + 2
+    recs = await consume(
+        [dead_topic, parts_topic, t.visits, t.checked, t.alerts],
+        until=lambda rs: (
+            sum(r.topic == dead_topic for r in rs) >= want_letters
+            and any(r.topic == t.checked for r in rs)
+        ),
+        timeout=120,
+        idle_after=4,
+    )
+    letters = by_topic(recs, dead_topic)
+    inbound = {env["TC_TOPIC_HL7_INBOUND"], env["TC_TOPIC_FHIR_INBOUND"]}
+    got_letters = Counter(
+        (base64.b64decode(d["value_b64"]), d["reason"])
+        for d in letters
+        if d["source"]["topic"] in inbound
+    )
+    assert got_letters == expected_letters  # every rejected record, once, with its reason
+    assert all(d["detail"] for d in letters)
+    # The documented outcomes of a few awkward ones (docs/integration-hl7.md "The samples").
+    reason_of = {raw: reason for raw, reason in got_letters}
+    by_name = {f.name: f.read_bytes() for f in (SAMPLES / "hl7v2").iterdir()}
+    assert reason_of[by_name["ft1_segment_only_strive_labs_97001_gp.txt"]] == "not_hl7"
+    assert reason_of[by_name["dft_p03_medplum_demo_bot_offspec.hl7"]] == "missing_field"
+    assert reason_of[by_name["oru_r01_nist_elr_251_testcase1.hl7"]] == "not_therapy"
+    parts = by_topic(recs, parts_topic)
+    assert Counter(
+        (p["part"], f"{p['visit']['facility']}:{p['visit']['visit_number']}") for p in parts
+    ) == (expected_parts)
+    joined = [d for d in letters if d["source"]["topic"] == parts_topic]
+    assert sorted(d["reason"] for d in joined) == ["unassemblable", "unassemblable"]
+    assert all("names no discipline" in d["detail"] for d in joined)
+    assert len(letters) == want_letters  # and nothing else (no processing_error)
+    # The DFTs' visit, emitted after the wait with its charges alone: what convert gives.
+    (visit,) = by_topic(recs, t.visits)
+    dfts = [
+        by_name["dft_p03_msft_fhirconverter_01.hl7"],
+        by_name["dft_p03_msft_fhirconverter_02.hl7"],
+    ]
+    assert visit == offline_visit(*dfts, tmp=tmp_path, profile=profile)
+    assert visit["parts_missing"] == ["documentation"]
+    assert [c["event_id"] for c in by_topic(recs, t.checked)] == [visit["event_id"]]
+    rules = {a["rule_id"] for a in by_topic(recs, t.alerts) if a["event_id"] == visit["event_id"]}
+    assert "DOCUMENTATION_NOT_RECEIVED" in rules
+    worker.stop()

@@ -130,3 +130,24 @@ def test_a_part_whose_key_is_not_its_patient_ref_is_dead_lettered() -> None:
     [letter] = joiner.handle(rec)
     assert letter.topic == SETTINGS.topic_ehr_deadletter
     assert "patient_ref" in EhrDeadLetter.model_validate_json(letter.value or b"").detail
+
+
+def test_a_fhir_bundle_with_both_halves_is_emitted_once_with_all_its_documentation() -> None:
+    """The bundle's parts leave the parse stage documentation first, charges last, so the join
+    emits the visit once, with the note (what `convert` gives), not first without it."""
+    bundle = (FIX / "fhir_bundle_pt_v4004.json").read_bytes()
+    parser = EhrParser(SETTINGS, load_config(KEY), Metrics())
+    outs = parser.handle(Record(SETTINGS.topic_fhir_inbound, 0, 1, b"k", bundle, 1_772_470_800_000))
+    kinds = [orjson.loads(o.value or b"")["part"] for o in outs]
+    assert kinds == ["documentation", "documentation", "charges"]  # procedures, note, charges
+    joiner = VisitJoiner(SETTINGS, Metrics(), DictStore(), Clock())
+    emitted = [
+        o
+        for i, out in enumerate(outs)
+        for o in joiner.handle(part_record(out, i))
+        if o.topic == SETTINGS.topic_visits
+    ]
+    assert len(emitted) == 1
+    visit = orjson.loads(emitted[0].value or b"")
+    assert [d["kind"] for d in visit["documents"]] == ["progress_report"]
+    assert visit["services"][0]["minutes"] == 33  # the procedures' minutes are in too

@@ -25,6 +25,8 @@ async def test_demo_sends_every_message_and_summarises_the_acks() -> None:
         # The shipped profile maps only Medicare: commercial DFTs come back AE unmapped_code.
         aa = len(expected) - commercial
         assert f"ACKs: AA {aa}, AE {commercial}, AR 0" in text
+        # What ops/demo --hl7 waits for (the figures: test_hl7_demo_synthetic.py).
+        assert "the worker's join should emit " in text and " partial visit events" in text
         assert [s.value for s in gw.producer.stored(INBOUND)] == [
             m.raw for m in expected if not (m.kind == "charges" and m.payer_kind == "commercial")
         ]

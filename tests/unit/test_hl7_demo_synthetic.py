@@ -12,7 +12,20 @@ import pytest
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
-from ehr import ChargePart, DocumentationPart, Rejection, load_config, parse_hl7v2
+from ehr import (
+    ChargePart,
+    DocumentationPart,
+    EhrConfig,
+    Rejection,
+    VisitState,
+    add_part,
+    assemble,
+    load_config,
+    load_profile,
+    parse_hl7v2,
+)
+from streams.cli import main
+from streams.hl7_demo import join_expectation
 from streams.hl7_synthetic import Hl7Message, Hl7VisitGenerator, demo_profile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,3 +175,54 @@ def test_the_docs_payer_snippet_gets_the_demo_accepted(tmp_path: Path) -> None:
     for m in commercial:
         part = parse_hl7v2(m.raw, config)
         assert isinstance(part, ChargePart) and part.payer.kind == "commercial"
+
+
+def test_the_printed_demo_profile_is_the_shipped_one_plus_the_demo_payers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`demo-hl7 --print-profile` (what ops/demo --hl7 gives the gateway and the worker) is the
+    shipped file with only [payers] extended, and it accepts every demo message."""
+    assert main(["demo-hl7", "--print-profile"]) == 0
+    (tmp_path / "demo.toml").write_text(capsys.readouterr().out)
+    printed = load_profile(tmp_path / "demo.toml")
+    shipped = load_profile()
+    assert printed == demo_profile(shipped)
+    assert printed.model_copy(update={"payers": shipped.payers}) == shipped
+    assert set(printed.payers) - set(shipped.payers) == {"SYNPPO", "SYNHMO"}
+    config = load_config(KEY, tmp_path / "demo.toml")
+    for visit in sample(3, 40):
+        for m in visit:
+            assert not isinstance(parse_hl7v2(m.raw, config), Rejection), m.control_id
+
+
+def join_oracle(messages: list[Hl7Message], config: EhrConfig) -> tuple[int, int]:
+    """What the real join (ehr/join.py) emits for one visit's stored messages, in order: complete
+    events (a new event id each time), then one partial if it never completed."""
+    state: VisitState | None = None
+    last, complete = None, 0
+    for m in messages:
+        part = parse_hl7v2(m.raw, config)
+        assert not isinstance(part, Rejection)
+        state = add_part(state, part)
+        made = assemble(state)
+        if isinstance(made, dict) and made["event_id"] != last:
+            complete, last = complete + 1, made["event_id"]
+    if last is not None or state is None:
+        return complete, 0
+    return complete, int(isinstance(assemble(state, partial_ok=True), dict))
+
+
+@pytest.mark.parametrize("config_name", ["demo", "shipped"])
+def test_the_senders_join_expectation_is_what_the_join_does(config_name: str) -> None:
+    """demo-hl7 prints how many visit events the worker should emit; ops/demo --hl7 waits for
+    them. Checked against the join itself, with the demo profile (everything stored) and the
+    shipped one (commercial DFTs answered AE, so their notes wait alone)."""
+    config = DEMO if config_name == "demo" else SHIPPED
+    stored = [
+        [m for m in visit if not isinstance(parse_hl7v2(m.raw, config), Rejection)]
+        for visit in sample(12, 150)
+    ]
+    oracle = [join_oracle(v, config) for v in stored]
+    assert join_expectation(stored) == (sum(c for c, _ in oracle), sum(p for _, p in oracle))
+    complete, partial = join_expectation(stored)
+    assert complete > len(stored) / 2 and partial > 0

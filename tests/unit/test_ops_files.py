@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 from prometheus_client import generate_latest
 
 from streams.metrics import Metrics
+from streams.settings import Settings
 from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,16 +70,75 @@ def test_dockerfile_installs_only_declared_dependencies() -> None:
     assert re.findall(r"^FROM (\S+)", text, re.M) == ["python:3.11-slim"]
 
 
-def test_compose_file_is_valid() -> None:
+def test_dockerfile_copies_every_package_the_project_installs() -> None:
+    """`pip install .` in the image finds only the packages copied into it: one missing (ehr/
+    was, once) builds an image whose worker and gateway fail at import."""
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+    text = (ROOT / "Dockerfile").read_text()
+    for pattern in include:
+        package = pattern.rstrip("*")
+        assert re.search(rf"^COPY {package} {package}$", text, re.M), package
+
+
+def compose(*args: str) -> subprocess.CompletedProcess[str]:
     exe = require_tool("docker-compose", "docker-compose")
-    proc = subprocess.run(
-        [exe, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+    env = {"PATH": "/usr/bin:/bin:/usr/local/bin"}  # no TC_EHR_PATIENT_KEY from the caller
+    return subprocess.run(
+        [exe, "-f", str(ROOT / "docker-compose.yml"), *args],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
+        env=env,
     )
-    assert proc.returncode == 0, proc.stderr
+
+
+def test_compose_file_is_valid() -> None:
+    for args in (["config", "-q"], ["--profile", "ehr", "config", "-q"]):
+        proc = compose(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert "is not set" not in proc.stderr  # no variable interpolated from nowhere
+
+
+def compose_service(name: str) -> str:
+    """One service's block of docker-compose.yml, as text (keys indented by four spaces)."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    found = re.search(rf"^  {re.escape(name)}:\n((?:(?:    .*)?\n)+)", text, re.M)
+    assert found, name
+    return found.group(1)
+
+
+def test_compose_gateway_is_the_worker_image_on_the_published_ports() -> None:
+    worker, gateway = compose_service("worker"), compose_service("mllp-gateway")
+    image = re.search(r"^    image: (\S+)$", worker, re.M)
+    assert image and f"    image: {image.group(1)}\n" in gateway
+    assert 'command: ["mllp-gateway"]' in gateway
+    # Only with `--profile ehr`: a plain `docker compose up` has no patient key, and a gateway
+    # without one exits 2 (and would be restarted forever).
+    assert 'profiles: ["ehr"]' in gateway
+    assert "<<: *worker-env" in gateway  # the same brokers as the worker
+    assert re.search(r"depends_on:\n\s+kafka:\n\s+condition: service_healthy", gateway)
+    defaults = Settings()
+    assert f'"{defaults.mllp_port}:{defaults.mllp_port}"' in gateway
+    assert f'"{defaults.mllp_web_port}:{defaults.mllp_web_port}"' in gateway
+    assert "TC_MLLP_HOST: 0.0.0.0" in gateway  # 127.0.0.1 in a container reaches nobody
+    assert f"127.0.0.1:{defaults.mllp_web_port}/health" in gateway  # its own health check
+    # Prometheus scrapes it by this service name (ops/prometheus/prometheus.yml).
+    prometheus = (ROOT / "ops/prometheus/prometheus.yml").read_text()
+    assert f'"mllp-gateway:{defaults.mllp_web_port}"' in prometheus
+
+
+def test_compose_never_holds_the_patient_key() -> None:
+    """TC_EHR_PATIENT_KEY is a secret: the worker and the gateway get it passed through from the
+    environment of docker compose (an empty value), never as a literal in the file."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    values = re.findall(r"^ +TC_EHR_PATIENT_KEY:(.*)$", text, re.M)
+    assert len(values) == 2, values
+    assert all(v.split("#", 1)[0].strip() == "" for v in values), values
+    assert "TC_EHR_PATIENT_KEY:" in compose_service("worker")
+    assert "TC_EHR_PATIENT_KEY:" in compose_service("mllp-gateway")
 
 
 def test_compose_runs_the_kafka_version_of_the_local_broker() -> None:
