@@ -1,6 +1,6 @@
 """Worker memory and state recovery with many patients' open episodes (benchmark, not a test).
 
-Feeds the real worker, on the local broker, the first `--days` days of `--patients` patients'
+Feeds the real worker, on the local broker, the first `--visits` visits of `--patients` patients'
 episodes of care (streams/synthetic.py EpisodeGenerator: evaluation with plan of care and
 certification, treatment days, some flaws), so every patient has an open episode in the
 `patient-history` table. Then prints:
@@ -14,7 +14,7 @@ certification, treatment days, some flaws), so every patient has an open episode
 
     ops/kafka/local-kafka start
     KAFKA_TEST_BROKERS=127.0.0.1:19092 .venv/bin/python bench/state_memory.py \
-        [--patients 100000] [--days 10]
+        [--patients 100000] [--visits 3]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,23 +40,27 @@ CHUNK = 2000
 START = date(2026, 1, 5)
 
 
-def open_episodes(patients: int, days: int, seed: int) -> list[tuple[bytes, bytes]]:
-    """The first `days` days of each patient's episodes, in date order (per patient order kept)."""
-    rows: list[tuple[date, bytes, bytes]] = []
-    end = START + timedelta(days=days)
+def open_episodes(patients: int, visits: int, seed: int) -> list[tuple[bytes, bytes]]:
+    """Each patient's first `visits` visits (the evaluation with its plan of care and
+    certification, then treatment days): every patient has an open episode. In date order,
+    each patient's own order kept."""
+    rows: list[tuple[date, int, bytes, bytes]] = []
+    seen: dict[bytes, int] = {}
     made = 0
     k = 0
     while made < patients:
         n = min(CHUNK, patients - made)
         gen = EpisodeGenerator(seed=seed * 1_000_003 + k, patients=n, start=START)
         for rec in gen.cohort():
-            dos = date.fromisoformat(rec.value.split(b'"date_of_service":"', 1)[1][:10].decode())
-            if dos < end:
-                rows.append((dos, rec.key, rec.value))
+            count = seen.get(rec.key, 0)
+            if count < visits:
+                seen[rec.key] = count + 1
+                dos = rec.value.split(b'"date_of_service":"', 1)[1][:10].decode()
+                rows.append((date.fromisoformat(dos), len(rows), rec.key, rec.value))
         made += n
         k += 1
     rows.sort(key=lambda r: (r[0], r[1]))
-    return [(key, value) for _, key, value in rows]
+    return [(key, value) for _, _, key, value in rows]
 
 
 def status(pid: int) -> dict[str, float]:
@@ -112,17 +116,17 @@ def describe(label: str, worker: Worker) -> None:
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--patients", type=int, default=100_000)
-    ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--visits", type=int, default=3, help="visits per patient")
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    records = open_episodes(args.patients, args.days, args.seed)
+    records = open_episodes(args.patients, args.visits, args.seed)
     patients = len({k for k, _ in records})
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {platform.system()}")
     print(
-        f"feed: {len(records):,} visits of {patients:,} patients (first {args.days} days of "
-        f"their episodes; built in {time.perf_counter() - t0:.0f} s)"
+        f"feed: {len(records):,} visits of {patients:,} patients (the first {args.visits} of "
+        f"their episode; built in {time.perf_counter() - t0:.0f} s)"
     )
     t = Topics.unique(f"bench-state-{uuid.uuid4().hex[:6]}")
     await create_topics(t)

@@ -31,7 +31,7 @@ from streams.ehr_stages import EhrParser, VisitJoiner
 from streams.health import Health, Stage
 from streams.metrics import Metrics
 from streams.offsets import OffsetProbe, OffsetTracker
-from streams.pipeline import Pipeline
+from streams.pipeline import STARTS_WAIT_S, Pipeline
 from streams.processor import Output, Processor, Record, VisitProcessor
 from streams.publish import Publisher
 from streams.settings import SecurityProtocol, Settings, settings_from_env_or_exit
@@ -287,7 +287,7 @@ def create_app(
         inputs = [tp for st in stages for tp in _tps(assigned, st.topics)]
         epochs = [st.pipeline.epoch for st in stages]
         try:
-            starts = await probe.starts(settings.app_id, inputs)
+            starts = await asyncio.wait_for(probe.starts(settings.app_id, inputs), STARTS_WAIT_S)
         except Exception as exc:  # then each partition's first record falls back on faust's
             log.warning("cannot read the partitions' start offsets (%s)", type(exc).__name__)
             starts = {}
@@ -305,6 +305,8 @@ def create_app(
         # faust sends on_rebalance_complete once the tables' changelogs are read (recovery).
         seconds = time.monotonic() - assigned_at[0]
         metrics.state_recovery_seconds.set(seconds)
+        for st in stages:
+            st.pipeline.quiet()
         log.info("state restored from the changelogs in %.1fs", seconds)
 
     app.on_rebalance_complete.connect(cast(Any, on_recovered))
@@ -330,7 +332,10 @@ def create_app(
     async def refresh_lag() -> None:
         health.update_lag()
         for st in stages:  # a partition that has records yet delivers none is re-read
-            st.pipeline.check_stalled(highwater)
+            if app.rebalancing:  # records cannot flow (rebalance, table recovery)
+                st.pipeline.quiet()
+            else:
+                st.pipeline.check_stalled(highwater)
 
     app.timer(interval=settings.commit_interval_s)(commit_durable)
     app.timer(interval=5.0)(refresh_lag)

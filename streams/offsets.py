@@ -133,16 +133,26 @@ class OffsetTracker:
         The caller asks only while nothing is in flight (a busy pipeline takes no records)."""
         now = self._clock()
         out = []
-        for tp, expected in self._expected.items():
-            if expected is None or tp in self._resolving or tp in self._awaiting:
+        for tp, known in self._expected.items():
+            if tp in self._resolving or tp in self._awaiting:
                 continue
+            # Start not read and no record yet: faust's committed offset, else the log's start.
+            expected = known if known is not None else (self._baseline(tp) or 0)
             end = highwater(tp)
             if end is None or end <= expected or now - self._seen.get(tp, now) < STALL_S:
                 continue
             self._resolving.add(tp)
+            self._expected[tp] = expected
             self._seen[tp] = now
             out.append((tp, expected))
         return out
+
+    def quiet(self) -> None:
+        """Records cannot flow now (a rebalance, the tables' recovery): no partition counts as
+        silent before `STALL_S` from now."""
+        now = self._clock()
+        for tp in self._seen:
+            self._seen[tp] = now
 
     def admit(self, tp: TP, offset: int) -> tuple[Verdict, int]:
         """What to do with the record at `offset`, and the offset expected for `tp`."""
@@ -177,8 +187,9 @@ class OffsetTracker:
         return Verdict.GAP, expected
 
     def resolved(self, tp: TP, first_existing: int) -> None:
-        """The broker's first offset at or after the expected one: re-read from there."""
-        if tp in self._expected:
+        """The broker's first offset at or after the expected one: re-read from there. Only
+        for a resolution still pending (a new assignment forgets older ones)."""
+        if tp in self._expected and tp in self._resolving:
             self._expected[tp] = first_existing
             self._sought[tp] = self._clock() + SEEK_GRACE_S
             self._seen[tp] = self._clock()
@@ -203,6 +214,9 @@ class OffsetProbe:
             "enable_auto_commit": False,
             "group_id": None,
             "max_partition_fetch_bytes": 64 * 1024,  # the first record is all we look at
+            # A start deleted meanwhile (retention) resets to the log's first offset, never to
+            # its end (aiokafka's default, "latest", would skip everything in between).
+            "auto_offset_reset": "earliest",
             **security,
         }
         self._consumer: AIOKafkaConsumer | None = None
@@ -222,8 +236,14 @@ class OffsetProbe:
                     if k in ("bootstrap_servers", "security_protocol", "ssl_context")
                     or k.startswith("sasl_")
                 }
-                self._admin = AIOKafkaAdminClient(**admin_config)
-                await self._admin.start()
+                admin = AIOKafkaAdminClient(**admin_config)
+                try:
+                    await admin.start()
+                except BaseException:  # not kept half-started: the next call starts afresh
+                    with contextlib.suppress(Exception):
+                        await admin.close()
+                    raise
+                self._admin = admin
             parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
             committed = await self._admin.list_consumer_group_offsets(group, partitions=parts)
         out: dict[TP, int] = {}
@@ -243,8 +263,14 @@ class OffsetProbe:
         broker has no record there yet, i.e. at the end of the log)."""
         async with self._lock:
             if self._consumer is None:
-                self._consumer = AIOKafkaConsumer(**self._config)
-                await self._consumer.start()
+                fresh = AIOKafkaConsumer(**self._config)
+                try:
+                    await fresh.start()
+                except BaseException:  # not kept half-started: the next call starts afresh
+                    with contextlib.suppress(Exception):
+                        await fresh.stop()
+                    raise
+                self._consumer = fresh
             consumer = self._consumer
             partition = TopicPartition(tp.topic, tp.partition)
             consumer.assign([partition])
@@ -257,10 +283,10 @@ class OffsetProbe:
             batch = await consumer.getmany(partition, timeout_ms=int(timeout_s * 1000))
             records = batch.get(partition, [])
             if records:
-                return int(records[0].offset)
+                return min(int(records[0].offset), end)
             # None came: the fetch passed only transaction markers (the position moved past
-            # them), or the broker was slow (it did not).
-            return max(start, int(await consumer.position(partition)))
+            # them, not beyond the end read above), or the broker was slow (it did not).
+            return min(max(start, int(await consumer.position(partition))), end)
 
     async def close(self) -> None:
         if self._consumer is not None:

@@ -189,13 +189,19 @@ class Pipeline:
             task.add_done_callback(self._resolving.discard)
         return len(stalled)
 
+    def quiet(self) -> None:
+        """Records cannot flow now (a rebalance or the tables' recovery): restart the stall
+        check's clock."""
+        if self.tracker is not None:
+            self.tracker.quiet()
+
     async def _resync(self, tp: TP, expected: int, epoch: int) -> None:
         assert self.tracker is not None and self._resolve_gap is not None
         try:
             first = await self._resolve_gap(tp, expected)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the partition stays held; the next record retries
+        except Exception as exc:  # released: the next record (or the stall check) retries
             log.warning("%s[%d]: re-read failed (%s)", tp.topic, tp.partition, exc)
             if epoch == self.epoch:
                 self.tracker.resolved(tp, expected)

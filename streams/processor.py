@@ -169,7 +169,7 @@ class VisitProcessor:
             out.append(state.put(rec.partition, rec.key, outcome.history.to_bytes()))
         m = self.metrics
         for a in outcome.alerts:
-            m.alerts_by_rule[a.rule_id].inc()
+            m.alert(a.rule_id, a.severity).inc()
             amount = a.body.get("amount_at_risk")
             if amount is not None:
                 m.amount_at_risk_by_rule[a.rule_id].inc(float(amount))

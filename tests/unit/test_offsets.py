@@ -253,3 +253,56 @@ async def test_the_pipeline_re_reads_a_stalled_partition_only_when_idle() -> Non
     h.broker.ack()
     await settle()
     assert await h.pipeline.commit() == {P0: 9}
+
+
+def test_a_partition_whose_start_is_unknown_is_checked_from_its_committed_offset() -> None:
+    # start_unknown (the broker did not answer): no record yet, so no expected offset of its own.
+    now = [0.0]
+    tracker = OffsetTracker(lambda tp: 5, clock=lambda: now[0])
+    tracker.assigned([P0], awaiting_start=True)
+    tracker.start_unknown(P0)
+    now[0] = STALL_S + 1
+    assert tracker.stalled({P0: 9}.get) == [(P0, 5)]
+    never = OffsetTracker(lambda tp: None, clock=lambda: now[0])  # never committed
+    never.assigned([P0])
+    now[0] = 3 * STALL_S
+    assert never.stalled({P0: 9}.get) == [(P0, 0)]  # the broker's first offset decides
+
+
+def test_a_resolution_from_an_earlier_assignment_is_ignored() -> None:
+    now = [0.0]
+    tracker = OffsetTracker(lambda tp: 0, clock=lambda: now[0])
+    tracker.assigned([P0])
+    assert tracker.admit(P0, 3)[0] is Verdict.GAP  # resolution of 0 pending...
+    tracker.assigned([P0], awaiting_start=True)  # ...when a rebalance gives a new assignment
+    tracker.start_known(P0, 5)
+    assert tracker.admit(P0, 5)[0] is Verdict.PROCESS
+    tracker.resolved(P0, 0)  # the old answer arrives late: it must not rewind the partition
+    assert tracker.admit(P0, 6) == (Verdict.PROCESS, 6)
+
+
+def test_quiet_restarts_the_stall_clock() -> None:
+    now = [0.0]
+    tracker = OffsetTracker(lambda tp: 0, clock=lambda: now[0])
+    tracker.assigned([P0])
+    assert tracker.admit(P0, 0)[0] is Verdict.PROCESS
+    now[0] = STALL_S + 1
+    tracker.quiet()  # a rebalance or the tables' recovery: nothing could flow
+    assert tracker.stalled({P0: 9}.get) == []
+    now[0] = 2 * STALL_S + 2
+    assert tracker.stalled({P0: 9}.get) == [(P0, 1)]
+
+
+@pytest.mark.asyncio
+async def test_a_probe_that_failed_to_start_starts_afresh_next_time() -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    from streams.offsets import OffsetProbe
+
+    probe = OffsetProbe(["127.0.0.1:1"], {"request_timeout_ms": 1000})  # nothing listens there
+    for _ in range(2):  # the second call fails the same way, not on a half-started client
+        with pytest.raises(KafkaConnectionError):
+            await probe.first_offset(P0, 0)
+        with pytest.raises(KafkaConnectionError):
+            await probe.starts("g", [P0])
+    await probe.close()

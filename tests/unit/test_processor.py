@@ -111,6 +111,22 @@ def test_metrics_count_alerts_by_rule_and_visits_by_status() -> None:
     assert "V-1001" not in text and "P-88f1" not in text
 
 
+def test_alerts_are_counted_at_the_severity_they_carry() -> None:
+    # Pub. 100-02, Ch. 15, sec. 220.3: a Medicare note with only the total timed minutes gives
+    # TIMED_MINUTES_MISSING at `info` (EVENTS.md lists the rule as a warning by default).
+    metrics = Metrics()
+    data = timed_visit(("97110", 2, 30), ("97140", 1, 10))
+    for service in data["services"]:
+        service["minutes"] = None
+    processor(metrics).handle(rec(raw(data)))
+    text = generate_latest(metrics.registry).decode()
+    line = 'therapy_compliance_alerts_total{rule_id="TIMED_MINUTES_MISSING",severity="info"} 2.0'
+    assert line in text
+    assert (
+        'therapy_compliance_alerts_total{rule_id="TIMED_MINUTES_MISSING",severity="warning"} 0.0'
+    ) in text
+
+
 def test_settings_reject_unknown_and_invalid_variables() -> None:
     with pytest.raises(ValueError, match="TC_BROKER"):
         Settings.from_env({"TC_BROKER": "x:1"})
