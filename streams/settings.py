@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     startup_wait_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
     #: Event loop of the worker: uvloop (faster) or asyncio (the standard library's).
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    #: faust's fetch loop: `tckafka` (streams/transport.py: direct hand-over) or `kafka` (faust's
+    #: own, kept for comparison and as a fallback; the offset guard covers both).
+    fetch_loop: Literal["tckafka", "kafka"] = "tckafka"
     #: A worker that dies without leaving the group is replaced after this long (Kafka session).
     session_timeout_s: Annotated[float, Field(ge=6, le=300)] = 10.0
     heartbeat_interval_s: Annotated[float, Field(gt=0, le=60)] = 3.0
@@ -260,7 +263,7 @@ class Settings(BaseSettings):
     @property
     def faust_broker(self) -> str:
         # tckafka: streams/transport.py, registered as a faust transport in pyproject.toml.
-        return ";".join(f"tckafka://{h}" for h in self.bootstrap_servers)
+        return ";".join(f"{self.fetch_loop}://{h}" for h in self.bootstrap_servers)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.security_protocol not in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
