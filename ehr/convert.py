@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal, TextIO
 
 from ehr.fhir import FhirResult, parse_fhir, parse_resources
+from ehr.fhirindex import duplicate_keys
 from ehr.hl7text import split_messages
 from ehr.hl7v2 import parse_hl7v2
 from ehr.join import AssemblyProblem, VisitState, add_part, assemble
@@ -81,7 +82,7 @@ def _fhir(data: bytes, config: EhrConfig, received: datetime) -> Iterator[tuple[
     text = data.decode("utf-8", errors="replace").strip()
     results: list[tuple[int, FhirResult]] = []
     try:
-        results.append((1, parse_fhir(json.loads(text), config, received)))
+        whole = json.loads(text)
     except ValueError:
         loose: list[dict[str, Any]] = []
         for number, line in enumerate(text.splitlines(), start=1):
@@ -92,7 +93,11 @@ def _fhir(data: bytes, config: EhrConfig, received: datetime) -> Iterator[tuple[
             except ValueError:
                 results.append((number, parse_fhir(line, config, received)))  # -> not_fhir
                 continue
-            if isinstance(obj, dict) and obj.get("resourceType") == "Bundle":
+            # Duplicate keys are seen in the text only (docs/rules.md "Input hygiene").
+            duplicate = duplicate_keys(line)
+            if duplicate is not None:
+                results.append((number, FhirResult(rejections=(duplicate,))))
+            elif isinstance(obj, dict) and obj.get("resourceType") == "Bundle":
                 results.append((number, parse_fhir(obj, config, received)))
             elif isinstance(obj, dict):
                 loose.append(obj)
@@ -100,6 +105,12 @@ def _fhir(data: bytes, config: EhrConfig, received: datetime) -> Iterator[tuple[
                 results.append((number, parse_fhir(line, config, received)))
         if loose:
             results.append((0, parse_resources(loose, config, received)))
+    else:
+        duplicate = duplicate_keys(text)
+        if duplicate is not None:
+            results.append((1, FhirResult(rejections=(duplicate,))))
+        else:
+            results.append((1, parse_fhir(whole, config, received)))
     for number, result in results:
         for rejection in result.rejections:
             yield number, rejection

@@ -29,6 +29,8 @@ from ehr.parts import VisitKey
 from ehr.patient import hashed_visit_number, patient_ref
 from ehr.profile import EhrConfig, PayerEntry
 from ehr.rejection import Rejection, RejectReason
+from schemas.decode import UTF8_BOM
+from schemas.duplicate_keys import duplicate_key_detail
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 #: THO v2-0203 identifier type "MR" (medical record number).
@@ -86,9 +88,14 @@ def load(data: bytes | str | Mapping[str, Any] | object) -> BundleIndex | Reject
         # detects the encoding of bytes and skips the BOM, which RFC 8259 sec. 8.1 allows a
         # parser to do "in the interests of interoperability", and FHIR producers on Windows
         # write one (docs/rules.md "Input hygiene": a visit record's BOM is refused instead).
+        # Duplicate keys are refused below (`duplicate_keys`), on the text, which still has them.
         obj = json.loads(data) if isinstance(data, bytes | str) else data
     except (ValueError, UnicodeDecodeError) as exc:
         return Rejection.one(RejectReason.NOT_FHIR, f"not valid JSON ({type(exc).__name__})")
+    if isinstance(data, bytes | str):
+        duplicate = duplicate_keys(data)
+        if duplicate is not None:
+            return duplicate
     if not isinstance(obj, Mapping) or not isinstance(obj.get("resourceType"), str):
         return Rejection.one(RejectReason.NOT_FHIR, "not a FHIR resource: no resourceType")
     if obj["resourceType"] != "Bundle":
@@ -111,6 +118,20 @@ def load(data: bytes | str | Mapping[str, Any] | object) -> BundleIndex | Reject
         if e.resource is not None
     ]
     return BundleIndex(entries, bundle.id or "", _aware(bundle.timestamp))
+
+
+def duplicate_keys(data: bytes | str) -> Rejection | None:
+    """`not_fhir` naming the path of the first key an object of the JSON text names twice
+    (`entry.0.resource.birthDate`), else None. `data` is a text `json.loads` accepted.
+
+    RFC 8259 sec. 4: with duplicate names "the behavior of software that receives such an
+    object is unpredictable" (Python's json keeps the last value, other parsers the first), so a
+    bundle two systems would read differently is refused, as a visit record is
+    (docs/rules.md "Input hygiene"). Keys are named, values never (they may be patient data).
+    A mapping handed in already parsed cannot be checked: its duplicates are gone."""
+    raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
+    detail = duplicate_key_detail(raw.removeprefix(UTF8_BOM))
+    return None if detail is None else Rejection.one(RejectReason.NOT_FHIR, detail)
 
 
 def validate(obj: Mapping[str, Any]) -> Resource | Rejection:

@@ -99,28 +99,30 @@ def _split_segments(data: bytes) -> list[bytes | Rejection]:
     out: list[bytes | Rejection] = []
     current: list[bytes] | None = None
     orphans = 0
-    bom = False  # the orphans start with a byte-order mark before MSH (named in the detail)
 
     def close() -> None:
-        nonlocal current, orphans, bom
+        nonlocal current, orphans
         if current is not None:
             out.append(b"\r".join(current) + b"\r")
         if orphans:
-            out.append(_orphans(orphans, bom))
-        current, orphans, bom = None, 0, False
+            out.append(_orphans(orphans))
+        current, orphans = None, 0
 
     for segment in _SEGMENT_BREAK.split(data):
         if not segment.strip():
             close()  # a blank line ends a message
             continue
-        head = segment.lstrip()[:3]
+        stripped = segment.lstrip()
+        head = stripped[:3]
         if head in _BATCH_SEGMENTS:
             continue
-        if head == b"MSH":
+        if head == b"MSH" or stripped.startswith(_BOM_MSH):
+            # A BOM before MSH starts a message too (kept with its BOM, so `parse_hl7v2`
+            # refuses it naming the BOM): read as a segment it would be merged, unseen, into
+            # the message before it when messages are separated by a single line break.
             close()
-            current = [segment.lstrip()]
+            current = [stripped]
         elif current is None:
-            bom = bom or (orphans == 0 and segment.lstrip().startswith(_BOM_MSH))
             orphans += 1
         else:
             current.append(segment)
@@ -129,19 +131,15 @@ def _split_segments(data: bytes) -> list[bytes | Rejection]:
 
 
 #: A UTF-8 byte-order mark before MSH: what Windows editors write at the start of a file. A
-#: file's leading one is skipped by `convert`; any other is refused, and named.
+#: file's leading one is skipped by `convert`; any other starts a message that `parse_hl7v2`
+#: refuses, naming the BOM (docs/rules.md "Input hygiene").
 _BOM_MSH = b"\xef\xbb\xbfMSH"
 
 
-def _orphans(count: int, bom: bool = False) -> Rejection:
-    why = (
-        ": the first starts with a UTF-8 byte-order mark (EF BB BF) before MSH; remove it"
-        if bom
-        else ""
-    )
+def _orphans(count: int) -> Rejection:
     return Rejection.one(
         RejectReason.NOT_HL7,
-        f"{count} segment(s) before any MSH segment: not an HL7 message{why}",
+        f"{count} segment(s) before any MSH segment: not an HL7 message",
     )
 
 

@@ -69,9 +69,16 @@ class AuditSummary:
 
 
 def _lines(stream: BinaryIO, max_bytes: int) -> Iterator[bytes | None]:
-    """Yield each line's bytes, or None for a line longer than max_bytes (skipped unread)."""
+    """Yield each line's bytes, or None for a line longer than max_bytes (skipped unread). A
+    UTF-8 BOM at the very start of the file is dropped before the first line is measured: it is
+    the file's, not the record's, so it does not count against max_bytes."""
+    first = True
     while True:
-        line = stream.readline(max_bytes + 2)  # +2: room for a trailing CRLF
+        # +2: room for a trailing CRLF; on the first line, room for the file's BOM too.
+        line = stream.readline(max_bytes + 2 + (len(UTF8_BOM) if first else 0))
+        if first:
+            first = False
+            line = line.removeprefix(UTF8_BOM)
         if not line:
             return
         if len(line) > max_bytes and not line.endswith(b"\n"):
@@ -96,8 +103,6 @@ def run_audit(
     progress = err.isatty()
     last = time.monotonic()
     for lineno, raw in enumerate(_lines(stream, max_bytes), start=1):
-        if lineno == 1 and raw is not None and raw.startswith(UTF8_BOM):
-            raw = raw[len(UTF8_BOM) :]  # a file's BOM, not part of its first record
         if raw is not None and not raw.strip():
             continue  # blank lines (a trailing newline, spacing) are not records
         result = (

@@ -37,6 +37,7 @@ from ehr import (
     rejection_ack,
 )
 from ehr.ack import AckCode
+from schemas.decode import UTF8_BOM
 from streams.mllp_deadletter import dead_letter
 from streams.mllp_metrics import GatewayMetrics, type_label
 from streams.settings import Settings
@@ -139,14 +140,16 @@ class MessageHandler:
         sender waits for one, answer AE (header-less when MSH-10 cannot be read)."""
         self.metrics.framing_errors.labels(event=event).inc()
         reason = "too_large" if event == "too_large" else "bad_framing"
-        header = self.header(head) if head.startswith(b"MSH") else None
+        header = self.header(head) if _msh_first(head) else None
         detail = _FAULT_DETAIL[event](size, self.max_bytes)
         return await self._reject(head, size, header, reason, detail, None, answer, event)
 
     def header(self, raw: bytes) -> MessageHeader | None:
         """MSH of the message, for addressing the ACK. Read from the MSH segment alone: parsing
-        the whole message again would cost as much as the profile's parse (~0.7 ms)."""
-        msh = _SEGMENT_END.split(raw.lstrip(b"\r\n \t"), 1)[0]
+        the whole message again would cost as much as the profile's parse (~0.7 ms). A UTF-8
+        byte-order mark before MSH is skipped here only: the message is still refused for it
+        (ehr.parse_hl7v2), but the AE can echo MSH-10 and answer MSH-3/4."""
+        msh = _SEGMENT_END.split(_without_bom(raw), 1)[0]
         try:
             h = read_header(msh, self.config.profile.default_charset, self.config.profile.zone)
         except Exception:  # the header only addresses the ACK; without it the ACK is header-less
@@ -244,6 +247,17 @@ class MessageHandler:
 
 _NOT_HL7 = RejectReason.NOT_HL7
 _SEGMENT_END = re.compile(rb"[\r\n]")
+
+
+def _without_bom(raw: bytes) -> bytes:
+    """The message from its first segment on: leading line breaks/spaces and one UTF-8 BOM
+    (docs/rules.md "Input hygiene") dropped, for reading the header that addresses the ACK."""
+    return raw.lstrip(b"\r\n \t").removeprefix(UTF8_BOM)
+
+
+def _msh_first(head: bytes) -> bool:
+    return head.removeprefix(UTF8_BOM).startswith(b"MSH")
+
 
 _FAULT_DETAIL: dict[str, Callable[[int, int], str]] = {
     "outside_block": lambda n, _m: f"{n} bytes outside an MLLP block (no start byte 0x0B)",

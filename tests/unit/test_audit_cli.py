@@ -253,3 +253,25 @@ def test_a_bom_anywhere_else_makes_its_line_invalid() -> None:
     # Only a BOM at the very start is the file's: after a blank first line it is a record's.
     summary = run_audit(io.BytesIO(b"\n\xef\xbb\xbf" + good + b"\n"), out, io.StringIO())
     assert summary.invalid_lines == 1
+
+
+def test_the_files_bom_does_not_count_against_max_bytes() -> None:
+    """The size limit is the record's (docs/rules.md "Input hygiene"): a first line of exactly
+    --max-bytes after the file's BOM is read like the same line without it, with LF, CRLF or
+    no line end; one byte more is too large either way."""
+    good = raw(EXAMPLES[0][1])
+    limit = len(good)
+    for end in (b"\n", b"\r\n", b""):
+        for prefix in (b"", b"\xef\xbb\xbf"):
+            err = io.StringIO()
+            summary = run_audit(io.BytesIO(prefix + good + end), io.BytesIO(), err, max_bytes=limit)
+            assert (summary.visits_read, summary.invalid_lines) == (1, 0), (prefix, end, err)
+            over = good.replace(b'"V-', b'"VV-', 1)
+            assert len(over) == limit + 1
+            err = io.StringIO()
+            summary = run_audit(io.BytesIO(prefix + over + end), io.BytesIO(), err, max_bytes=limit)
+            assert (summary.visits_read, summary.invalid_lines) == (0, 1), (prefix, end)
+            assert orjson.loads(err.getvalue().splitlines()[0])["reason"] == "too_large"
+    # A file that is only a BOM holds no record.
+    summary = run_audit(io.BytesIO(b"\xef\xbb\xbf"), io.BytesIO(), io.StringIO(), max_bytes=limit)
+    assert (summary.visits_read, summary.invalid_lines) == (0, 0)

@@ -16,7 +16,15 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ehr import ChargePart, Rejection, convert_main, load_config, mllp_frame, parse_hl7v2
+from ehr import (
+    ChargePart,
+    Rejection,
+    convert_main,
+    load_config,
+    mllp_frame,
+    parse_hl7v2,
+    split_messages,
+)
 from ehr.fhir import parse_fhir
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures/ehr"
@@ -74,3 +82,34 @@ def test_convert_skips_a_bom_at_the_start_of_a_fhir_file(tmp_path: Path) -> None
     expected = convert("fhir", plain)
     assert expected[0] == 0 and expected[1]
     assert convert("fhir", bom) == expected
+
+
+def test_a_bom_before_a_later_msh_on_the_next_line_is_refused_and_the_previous_message_kept(
+    tmp_path: Path,
+) -> None:
+    # Messages one per line (CR between segments, LF between messages): the second one is
+    # preceded by a BOM (a concatenation of Windows exports). It must be refused on its own,
+    # named, and must not be read as segments of the DFT before it.
+    dft = (FIX / "dft_p03_pt_v1001.hl7").read_bytes()
+    mdm = (FIX / "mdm_t02_pt_daily_v1001.hl7").read_bytes()
+    data = dft.rstrip(b"\r") + b"\n" + BOM + mdm.rstrip(b"\r") + b"\n"
+    first, second = split_messages(data)
+    assert first == dft  # the DFT, byte for byte, and nothing of the MDM
+    assert isinstance(second, bytes) and second.startswith(BOM + b"MSH|")
+    refused = parse_hl7v2(second, CONFIG)
+    assert isinstance(refused, Rejection) and refused.reason.value == "not_hl7"
+    assert "byte-order mark" in refused.detail
+    # The same with segments on lines (LF) and no blank line between the messages.
+    lines = dft.replace(b"\r", b"\n") + BOM + mdm.replace(b"\r", b"\n")
+    first, second = split_messages(lines)
+    assert first == dft and isinstance(second, bytes) and second.startswith(BOM + b"MSH|")
+    # Through convert: the DFT gives its visit (parts_missing: no document was accepted), the
+    # BOM message is one rejection naming the BOM, not a silently merged segment run.
+    path = tmp_path / "bom2.hl7"
+    path.write_bytes(data)
+    code, lines_out, err = convert("hl7", path)
+    rejections = [json.loads(line) for line in err.splitlines() if '"message"' in line]
+    assert code == 1
+    assert [r["message"] for r in rejections] == [2]
+    assert "byte-order mark" in rejections[0]["detail"]
+    assert len(lines_out) == 1

@@ -11,9 +11,10 @@ from typing import Any
 
 from ehr import convert_main, load_config, mllp_frame
 from schemas.visit import TherapyVisitCompleted
+from tests.tools import EHR_SAMPLES, require_samples
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures/ehr"
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared/samples/ehr"
+SAMPLES = EHR_SAMPLES
 CONFIG = load_config(b"test-key-0123456789abcdef")
 NOW = datetime(2026, 3, 5, tzinfo=UTC)
 
@@ -100,8 +101,7 @@ def test_fhir_ndjson_of_bundles_and_loose_resources(tmp_path: Path) -> None:
 
 
 def test_synthea_ndjson_reports_every_resource(tmp_path: Path) -> None:
-    if not SAMPLES.is_dir():
-        return
+    require_samples(SAMPLES)
     path = tmp_path / "synthea.ndjson"
     path.write_bytes(
         b"".join(f.read_bytes() for f in sorted((SAMPLES / "synthea").glob("*.ndjson")))
@@ -112,8 +112,7 @@ def test_synthea_ndjson_reports_every_resource(tmp_path: Path) -> None:
 
 
 def test_every_hl7_sample_converts_without_crashing(tmp_path: Path) -> None:
-    if not SAMPLES.is_dir():
-        return
+    require_samples(SAMPLES)
     path = tmp_path / "samples.hl7"
     files = sorted((SAMPLES / "hl7v2").glob("*"))
     path.write_bytes(b"\n\n".join(f.read_bytes() for f in files))  # blank line between

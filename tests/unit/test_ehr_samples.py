@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import pytest
 
@@ -24,15 +23,19 @@ from ehr.fhirindex import validate
 from ehr.hl7tree import parse as parse_tree
 from ehr.notes import read_signature
 from ehr.profile import EhrConfig, load_profile
+from tests.tools import EHR_SAMPLES, require_samples
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared/samples/ehr"
+SAMPLES = EHR_SAMPLES
 HL7 = SAMPLES / "hl7v2"
 FHIR = SAMPLES / "fhir"
 KEY = b"test-key-0123456789abcdef"
 CONFIG = load_config(KEY)
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 
-pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="../shared/samples/ehr not present")
+
+@pytest.fixture(autouse=True)
+def _samples() -> None:
+    require_samples(SAMPLES)  # missing: fails in CI (CI copies ../shared), skips elsewhere
 
 
 def variant(**tables: object) -> EhrConfig:

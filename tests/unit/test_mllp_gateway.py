@@ -347,6 +347,33 @@ async def test_not_hl7_gets_a_header_less_ae() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_bom_before_msh_is_refused_naming_it_in_an_ae_addressed_by_its_header() -> None:
+    # docs/rules.md "Input hygiene": refused (AE, not_hl7, the BOM named), but MSH-10 is
+    # readable after the BOM, so the ACK echoes it (MSA-2) and answers the sender's MSH-3/4 in
+    # MSH-5/6, and the metric counts the message's MSH-9 type, not `unknown`.
+    bom = b"\xef\xbb\xbf"
+    raw = fixture("dft_p03_pt_v1001.hl7")
+    async with running() as gw:
+        c = await gw.connect()
+        await c.send(frame(bom + raw))
+        ack_bytes = await c.raw_ack()
+        strict_251(ack_bytes)
+        ack = [s.split("|") for s in ack_bytes.decode().split("\r")[:-1]]
+        assert msa(ack)[:3] == ["MSA", "AE", "DFT-1001-1"]
+        assert msa(ack)[3].startswith("not_hl7: the message starts with a UTF-8 byte-order mark")
+        # The fixture's MSH-3/4 are PTEMR/CLINIC01: the ACK's MSH-5/6 (HL7 v2.5 ch. 2.14.9).
+        assert ack[0][4:6] == ["PTEMR", "CLINIC01"]
+        assert ack[0][8] == "ACK^P03^ACK"
+        (letter,) = gw.producer.dead_letters()
+        assert letter.reason == "not_hl7" and "byte-order mark" in letter.detail
+        assert letter.source.control_id == "DFT-1001-1"
+        assert base64.b64decode(letter.value_b64 or "") == bom + raw
+        assert gw.producer.stored(INBOUND) == []
+        text = gw.metrics_text()
+        assert 'therapy_compliance_mllp_messages_total{ack="AE",type="DFT^P03"} 1.0' in text
+
+
+@pytest.mark.asyncio
 async def test_ar_when_the_dead_letter_cannot_be_written() -> None:
     raw = fixture("dft_p03_credit.hl7")
     async with running(mode="fail_deadletter") as gw:
