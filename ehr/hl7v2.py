@@ -39,6 +39,17 @@ def parse_hl7v2(raw: bytes, config: EhrConfig) -> Hl7Result:
         return Rejection.one(
             RejectReason.NOT_HL7, "the data does not start with an MSH segment", segment="MSH"
         )
+    later = [i for i, seg in enumerate(msg.segments[1:], 2) if seg.name.lstrip("\ufeff") == "MSH"]
+    if later:
+        # Two messages in one block (a sender that batches without FHS/BHS, or a lost frame
+        # end): parsing only the first would drop the second without a word.
+        return Rejection.one(
+            RejectReason.NOT_HL7,
+            f"the data holds {len(later) + 1} messages (another MSH segment at segment "
+            f"{later[0]}): send one message per MLLP block",
+            header_of(msg, config.profile.zone).control_id or None,
+            segment="MSH",
+        )
     return parse_message(msg, header_of(msg, config.profile.zone), config)
 
 

@@ -246,7 +246,7 @@ def create_app(
         key_type=bytes,
         value_type=bytes,
         partitions=settings.partitions,
-        options={"driver": "rocksdict"},
+        options=settings.rocksdb_options,
         help="Per-patient history for the rules that span visits (compliance/state.py).",
     )
     history_state = TableState(history)
@@ -373,7 +373,7 @@ def _ehr_stages(
         key_type=bytes,
         value_type=bytes,
         partitions=settings.partitions,
-        options={"driver": "rocksdict"},
+        options=settings.rocksdb_options,
         help="Each visit's charge and documentation parts until it is emitted (ehr/join.py).",
     )
     joiner = VisitJoiner(settings, metrics, TableState(table))

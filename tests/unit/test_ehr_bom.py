@@ -113,3 +113,16 @@ def test_a_bom_before_a_later_msh_on_the_next_line_is_refused_and_the_previous_m
     assert [r["message"] for r in rejections] == [2]
     assert "byte-order mark" in rejections[0]["detail"]
     assert len(lines_out) == 1
+
+
+def test_two_messages_in_one_block_are_refused_not_half_read() -> None:
+    # HL7 v2.5 ch. 2 / the MLLP transport: one block carries one message. Before, the second
+    # message of a block was dropped without a word (its part never reached the join).
+    dft = (FIX / "dft_p03_pt_v1001.hl7").read_bytes().rstrip(b"\r\n")
+    mdm = sorted(FIX.glob("mdm_*.hl7"))[0].read_bytes().rstrip(b"\r\n")
+    for second in (mdm, BOM + mdm):
+        result = parse_hl7v2(dft + b"\r" + second + b"\r", CONFIG)
+        assert isinstance(result, Rejection)
+        assert result.reason.value == "not_hl7"
+        assert "2 messages" in result.detail
+    assert isinstance(parse_hl7v2(dft + b"\r", CONFIG), ChargePart)
