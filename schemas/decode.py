@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import orjson
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -75,14 +76,40 @@ def decode_visit(
     try:
         visit = TherapyVisitCompleted.model_validate_json(raw)
     except ValidationError as exc:
-        return _classify(raw, exc)
+        return _also_patient_ref(_classify(raw, exc), raw, patient_ref_pattern)
     duplicate = duplicate_key_detail(raw)
     if duplicate is not None:
-        return Rejection(DeadLetterReason.SCHEMA_VIOLATION, duplicate)
+        return _also_patient_ref(
+            Rejection(DeadLetterReason.SCHEMA_VIOLATION, duplicate), raw, patient_ref_pattern
+        )
     problem = pattern_problem(visit.patient_ref, patient_ref_pattern)
     if problem is not None:
         return Rejection(DeadLetterReason.SCHEMA_VIOLATION, pattern_detail(problem), problem)
     return visit
+
+
+#: The contract's OpaqueRef (schemas/common.py): printable ASCII, 1-128 characters.
+_SCHEMA_REF = re.compile(r"[\x20-\x7E]{1,128}")
+
+
+def _also_patient_ref(rejection: Rejection, raw: bytes, pattern: re.Pattern[str]) -> Rejection:
+    """A record refused for another reason whose patient_ref is outside the accepted alphabet
+    too: still counted by that problem (a leak is a leak whatever else is wrong with the
+    record); the detail stays the first error. Rare path: the record is already refused."""
+    if (
+        rejection.patient_ref is not None
+        or rejection.reason is not DeadLetterReason.SCHEMA_VIOLATION
+    ):
+        return rejection
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return rejection
+    ref = data.get("patient_ref") if isinstance(data, dict) else None
+    if not isinstance(ref, str) or _SCHEMA_REF.fullmatch(ref) is None:
+        return rejection  # the schema's own checks name that problem
+    problem = pattern_problem(ref, pattern)
+    return rejection if problem is None else replace(rejection, patient_ref=problem)
 
 
 def _classify(raw: bytes, exc: ValidationError) -> Rejection:

@@ -7,7 +7,7 @@ pipeline read differently is a known smuggling pattern (the validator sees `"uni
 consumer bills 4), so the decoder rejects it.
 
 Neither pydantic's parser nor orjson reports duplicates, and a full parse that does (Python's
-json with `object_pairs_hook`) would nearly double the decoder's cost on every valid record
+json with `object_pairs_hook`) would add ~60% to validation on every valid record
 (bench/RESULTS.md, "Input hygiene"). So the check proves absence cheaply first:
 
 - In a JSON text without a backslash every `"` delimits a string (keys and string values),

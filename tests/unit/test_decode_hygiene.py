@@ -172,3 +172,29 @@ def test_a_record_the_second_parser_refuses_is_not_passed(monkeypatch: pytest.Mo
     r = rejected(escaped)
     assert r.reason is DeadLetterReason.SCHEMA_VIOLATION
     assert "duplicate keys cannot be ruled out" in r.detail
+
+
+def test_a_patient_ref_leak_is_counted_also_when_the_record_has_another_error() -> None:
+    # Review finding: the pattern was checked only on records the schema accepted, so a name in
+    # patient_ref next to any other error went uncounted. The detail stays the first error.
+    import orjson
+
+    from schemas.decode import Rejection, decode_visit
+    from schemas.patient_ref import PatientRefProblem
+    from tests.factories import raw, timed_visit
+
+    data = timed_visit(("97110", 2, 30))
+    data["patient_ref"] = "Jane Doe"
+    data["services"][0]["units"] = -2
+    result = decode_visit(raw(data))
+    assert isinstance(result, Rejection)
+    assert "units" in result.detail and "Jane" not in result.detail
+    assert result.patient_ref is PatientRefProblem.SPACE
+    dup = raw(timed_visit(("97110", 2, 30)))[:-1] + b',"visit_id":"V-2","patient_ref":"Jo Ann"}'
+    result = decode_visit(dup)
+    assert isinstance(result, Rejection) and "duplicate" in result.detail
+    assert result.patient_ref is PatientRefProblem.SPACE
+    data["patient_ref"] = "P-1"
+    result = decode_visit(raw(data))
+    assert isinstance(result, Rejection) and result.patient_ref is None
+    assert orjson.loads(raw(data))["patient_ref"] == "P-1"
