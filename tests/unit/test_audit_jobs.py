@@ -164,3 +164,23 @@ def test_a_valid_visit_goes_to_its_patients_process_whatever_its_line() -> None:
         for value in (raw(second), big_int_extra(second), b" " + raw(second) + b"\t"):
             got = {owner(value, n, count, MAX_BYTES, DEFAULT_PATTERN) for n in range(1, 12)}
             assert got == {expected}
+
+
+def test_a_failing_process_fails_the_run_without_partial_output(history_file: Path) -> None:
+    """A process that dies (here: the engine raises) makes the run an error, not a silent
+    partial result."""
+    import io
+
+    from compliance import Engine
+    from streams.audit import run_audit_jobs
+
+    class Broken(Engine):
+        __slots__ = ()
+
+        def evaluate(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("boom")
+
+    out, err = io.BytesIO(), io.StringIO()
+    with pytest.raises(RuntimeError, match="audit process"):
+        run_audit_jobs(str(history_file), io.BytesIO(), out, err, Broken(), 2, MAX_BYTES)
+    assert out.getvalue() == b"" and err.getvalue() == ""
