@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from pydantic import (
     BeforeValidator,
@@ -130,10 +130,17 @@ class Family:
         return (self.primary, *self.add_ons)
 
 
+class LineFacts(NamedTuple):
+    entry: CodeEntry | None
+    family: Family | None
+    service: str
+    pooled: bool
+
+
 class Catalog:
     """Immutable lookup of catalog entries by code, with add-on families resolved at load."""
 
-    __slots__ = ("_add_ons", "_entries", "_family_of")
+    __slots__ = ("_add_ons", "_entries", "_family_of", "_line_facts")
 
     def __init__(self, entries: Iterable[CodeEntry]) -> None:
         by_code: dict[str, CodeEntry] = {}
@@ -151,6 +158,30 @@ class Catalog:
                 raise CatalogError(f"{entry.code}: replaced_by given but no effective_to")
         self._entries: Mapping[str, CodeEntry] = by_code
         self._add_ons, self._family_of = _families(by_code)
+        #: Memo of `line_facts` for the catalog's own codes (bounded by the catalog's size).
+        self._line_facts: dict[str, LineFacts] = {}
+
+    def line_facts(self, code: str) -> LineFacts:
+        """What every rule reads about a billed code, computed once per catalog code (per
+        visit line it cost more than most rules, bench/RESULTS.md): its entry, its add-on
+        family (timed codes only), the unit rules' service (the family's primary code, else
+        the code) and whether it is pooled under the CMS 8-minute rule (15-minute timed codes
+        or families, CMS Pub. 100-04, Ch. 5, sec. 20.2). Codes not in the catalog are not
+        memoised: they come from input, so a feed of random codes cannot grow the memo."""
+        facts = self._line_facts.get(code)
+        if facts is not None:
+            return facts
+        entry = self._entries.get(code)
+        timed = entry is not None and entry.timed
+        family = self._family_of.get(code) if timed else None
+        if family is not None:
+            pooled = family.primary_unit == 15 and family.add_on_unit == 15
+        else:
+            pooled = timed and entry is not None and entry.unit_minutes == 15
+        facts = LineFacts(entry, family, family.primary if family is not None else code, pooled)
+        if entry is not None:
+            self._line_facts[code] = facts
+        return facts
 
     def get(self, code: str) -> CodeEntry | None:
         return self._entries.get(code)

@@ -62,6 +62,15 @@ def _parser() -> argparse.ArgumentParser:
         "worker's TC_PATIENT_REF_PATTERN, else printable ASCII without spaces)",
     )
 
+    audit.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=1,
+        metavar="N",
+        help="processes, each taking a share of the patients (default 1); the output is the "
+        "same for any N: alerts in input line order, invalid lines in line order",
+    )
+
     compare = sub.add_parser(
         "compare-rulesets",
         help="dry run of a rule-data update: alerts it would add and remove over a history",
@@ -146,6 +155,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {value})")
+    return value
+
+
 def _timestamp(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -166,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             args.horizon_days,
             args.episode_horizon_days,
             args.patient_ref_pattern,
+            args.jobs,
         )
     if args.command == "compare-rulesets":
         from streams.compare import compare_main

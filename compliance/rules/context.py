@@ -32,14 +32,7 @@ class Line:
 
     @classmethod
     def of(cls, line: ServiceLine, catalog: Catalog) -> Line:
-        entry = catalog.get(line.cpt)
-        timed = entry is not None and entry.timed
-        family = catalog.family(line.cpt) if timed else None
-        if family is not None:
-            pooled = family.primary_unit == 15 and family.add_on_unit == 15
-        else:
-            pooled = timed and entry is not None and entry.unit_minutes == 15
-        service = family.primary if family is not None else line.cpt
+        entry, family, service, pooled = catalog.line_facts(line.cpt)
         return cls(line, entry, line.line_id, line.units > 0, family, service, pooled)
 
 

@@ -27,6 +27,10 @@ class _Billed:
 
 def check_ncci_ptp(ctx: VisitContext) -> list[Finding]:
     table = ctx.rules.ptp
+    # Every conflict has a line of this visit with an edit partner: most visits have none,
+    # and then nothing below needs building (bench/RESULTS.md, issue 13).
+    if not any(ln.billed and table.partners(ln.line.cpt) for ln in ctx.lines):
+        return []
     day = ctx.visit.date_of_service
     here = [
         _Billed(ln.line.cpt, tuple(ln.line.modifiers), ln, None, None)
