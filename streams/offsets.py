@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from enum import Enum
 from typing import Any
 
@@ -204,6 +204,19 @@ class OffsetTracker:
             self._seen.pop(tp, None)
 
 
+async def _start_or_discard(
+    start: Callable[[], Awaitable[Any]], stop: Callable[[], Awaitable[Any]]
+) -> None:
+    """Start a client; if that fails or is cancelled, stop it again, so the caller never
+    keeps a half-started one (the next call starts afresh)."""
+    try:
+        await start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await stop()
+        raise
+
+
 class OffsetProbe:
     """Asks the broker for the first offset at or after a given one, with a consumer of its own
     (no group, no commits)."""
@@ -237,12 +250,7 @@ class OffsetProbe:
                     or k.startswith("sasl_")
                 }
                 admin = AIOKafkaAdminClient(**admin_config)
-                try:
-                    await admin.start()
-                except BaseException:  # not kept half-started: the next call starts afresh
-                    with contextlib.suppress(Exception):
-                        await admin.close()
-                    raise
+                await _start_or_discard(admin.start, admin.close)
                 self._admin = admin
             parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
             committed = await self._admin.list_consumer_group_offsets(group, partitions=parts)
@@ -264,12 +272,7 @@ class OffsetProbe:
         async with self._lock:
             if self._consumer is None:
                 fresh = AIOKafkaConsumer(**self._config)
-                try:
-                    await fresh.start()
-                except BaseException:  # not kept half-started: the next call starts afresh
-                    with contextlib.suppress(Exception):
-                        await fresh.stop()
-                    raise
+                await _start_or_discard(fresh.start, fresh.stop)
                 self._consumer = fresh
             consumer = self._consumer
             partition = TopicPartition(tp.topic, tp.partition)

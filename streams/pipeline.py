@@ -152,20 +152,24 @@ class Pipeline:
             if verdict is Verdict.PROCESS:
                 kept.append(rec)
             elif verdict is Verdict.GAP:
-                self.metrics.input_gaps.labels(rec.topic).inc()
-                log.warning(
-                    "%s[%d]: offset %d arrived, %d expected: holding the partition and "
-                    "re-reading it from the broker's first offset at or after %d",
-                    rec.topic,
-                    rec.partition,
-                    rec.offset,
-                    expected,
-                    expected,
-                )
-                task = asyncio.create_task(self._resync(tp, expected, self.epoch))
-                self._resolving.add(task)
-                task.add_done_callback(self._resolving.discard)
+                self._re_read(tp, expected, f"offset {rec.offset} arrived, {expected} expected")
         return kept
+
+    def _re_read(self, tp: TP, expected: int, why: str) -> None:
+        """Count and log a partition the tracker holds as lost from `expected` on, and start
+        re-reading it from the broker's first offset at or after it."""
+        self.metrics.input_gaps.labels(tp.topic).inc()
+        log.warning(
+            "%s[%d]: %s: holding the partition and re-reading it from the broker's first "
+            "offset at or after %d",
+            tp.topic,
+            tp.partition,
+            why,
+            expected,
+        )
+        task = asyncio.create_task(self._resync(tp, expected, self.epoch))
+        self._resolving.add(task)
+        task.add_done_callback(self._resolving.discard)
 
     def check_stalled(self, highwater: Callable[[TP], int | None]) -> int:
         """Re-read partitions that have records beyond the expected offset but deliver none
@@ -175,18 +179,9 @@ class Pipeline:
             return 0
         stalled = self.tracker.stalled(highwater)
         for tp, expected in stalled:
-            self.metrics.input_gaps.labels(tp.topic).inc()
-            log.warning(
-                "%s[%d]: no record delivered from offset %d although the partition has more: "
-                "re-reading it from the broker's first offset at or after %d",
-                tp.topic,
-                tp.partition,
-                expected,
-                expected,
+            self._re_read(
+                tp, expected, f"no record delivered from offset {expected} though it has more"
             )
-            task = asyncio.create_task(self._resync(tp, expected, self.epoch))
-            self._resolving.add(task)
-            task.add_done_callback(self._resolving.discard)
         return len(stalled)
 
     def quiet(self) -> None:
