@@ -12,15 +12,12 @@ rules see."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from streams.synthetic import EpisodeGenerator
@@ -30,6 +27,7 @@ from tests.integration.test_state import (
     audit_oracle,
     collect,
     wait_processed,
+    wait_took_over,
 )
 
 pytestmark = pytest.mark.timeout(300)
@@ -111,12 +109,7 @@ async def test_episode_state_moves_with_its_partitions(
     await wait_processed(a, len(first))
     b: Worker = make_worker(t, app_id=app_id)
     b.start(wait_healthy=False)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # b took over partitions (restored from the changelog)
-        if b.health_status() == 200 and orjson.loads(b.get("/health")[1])["assigned_partitions"]:
-            break
-        await asyncio.sleep(0.3)
-    assert orjson.loads(b.get("/health")[1])["assigned_partitions"], b.tail()
+    await wait_took_over(b)
     await produce(t.visits, second)
     recs = await collect(t, expected, len(feed))
     assert_same_alerts(recs, t, expected)

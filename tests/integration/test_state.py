@@ -126,6 +126,17 @@ def audit_oracle(
     return {a["alert_id"]: a for a in map(orjson.loads, proc.stdout.splitlines())}
 
 
+async def wait_took_over(b: Worker, timeout: float = 60) -> None:
+    """Until worker `b` of a group is healthy with partitions (its state restored from the
+    changelog)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if b.health_status() == 200 and orjson.loads(b.get("/health")[1])["assigned_partitions"]:
+            return
+        await asyncio.sleep(0.3)
+    assert orjson.loads(b.get("/health")[1])["assigned_partitions"], b.tail()
+
+
 def comparable(alert: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in alert.items() if k != "detected_at"}
 
@@ -211,12 +222,7 @@ async def test_same_day_state_moves_with_its_partitions(
     await wait_processed(a, len(first))
     b: Worker = make_worker(t, app_id=app_id, TC_RULESET_DIR=str(rules))
     b.start(wait_healthy=False)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # b took over partitions (restored from the changelog)
-        if b.health_status() == 200 and orjson.loads(b.get("/health")[1])["assigned_partitions"]:
-            break
-        await asyncio.sleep(0.3)
-    assert orjson.loads(b.get("/health")[1])["assigned_partitions"], b.tail()
+    await wait_took_over(b)
     await produce(t.visits, second)
     recs = await collect(t, expected, len(first) + len(second))
     assert_same_alerts(recs, t, expected)
