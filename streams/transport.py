@@ -58,7 +58,8 @@ class Consumer(faust_aiokafka.Consumer):
         acks_enabled_for = app.topics.acks_enabled_for
         commit_every = self._commit_every
         since_yield = 0
-        noted: set[tuple[TP, int]] = set()
+        noted: set[TP] = set()
+        noted_generation = app.consumer_generation_id
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 self.diag.set_flag(CONSUMER_FETCHING)
@@ -74,9 +75,13 @@ class Consumer(faust_aiokafka.Consumer):
                     if suspended() or message.generation_id != app.consumer_generation_id:
                         # A rebalance is under way, or this record was fetched before the last
                         # one (faust's stream would skip it): not handed over, not marked read;
-                        # the rebalance seeks the partition back to its committed offset.
-                        if (tp, app.consumer_generation_id) not in noted:
-                            noted.add((tp, app.consumer_generation_id))
+                        # the new assignment's position fetches it again, and the offset guard
+                        # (streams/offsets.py) re-reads whatever does not come.
+                        if noted_generation != app.consumer_generation_id:
+                            noted.clear()  # one debug line per partition and generation
+                            noted_generation = app.consumer_generation_id
+                        if tp not in noted:
+                            noted.add(tp)
                             log.debug(
                                 "%s[%d]: offset %d fetched during a rebalance (generation %s, "
                                 "now %s, flow %s): not handed over",
