@@ -141,6 +141,10 @@ def create_app(
         datadir=str(settings.data_dir),
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         web_enabled=True,
+        # faust's /table endpoints serve table values (a patient's history) and /router the
+        # cluster's worker URLs to anyone who reaches the web port: off (tested: 404).
+        web_tables_enabled=False,
+        web_router_enabled=False,
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=settings.web_port,

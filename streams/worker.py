@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import faust
+import mode.utils.logging as mode_logging
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.settings import Settings
@@ -41,7 +42,7 @@ class BoundedWorker(faust.Worker):
       certificate or password in one line and exits 69 (faust itself would retry and log
       tracebacks).
     - Logging: TC_LOG_LEVEL decides; client libraries that log payloads at DEBUG never go
-      below INFO.
+      below INFO, and faust/mode's DEVLOG lines (payloads at INFO) are off.
     - Bounded shutdown: after SIGTERM/SIGINT the process exits within TC_SHUTDOWN_TIMEOUT_S. A
       graceful stop finishes the batches in flight, commits what is durable and leaves the
       group; should anything hang, the watchdog ends the process (exit 75). Offsets not yet
@@ -66,6 +67,7 @@ class BoundedWorker(faust.Worker):
         # TC_LOG_LEVEL says; our own loggers never log payloads at any level.
         for name in PAYLOAD_LOGGERS:
             logging.getLogger(name).setLevel(max(level, logging.INFO))
+        disable_dev_logging()
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         if not self._signal_stop_time:
@@ -90,6 +92,23 @@ class BoundedWorker(faust.Worker):
             if exc.code in (0, None) and not getattr(self.app, "tc_clean_stop", True):
                 raise SystemExit(EXIT_SHUTDOWN_TIMEOUT) from None
             raise
+
+
+def disable_dev_logging() -> None:
+    """Turn off mode's development log lines, whatever the DEVLOG environment variable says.
+
+    `log.dev(...)` of every faust/mode service logs at INFO when DEVLOG is set (read once, at
+    import of mode.utils.logging), so the INFO clamp of PAYLOAD_LOGGERS does not stop it, and
+    some of those lines hold record keys and values (faust's own fetch loop,
+    TC_FETCH_LOOP=kafka: "DROPPED MESSAGE ROFF %r: k=%r v=%r"). Payloads may carry PHI. `dev()`
+    reads the module global at each call, so clearing it silences every logger, including
+    those created earlier."""
+    if mode_logging.DEVLOG:
+        log.warning(
+            "DEVLOG is set but ignored: faust's development log lines can contain record keys "
+            "and values (PHI); use TC_LOG_LEVEL=debug instead"
+        )
+    mode_logging.DEVLOG = False
 
 
 async def wait_for_broker(settings: Settings) -> str | None:

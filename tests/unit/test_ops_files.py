@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -82,24 +83,45 @@ def test_dockerfile_copies_every_package_the_project_installs() -> None:
         assert re.search(rf"^COPY {package} {package}$", text, re.M), package
 
 
-def compose(*args: str) -> subprocess.CompletedProcess[str]:
+#: The variables docker-compose.yml requires (no default), with placeholder values.
+REQUIRED = {"GF_ADMIN_PASSWORD": "placeholder-for-config"}
+
+
+def compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     exe = require_tool("docker-compose", "docker-compose")
-    env = {"PATH": "/usr/bin:/bin:/usr/local/bin"}  # no TC_EHR_PATIENT_KEY from the caller
-    return subprocess.run(
-        [exe, "-f", str(ROOT / "docker-compose.yml"), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env=env,
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        # Nothing from the caller's environment (no TC_EHR_PATIENT_KEY) and an empty env file
+        # instead of the checkout's .env, whose values would hide a missing variable.
+        empty = Path(tmp) / "empty.env"
+        empty.touch()
+        return subprocess.run(
+            [exe, "--env-file", str(empty), "-f", str(ROOT / "docker-compose.yml"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin:/usr/local/bin", **(env or {})},
+        )
 
 
 def test_compose_file_is_valid() -> None:
     for args in (["config", "-q"], ["--profile", "ehr", "config", "-q"]):
-        proc = compose(*args)
+        proc = compose(*args, env=REQUIRED)
         assert proc.returncode == 0, proc.stderr
         assert "is not set" not in proc.stderr  # no variable interpolated from nowhere
+
+
+def test_compose_refuses_to_run_grafana_without_an_admin_password() -> None:
+    """Grafana's port is published: its admin password comes from GF_ADMIN_PASSWORD, with no
+    default (admin/admin was one), so compose stops and says which variable to set."""
+    for env in ({}, {"GF_ADMIN_PASSWORD": ""}):
+        proc = compose("config", "-q", env=env)
+        assert proc.returncode != 0
+        assert "set GF_ADMIN_PASSWORD" in proc.stderr, proc.stderr
+    proc = compose("config", env={"GF_ADMIN_PASSWORD": "from-the-environment"})
+    assert proc.returncode == 0, proc.stderr
+    assert "GF_SECURITY_ADMIN_PASSWORD: from-the-environment" in proc.stdout
+    assert "GF_SECURITY_ADMIN_PASSWORD: admin" not in (ROOT / "docker-compose.yml").read_text()
 
 
 def compose_service(name: str) -> str:
