@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,9 @@ from streams.ehr_stages import EhrParser, VisitJoiner
 from streams.hl7_demo import join_expectation
 from streams.hl7_synthetic import Hl7Message, Hl7VisitGenerator, demo_profile_text
 from streams.metrics import Metrics
-from streams.processor import Output, Record
+from streams.processor import Record
 from streams.settings import Settings
+from streams.transaction import Chain, DictStore, commit_now
 
 KEY = "bench-key-0123456789abcdef"
 Part = ChargePart | DocumentationPart
@@ -112,40 +113,21 @@ def run_core(raws: list[bytes], config: EhrConfig) -> tuple[float, int]:
     return time.perf_counter() - t0, events
 
 
-class DictStore:
-    """The join table's interface (streams/state.py TableState) over a dict."""
-
-    def __init__(self) -> None:
-        self.data: dict[tuple[int, bytes], bytes] = {}
-
-    def get(self, partition: int, key: bytes) -> bytes | None:
-        return self.data.get((partition, key))
-
-    def put(self, partition: int, key: bytes, value: bytes | None) -> Output:
-        if value is None:
-            self.data.pop((partition, key), None)
-        else:
-            self.data[(partition, key)] = value
-        return Output("changelog", key, value, partition)
-
-    def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
-        for (p, k), v in list(self.data.items()):
-            if p == partition:
-                yield k, v
-
-
 def run_stages(raws: list[bytes], settings: Settings, config: EhrConfig) -> tuple[float, int]:
     metrics = Metrics()
     parser = EhrParser(settings, config, metrics)
     joiner = VisitJoiner(settings, metrics, DictStore())
     inbound, parts_topic = settings.topic_hl7_inbound, settings.topic_ehr_parts
+    chain = Chain()
     events = 0
     t0 = time.perf_counter()
     for offset, raw in enumerate(raws):
         for out in parser.handle(Record(inbound, 0, offset, None, raw, 1_772_470_800_000)):
             assert out.topic == parts_topic
             rec = Record(parts_topic, 0, offset, out.key, out.value, None)
-            events += sum(o.topic == settings.topic_visits for o in joiner.handle(rec))
+            txn = chain.begin()  # one record per transaction, written at once
+            events += sum(o.topic == settings.topic_visits for o in joiner.handle(rec, txn))
+            commit_now(txn)
     return time.perf_counter() - t0, events
 
 

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
@@ -27,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from compliance import Engine
 from compliance.ruleset import load_ruleset
 from streams.checkpoint import TP
-from streams.ehr_stages import EhrParser, VisitJoiner
+from streams.ehr_stages import EhrDeadLetters, EhrParser, VisitJoiner
 from streams.health import Health, Stage
 from streams.metrics import Metrics
 from streams.offsets import OffsetProbe, OffsetTracker
@@ -35,13 +36,11 @@ from streams.pipeline import STARTS_WAIT_S, Pipeline
 from streams.processor import Output, Processor, Record, VisitProcessor
 from streams.publish import Publisher
 from streams.settings import SecurityProtocol, Settings, settings_from_env_or_exit
-from streams.state import JOIN_TABLE, TABLE_NAME, TableState
+from streams.tables import JOIN_TABLE, TABLE_NAME, TableStore
 from streams.topics import ensure_topics, record_limit
+from streams.transaction import Transaction
 
 log = logging.getLogger("streams.app")
-
-#: The longest a rebalance waits for batches in flight before giving up their partitions.
-MAX_REVOKE_WAIT_S = 30.0
 
 
 class ComplianceApp(faust.App):
@@ -60,6 +59,8 @@ class ComplianceApp(faust.App):
     tc_ordered_topics: frozenset[str]
     #: False when the last stop left outputs unacknowledged (the worker then exits 75).
     tc_clean_stop: bool = True
+    #: Each dead-letter topic -> what fits letters to its limit (read from the broker at start).
+    tc_deadletter_limits: dict[str, Any]
 
     async def on_first_start(self) -> None:
         settings = self.tc_settings
@@ -67,16 +68,17 @@ class ComplianceApp(faust.App):
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # faust's mkdir makes one level
         if settings.create_topics:
             await ensure_topics(settings)
-        limit = await record_limit(settings, settings.topic_deadletter)
-        if limit is not None and limit < settings.deadletter_max_bytes:
-            log.warning(
-                "topic %s accepts records up to %d bytes (TC_DEADLETTER_MAX_BYTES=%d): dead "
-                "letters are fitted to the topic's limit",
-                settings.topic_deadletter,
-                limit,
-                settings.deadletter_max_bytes,
-            )
-            self.tc_processor.deadletter_limit = limit
+        for topic, letters in self.tc_deadletter_limits.items():
+            limit = await record_limit(settings, topic)
+            if limit is not None and limit < settings.deadletter_max_bytes:
+                log.warning(
+                    "topic %s accepts records up to %d bytes (TC_DEADLETTER_MAX_BYTES=%d): dead "
+                    "letters are fitted to the topic's limit",
+                    topic,
+                    limit,
+                    settings.deadletter_max_bytes,
+                )
+                letters.deadletter_limit = limit
         await super().on_first_start()
 
     async def on_stop(self) -> None:
@@ -139,7 +141,8 @@ def create_app(
         broker_credentials=_credentials(settings),
         env={},  # faust must not read BROKER_URL, WEB_PORT, ... behind our settings' back
         datadir=str(settings.data_dir),
-        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        # faust's stores with tag-ordered changelog recovery (streams/tables.py).
+        store="tcrocksdb://" if settings.store == "rocksdb" else "tcmemory://",
         web_enabled=True,
         # faust's /table endpoints serve table values (a patient's history) and /router the
         # cluster's worker URLs to anyone who reaches the web port: off (tested: 404).
@@ -154,6 +157,7 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval_s,
         producer_acks=-1,
+        producer_request_timeout=settings.producer_request_timeout_s,
         producer_max_request_size=settings.deadletter_max_bytes,
         stream_wait_empty=True,
         broker_session_timeout=settings.session_timeout_s,
@@ -165,10 +169,16 @@ def create_app(
     )
     app.tc_settings = settings
     app.tc_metrics = metrics
+    app.tc_deadletter_limits = {}
 
     async def send(out: Output) -> Awaitable[Any]:
         return await app.producer.send(
-            out.topic, out.key, out.value, partition=out.partition, timestamp=None, headers=None
+            out.topic,
+            out.key,
+            out.value,
+            partition=out.partition,
+            timestamp=None,
+            headers=out.headers,
         )
 
     async def commit(offsets: Mapping[TP, int]) -> bool:
@@ -214,6 +224,8 @@ def create_app(
             on_fatal=crash,
             tracker=OffsetTracker(committed),
             resolve_gap=resolve_gap,
+            generation=lambda: int(app.consumer_generation_id),
+            handover_timeout_s=settings.handover_timeout_s,
         )
         source = app.topic(
             *topics,
@@ -253,8 +265,9 @@ def create_app(
         options=settings.rocksdb_options,
         help="Per-patient history for the rules that span visits (compliance/state.py).",
     )
-    history_state = TableState(history)
-    processor = VisitProcessor(settings, metrics, engine, state=history_state)
+    history_state = TableStore(history)
+    processor = VisitProcessor(settings, metrics, engine, table=history_state)
+    app.tc_deadletter_limits[settings.topic_deadletter] = processor
     stages = [stage("check_visits", (settings.topic_visits,), processor)]
     if settings.ehr_enabled:
         stages.extend(_ehr_stages(app, settings, metrics, stage))
@@ -270,7 +283,7 @@ def create_app(
     app.tc_pipeline = stages[0].pipeline
 
     async def on_revoked(sender: Any, revoked: Set[Any], **kwargs: Any) -> None:
-        wait = min(settings.session_timeout_s, MAX_REVOKE_WAIT_S)
+        wait = settings.revoke_wait_s
         await asyncio.gather(
             *(
                 st.pipeline.on_revoked(_tps(revoked, st.topics), wait)
@@ -360,17 +373,19 @@ def create_app(
 
 
 def _ehr_stages(
-    app: faust.App,
+    app: ComplianceApp,
     settings: Settings,
     metrics: Metrics,
     stage: Callable[[str, tuple[str, ...], Processor], Stage],
 ) -> list[Stage]:
     """HL7 v2 / FHIR inbound -> parts (re-keyed by patient_ref) -> the join -> visits."""
     config = settings.ehr_config()
+    letters = EhrDeadLetters(settings, metrics, _now)
+    app.tc_deadletter_limits[settings.topic_ehr_deadletter] = letters
     parse = stage(
         "parse_ehr",
         (settings.topic_hl7_inbound, settings.topic_fhir_inbound),
-        EhrParser(settings, config, metrics),
+        EhrParser(settings, config, metrics, letters=letters),
     )
     table = app.Table(
         JOIN_TABLE,
@@ -380,15 +395,23 @@ def _ehr_stages(
         options=settings.rocksdb_options,
         help="Each visit's charge and documentation parts until it is emitted (ehr/join.py).",
     )
-    joiner = VisitJoiner(settings, metrics, TableState(table))
+    joiner = VisitJoiner(settings, metrics, TableStore(table), letters=letters)
     join = stage("join_visits", (settings.topic_ehr_parts,), joiner)
 
     async def expire() -> None:
-        owned = join.pipeline.owned
-        if owned is None:
+        # Never during a rebalance: faust sets `rebalancing` as the revoke begins and clears it
+        # only once the new assignment's tables are restored (faust/tables/recovery.py
+        # on_recovery_completed). A transaction of its own, in the partitions' order
+        # (streams/pipeline.py run_timer).
+        if app.rebalancing:
             return
-        partitions = {tp.partition for tp in owned - join.pipeline.revoking}
-        await join.pipeline.submit_outputs(joiner.expire(partitions))
+        pipeline = join.pipeline
+
+        def work(txn: Transaction) -> list[Output]:
+            partitions = pipeline.ready_partitions()
+            return joiner.tick(txn, partitions) if partitions else []
+
+        await pipeline.run_timer(work)
 
     app.timer(interval=min(30.0, max(1.0, settings.join_wait_s / 4)))(expire)
     return [parse, join]
@@ -396,6 +419,10 @@ def _ehr_stages(
 
 def _tps(tps: Set[Any], topics: tuple[str, ...]) -> list[TP]:
     return [TP(tp.topic, tp.partition) for tp in tps if tp.topic in topics]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _driver(app: faust.App) -> Any:

@@ -84,6 +84,11 @@ class Checkpoint:
             for tp in gone:
                 batch.offsets.pop(tp, None)
 
+    def abandon(self) -> None:
+        """Every batch not yet committable is given up (a rebalance or a stop): its offsets
+        are never committed from here; its records are re-delivered."""
+        self._open.clear()
+
     def position(self, tp: TP) -> int | None:
         """Next offset of `tp` whose outputs are not (yet) known durable, None when unknown."""
         return self._position.get(tp)

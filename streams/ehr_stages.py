@@ -13,12 +13,10 @@ to `ehr.deadletter.v1` (schemas/ehr_deadletter.py) with the reason and the origi
 
 from __future__ import annotations
 
-import base64
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -30,9 +28,11 @@ from ehr.fhir import parse_fhir
 from ehr.hl7v2 import parse_hl7v2
 from ehr.parts import ChargePart, DocumentationPart
 from schemas.ehr_deadletter import EhrDeadLetter, EhrSource
+from streams.deadletters import fit, with_notes
 from streams.metrics import Metrics
-from streams.processor import DEADLETTER_FRAMING_BYTES, Output, Record
+from streams.processor import Output, Record
 from streams.settings import Settings
+from streams.transaction import StaleTransaction, Store, Transaction
 
 log = logging.getLogger("streams.ehr")
 
@@ -46,12 +46,15 @@ def _now() -> datetime:
 
 
 class EhrDeadLetters:
-    """Dead letters of the EHR path; the original bytes are left out when they would not fit."""
+    """Dead letters of the EHR path (`ehr.deadletter.v1`), fitted to the topic's record limit
+    (streams/deadletters.py)."""
 
     def __init__(self, settings: Settings, metrics: Metrics, clock: Callable[[], datetime]):
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
+        #: The topic's real record limit once the worker has read it (streams/app.py).
+        self.deadletter_limit = settings.deadletter_max_bytes
 
     def letter(
         self,
@@ -61,17 +64,16 @@ class EhrDeadLetters:
         detail: str,
         control_id: str | None = None,
         key: bytes | None = None,
+        *,
+        value: bytes | None = None,
+        partition: int | None = None,
     ) -> Output:
         """A dead letter for `rec` (None: the join's own state, e.g. parts that cannot form a
-        visit; the topic then names the parts topic without an offset)."""
-        value = rec.value if rec is not None else None
-        value_b64 = base64.b64encode(value).decode() if value is not None else None
-        budget = self.settings.deadletter_max_bytes - DEADLETTER_FRAMING_BYTES
-        if value_b64 is not None and len(value_b64) + len(detail) + 1024 > budget:
-            detail += f" (original {len(value or b'')} bytes not attached: too large)"
-            value_b64 = None
-        source = (
-            EhrSource(
+        visit or a stored record that cannot be read, whose bytes are `value`; the source then
+        names the parts topic and `partition` without an offset)."""
+        if rec is not None:
+            value = rec.value
+            source = EhrSource(
                 via="kafka",
                 topic=rec.topic,
                 partition=rec.partition,
@@ -79,19 +81,30 @@ class EhrDeadLetters:
                 timestamp=rec.timestamp_ms,
                 control_id=control_id if control_id and control_id.isascii() else None,
             )
-            if rec is not None
-            else EhrSource(via="kafka", topic=self.settings.topic_ehr_parts)
-        )
-        letter = EhrDeadLetter(
-            format="fhir" if fmt == "fhir" else "hl7v2",
-            reason=reason,
-            detail=detail,
-            source=source,
-            value_b64=value_b64,
-            rejected_at=self.clock(),
-        )
+        else:
+            source = EhrSource(
+                via="kafka", topic=self.settings.topic_ehr_parts, partition=partition
+            )
+
+        def render(_key_b64: str | None, value_b64: str | None, notes: list[str]) -> bytes:
+            return (
+                EhrDeadLetter(
+                    format="fhir" if fmt == "fhir" else "hl7v2",
+                    reason=reason,
+                    detail=with_notes(detail, notes),
+                    source=source,
+                    value_b64=value_b64,
+                    rejected_at=self.clock(),
+                )
+                .model_dump_json()
+                .encode()
+            )
+
+        fitted = fit(self.deadletter_limit, key, value, render, key_copy=False)
         self.metrics.ehr_rejected_by_reason(reason).inc()
-        return Output(self.settings.topic_ehr_deadletter, key, letter.model_dump_json().encode())
+        topic = self.settings.topic_ehr_deadletter
+        smallest = Output(topic, None, fitted.smallest)
+        return Output(topic, fitted.key, fitted.letter, shrink=lambda: smallest)
 
 
 class EhrParser:
@@ -103,31 +116,25 @@ class EhrParser:
         config: EhrConfig,
         metrics: Metrics,
         clock: Callable[[], datetime] = _now,
+        letters: EhrDeadLetters | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
         self.metrics = metrics
-        self.dead = EhrDeadLetters(settings, metrics, clock)
+        self.dead = letters or EhrDeadLetters(settings, metrics, clock)
 
-    def handle(self, rec: Record) -> list[Output]:
-        fmt = "fhir" if rec.topic == self.settings.topic_fhir_inbound else "hl7v2"
-        try:
-            return self._handle(rec, fmt)
-        except Exception as exc:  # never skip a record: dead-letter it with the error type
-            log.error(
-                "ehr parse error at %s[%d]@%d: %s",
-                rec.topic,
-                rec.partition,
-                rec.offset,
-                type(exc).__name__,
-            )
-            return [
-                self.dead.letter(
-                    rec, fmt, "processing_error", f"unexpected {type(exc).__name__} while parsing"
-                )
-            ]
+    def _format(self, rec: Record | None) -> str:
+        return (
+            "fhir" if rec is not None and rec.topic == self.settings.topic_fhir_inbound else "hl7v2"
+        )
 
-    def _handle(self, rec: Record, fmt: str) -> list[Output]:
+    def failed(self, rec: Record | None, exc: BaseException) -> Output:
+        detail = f"unexpected {type(exc).__name__} while parsing"
+        return self.dead.letter(rec, self._format(rec), "processing_error", detail)
+
+    def handle(self, rec: Record, txn: Transaction | None = None) -> list[Output]:
+        """Stateless: `txn` is not used."""
+        fmt = self._format(rec)
         if rec.value is None:
             return [
                 self.dead.letter(
@@ -214,36 +221,30 @@ class JoinRecord:
         )
 
 
-class JoinStore:
-    """What the joiner needs of the table (streams.state.TableState in the worker)."""
-
-    def get(self, partition: int, key: bytes) -> bytes | None:  # pragma: no cover - protocol
-        raise NotImplementedError
-
-    def put(self, partition: int, key: bytes, value: bytes | None) -> Output:  # pragma: no cover
-        raise NotImplementedError
-
-    def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:  # pragma: no cover
-        raise NotImplementedError
-
-
 class VisitJoiner:
-    """Parts (keyed by patient_ref) -> TherapyVisitCompleted events, through the join table."""
+    """Parts (keyed by patient_ref) -> TherapyVisitCompleted events, through the join table. All
+    state goes through the batch's transaction (streams/transaction.py): the record of a visit
+    saying it was emitted becomes durable only after the visit itself is acknowledged."""
 
     def __init__(
         self,
         settings: Settings,
         metrics: Metrics,
-        store: Any,
+        table: Store,
         clock: Callable[[], datetime] = _now,
+        letters: EhrDeadLetters | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.store = store
+        self.table = table
         self.clock = clock
-        self.dead = EhrDeadLetters(settings, metrics, clock)
+        self.dead = letters or EhrDeadLetters(settings, metrics, clock)
 
-    def handle(self, rec: Record) -> list[Output]:
+    def failed(self, rec: Record | None, exc: BaseException) -> Output:
+        detail = f"unexpected {type(exc).__name__} while joining the visit's parts"
+        return self.dead.letter(rec, "hl7v2", "processing_error", detail)
+
+    def handle(self, rec: Record, txn: Transaction) -> list[Output]:
         if rec.value is None or not rec.key:
             return [
                 self.dead.letter(
@@ -272,7 +273,7 @@ class VisitJoiner:
                 )
             ]
         key = f"{part.patient_ref}{KEY_SEP}{part.visit.text}".encode()
-        stored = self.store.get(rec.partition, key)
+        stored = txn.get(self.table, rec.partition, key)
         old = JoinRecord.from_bytes(stored) if stored else None
         state = join_part(old.state if old else None, part)
         now_ms = int(self.clock().timestamp() * 1000)
@@ -282,10 +283,17 @@ class VisitJoiner:
             old.emitted if old else None,
             now_ms,
         )
-        return self._emit(rec.partition, key, record, partial_ok=False, now_ms=now_ms)
+        return self._emit(txn, rec.partition, key, record, partial_ok=False, now_ms=now_ms)
 
     def _emit(
-        self, partition: int, key: bytes, record: JoinRecord, *, partial_ok: bool, now_ms: int
+        self,
+        txn: Transaction,
+        partition: int,
+        key: bytes,
+        record: JoinRecord,
+        *,
+        partial_ok: bool,
+        now_ms: int,
     ) -> list[Output]:
         """Assemble the visit if it can be, emit it unless this very assembly was emitted
         before (same event id), and write the record back."""
@@ -295,7 +303,9 @@ class VisitJoiner:
             waiting = record.waiting_since_ms if record.waiting_since_ms is not None else now_ms
             record = JoinRecord(record.state, waiting, record.emitted, record.updated_ms)
         elif isinstance(made, AssemblyProblem):
-            out.append(self.dead.letter(None, "hl7v2", "unassemblable", made.detail))
+            out.append(
+                self.dead.letter(None, "hl7v2", "unassemblable", made.detail, partition=partition)
+            )
             record = JoinRecord(record.state, None, record.emitted, record.updated_ms)
         else:
             event_id = str(made["event_id"])
@@ -313,27 +323,60 @@ class VisitJoiner:
             # A partial visit keeps waiting for its other half (a complete one replaces it).
             still = record.waiting_since_ms if made.get("parts_missing") else None
             record = JoinRecord(record.state, still, event_id, record.updated_ms)
-        out.append(self.store.put(partition, key, record.to_bytes()))
+        txn.put(self.table, partition, key, record.to_bytes())
         return out
 
-    def expire(self, partitions: set[int]) -> list[Output]:
-        """Visits whose other half did not come within TC_JOIN_WAIT_S are emitted with what they
-        have; visits untouched for TC_JOIN_RETENTION_DAYS are dropped from the table."""
+    def tick(self, txn: Transaction, partitions: set[int]) -> list[Output]:
+        """The join's expiry, as a transaction of its own: visits whose other half did not come
+        within TC_JOIN_WAIT_S are emitted with what they have; visits untouched for
+        TC_JOIN_RETENTION_DAYS are dropped from the table. A stored record that cannot be read
+        is dead-lettered with its bytes and dropped, and the scan moves on."""
         now = self.clock()
         now_ms = int(now.timestamp() * 1000)
-        wait_ms = int(self.settings.join_wait_s * 1000)
-        keep_ms = int(timedelta(days=self.settings.join_retention_days).total_seconds() * 1000)
         out: list[Output] = []
         for partition in sorted(partitions):
-            for key, raw in list(self.store.items(partition)):
-                record = JoinRecord.from_bytes(raw)
-                if now_ms - record.updated_ms > keep_ms:
-                    out.append(self.store.put(partition, key, None))
-                    continue
-                if record.waiting_since_ms is None or now_ms - record.waiting_since_ms < wait_ms:
-                    continue
-                made = assemble_visit(record.state, partial_ok=True)
-                if isinstance(made, dict) and made["event_id"] == record.emitted:
-                    continue  # already emitted with what it has
-                out.extend(self._emit(partition, key, record, partial_ok=True, now_ms=now_ms))
+            for key, raw in txn.items(self.table, partition):
+                mark = txn.mark()
+                try:
+                    out.extend(self._expire(txn, partition, key, raw, now_ms))
+                except StaleTransaction:
+                    raise
+                except Exception as exc:
+                    txn.rollback(mark)
+                    log.error(
+                        "processing_error in the join's expiry on partition %d: %s",
+                        partition,
+                        type(exc).__name__,
+                    )
+                    detail = (
+                        f"unexpected {type(exc).__name__} while expiring a stored join record; "
+                        "the record (value_b64) was dropped from the join table"
+                    )
+                    out.append(
+                        self.dead.letter(
+                            None,
+                            "hl7v2",
+                            "processing_error",
+                            detail,
+                            value=raw,
+                            partition=partition,
+                        )
+                    )
+                    txn.put(self.table, partition, key, None)
         return out
+
+    def _expire(
+        self, txn: Transaction, partition: int, key: bytes, raw: bytes, now_ms: int
+    ) -> list[Output]:
+        wait_ms = int(self.settings.join_wait_s * 1000)
+        keep_ms = int(timedelta(days=self.settings.join_retention_days).total_seconds() * 1000)
+        record = JoinRecord.from_bytes(raw)
+        if now_ms - record.updated_ms > keep_ms:
+            txn.put(self.table, partition, key, None)
+            return []
+        if record.waiting_since_ms is None or now_ms - record.waiting_since_ms < wait_ms:
+            return []
+        made = assemble_visit(record.state, partial_ok=True)
+        if isinstance(made, dict) and made["event_id"] == record.emitted:
+            return []  # already emitted with what it has
+        return self._emit(txn, partition, key, record, partial_ok=True, now_ms=now_ms)

@@ -144,6 +144,18 @@ class Metrics:
             "a broker error (the batch is held, input is not committed).",
             registry=r,
         )
+        self.state_changes = Counter(
+            f"{PREFIX}_state_changes",
+            "Changelog records written by the state transactions (one per changed key and "
+            "batch), each acknowledged before the input offsets it covers are committed.",
+            registry=r,
+        )
+        self.deadletters_shrunk = Counter(
+            f"{PREFIX}_deadletters_shrunk",
+            "Dead letters the broker refused as too large, re-sent in their smallest form "
+            "(without the original bytes; the topic's limit is lower than at start).",
+            registry=r,
+        )
         self.last_offset = Gauge(
             f"{PREFIX}_last_processed_offset",
             "Offset of the last record processed, per input partition.",

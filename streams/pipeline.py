@@ -1,14 +1,22 @@
-"""The pipeline: take a batch, process it, publish its outputs, and commit input offsets only
-once those outputs are durable.
+"""The pipeline: take a batch, process it in a state transaction, publish its outputs, make its
+state durable, and commit input offsets only once all of that is acknowledged.
 
-    batch of input records -> processor -> outputs -> publisher (acks=all) -> checkpoint -> commit
+    batch -> processor (reads/writes a Transaction) -> outputs -> publisher (acks=all)
+          -> changelog records (acks=all) -> local store -> checkpoint -> commit
 
 Faust never commits the input topic (it is declared with acks disabled, streams/app.py); this
 pipeline does, through `Checkpoint`, which makes an offset committable only after every output
-derived from it was acknowledged. Up to `max_inflight` batches await acknowledgement while the
-next one is processed; when all are held (an output topic refusing writes), `submit` waits:
-back-pressure. A non-retriable publish error stops the worker; nothing after the failed batch
-is ever committed (the checkpoint only advances through completed batches).
+derived from it was acknowledged and its state changes are durable. A batch's state changes
+(streams/transaction.py) are sent to the changelog only after the batch's outputs are
+acknowledged, and only after every earlier batch's state is durable, so the changelog never
+holds a state whose outputs a replay would still have to produce; then they are written to the
+local store with the changelog offset in one write batch. Timer work (the join's expiry) is a
+batch of its own without input offsets, in the same order. Up to `max_inflight` batches are in
+flight while the next one is processed; when all are held (a topic refusing writes), `submit`
+waits: back-pressure. A non-retriable publish error stops the worker; nothing after the failed
+batch is ever committed (the checkpoint only advances through completed batches). A rebalance
+or a stop that gives up on batches in flight cancels their sends and retries, abandons their
+transactions and waits for what was already handed to the producer.
 """
 
 from __future__ import annotations
@@ -18,13 +26,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from streams.checkpoint import TP, Batch, Checkpoint
 from streams.metrics import Metrics
 from streams.offsets import OffsetTracker, Verdict
-from streams.processor import Output, Processor, Record
+from streams.processor import Output, Processor, Record, guarded
 from streams.publish import Publisher
+from streams.transaction import Chain, StaleTransaction, Store, Tag, Transaction, tag_headers
 
 log = logging.getLogger("streams.pipeline")
 
@@ -43,8 +53,30 @@ GapFn = Callable[[TP, int], Awaitable[int]]
 STARTS_WAIT_S = 30.0
 
 
+#: Timer work: the stage's state as a transaction -> outputs.
+TimerWork = Callable[[Transaction], list[Output]]
+
+
 async def _nothing() -> None:
     return None
+
+
+class _Abandoned(Exception):
+    """The batch's partitions were given up (a rebalance or a stop) before it was durable."""
+
+
+@dataclass(eq=False)
+class _Flight:
+    """A batch between processing and durability."""
+
+    batch: Batch
+    txn: Transaction
+    #: The batch taken before it: its state must be durable first.
+    previous: _Flight | None
+    #: The pipeline's fence when the batch was taken (a give-up moves the fence).
+    fence: int
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    abandoned: bool = False
 
 
 class Pipeline:
@@ -60,6 +92,8 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         tracker: OffsetTracker | None = None,
         resolve_gap: GapFn | None = None,
+        generation: Callable[[], int] = lambda: 0,
+        handover_timeout_s: float = 10.0,
     ) -> None:
         self.processor = processor
         self.publisher = publisher
@@ -94,6 +128,19 @@ class Pipeline:
         #: Set once the current assignment's start offsets are known (or given up on).
         self._starts_read = asyncio.Event()
         self._starts_read.set()
+        #: State transactions begun and not yet in the stores, in batch order.
+        self.chain = Chain()
+        self._last: _Flight | None = None
+        #: Moved whenever batches in flight are given up: a batch of an earlier fence never
+        #: writes its state.
+        self.fence = 0
+        #: The consumer group's generation (faust's), for the changelog records' tags.
+        self._generation = generation
+        #: Owner epoch per (table, partition) for the current assignment (transaction.Tag).
+        self._epochs: dict[tuple[str, int], int] = {}
+        #: How long a give-up waits for sends already handed to the producer to resolve
+        #: (bounded by the producer's own request timeout: streams/settings.py).
+        self.handover_timeout_s = handover_timeout_s
 
     async def submit(self, records: Sequence[Record], on_durable: DurableFn = _nothing) -> None:
         """Process a batch and start publishing it; returns once it is in flight. Records are
@@ -124,14 +171,75 @@ class Pipeline:
         started = time.perf_counter()
         outputs: list[Output] = []
         offsets: dict[TP, int] = {}
-        for rec in records:
-            outputs.extend(self.processor.handle(rec))
-            offsets[TP(rec.topic, rec.partition)] = rec.offset
-        batch = self.checkpoint.begin(offsets, len(records), payload=on_durable)
+        txn = self.chain.begin()
+        try:
+            for rec in records:
+                outputs.extend(guarded(self.processor, rec, txn))
+                offsets[TP(rec.topic, rec.partition)] = rec.offset
+        except StaleTransaction as exc:  # a partition was given up under the batch
+            self.chain.done(txn)
+            self._slots.release()
+            log.info("batch dropped unprocessed (%s); it is re-delivered", exc)
+            return
         self.last_offsets.update(offsets)
-        # Sent here, in consumption order; awaited by the completion task.
-        futures = await self.publisher.send_all(outputs)
-        task = asyncio.create_task(self._complete(batch, outputs, futures, started))
+        await self._launch(offsets, len(records), outputs, txn, on_durable, started)
+
+    async def run_timer(self, work: TimerWork) -> None:
+        """Run timer work (the join's expiry) as a batch of its own: its state changes are a
+        transaction in the same order as the input's batches, durable only after its outputs
+        are. `work` runs once a slot is free, so it sees the state of every batch before it."""
+        if self.failure is not None:
+            raise self.failure
+        if self.closing:
+            return
+        epoch = self.epoch
+        await self._slots.acquire()
+        if self.failure is not None or self.closing or epoch != self.epoch:
+            self._slots.release()
+            return
+        txn = self.chain.begin()
+        try:
+            outputs = work(txn)
+        except StaleTransaction as exc:
+            outputs = []
+            txn.rollback(0)
+            log.info("timer work dropped (%s)", exc)
+        except Exception as exc:  # the stage guards each key; this is a bug in between
+            txn.rollback(0)
+            log.error("processing_error in timer work: %s", type(exc).__name__)
+            outputs = [self.processor.failed(None, exc)]
+        if not outputs and not txn:
+            self.chain.done(txn)
+            self._slots.release()
+            return
+        await self._launch({}, 0, outputs, txn, _nothing, time.perf_counter())
+
+    async def _launch(
+        self,
+        offsets: dict[TP, int],
+        records: int,
+        outputs: list[Output],
+        txn: Transaction,
+        on_durable: DurableFn,
+        started: float,
+    ) -> None:
+        """Register the batch (in order), hand its outputs to the producer and start the task
+        that sees them acknowledged and the state made durable. Holds a slot until then."""
+        batch = self.checkpoint.begin(offsets, records, payload=on_durable)
+        flight = _Flight(batch, txn, self._last, self.fence)
+        self._last = flight
+        try:
+            # Sent here, in consumption order; awaited by the completion task.
+            futures = await self.publisher.send_all(outputs)
+        except BaseException:
+            self._abandon(flight)
+            self._slots.release()
+            raise
+        if flight.fence != self.fence:  # given up while it was being handed over
+            self._abandon(flight)
+            self._slots.release()
+            return
+        task = asyncio.create_task(self._complete(flight, outputs, futures, started))
         self._inflight.add(task)
         task.add_done_callback(self._done)
 
@@ -204,37 +312,32 @@ class Pipeline:
         if epoch == self.epoch:  # a rebalance re-reads every partition from its commit anyway
             self.tracker.resolved(tp, first)
 
-    async def submit_outputs(self, outputs: list[Output]) -> None:
-        """Publish outputs that no input record produced (the join's expiry): a batch without
-        offsets, so it holds the checkpoint like any other until it is durable."""
-        if self.failure is not None:
-            raise self.failure
-        if self.closing or not outputs:
-            return
-        await self._slots.acquire()
-        if self.failure is not None or self.closing:
-            self._slots.release()
-            return
-        batch = self.checkpoint.begin({}, 0, payload=_nothing)
-        futures = await self.publisher.send_all(outputs)
-        task = asyncio.create_task(self._complete(batch, outputs, futures, time.perf_counter()))
-        self._inflight.add(task)
-        task.add_done_callback(self._done)
-
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         self._slots.release()
 
     async def _complete(
         self,
-        batch: Batch,
+        flight: _Flight,
         outputs: list[Output],
         futures: list[Awaitable[Any]],
         started: float,
     ) -> None:
         try:
             await self.publisher.publish(outputs, futures)
+            if flight.previous is not None:
+                await flight.previous.settled.wait()
+                if flight.previous.abandoned:  # it may have read what that batch wrote
+                    raise _Abandoned
+            await self._make_durable(flight)
+        except asyncio.CancelledError:
+            self._abandon(flight)
+            raise
+        except _Abandoned:
+            self._abandon(flight)
+            return
         except Exception as exc:  # PublishError, or a bug in the publishing path
+            self._abandon(flight)
             if self.closing:
                 # A stop gave up on this batch (close()); errors now come from the producer
                 # being shut down, not from the topic. The batch stays uncommitted.
@@ -242,16 +345,91 @@ class Pipeline:
                 return
             await self._fail(exc)
             return
+        flight.settled.set()
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         # Batches become committable in consumption order only (checkpoint.py); the lock keeps
         # their on_durable callbacks in that order too.
         async with self._release_lock:
-            for released in self.checkpoint.complete(batch):
+            for released in self.checkpoint.complete(flight.batch):
                 await released.payload()
                 for tp, offset in released.offsets.items():
                     self.metrics.last_offset.labels(tp.topic, str(tp.partition)).set(offset)
                 self.last_progress = self.clock()
                 self.metrics.last_progress.set(self.last_progress)
+
+    async def _make_durable(self, flight: _Flight) -> None:
+        """The batch's state: one changelog record per changed key (tagged with this owner),
+        acknowledged; then the local stores, each partition's changes with the changelog
+        offset that holds them in one write. Nothing if the batch was given up meanwhile."""
+        txn = flight.txn
+        if not txn:
+            self.chain.done(txn)
+            return
+        if flight.fence != self.fence:
+            raise _Abandoned
+        tags: dict[tuple[Store, int], Tag] = {}
+        offsets: dict[tuple[Store, int], int] = {}
+        records: list[Output] = []
+        for where, changes in txn.changes.items():
+            store, partition = where
+            tag = tags[where] = self._tag(store, partition)
+            headers = tag_headers(tag)
+
+            def acked(metadata: Any, where: tuple[Store, int] = where) -> None:
+                offset = getattr(metadata, "offset", None)  # aiokafka's RecordMetadata
+                if offset is not None and offset > offsets.get(where, -1):
+                    offsets[where] = offset
+
+            for key, value in changes.items():
+                records.append(
+                    Output(store.changelog_topic, key, value, partition, headers, on_acked=acked)
+                )
+        await self.publisher.publish(records)
+        if flight.fence != self.fence:  # given up while the changelog was being written
+            raise _Abandoned
+        for where, changes in txn.changes.items():
+            store, partition = where
+            store.write(partition, changes, tags[where], offsets.get(where))
+        self.metrics.state_changes.inc(len(records))
+        self.chain.done(txn)
+
+    def _tag(self, store: Store, partition: int) -> Tag:
+        """This owner's tag for the partition's changelog records: one epoch above what the
+        partition's state had seen when this assignment first wrote it."""
+        key = (store.name, partition)
+        epoch = self._epochs.get(key)
+        if epoch is None:
+            epoch = self._epochs[key] = store.epoch(partition) + 1
+        return Tag(epoch, self._generation())
+
+    def _abandon(self, flight: _Flight) -> None:
+        flight.abandoned = True
+        self.chain.done(flight.txn)
+        flight.settled.set()
+
+    async def _give_up(self, why: str, settle_s: float | None = None) -> None:
+        """Give up every batch in flight: no further send or retry, no state written; their
+        records stay uncommitted and are re-delivered. Then wait (bounded) for the sends already
+        handed to the producer, so none of them lands after this worker let go."""
+        self.fence += 1
+        tasks = list(self._inflight)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for txn in self.chain.clear():
+            log.debug("%s: transaction %d abandoned", why, txn.seq)
+        self._last = None
+        self.checkpoint.abandon()
+        settle_s = self.handover_timeout_s if settle_s is None else settle_s
+        unsettled = await self.publisher.settle(settle_s)
+        if unsettled:
+            log.warning(
+                "%s: %d send(s) already handed to the producer were not resolved within %.0fs",
+                why,
+                unsettled,
+                settle_s,
+            )
 
     async def _fail(self, exc: BaseException) -> None:
         if self.failure is not None:
@@ -300,6 +478,7 @@ class Pipeline:
         offsets are being read; their records wait until `starts_read`)."""
         self.owned = set(tps)
         self.revoking.clear()
+        self._epochs.clear()
         if self.tracker is not None:
             self.tracker.assigned(self.owned, awaiting_start=awaiting_start)
             self._starts_read.set()  # wakes waiters of an earlier assignment
@@ -351,11 +530,13 @@ class Pipeline:
                 self.checkpoint.batches_in_flight,
                 timeout,
             )
+            await self._give_up("rebalance")
         with contextlib.suppress(Exception):  # a failed commit only means re-delivery
             await self.commit()
         if self.owned is not None:
             self.owned -= revoked
         self.revoking -= revoked
+        self._epochs.clear()
         self.checkpoint.forget(revoked)
         if self.tracker is not None:
             self.tracker.forget(revoked)
@@ -363,15 +544,26 @@ class Pipeline:
             self.last_offsets.pop(tp, None)
             self.metrics.forget_partition(tp.topic, tp.partition)
 
+    def ready_partitions(self) -> set[int]:
+        """Partitions timer work may run on: owned and not being revoked. (The app runs timers
+        only while no rebalance is under way, i.e. once the assignment's state is restored.)"""
+        if self.owned is None:
+            return set()
+        return {tp.partition for tp in self.owned - self.revoking}
+
     async def close(self, timeout: float | None) -> bool:
         """Stop taking batches, wait (up to `timeout`) for those in flight, commit what is
         durable. Returns False when outputs were still unacknowledged (their records are not
         committed and will be re-delivered)."""
         self.closing = True
-        await self.wait_inflight(timeout)
-        for task in list(self._inflight):  # given up: stop retrying, stay uncommitted
-            task.cancel()
-        # A batch still being handed to the producer is registered but has no task yet.
+        # What is still in flight then is given up, leaving time (within `timeout`) for the
+        # producer to resolve what it was already handed.
+        settle = (
+            self.handover_timeout_s
+            if timeout is None
+            else min(self.handover_timeout_s, timeout / 2)
+        )
+        await self.wait_inflight(None if timeout is None else timeout - settle)
         complete = self.checkpoint.unfinished == 0
         if not complete:
             log.error(
@@ -379,6 +571,7 @@ class Pipeline:
                 "their offsets are not committed and they will be re-delivered",
                 self.checkpoint.records_in_flight,
             )
+            await self._give_up("stop", settle)
         try:
             await self.commit()
         except Exception as exc:

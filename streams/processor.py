@@ -2,12 +2,12 @@
 sends what it returns, so it is tested without a broker.
 
 Everything that can go wrong with a record ends as exactly one dead letter carrying the reason
-and the original bytes; nothing raises out of `handle`.
+and the original bytes: bad input in the stage itself, an exception in `guarded`, which every
+stage's records and timers go through (the record's state changes are undone).
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from collections.abc import Callable
@@ -20,8 +20,10 @@ from compliance.state import PatientHistory
 from schemas.common import DeadLetterReason
 from schemas.deadletter import DeadLetter, SourceRecord
 from schemas.decode import Rejection, decode_visit
+from streams.deadletters import fit, with_notes
 from streams.metrics import Metrics
 from streams.settings import Settings
+from streams.transaction import Chain, StaleTransaction, Store, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +49,12 @@ class Output:
     #: None: the producer's partitioner decides (by key); set for changelog records, which
     #: must go to the input record's partition.
     partition: int | None = None
-    #: State writes: the key's latest value as an Output, used when this one must be re-sent,
-    #: so a retry never puts an older value after a newer one in the changelog.
-    latest: Callable[[], Output] | None = field(default=None, compare=False, repr=False)
+    headers: list[tuple[str, bytes]] | None = None
+    #: Dead letters: the smallest form of the letter, sent instead when the broker refuses
+    #: this one as too large (streams/deadletters.py).
+    shrink: Callable[[], Output] | None = field(default=None, compare=False, repr=False)
     #: Called with the broker's RecordMetadata once the output is acknowledged.
     on_acked: Callable[[Any], None] | None = field(default=None, compare=False, repr=False)
-
-
-#: Bytes a dead letter keeps free under the topic's record limit for Kafka's own framing
-#: (record batch header, record varints, timestamps): a batch holding one record adds < 100.
-DEADLETTER_FRAMING_BYTES = 1024
 
 
 def _now() -> datetime:
@@ -64,17 +62,50 @@ def _now() -> datetime:
 
 
 class Processor(Protocol):
-    """One input record -> the records to publish; never raises (bad input: a dead letter)."""
+    """A stage: one input record -> the records to publish, reading and changing its tables
+    only through the batch's transaction. Bad input is a dead letter; an exception is turned
+    into one by the pipeline (`failed`), which also undoes the record's state changes."""
 
-    def handle(self, rec: Record) -> list[Output]: ...
+    def handle(self, rec: Record, txn: Transaction) -> list[Output]: ...
+
+    def failed(self, rec: Record | None, exc: BaseException) -> Output:
+        """The `processing_error` dead letter for an exception raised while handling `rec`
+        (None: by the stage's timer, outside any record)."""
+        ...
 
 
-class StateStore(Protocol):
-    """Per-patient state by input partition (streams.state.TableState in the worker)."""
+class Ticking(Processor, Protocol):
+    """A stage with timer work (the join's expiry), run as a transaction of its own."""
 
-    def get(self, partition: int, key: bytes) -> bytes | None: ...
+    def tick(self, txn: Transaction, partitions: set[int]) -> list[Output]: ...
 
-    def put(self, partition: int, key: bytes, value: bytes | None) -> Output: ...
+
+def guarded(processor: Processor, rec: Record, txn: Transaction) -> list[Output]:
+    """`processor.handle`; an exception undoes the record's state changes and becomes the
+    stage's `processing_error` dead letter, and the partition moves on. A transaction whose
+    partitions were given up (StaleTransaction) is not the record's fault: it propagates and
+    the batch is dropped (re-delivered to the partition's owner)."""
+    mark = txn.mark()
+    try:
+        return processor.handle(rec, txn)
+    except StaleTransaction:
+        raise
+    except Exception as exc:
+        txn.rollback(mark)
+        # The exception text may quote payload contents: its type only.
+        log.error(
+            "processing_error at %s[%d]@%d: %s",
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            type(exc).__name__,
+        )
+        return [processor.failed(rec, exc)]
+
+
+def scratch() -> Transaction:
+    """A transaction of its own, for running a stage without a pipeline (tools, tests)."""
+    return Chain().begin()
 
 
 class VisitProcessor:
@@ -84,7 +115,7 @@ class VisitProcessor:
         metrics: Metrics,
         engine: Engine | None = None,
         clock: Callable[[], datetime] = _now,
-        state: StateStore | None = None,
+        table: Store | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -93,37 +124,28 @@ class VisitProcessor:
         metrics.build.info(
             {"engine_version": ENGINE_VERSION, "ruleset_version": self.engine.ruleset_version}
         )
-        #: Without state (unit tests, tools) visits are judged alone.
-        self.state = state
+        #: The per-patient history table; without one (unit tests, tools) visits are judged
+        #: alone.
+        self.table = table
         #: The dead-letter topic's real record limit (streams.topics reads it at start; it can
         #: be lower than TC_DEADLETTER_MAX_BYTES when the topic already existed).
         self.deadletter_limit = settings.deadletter_max_bytes
         self.patient_ref_pattern = settings.patient_ref_regex
 
-    def handle(self, rec: Record) -> list[Output]:
+    def handle(self, rec: Record, txn: Transaction) -> list[Output]:
         started = time.perf_counter()
         try:
-            outputs = self._handle(rec)
-        except Exception as exc:
-            # The exception text may quote payload contents; log and publish its type only.
-            log.error(
-                "processing_error at %s[%d]@%d: %s",
-                rec.topic,
-                rec.partition,
-                rec.offset,
-                type(exc).__name__,
-            )
-            outputs = [
-                self._dead_letter(
-                    rec,
-                    DeadLetterReason.PROCESSING_ERROR,
-                    f"unexpected {type(exc).__name__} while checking the visit",
-                )
-            ]
-        self.metrics.processing.observe(time.perf_counter() - started)
-        return outputs
+            return self._handle(rec, txn)
+        finally:
+            self.metrics.processing.observe(time.perf_counter() - started)
 
-    def _handle(self, rec: Record) -> list[Output]:
+    def failed(self, rec: Record | None, exc: BaseException) -> Output:
+        detail = f"unexpected {type(exc).__name__} while checking the visit"
+        if rec is None:  # this stage has no timer work; kept total for the protocol
+            rec = Record(self.settings.topic_visits, 0, 0, None, None, None)
+        return self._dead_letter(rec, DeadLetterReason.PROCESSING_ERROR, detail)
+
+    def _handle(self, rec: Record, txn: Transaction) -> list[Output]:
         if rec.value is None:
             return [
                 self._dead_letter(
@@ -152,9 +174,9 @@ class VisitProcessor:
                 )
             ]
         now = self.clock()
-        state, history = self.state, None
-        if state is not None:
-            stored = state.get(rec.partition, rec.key)
+        table, history = self.table, None
+        if table is not None:
+            stored = txn.get(table, rec.partition, rec.key)
             history = PatientHistory.from_bytes(stored) if stored else PatientHistory()
         # seq = the record's offset: a visit is judged against what came before it in its
         # partition, so a replay after a crash gives the same findings (compliance/state.py).
@@ -163,10 +185,8 @@ class VisitProcessor:
         s = self.settings
         out = [Output(s.topic_alerts, key, a.to_json()) for a in outcome.alerts]
         out.append(Output(s.topic_checked, key, outcome.checked.to_json()))
-        if state is not None and outcome.history is not None:
-            # Written even when a re-delivery changed nothing: the local store may hold a
-            # value whose changelog record never reached the broker before a crash.
-            out.append(state.put(rec.partition, rec.key, outcome.history.to_bytes()))
+        if table is not None and outcome.history is not None:
+            txn.put(table, rec.partition, rec.key, outcome.history.to_bytes())
         m = self.metrics
         for a in outcome.alerts:
             m.alert(a.rule_id, a.severity).inc()
@@ -181,39 +201,18 @@ class VisitProcessor:
         return out
 
     def _dead_letter(self, rec: Record, reason: DeadLetterReason, detail: str) -> Output:
-        """One dead letter that always fits the dead-letter topic's record limit. What does not
-        fit is left out, keeping the value (needed to replay) before the key: first the key's
-        base64 copy, then the key, then the value; `detail` says what was left out. The
-        record's topic, partition and offset are always kept."""
-        budget = self.deadletter_limit - DEADLETTER_FRAMING_BYTES
-        key, value = rec.key, rec.value
-        key_b64 = base64.b64encode(key).decode() if key is not None else None
-        value_b64 = base64.b64encode(value).decode() if value is not None else None
-        no_value = (
-            f"original value of {len(value or b'')} bytes not attached: it does not fit the "
-            f"dead-letter topic's {self.deadletter_limit}-byte record limit"
-        )
-        no_key = f"original {len(key or b'')}-byte key left out: it does not fit the topic"
-        options: list[tuple[bytes | None, str | None, str | None, list[str]]] = [
-            (key, key_b64, value_b64, []),
-            (key, None, value_b64, ["copy of the key not attached (too large)"]),
-            (None, None, value_b64, ["published without the original key", no_key]),
-            (key, key_b64, None, [no_value]),
-            (key, None, None, [no_value, "copy of the key not attached (too large)"]),
-            (None, None, None, [no_value, "published without the original key", no_key]),
-        ]
-        for out_key, out_key_b64, out_value_b64, notes in options:
-            text = detail + "".join(f" ({note})" for note in notes)
-            letter = self._letter(rec, reason, text, out_key_b64, out_value_b64)
-            if self._size(out_key, letter) <= budget:
-                break
+        """One dead letter that fits the dead-letter topic's record limit (what is left out
+        when it would not: streams/deadletters.py)."""
+
+        def render(key_b64: str | None, value_b64: str | None, notes: list[str]) -> bytes:
+            return self._letter(rec, reason, with_notes(detail, notes), key_b64, value_b64)
+
+        fitted = fit(self.deadletter_limit, rec.key, rec.value, render, key_copy=True)
         self.metrics.visits_by_status["rejected"].inc()
         self.metrics.dead_letters_by_reason[reason].inc()
-        return Output(self.settings.topic_deadletter, out_key, letter)
-
-    @staticmethod
-    def _size(key: bytes | None, value: bytes) -> int:
-        return len(value) + (len(key) if key is not None else 0)
+        topic = self.settings.topic_deadletter
+        smallest = Output(topic, None, fitted.smallest)
+        return Output(topic, fitted.key, fitted.letter, shrink=lambda: smallest)
 
     def _letter(
         self,

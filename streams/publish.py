@@ -79,23 +79,42 @@ def _failed(exc: BaseException) -> asyncio.Future[Any]:
     return fut
 
 
+#: The broker's and the client's "record too large": a dead letter is then re-sent smaller.
+TOO_LARGE = (kafka_errors.MessageSizeTooLargeError, kafka_errors.RecordTooLargeError)
+
+
 class Publisher:
     def __init__(self, send: SendFn, metrics: Metrics, max_backoff_s: float = MAX_BACKOFF_S):
         self.send = send
         self.metrics = metrics
         self.max_backoff_s = max_backoff_s
         self._last_log = 0.0
+        #: Sends handed to the producer and not resolved yet (a give-up waits for them).
+        self._outstanding: set[asyncio.Future[Any]] = set()
 
     async def send_all(self, outputs: Sequence[Output]) -> list[Awaitable[Any]]:
         futures: list[Awaitable[Any]] = []
         for out in outputs:
             try:
-                futures.append(await self.send(out))
+                fut = await self.send(out)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # raised by send itself: same path as a failed future
-                futures.append(_failed(exc))
+                fut = _failed(exc)
+            if isinstance(fut, asyncio.Future) and not fut.done():
+                self._outstanding.add(fut)
+                fut.add_done_callback(self._outstanding.discard)
+            futures.append(fut)
         return futures
+
+    async def settle(self, timeout: float) -> int:
+        """Wait up to `timeout` for every send handed to the producer to resolve (acknowledged
+        or failed: the producer gives up on its own after its request timeout); returns how
+        many did not."""
+        pending = set(self._outstanding)
+        if pending:
+            _done, pending = await asyncio.wait(pending, timeout=timeout)
+        return len(pending)
 
     async def publish(
         self, outputs: Sequence[Output], futures: list[Awaitable[Any]] | None = None
@@ -108,7 +127,11 @@ class Publisher:
         while pending:
             if futures is None:
                 futures = await self.send_all(pending)
-            results = await asyncio.gather(*futures, return_exceptions=True)
+            # Shielded: cancelling this (a give-up) must not cancel the producer's own futures,
+            # which a give-up then waits for (settle), the records being already handed over.
+            results = await asyncio.gather(
+                *(asyncio.shield(f) for f in futures), return_exceptions=True
+            )
             futures = None
             failed = []
             for out, result in zip(pending, results, strict=True):
@@ -118,6 +141,19 @@ class Publisher:
                     out.on_acked(result)
             if not failed:
                 return
+            # A dead letter refused as too large goes again in its smallest form (the same
+            # bytes would be refused forever); everything else is retried or fatal.
+            smaller = [
+                o.shrink()
+                for o, r in failed
+                if o.shrink is not None and isinstance(root_cause(r), TOO_LARGE)
+            ]
+            self.metrics.deadletters_shrunk.inc(len(smaller))
+            failed = [
+                (o, r)
+                for o, r in failed
+                if o.shrink is None or not isinstance(root_cause(r), TOO_LARGE)
+            ]
             fatal = [r for _, r in failed if not is_retriable(r)]
             if fatal:
                 cause = root_cause(fatal[0])
@@ -126,6 +162,9 @@ class Publisher:
                     f"cannot publish to {', '.join(topics)}: {type(cause).__name__} "
                     f"({cause}) cannot be fixed by retrying"
                 ) from cause
+            pending = smaller + [o for o, _ in failed]
+            if not failed:
+                continue
             self.metrics.send_retries.inc(len(failed))
             now = time.monotonic()
             if now - self._last_log >= LOG_EVERY_S:
@@ -143,4 +182,3 @@ class Publisher:
                 )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff_s)
-            pending = [o.latest() if o.latest is not None else o for o, _ in failed]

@@ -46,6 +46,10 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
+#: The longest a rebalance waits for batches in flight before giving up their partitions.
+MAX_REVOKE_WAIT_S = 30.0
+
+
 class Settings(BaseSettings):
     """Every setting, its environment variable (TC_ + upper-case name) and default."""
 
@@ -108,6 +112,10 @@ class Settings(BaseSettings):
     #: A worker that dies without leaving the group is replaced after this long (Kafka session).
     session_timeout_s: Annotated[float, Field(ge=6, le=300)] = 10.0
     heartbeat_interval_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    #: The producer gives up on a send after this long (aiokafka retries inside it until then).
+    #: Bounded so that what a rebalance finds handed to the producer resolves within the
+    #: revoke wait: twice this must be below min(TC_SESSION_TIMEOUT_S, 30).
+    producer_request_timeout_s: Annotated[float, Field(ge=1, le=120)] = 4.0
     #: After SIGTERM/SIGINT the worker exits within this bound: a graceful stop that has not
     #: finished by then is cut short (uncommitted work is re-delivered: at-least-once).
     shutdown_timeout_s: Annotated[float, Field(ge=1, le=600)] = 30.0
@@ -172,6 +180,18 @@ class Settings(BaseSettings):
     def _patient_ref_pattern(cls, value: str) -> str:
         compile_pattern(value)  # ValueError names the problem
         return value
+
+    @model_validator(mode="after")
+    def _handover_within_revoke(self) -> Settings:
+        if self.handover_timeout_s >= self.revoke_wait_s:
+            raise ValueError(
+                f"TC_PRODUCER_REQUEST_TIMEOUT_S={self.producer_request_timeout_s:g} is too long: "
+                "a rebalance waits min(TC_SESSION_TIMEOUT_S, 30) = "
+                f"{self.revoke_wait_s:g}s, and sends already handed to the producer must resolve "
+                "within it (twice the request timeout, plus 1s); lower it or raise "
+                "TC_SESSION_TIMEOUT_S"
+            )
+        return self
 
     @model_validator(mode="after")
     def _security(self) -> Settings:
@@ -259,6 +279,18 @@ class Settings(BaseSettings):
         """How long a graceful stop waits for unacknowledged outputs: two thirds of the
         shutdown bound, leaving the rest for faust to commit and leave the group."""
         return self.shutdown_timeout_s * 2 / 3
+
+    @property
+    def revoke_wait_s(self) -> float:
+        """How long a rebalance waits for the batches in flight before giving them up."""
+        return min(self.session_timeout_s, MAX_REVOKE_WAIT_S)
+
+    @property
+    def handover_timeout_s(self) -> float:
+        """The longest a send already handed to the producer takes to resolve: aiokafka expires
+        a batch after its request timeout, and a request sent just before takes at most as
+        long again (aiokafka/producer/sender.py `_can_retry`, message_accumulator `expired`)."""
+        return 2 * self.producer_request_timeout_s + 1
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -25,7 +25,7 @@ from ehr import convert_main, load_config, parse_fhir
 from schemas.ehr_deadletter import EhrDeadLetter
 from streams.ehr_stages import EhrParser
 from streams.metrics import Metrics
-from streams.processor import Record
+from streams.processor import Record, guarded, scratch
 from streams.settings import Settings
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures/ehr"
@@ -109,7 +109,9 @@ def test_the_fhir_inbound_stage_dead_letters_it() -> None:
     settings = Settings.from_env({"TC_EHR_PATIENT_KEY": KEY})
     parser = EhrParser(settings, load_config(KEY), Metrics())
     text = CASES[0][1]
-    (out,) = parser.handle(Record(settings.topic_fhir_inbound, 0, 3, b"k", text, 1_772_470_800_000))
+    (out,) = guarded(
+        parser, Record(settings.topic_fhir_inbound, 0, 3, b"k", text, 1_772_470_800_000), scratch()
+    )
     assert out.topic == settings.topic_ehr_deadletter
     letter = EhrDeadLetter.model_validate_json(out.value or b"")
     assert letter.reason == "not_fhir" and letter.format == "fhir"

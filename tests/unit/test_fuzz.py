@@ -19,7 +19,7 @@ from schemas import Rejection, decode_visit
 from schemas.duplicate_keys import duplicate_key_detail
 from schemas.visit import TherapyVisitCompleted
 from streams.metrics import Metrics
-from streams.processor import Record, VisitProcessor
+from streams.processor import Record, VisitProcessor, guarded, scratch
 from streams.settings import Settings
 from tests.factories import line, timed_visit
 
@@ -108,7 +108,7 @@ def visits(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def assert_one_outcome(key: bytes | None, value: bytes) -> None:
-    out = PROCESSOR.handle(Record("in", 0, 1, key, value, None))
+    out = guarded(PROCESSOR, Record("in", 0, 1, key, value, None), scratch())
     topics = [o.topic for o in out]
     if topics[-1] == PROCESSOR.settings.topic_deadletter:
         assert len(out) == 1
@@ -234,7 +234,9 @@ def test_valid_visits_with_a_repeated_key_are_dead_lettered(
     # Repeat the key in the text: the encoder never writes a duplicate, so rename a marker.
     obj["\x00dup"] = obj[key]
     value = orjson.dumps(data).replace(b'"\\u0000dup"', orjson.dumps(key))
-    out = PROCESSOR.handle(Record("in", 0, 1, data["patient_ref"].encode(), value, None))
+    out = guarded(
+        PROCESSOR, Record("in", 0, 1, data["patient_ref"].encode(), value, None), scratch()
+    )
     assert [o.topic for o in out] == [PROCESSOR.settings.topic_deadletter]
     letter = orjson.loads(out[0].value)
     assert letter["reason"] == "schema_violation"

@@ -24,7 +24,7 @@ from schemas.patient_ref import PatientRefProblem, compile_pattern
 from schemas.visit import TherapyVisitCompleted
 from streams.audit import run_audit
 from streams.metrics import Metrics
-from streams.processor import Record, VisitProcessor
+from streams.processor import Record, VisitProcessor, guarded, scratch
 from streams.settings import Settings, settings_from_env_or_exit
 from streams.synthetic import generator
 from tests.factories import raw, timed_visit
@@ -127,7 +127,7 @@ def test_the_worker_dead_letters_and_counts_by_problem_without_the_value() -> No
     p = VisitProcessor(Settings.from_env({}), metrics)
     for ref in (LEAK, "Jane Doe", "Jöne", "P-88f1"):
         value = visit(ref)
-        p.handle(Record("in", 0, 1, ref.encode(), value, None))
+        guarded(p, Record("in", 0, 1, ref.encode(), value, None), scratch())
     text = generate_latest(metrics.registry).decode()
     lines = [ln for ln in text.splitlines() if ln.startswith("therapy_compliance_patient_ref_")]
     assert sorted(lines) == [
@@ -144,8 +144,10 @@ def test_the_worker_dead_letters_and_counts_by_problem_without_the_value() -> No
 
 def test_the_worker_applies_the_configured_pattern() -> None:
     settings = Settings.from_env({"TC_PATIENT_REF_PATTERN": r"P-[0-9]+"})
-    [out] = VisitProcessor(settings, Metrics()).handle(
-        Record("in", 0, 1, b"P-88f1", visit("P-88f1"), None)
+    [out] = guarded(
+        VisitProcessor(settings, Metrics()),
+        Record("in", 0, 1, b"P-88f1", visit("P-88f1"), None),
+        scratch(),
     )
     letter = DeadLetter.model_validate_json(out.value)
     assert letter.reason.value == "schema_violation"

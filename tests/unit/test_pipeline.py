@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import errors as kafka_errors
 from faust.exceptions import ProducerSendError
@@ -33,24 +35,35 @@ def records(partition: int, offsets: range, value: bytes = FLAGGED) -> list[Reco
     return [Record(TOPIC, partition, o, b"P-88f1", value, None) for o in offsets]
 
 
+@dataclass(frozen=True)
+class Meta:
+    """What aiokafka's RecordMetadata gives the pipeline: the record's offset."""
+
+    offset: int
+
+
 class Broker:
-    """A fake producer: every send returns a future the test resolves (or fails) at will."""
+    """A fake producer: every send returns a future the test resolves (or fails) at will; an
+    acknowledged record gets the next offset of its topic and partition."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[Output, asyncio.Future[None]]] = []
+        self.sent: list[tuple[Output, asyncio.Future[Any]]] = []
         self.raise_on_send: list[BaseException] = []
+        self.offsets: dict[tuple[str, int | None], int] = {}
 
-    async def send(self, out: Output) -> Awaitable[None]:
+    async def send(self, out: Output) -> Awaitable[Any]:
         if self.raise_on_send:
             raise self.raise_on_send.pop(0)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.sent.append((out, fut))
         return fut
 
     def ack(self, start: int = 0, stop: int | None = None) -> None:
-        for _, fut in self.sent[start:stop]:
+        for out, fut in self.sent[start:stop]:
             if not fut.done():
-                fut.set_result(None)
+                where = (out.topic, out.partition)
+                offset = self.offsets[where] = self.offsets.get(where, -1) + 1
+                fut.set_result(Meta(offset))
 
     def fail(self, exc: BaseException, start: int = 0, stop: int | None = None) -> None:
         for _, fut in self.sent[start:stop]:
@@ -73,6 +86,7 @@ class Harness:
             self.metrics,
             on_fatal=self.on_fatal,
             max_inflight=max_inflight,
+            handover_timeout_s=0.1,
         )
 
     async def commit(self, offsets: Any) -> bool:
@@ -355,3 +369,28 @@ async def test_close_waits_for_a_batch_still_being_handed_to_the_producer() -> N
         await asyncio.sleep(0.01)
     assert await closing is True
     assert h.commits == [{TP(TOPIC, 0): 2}]
+
+
+@pytest.mark.asyncio
+async def test_a_dead_letter_refused_as_too_large_is_sent_smaller_not_retried_forever() -> None:
+    """The dead-letter topic's limit was lowered after the worker read it: the broker refuses
+    the letter as too large. It goes again in its smallest form (no original bytes); an alert
+    refused the same way is held and retried (an operator fixes the topic)."""
+    h = Harness()
+    await h.submit("b1", [Record(TOPIC, 0, 0, b"P-88f1", b"not json", None)])
+    await settle()
+    [(letter, _)] = h.broker.sent
+    assert letter.value is not None and b"value_b64" in letter.value
+    h.broker.fail(kafka_errors.MessageSizeTooLargeError())
+    for _ in range(20):
+        await settle()
+    [_, (smaller, _)] = h.broker.sent
+    body = orjson.loads(smaller.value or b"")
+    assert body["value_b64"] is None and body["key_b64"] is None and smaller.key is None
+    assert body["source"]["offset"] == 0 and body["reason"] == "invalid_json"
+    h.broker.ack()
+    for _ in range(20):
+        await settle()
+    assert h.durable == ["b1"] and h.fatal == []
+    text = generate_latest(h.metrics.registry).decode()
+    assert "therapy_compliance_deadletters_shrunk_total 1.0" in text

@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 from compliance import Engine
 from schemas import ComplianceAlert, DeadLetter, VisitChecked
 from streams.metrics import Metrics
-from streams.processor import Output, Record, VisitProcessor
+from streams.processor import Output, Record, VisitProcessor, guarded, scratch
 from streams.settings import Settings
 from tests.factories import raw, timed_visit
 
@@ -32,7 +32,7 @@ def processor(metrics: Metrics | None = None) -> VisitProcessor:
 
 
 def test_flagged_visit_gives_alerts_then_one_checked() -> None:
-    out = processor().handle(rec(raw(timed_visit(("97110", 3, 33), ("97140", 1, 7)))))
+    out = guarded(processor(), rec(raw(timed_visit(("97110", 3, 33), ("97140", 1, 7)))), scratch())
     assert [o.topic for o in out] == ["billing.compliance.alert.v1", "therapy.visit.checked.v1"]
     assert all(o.key == b"V-1001" for o in out)
     alert = ComplianceAlert.model_validate_json(out[0].value)
@@ -42,7 +42,7 @@ def test_flagged_visit_gives_alerts_then_one_checked() -> None:
 
 
 def test_clean_visit_gives_only_checked() -> None:
-    out = processor().handle(rec(raw(timed_visit(("97110", 2, 33), ("97140", 1, 7)))))
+    out = guarded(processor(), rec(raw(timed_visit(("97110", 2, 33), ("97140", 1, 7)))), scratch())
     assert len(out) == 1
     checked = VisitChecked.model_validate_json(out[0].value)
     assert checked.status.value == "clean" and checked.alert_ids == []
@@ -65,7 +65,7 @@ def test_bad_records_become_one_dead_letter_with_original_bytes(
     value: bytes | None, key: bytes | None, reason: str
 ) -> None:
     metrics = Metrics()
-    [out] = processor(metrics).handle(rec(value, key))
+    [out] = guarded(processor(metrics), rec(value, key), scratch())
     assert out.topic == "therapy.visit.deadletter.v1" and out.key == key
     letter = DeadLetter.model_validate_json(out.value)
     assert letter.reason.value == reason
@@ -90,7 +90,7 @@ def test_unexpected_exception_is_dead_lettered_not_skipped() -> None:
             raise ZeroDivisionError("patient Jane Marker-Doe")
 
     p = VisitProcessor(SETTINGS, Metrics(), engine=Broken(), clock=lambda: NOW)
-    [out] = p.handle(rec(raw(timed_visit(("97110", 2, 30)))))
+    [out] = guarded(p, rec(raw(timed_visit(("97110", 2, 30)))), scratch())
     letter = DeadLetter.model_validate_json(out.value)
     assert letter.reason.value == "processing_error"
     assert "ZeroDivisionError" in letter.detail and "Marker" not in letter.detail
@@ -99,8 +99,8 @@ def test_unexpected_exception_is_dead_lettered_not_skipped() -> None:
 def test_metrics_count_alerts_by_rule_and_visits_by_status() -> None:
     metrics = Metrics()
     p = processor(metrics)
-    p.handle(rec(raw(timed_visit(("97110", 3, 33), ("97140", 1, 7)))))
-    p.handle(rec(raw(timed_visit(("97110", 2, 33), ("97140", 1, 7)))))
+    guarded(p, rec(raw(timed_visit(("97110", 3, 33), ("97140", 1, 7)))), scratch())
+    guarded(p, rec(raw(timed_visit(("97110", 2, 33), ("97140", 1, 7)))), scratch())
     text = generate_latest(metrics.registry).decode()
     assert (
         'therapy_compliance_alerts_total{rule_id="TIMED_UNITS_EXCEED_MINUTES",severity="error"} 1.0'
@@ -118,7 +118,7 @@ def test_alerts_are_counted_at_the_severity_they_carry() -> None:
     data = timed_visit(("97110", 2, 30), ("97140", 1, 10))
     for service in data["services"]:
         service["minutes"] = None
-    processor(metrics).handle(rec(raw(data)))
+    guarded(processor(metrics), rec(raw(data)), scratch())
     text = generate_latest(metrics.registry).decode()
     line = 'therapy_compliance_alerts_total{rule_id="TIMED_MINUTES_MISSING",severity="info"} 2.0'
     assert line in text
@@ -137,6 +137,12 @@ def test_settings_reject_unknown_and_invalid_variables() -> None:
     with pytest.raises(ValueError, match="TC_EPISODE_HORIZON_DAYS=60 must be at least"):
         Settings.from_env({"TC_EPISODE_HORIZON_DAYS": "60"})  # below the same-day 90
     assert Settings.from_env({"TC_EPISODE_HORIZON_DAYS": "90"}).episode_horizon_days == 90
+    # A send handed to the producer must resolve within a rebalance's wait (2 x 5 + 1 > 10).
+    with pytest.raises(ValueError, match="TC_PRODUCER_REQUEST_TIMEOUT_S=5 is too long"):
+        Settings.from_env({"TC_PRODUCER_REQUEST_TIMEOUT_S": "5"})
+    assert Settings.from_env(
+        {"TC_PRODUCER_REQUEST_TIMEOUT_S": "5", "TC_SESSION_TIMEOUT_S": "12"}
+    ).handover_timeout_s == (11)
     s = Settings.from_env({"TC_BROKERS": "kafka://a:1, b:2", "TC_SASL_PASSWORD": "hunter2"})
     assert s.bootstrap_servers == ["a:1", "b:2"]
     assert "hunter2" not in str(s.public_view()) and "hunter2" not in repr(s)
@@ -184,11 +190,12 @@ async def test_agent_processes_every_record_through_test_context() -> None:
         for value in [good, b"not json", good, good, b"[]"]:
             await ctx.put(value, key=b"P-88f1", partition=0)
         for _ in range(100):
-            if len(sent) >= 11:
+            if len(sent) >= 10:
                 break
             await asyncio.sleep(0.02)
     changelog = [o for o in sent if o.topic == "tc-agent-test-patient-history-changelog"]
-    assert len(changelog) == 3 and {o.partition for o in changelog} == {0}  # co-partitioned
+    # One changelog record per changed key and batch (batches of 3: two), co-partitioned.
+    assert len(changelog) == 2 and {o.partition for o in changelog} == {0}
     topics = [o.topic.split(".")[-2] for o in sent if o not in changelog]
     assert topics.count("alert") == 3 and topics.count("checked") == 3
     assert topics.count("deadletter") == 2
@@ -213,7 +220,7 @@ def test_dead_letters_always_fit_the_topics_record_limit(
     p = processor()
     p.deadletter_limit = limit
     key, value = b"K" * key_len, b"{" + b" " * (value_len - 2) + b"}"
-    [out] = p.handle(rec(value, key))
+    [out] = guarded(p, rec(value, key), scratch())
     assert len(out.value) + len(out.key or b"") <= limit - 1024
     letter = DeadLetter.model_validate_json(out.value)
     assert (out.key is not None, letter.key_b64 is not None, letter.value_b64 is not None) == (

@@ -1,0 +1,271 @@
+"""faust's table stores, adapted to the state transaction (streams/transaction.py).
+
+The one module that uses faust's private table internals (its stores' `_dbs`, `offset_key`,
+`data`, `_key_partition`, `set_persisted_offset`); what it relies on is pinned by
+tests/unit/test_faust_contract.py.
+
+- `TableStore` is the transaction's `Store` over a faust Table: it reads a partition's local
+  store only while faust holds it open (faust's own `_db_for_partition` would reopen a store it
+  dropped at a revoke: `StaleTransaction` instead), and writes a transaction's changes, the
+  partition's highest epoch and the changelog offset that holds them in one RocksDB write batch.
+- `RocksDBStore` / `MemoryStore` (`tcrocksdb://`, `tcmemory://`, registered as `faust.stores`
+  entry points) are faust's stores whose changelog recovery never applies a record over a
+  stored value with a greater tag. Each changelog record carries its writer's `Tag` in the
+  header `tc-tag`; the local store keeps it in front of the value. A record sent by an earlier
+  owner that reaches the changelog after the current owner's (a send the broker accepted after
+  the producer had given up on it) is then skipped when the partition is restored, instead of
+  taking the state backwards. Records without a tag (written before this format) count as
+  the oldest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import faust.stores.memory
+import faust.stores.rocksdb
+from faust.types import TP as FaustTP
+from faust.types import EventT, TableT
+
+from streams.transaction import _TAG, UNTAGGED, StaleTransaction, Tag, header_tag
+
+log = logging.getLogger("streams.tables")
+
+#: Per-patient history for the rules that span visits (compliance/state.py), key patient_ref.
+TABLE_NAME = "patient-history"
+#: The EHR join's table: each visit's parts (streams/ehr_stages.py).
+JOIN_TABLE = "ehr-visit-join"
+
+#: A local value is MARK + packed tag + the value. No state value starts with a NUL byte (they
+#: are JSON), so a value without it is one written before tags existed.
+MARK = b"\x00"
+_HEAD = len(MARK) + _TAG.size
+#: The partition's highest epoch seen, kept in its RocksDB next to faust's persisted offset.
+EPOCH_KEY = b"__tc\x00epoch__"
+
+
+def pack(tag: Tag, value: bytes) -> bytes:
+    return MARK + _TAG.pack(tag.epoch, tag.generation) + value
+
+
+def unpack(raw: bytes) -> tuple[Tag, bytes]:
+    if raw[:1] == MARK and len(raw) >= _HEAD:
+        epoch, generation = _TAG.unpack_from(raw, 1)
+        return Tag(epoch, generation), raw[_HEAD:]
+    return UNTAGGED, raw
+
+
+def _newer_wins(
+    batch: Iterable[EventT[Any]], stored: Callable[[int, bytes], bytes | None]
+) -> tuple[dict[int, dict[bytes, tuple[Tag, bytes | None]]], dict[FaustTP, int], int]:
+    """Changelog events -> per partition, each key's winning (tag, value): a record applies
+    only when its tag is not below the value it would replace (stored, or earlier in the
+    batch). Returns also the highest offset per changelog partition and how many were
+    skipped."""
+    winners: dict[int, dict[bytes, tuple[Tag, bytes | None]]] = {}
+    offsets: dict[FaustTP, int] = {}
+    skipped = 0
+    for event in batch:
+        msg = event.message
+        tp = msg.tp
+        offsets[tp] = max(msg.offset, offsets.get(tp, msg.offset))
+        key = bytes(msg.key or b"")
+        tag = header_tag(msg.headers)
+        pending = winners.setdefault(msg.partition, {})
+        if key in pending:
+            current = pending[key][0]
+        else:
+            raw = stored(msg.partition, key)
+            current = unpack(raw)[0] if raw is not None else UNTAGGED
+        if tag < current:
+            skipped += 1
+            continue
+        pending[key] = (tag, None if msg.value is None else bytes(msg.value))
+    return winners, offsets, skipped
+
+
+def _log_skipped(table: str, skipped: int) -> None:
+    if skipped:
+        log.warning(
+            "%s: %d changelog record(s) older than the stored values skipped at recovery "
+            "(an earlier owner's late writes)",
+            table,
+            skipped,
+        )
+
+
+class RocksDBStore(faust.stores.rocksdb.Store):
+    """faust's RocksDB store with tag-ordered changelog recovery (`tcrocksdb://`)."""
+
+    def apply_changelog_batch(
+        self,
+        batch: Iterable[EventT[Any]],
+        to_key: Callable[[Any], Any],
+        to_value: Callable[[Any], Any],
+    ) -> None:
+        def stored(partition: int, key: bytes) -> bytes | None:
+            value = self._db_for_partition(partition).get(key)
+            return None if value is None else bytes(value)
+
+        winners, offsets, skipped = _newer_wins(batch, stored)
+        by_partition = {tp.partition: offset for tp, offset in offsets.items()}
+        for partition, offset in by_partition.items():
+            db = self._db_for_partition(partition)
+            _write(db, self.offset_key, winners.get(partition, {}), offset)
+        _log_skipped(self.table_name, skipped)
+
+
+class MemoryStore(faust.stores.memory.Store[bytes, bytes]):
+    """faust's in-memory store with tag-ordered changelog recovery (`tcmemory://`)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.tc_epochs: dict[int, int] = {}
+
+    def apply_changelog_batch(
+        self,
+        batch: Iterable[EventT[Any]],
+        to_key: Callable[[Any], Any],
+        to_value: Callable[[Any], Any],
+    ) -> None:
+        winners, _offsets, skipped = _newer_wins(batch, lambda _p, key: self.data.get(key))
+        for partition, changes in winners.items():
+            for key, (tag, value) in changes.items():
+                _memory_put(self, partition, key, tag, value)
+        _log_skipped(self.table_name, skipped)
+
+
+def _memory_put(
+    store: MemoryStore, partition: int, key: bytes, tag: Tag, value: bytes | None
+) -> None:
+    if value is None:
+        store.data.pop(key, None)
+        store._key_partition.pop(key, None)
+    else:
+        store.data[key] = pack(tag, value)
+        store._key_partition[key] = partition
+    store.tc_epochs[partition] = max(tag.epoch, store.tc_epochs.get(partition, 0))
+
+
+def _write(
+    db: Any,
+    offset_key: bytes,
+    changes: Mapping[bytes, tuple[Tag, bytes | None]],
+    changelog_offset: int | None,
+) -> None:
+    """One RocksDB write batch: the values with their tags, the partition's highest epoch and
+    faust's persisted changelog offset, so a crash leaves all of it or none."""
+    import rocksdict
+
+    batch = rocksdict.WriteBatch(raw_mode=True)
+    epoch = 0
+    for key, (tag, value) in changes.items():
+        epoch = max(epoch, tag.epoch)
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, pack(tag, value))
+    if epoch and epoch > _stored_epoch(db):
+        batch.put(EPOCH_KEY, str(epoch).encode())
+    if changelog_offset is not None:
+        batch.put(offset_key, str(changelog_offset).encode())
+    db.write(batch)
+
+
+def _stored_epoch(db: Any) -> int:
+    raw = db.get(EPOCH_KEY)
+    return int(raw) if raw is not None else 0
+
+
+class TableStore:
+    """A faust Table as the transaction's `Store` (streams/transaction.py)."""
+
+    __slots__ = ("_changelog_topic", "table")
+
+    def __init__(self, table: TableT[Any, Any]) -> None:
+        self.table = table
+        self._changelog_topic = table.changelog_topic.get_topic_name()
+
+    @property
+    def name(self) -> str:
+        return str(self.table.name)
+
+    @property
+    def changelog_topic(self) -> str:
+        return self._changelog_topic
+
+    @property
+    def _store(self) -> Any:
+        # faust's Store interface reads and writes through the *current event's* partition;
+        # the pipeline processes a batch at a time, so it names the partition itself.
+        return self.table.data
+
+    def _db(self, partition: int) -> Any:
+        """The partition's open RocksDB; never reopens one faust dropped at a revoke."""
+        db = self._store._dbs.get(partition)
+        if db is None:
+            raise StaleTransaction(f"{self.name}[{partition}] is not held by this worker")
+        return db
+
+    @property
+    def _rocks(self) -> bool:
+        return isinstance(self._store, faust.stores.rocksdb.Store)
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        raw = self._db(partition).get(key) if self._rocks else self._store.data.get(key)
+        return None if raw is None else unpack(bytes(raw))[1]
+
+    def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        store = self._store
+        if self._rocks:
+            for key, raw in self._db(partition).items():
+                if key not in (store.offset_key, EPOCH_KEY):
+                    yield bytes(key), unpack(bytes(raw))[1]
+            return
+        for key, raw in list(store.data.items()):
+            if store._key_partition.get(key) == partition:
+                yield bytes(key), unpack(bytes(raw))[1]
+
+    def write(
+        self,
+        partition: int,
+        changes: Mapping[bytes, bytes | None],
+        tag: Tag,
+        changelog_offset: int | None,
+    ) -> None:
+        store = self._store
+        if self._rocks:
+            tagged = {key: (tag, value) for key, value in changes.items()}
+            _write(self._db(partition), store.offset_key, tagged, changelog_offset)
+            return
+        for key, value in changes.items():
+            _memory_put(store, partition, key, tag, value)
+
+    def epoch(self, partition: int) -> int:
+        if self._rocks:
+            return _stored_epoch(self._db(partition))
+        return int(getattr(self._store, "tc_epochs", {}).get(partition, 0))
+
+    def persisted_offset(self, partition: int) -> int | None:
+        """faust's persisted changelog offset of the partition (tests)."""
+        offset = self._store.persisted_offset(FaustTP(self.changelog_topic, partition))
+        return None if offset is None else int(offset)
+
+    def size(self, partitions: Sequence[int] | set[int]) -> tuple[int, int]:
+        """(keys, bytes) held for these partitions: RocksDB's own estimates (live data plus
+        memtables); the memory store counts exactly."""
+        store = self._store
+        if self._rocks:
+            keys = size = 0
+            for partition in partitions:
+                db = store._dbs.get(partition)
+                if db is None:
+                    continue
+                keys += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+                size += int(db.property_int_value("rocksdb.estimate-live-data-size") or 0)
+                size += int(db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0)
+            return keys, size
+        owned = [k for k, p in store._key_partition.items() if p in partitions]
+        return len(owned), sum(len(store.data.get(k) or b"") for k in owned)
