@@ -38,7 +38,7 @@ from streams.publish import Publisher
 from streams.settings import SecurityProtocol, Settings, settings_from_env_or_exit
 from streams.tables import JOIN_TABLE, TABLE_NAME, TableStore
 from streams.topics import ensure_topics, record_limit
-from streams.transaction import Transaction
+from streams.transaction import Store, Transaction
 
 log = logging.getLogger("streams.app")
 
@@ -61,6 +61,8 @@ class ComplianceApp(faust.App):
     tc_clean_stop: bool = True
     #: Each dead-letter topic -> what fits letters to its limit (read from the broker at start).
     tc_deadletter_limits: dict[str, Any]
+    #: Repairs of keys whose restore skipped a late record, running (streams/tables.py).
+    tc_repairs: set[asyncio.Future[None]]
 
     async def on_first_start(self) -> None:
         settings = self.tc_settings
@@ -170,6 +172,7 @@ def create_app(
     app.tc_settings = settings
     app.tc_metrics = metrics
     app.tc_deadletter_limits = {}
+    app.tc_repairs = set()
 
     async def send(out: Output) -> Awaitable[Any]:
         return await app.producer.send(
@@ -215,7 +218,9 @@ def create_app(
         await seek(tp, first)
         return first
 
-    def stage(name: str, topics: tuple[str, ...], processor: Processor) -> Stage:
+    def stage(
+        name: str, topics: tuple[str, ...], processor: Processor, stores: tuple[Store, ...] = ()
+    ) -> Stage:
         pipeline = Pipeline(
             processor,
             publisher,
@@ -254,7 +259,7 @@ def create_app(
                 await pipeline.submit([_record(e.message) for e in batch], ack)
 
         app.agent(source, concurrency=1, supervisor_strategy=CrashingSupervisor, name=name)(run)
-        return Stage(name, topics, pipeline)
+        return Stage(name, topics, pipeline, stores)
 
     # Per-patient state, co-partitioned with the input (same key, same partition count).
     history = app.Table(
@@ -263,12 +268,13 @@ def create_app(
         value_type=bytes,
         partitions=settings.partitions,
         options=settings.rocksdb_options,
+        extra_topic_configs=settings.changelog_topic_configs,
         help="Per-patient history for the rules that span visits (compliance/state.py).",
     )
     history_state = TableStore(history)
     processor = VisitProcessor(settings, metrics, engine, table=history_state)
     app.tc_deadletter_limits[settings.topic_deadletter] = processor
-    stages = [stage("check_visits", (settings.topic_visits,), processor)]
+    stages = [stage("check_visits", (settings.topic_visits,), processor, (history_state,))]
     if settings.ehr_enabled:
         stages.extend(_ehr_stages(app, settings, metrics, stage))
     health = Health(
@@ -294,10 +300,21 @@ def create_app(
 
     assigned_at = [time.monotonic()]
 
+    # The generation whose tables faust last reported restored, and the assignment's own
+    # (faust may report the recovery before or after our assignment handler runs).
+    restored_generation = [-1]
+    assignment: list[Any] = [(-1, [])]
+
     async def on_assigned(sender: Any, assigned: Set[Any], **kwargs: Any) -> None:
         assigned_at[0] = time.monotonic()
         for st in stages:
-            st.pipeline.assigned(_tps(assigned, st.topics), awaiting_start=True)
+            st.pipeline.assigned(
+                _tps(assigned, st.topics), awaiting_start=True, awaiting_recovery=True
+            )
+        generation = app.consumer_generation_id
+        assignment[0] = (generation, [st.pipeline.epoch for st in stages])
+        if restored_generation[0] == generation:
+            restored()
         health.assigned_once = True
         # Each partition's start, read from the broker rather than from faust's bookkeeping
         # (streams/offsets.py): records that arrive first wait for it.
@@ -318,10 +335,27 @@ def create_app(
     app.on_partitions_revoked.connect(cast(Any, on_revoked))
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
 
+    def restored() -> None:
+        """The assignment's tables are restored: timers may run on its partitions, and keys
+        whose restore skipped an earlier owner's late changelog record are written again, so
+        the changelog's last record per key is this owner's (streams/tables.py)."""
+        generation, epochs = assignment[0]
+        if app.consumer_generation_id != generation:
+            return
+        for st, epoch in zip(stages, epochs, strict=True):
+            st.pipeline.restored(epoch)
+            if st.stores and st.pipeline.recovered:
+                repair = _repair_work(st.pipeline, st.stores)
+                app.tc_repairs.add(asyncio.ensure_future(st.pipeline.run_timer(repair)))
+
     async def on_recovered(sender: Any, **kwargs: Any) -> None:
-        # faust sends on_rebalance_complete once the tables' changelogs are read (recovery).
+        # faust sends on_rebalance_complete once the tables' changelogs are read (recovery),
+        # also for a recovery a newer rebalance has overtaken: hence the generation and the
+        # pipelines' epochs (a revoke moves them) in `restored`.
         seconds = time.monotonic() - assigned_at[0]
         metrics.state_recovery_seconds.set(seconds)
+        restored_generation[0] = app.consumer_generation_id
+        restored()
         for st in stages:
             st.pipeline.quiet()
         log.info("state restored from the changelogs in %.1fs", seconds)
@@ -376,7 +410,7 @@ def _ehr_stages(
     app: ComplianceApp,
     settings: Settings,
     metrics: Metrics,
-    stage: Callable[[str, tuple[str, ...], Processor], Stage],
+    stage: Callable[[str, tuple[str, ...], Processor, tuple[Store, ...]], Stage],
 ) -> list[Stage]:
     """HL7 v2 / FHIR inbound -> parts (re-keyed by patient_ref) -> the join -> visits."""
     config = settings.ehr_config()
@@ -386,6 +420,7 @@ def _ehr_stages(
         "parse_ehr",
         (settings.topic_hl7_inbound, settings.topic_fhir_inbound),
         EhrParser(settings, config, metrics, letters=letters),
+        (),
     )
     table = app.Table(
         JOIN_TABLE,
@@ -393,10 +428,12 @@ def _ehr_stages(
         value_type=bytes,
         partitions=settings.partitions,
         options=settings.rocksdb_options,
+        extra_topic_configs=settings.changelog_topic_configs,
         help="Each visit's charge and documentation parts until it is emitted (ehr/join.py).",
     )
-    joiner = VisitJoiner(settings, metrics, TableStore(table), letters=letters)
-    join = stage("join_visits", (settings.topic_ehr_parts,), joiner)
+    join_state = TableStore(table)
+    joiner = VisitJoiner(settings, metrics, join_state, letters=letters)
+    join = stage("join_visits", (settings.topic_ehr_parts,), joiner, (join_state,))
 
     async def expire() -> None:
         # Never during a rebalance: faust sets `rebalancing` as the revoke begins and clears it
@@ -415,6 +452,19 @@ def _ehr_stages(
 
     app.timer(interval=min(30.0, max(1.0, settings.join_wait_s / 4)))(expire)
     return [parse, join]
+
+
+def _repair_work(pipeline: Pipeline, stores: tuple[Store, ...]) -> Any:
+    def work(txn: Transaction) -> list[Output]:
+        for store in stores:
+            if not isinstance(store, TableStore):
+                continue
+            for partition in pipeline.ready_partitions():
+                for key in store.take_skipped(partition):
+                    txn.put(store, partition, key, txn.get(store, partition, key))
+        return []
+
+    return work
 
 
 def _tps(tps: Set[Any], topics: tuple[str, ...]) -> list[TP]:

@@ -84,6 +84,11 @@ class Checkpoint:
             for tp in gone:
                 batch.offsets.pop(tp, None)
 
+    def drop(self, batch: Batch) -> None:
+        """A batch that never got its outputs sent (its hand-over was cancelled)."""
+        if batch in self._open:
+            self._open.remove(batch)
+
     def abandon(self) -> None:
         """Every batch not yet committable is given up (a rebalance or a stop): its offsets
         are never committed from here; its records are re-delivered."""

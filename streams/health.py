@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from streams.checkpoint import TP
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
+from streams.transaction import Store
 
 
 class ConsumerView(Protocol):
@@ -31,6 +32,8 @@ class Stage:
     name: str
     topics: tuple[str, ...]
     pipeline: Pipeline
+    #: The tables the stage keeps its state in (through the pipeline's transactions).
+    stores: tuple[Store, ...] = ()
     #: When its input started waiting (lag went from 0 to > 0): a worker idle for an hour is
     #: not "stalled" the moment a record arrives.
     waiting_since: float | None = field(default=None)

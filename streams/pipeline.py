@@ -131,6 +131,8 @@ class Pipeline:
         #: State transactions begun and not yet in the stores, in batch order.
         self.chain = Chain()
         self._last: _Flight | None = None
+        #: Batches whose outputs are being handed to the producer (`_launch`).
+        self._handing_over = 0
         #: Moved whenever batches in flight are given up: a batch of an earlier fence never
         #: writes its state.
         self.fence = 0
@@ -141,6 +143,8 @@ class Pipeline:
         #: How long a give-up waits for sends already handed to the producer to resolve
         #: (bounded by the producer's own request timeout: streams/settings.py).
         self.handover_timeout_s = handover_timeout_s
+        #: The current assignment's tables are restored: timer work may run.
+        self.recovered = True
 
     async def submit(self, records: Sequence[Record], on_durable: DurableFn = _nothing) -> None:
         """Process a batch and start publishing it; returns once it is in flight. Records are
@@ -176,11 +180,18 @@ class Pipeline:
             for rec in records:
                 outputs.extend(guarded(self.processor, rec, txn))
                 offsets[TP(rec.topic, rec.partition)] = rec.offset
-        except StaleTransaction as exc:  # a partition was given up under the batch
+        except StaleTransaction as exc:
             self.chain.done(txn)
             self._slots.release()
-            log.info("batch dropped unprocessed (%s); it is re-delivered", exc)
-            return
+            held = self._held({TP(r.topic, r.partition) for r in records})
+            if not held:  # given up under the batch: re-delivered to the partitions' owner
+                log.info("batch dropped unprocessed (%s); it is re-delivered", exc)
+                return
+            # A partition still ours whose state is gone: a bug. Its records would be skipped
+            # (the offset guard has moved past them), so stop instead: nothing is committed past
+            # them and a restart re-reads them.
+            await self._fail(exc)
+            raise
         self.last_offsets.update(offsets)
         await self._launch(offsets, len(records), outputs, txn, on_durable, started)
 
@@ -226,15 +237,25 @@ class Pipeline:
         """Register the batch (in order), hand its outputs to the producer and start the task
         that sees them acknowledged and the state made durable. Holds a slot until then."""
         batch = self.checkpoint.begin(offsets, records, payload=on_durable)
-        flight = _Flight(batch, txn, self._last, self.fence)
+        previous = self._last
+        flight = _Flight(batch, txn, previous, self.fence)
         self._last = flight
+        self._handing_over += 1
         try:
-            # Sent here, in consumption order; awaited by the completion task.
-            futures = await self.publisher.send_all(outputs)
-        except BaseException:
+            # Sent here, in consumption order; awaited by the completion task. A give-up
+            # meanwhile stops the hand-over.
+            futures = await self.publisher.send_all(
+                outputs, alive=lambda: flight.fence == self.fence
+            )
+        except BaseException:  # cancelled (a stop): as if never taken
             self._abandon(flight)
+            self.checkpoint.drop(batch)
+            if self._last is flight:
+                self._last = previous
             self._slots.release()
             raise
+        finally:
+            self._handing_over -= 1
         if flight.fence != self.fence:  # given up while it was being handed over
             self._abandon(flight)
             self._slots.release()
@@ -325,9 +346,10 @@ class Pipeline:
     ) -> None:
         try:
             await self.publisher.publish(outputs, futures)
-            if flight.previous is not None:
-                await flight.previous.settled.wait()
-                if flight.previous.abandoned:  # it may have read what that batch wrote
+            previous, flight.previous = flight.previous, None  # no chain of every batch ever
+            if previous is not None:
+                await previous.settled.wait()
+                if previous.abandoned:  # it may have read what that batch wrote
                     raise _Abandoned
             await self._make_durable(flight)
         except asyncio.CancelledError:
@@ -404,6 +426,7 @@ class Pipeline:
 
     def _abandon(self, flight: _Flight) -> None:
         flight.abandoned = True
+        flight.previous = None
         self.chain.done(flight.txn)
         flight.settled.set()
 
@@ -422,7 +445,11 @@ class Pipeline:
         self._last = None
         self.checkpoint.abandon()
         settle_s = self.handover_timeout_s if settle_s is None else settle_s
-        unsettled = await self.publisher.settle(settle_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settle_s
+        while self._handing_over and loop.time() < deadline:  # they stop at their next output
+            await asyncio.sleep(0.01)
+        unsettled = await self.publisher.settle(max(0.0, deadline - loop.time()))
         if unsettled:
             log.warning(
                 "%s: %d send(s) already handed to the producer were not resolved within %.0fs",
@@ -473,11 +500,15 @@ class Pipeline:
                 await asyncio.sleep(0.01 if remaining is None else min(0.01, remaining))
         return self.failure is None
 
-    def assigned(self, tps: Iterable[TP], *, awaiting_start: bool = False) -> None:
+    def assigned(
+        self, tps: Iterable[TP], *, awaiting_start: bool = False, awaiting_recovery: bool = False
+    ) -> None:
         """The partitions this worker owns after a rebalance (`awaiting_start`: their start
-        offsets are being read; their records wait until `starts_read`)."""
+        offsets are being read; their records wait until `starts_read`; `awaiting_recovery`:
+        their tables are being restored, no timer work until `restored`)."""
         self.owned = set(tps)
         self.revoking.clear()
+        self.recovered = not awaiting_recovery
         self._epochs.clear()
         if self.tracker is not None:
             self.tracker.assigned(self.owned, awaiting_start=awaiting_start)
@@ -516,6 +547,7 @@ class Pipeline:
         revoked = set(tps)
         self.epoch += 1
         self.revoking |= revoked
+        self.recovered = False
         self._starts_read.set()  # a batch waiting for the old assignment's starts is dropped
         # No re-read started before this rebalance may seek after it (faust seeks every
         # partition to its committed offset when the new assignment starts).
@@ -544,10 +576,22 @@ class Pipeline:
             self.last_offsets.pop(tp, None)
             self.metrics.forget_partition(tp.topic, tp.partition)
 
-    def ready_partitions(self) -> set[int]:
-        """Partitions timer work may run on: owned and not being revoked. (The app runs timers
-        only while no rebalance is under way, i.e. once the assignment's state is restored.)"""
+    def restored(self, epoch: int) -> None:
+        """The tables of the assignment made at `epoch` are restored (ignored when a rebalance
+        has begun since)."""
+        if epoch == self.epoch:
+            self.recovered = True
+
+    def _held(self, tps: set[TP]) -> set[TP]:
+        """Those of `tps` this worker owns and is not giving up (all, without assignment
+        tracking)."""
         if self.owned is None:
+            return tps
+        return tps & (self.owned - self.revoking)
+
+    def ready_partitions(self) -> set[int]:
+        """Partitions timer work may run on: owned, not being revoked, their tables restored."""
+        if self.owned is None or not self.recovered:
             return set()
         return {tp.partition for tp in self.owned - self.revoking}
 

@@ -33,10 +33,28 @@ LOG_EVERY_S = 10.0
 #: Sends one output and returns the future the broker's acknowledgement resolves.
 SendFn = Callable[[Output], Awaitable[Awaitable[Any]]]
 
+
+class PublishError(Exception):
+    """An output can never be published by this process; the worker must stop."""
+
+
+class GivenUp(Exception):
+    """Not handed to the producer: its batch was given up meanwhile (a rebalance, a stop)."""
+
+
+class TooLargeForClient(Exception):
+    """`send` itself refused the record: over the producer's own max_request_size (aiokafka
+    raises MessageSizeTooLargeError then, aiokafka/producer/producer.py `_serialize`), so the
+    same bytes can never be sent by this process. (The broker's refusal of a record over a
+    topic's max.message.bytes is the same error type, from the future: retriable, an operator
+    can raise the topic's limit.)"""
+
+
 NON_RETRIABLE: tuple[type[BaseException], ...] = (
+    TooLargeForClient,
     kafka_errors.ProducerClosed,
     kafka_errors.ProducerFenced,
-    kafka_errors.RecordTooLargeError,  # the client's own max_request_size: same bytes, same no
+    kafka_errors.RecordTooLargeError,
     kafka_errors.IllegalStateError,
     kafka_errors.IllegalArgumentError,
     kafka_errors.KafkaConfigurationError,
@@ -53,10 +71,6 @@ NON_RETRIABLE: tuple[type[BaseException], ...] = (
     kafka_errors.UnsupportedSaslMechanismError,
     kafka_errors.IllegalSaslStateError,
 )
-
-
-class PublishError(Exception):
-    """An output can never be published by this process; the worker must stop."""
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -80,7 +94,11 @@ def _failed(exc: BaseException) -> asyncio.Future[Any]:
 
 
 #: The broker's and the client's "record too large": a dead letter is then re-sent smaller.
-TOO_LARGE = (kafka_errors.MessageSizeTooLargeError, kafka_errors.RecordTooLargeError)
+TOO_LARGE = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    TooLargeForClient,
+)
 
 
 class Publisher:
@@ -92,14 +110,25 @@ class Publisher:
         #: Sends handed to the producer and not resolved yet (a give-up waits for them).
         self._outstanding: set[asyncio.Future[Any]] = set()
 
-    async def send_all(self, outputs: Sequence[Output]) -> list[Awaitable[Any]]:
+    async def send_all(
+        self, outputs: Sequence[Output], alive: Callable[[], bool] = lambda: True
+    ) -> list[Awaitable[Any]]:
+        """Hand the outputs to the producer, in order; stops handing over (the rest fail) once
+        `alive()` is false (their batch was given up while they were being handed over)."""
         futures: list[Awaitable[Any]] = []
         for out in outputs:
+            if not alive():
+                futures.append(_failed(GivenUp("the batch was given up")))
+                continue
             try:
                 fut = await self.send(out)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # raised by send itself: same path as a failed future
+                if isinstance(root_cause(exc), kafka_errors.MessageSizeTooLargeError):
+                    tagged = TooLargeForClient(f"{out.topic}: {root_cause(exc)}")
+                    tagged.__cause__ = exc
+                    exc = tagged
                 fut = _failed(exc)
             if isinstance(fut, asyncio.Future) and not fut.done():
                 self._outstanding.add(fut)

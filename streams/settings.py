@@ -281,6 +281,13 @@ class Settings(BaseSettings):
         return self.shutdown_timeout_s * 2 / 3
 
     @property
+    def changelog_topic_configs(self) -> dict[str, str]:
+        """Topic configuration of the tables' changelogs, beside faust's (compacted): they take
+        records as large as the producer sends (a topic at the broker's 1 MB default would
+        refuse a large join record forever)."""
+        return {"max.message.bytes": str(self.deadletter_max_bytes)}
+
+    @property
     def revoke_wait_s(self) -> float:
         """How long a rebalance waits for the batches in flight before giving them up."""
         return min(self.session_timeout_s, MAX_REVOKE_WAIT_S)

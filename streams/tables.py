@@ -59,14 +59,15 @@ def unpack(raw: bytes) -> tuple[Tag, bytes]:
 
 def _newer_wins(
     batch: Iterable[EventT[Any]], stored: Callable[[int, bytes], bytes | None]
-) -> tuple[dict[int, dict[bytes, tuple[Tag, bytes | None]]], dict[FaustTP, int], int]:
+) -> tuple[
+    dict[int, dict[bytes, tuple[Tag, bytes | None]]], dict[FaustTP, int], dict[int, set[bytes]]
+]:
     """Changelog events -> per partition, each key's winning (tag, value): a record applies
     only when its tag is not below the value it would replace (stored, or earlier in the
-    batch). Returns also the highest offset per changelog partition and how many were
-    skipped."""
+    batch). Returns also the highest offset per changelog partition and the keys skipped."""
     winners: dict[int, dict[bytes, tuple[Tag, bytes | None]]] = {}
     offsets: dict[FaustTP, int] = {}
-    skipped = 0
+    skipped: dict[int, set[bytes]] = {}
     for event in batch:
         msg = event.message
         tp = msg.tp
@@ -80,19 +81,27 @@ def _newer_wins(
             raw = stored(msg.partition, key)
             current = unpack(raw)[0] if raw is not None else UNTAGGED
         if tag < current:
-            skipped += 1
+            skipped.setdefault(msg.partition, set()).add(key)
             continue
         pending[key] = (tag, None if msg.value is None else bytes(msg.value))
     return winners, offsets, skipped
 
 
-def _log_skipped(table: str, skipped: int) -> None:
-    if skipped:
+def _note_skipped(store: Any, skipped: dict[int, set[bytes]]) -> None:
+    """Remember the keys whose restore skipped a record, for the owner to write again
+    (`TableStore.take_skipped`): the late record is the changelog's last for its key, and
+    compaction keeps the last; once the newer value's record is compacted away, a restore from
+    scratch would apply the late one."""
+    pending: dict[int, set[bytes]] = store.__dict__.setdefault("tc_skipped", {})
+    for partition, keys in skipped.items():
+        pending.setdefault(partition, set()).update(keys)
+    count = sum(len(k) for k in skipped.values())
+    if count:
         log.warning(
             "%s: %d changelog record(s) older than the stored values skipped at recovery "
-            "(an earlier owner's late writes)",
-            table,
-            skipped,
+            "(an earlier owner's late writes); their keys are written again",
+            store.table_name,
+            count,
         )
 
 
@@ -114,7 +123,7 @@ class RocksDBStore(faust.stores.rocksdb.Store):
         for partition, offset in by_partition.items():
             db = self._db_for_partition(partition)
             _write(db, self.offset_key, winners.get(partition, {}), offset)
-        _log_skipped(self.table_name, skipped)
+        _note_skipped(self, skipped)
 
 
 class MemoryStore(faust.stores.memory.Store[bytes, bytes]):
@@ -134,7 +143,7 @@ class MemoryStore(faust.stores.memory.Store[bytes, bytes]):
         for partition, changes in winners.items():
             for key, (tag, value) in changes.items():
                 _memory_put(self, partition, key, tag, value)
-        _log_skipped(self.table_name, skipped)
+        _note_skipped(self, skipped)
 
 
 def _memory_put(
@@ -247,6 +256,11 @@ class TableStore:
         if self._rocks:
             return _stored_epoch(self._db(partition))
         return int(getattr(self._store, "tc_epochs", {}).get(partition, 0))
+
+    def take_skipped(self, partition: int) -> set[bytes]:
+        """Keys whose restore skipped an earlier owner's late record since last asked."""
+        pending: dict[int, set[bytes]] = getattr(self._store, "tc_skipped", {})
+        return pending.pop(partition, set())
 
     def persisted_offset(self, partition: int) -> int | None:
         """faust's persisted changelog offset of the partition (tests)."""

@@ -198,15 +198,19 @@ MIN_DEADLETTER_BYTES = 8192
 async def check_topics(settings: Settings, changelogs: Sequence[str]) -> str | None:
     """Existing topics that contradict the settings. State is co-partitioned with the input:
     the input topic and every table's changelog must have TC_PARTITIONS partitions (topics that
-    do not exist yet are created so). The dead-letter topic must hold a dead letter."""
+    do not exist yet are created so). Each dead-letter topic must hold a dead letter."""
     from streams.topics import record_limit
 
-    limit = await record_limit(settings, settings.topic_deadletter)
-    if limit is not None and limit < MIN_DEADLETTER_BYTES:
-        return (
-            f"topic {settings.topic_deadletter} accepts records of at most {limit} bytes; a dead "
-            f"letter needs {MIN_DEADLETTER_BYTES} (raise its max.message.bytes)"
-        )
+    deadletter_topics = [settings.topic_deadletter]
+    if settings.ehr_enabled:
+        deadletter_topics.append(settings.topic_ehr_deadletter)
+    for topic in deadletter_topics:
+        limit = await record_limit(settings, topic)
+        if limit is not None and limit < MIN_DEADLETTER_BYTES:
+            return (
+                f"topic {topic} accepts records of at most {limit} bytes; a dead letter needs "
+                f"{MIN_DEADLETTER_BYTES} (raise its max.message.bytes)"
+            )
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.app_id}-preflight",

@@ -351,3 +351,38 @@ async def test_the_third_party_samples_through_the_worker(make_worker: Any, tmp_
     rules = {a["rule_id"] for a in by_topic(recs, t.alerts) if a["event_id"] == visit["event_id"]}
     assert "DOCUMENTATION_NOT_RECEIVED" in rules
     worker.stop()
+
+
+@pytest.mark.asyncio
+async def test_ehr_dead_letters_fit_the_topics_real_limit(make_worker: Any) -> None:
+    """ehr.deadletter.v1 created (by someone else) with a limit far below TC_DEADLETTER_MAX_BYTES:
+    the worker reads the real limit at start, a rejected message too large to attach is
+    dead-lettered without its bytes (the detail says so) instead of being refused and retried
+    forever, and the parse stage moves on to the next message."""
+    from aiokafka.admin import NewTopic
+
+    from tests.integration.test_delivery import admin_client
+
+    t, env = ehr_topics("ehr-dl-limit")
+    async with admin_client() as admin:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    env["TC_TOPIC_EHR_DEADLETTER"],
+                    4,
+                    1,
+                    topic_configs={"max.message.bytes": "16384"},
+                )
+            ]
+        )
+    worker: Worker = make_worker(t, **env)
+    worker.start()
+    junk = b"NOT-HL7 " * 25_000  # 200 KB: rejected, too large to attach to a 16 KiB letter
+    await produce(env["TC_TOPIC_HL7_INBOUND"], [(b"k", junk), (b"k", DFT), (b"k", MDM)])
+    visits = await visits_on(t, 1, idle=2)
+    assert len(visits) == 1  # the messages after it were parsed and joined
+    recs = await consume([env["TC_TOPIC_EHR_DEADLETTER"]], until=1, timeout=30)
+    [letter] = by_topic(recs, env["TC_TOPIC_EHR_DEADLETTER"])
+    assert letter["reason"] == "not_hl7" and letter["value_b64"] is None
+    assert "200000 bytes not attached" in letter["detail"]
+    assert "accepts records up to 16384 bytes" in worker.tail(400)

@@ -394,3 +394,78 @@ async def test_a_dead_letter_refused_as_too_large_is_sent_smaller_not_retried_fo
     assert h.durable == ["b1"] and h.fatal == []
     text = generate_latest(h.metrics.registry).decode()
     assert "therapy_compliance_deadletters_shrunk_total 1.0" in text
+
+
+@pytest.mark.asyncio
+async def test_a_record_over_the_producers_own_limit_stops_the_worker_unless_a_dead_letter() -> (
+    None
+):
+    """`send` itself raises MessageSizeTooLargeError for a record over max_request_size (the
+    same bytes can never go): fatal for an alert; a dead letter goes smaller instead."""
+    h = Harness()
+    client_limit = ProducerSendError("Error while sending")
+    client_limit.__cause__ = kafka_errors.MessageSizeTooLargeError("over max_request_size")
+    h.broker.raise_on_send = [client_limit]
+    await h.submit("b1", records(0, range(0, 1)))  # its alert is the first output
+    for _ in range(20):
+        await settle()
+        h.broker.ack()  # the checked record
+    assert len(h.fatal) == 1 and "TooLargeForClient" in str(h.fatal[0])
+    h2 = Harness()
+    h2.broker.raise_on_send = [client_limit]
+    await h2.submit("b1", [Record(TOPIC, 0, 0, b"P-88f1", b"not json", None)])
+    for _ in range(20):
+        await settle()
+        h2.broker.ack()
+    assert h2.fatal == [] and h2.durable == ["b1"]
+    assert orjson.loads(h2.broker.sent[0][0].value or b"")["value_b64"] is None
+
+
+@pytest.mark.asyncio
+async def test_a_give_up_stops_a_hand_over_in_progress() -> None:
+    """A batch whose outputs are being handed to the producer when the revoke gives up hands
+    over nothing more, and the revoke waits for it."""
+    h = Harness()
+    gate = asyncio.Event()
+    send = h.broker.send
+
+    async def slow_send(out: Output) -> Awaitable[Any]:
+        await gate.wait()  # the producer's buffer is full, say
+        return await send(out)
+
+    h.pipeline.publisher.send = slow_send
+    h.pipeline.assigned([TP(TOPIC, 0)])
+    submit = asyncio.create_task(h.submit("b1", records(0, range(0, 5))))
+    await settle()
+    revoke = asyncio.create_task(h.pipeline.on_revoked([TP(TOPIC, 0)], timeout=0.01))
+    await asyncio.sleep(0.05)
+    assert not revoke.done()  # waiting for the hand-over in progress
+    gate.set()
+    await asyncio.wait_for(revoke, 1)
+    await asyncio.wait_for(submit, 1)
+    assert len(h.broker.sent) == 1  # the output whose send was under way, nothing after it
+    assert h.durable == [] and h.commits == []
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_hand_over_leaves_the_pipeline_able_to_commit() -> None:
+    h = Harness()
+    gate = asyncio.Event()
+    send = h.broker.send
+
+    async def stuck(out: Output) -> Awaitable[Any]:
+        await gate.wait()
+        return await send(out)
+
+    h.pipeline.publisher.send = stuck
+    task = asyncio.create_task(h.submit("b1", records(0, range(0, 1))))
+    await settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    h.pipeline.publisher.send = send
+    await h.submit("b2", records(0, range(1, 2)))
+    for _ in range(5):
+        await settle()
+        h.broker.ack()
+    assert h.durable == ["b2"] and h.pipeline.checkpoint.unfinished == 0

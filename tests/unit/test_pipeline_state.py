@@ -16,6 +16,8 @@ streams/transaction.py; issue 17's design):
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -188,15 +190,28 @@ async def test_a_give_up_waits_for_sends_already_handed_to_the_producer() -> Non
 @pytest.mark.asyncio
 async def test_a_batch_whose_partition_was_given_up_is_dropped_unprocessed() -> None:
     h = Harness()
-    h.stage.stale = True
+    h.pipeline.assigned([TP(TOPIC, 0)])
+
+    def handle(rec: Record, txn: Transaction) -> list[Output]:
+        h.pipeline.revoking.add(TP(TOPIC, 0))  # the partition is given up under the batch
+        raise StaleTransaction("table[0] is not held by this worker")
+
+    h.stage.handle = handle  # type: ignore[method-assign]
     await h.submit((0, 0, b"a"))
     await settle()
-    assert h.broker.sent == [] and len(h.pipeline.chain) == 0
+    assert h.broker.sent == [] and len(h.pipeline.chain) == 0 and h.fatal == []
     assert h.pipeline.checkpoint.batches_in_flight == 0
-    h.stage.stale = False
-    await h.submit((0, 0, b"a"))  # the slot was given back
-    await settle()
-    assert len(h.broker.sent) == 1
+
+
+@pytest.mark.asyncio
+async def test_state_missing_for_a_partition_still_owned_stops_the_worker() -> None:
+    """The offset guard has moved past the batch: dropping it would skip its records."""
+    h = Harness()
+    h.pipeline.assigned([TP(TOPIC, 0)])
+    h.stage.stale = True
+    with pytest.raises(StaleTransaction):
+        await h.submit((0, 0, b"a"))
+    assert len(h.fatal) == 1 and h.broker.sent == [] and await h.pipeline.commit() == {}
 
 
 @pytest.mark.asyncio
@@ -373,3 +388,39 @@ async def test_the_join_writes_its_table_only_through_the_transaction() -> None:
 
 async def _ok(offsets: Mapping[TP, int]) -> bool:
     return True
+
+
+@pytest.mark.asyncio
+async def test_durable_batches_are_not_kept_alive_by_the_ones_after_them() -> None:
+    """Each batch waits for the one before it; once durable, nothing may keep a chain of every
+    batch (and its transaction's values) alive: memory would grow with the stream."""
+    h = Harness()
+    await h.submit((0, 0, b"a"))
+    first = weakref.ref(h.pipeline._last)  # type: ignore[arg-type]
+    for offset in range(1, 20):
+        await h.submit((0, offset, b"a"))
+        for _ in range(3):
+            await settle()
+            h.broker.ack()
+    for _ in range(3):
+        await settle()
+        h.broker.ack()
+    assert await h.pipeline.commit() == {TP(TOPIC, 0): 20}
+    gc.collect()
+    assert first() is None
+
+
+@pytest.mark.asyncio
+async def test_timers_wait_for_the_assignments_tables_to_be_restored() -> None:
+    """faust may report a recovery a newer rebalance has overtaken (its flag `rebalancing` can
+    even be cleared then): only the restore of the current assignment opens the timers."""
+    h = Harness()
+    h.pipeline.assigned([TP(TOPIC, 0)], awaiting_recovery=True)
+    assert h.pipeline.ready_partitions() == set()
+    epoch = h.pipeline.epoch
+    await h.pipeline.on_revoked([TP(TOPIC, 0)], timeout=0.1)  # a new rebalance begins ...
+    h.pipeline.restored(epoch)  # ... and the earlier recovery reports completion
+    h.pipeline.assigned([TP(TOPIC, 0), TP(TOPIC, 1)], awaiting_recovery=True)
+    assert h.pipeline.ready_partitions() == set()
+    h.pipeline.restored(h.pipeline.epoch)
+    assert h.pipeline.ready_partitions() == {0, 1}

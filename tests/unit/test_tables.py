@@ -118,3 +118,55 @@ def test_recovery_never_applies_an_earlier_owners_record_over_a_later_owners(
     if kind == "rocksdb":
         assert ts.persisted_offset(0) == 8
         assert store._dbs[0].get(EPOCH_KEY) == b"2"
+
+
+@pytest.mark.asyncio
+async def test_keys_whose_restore_skipped_a_late_record_are_written_again(tmp_path: Path) -> None:
+    """The late record is the changelog's last for its key (compaction keeps the last): the
+    owner writes the key again after the restore, with its own tag, so a restore from scratch
+    later cannot apply the late value."""
+    from streams.app import _repair_work
+    from streams.checkpoint import TP
+    from streams.metrics import Metrics
+    from streams.pipeline import Pipeline
+    from streams.publish import Publisher
+    from streams.transaction import header_tag
+    from tests.unit.test_pipeline import Broker, settle
+
+    ts = table_store(tmp_path)
+    store: Any = ts.table.data
+    store._db_for_partition(0)
+    store.apply_changelog_batch(
+        [
+            changelog(ts, 0, 0, b"k", b"new", Tag(2, 6)),
+            changelog(ts, 0, 1, b"k", b"stale", Tag(1, 5)),
+            changelog(ts, 0, 2, b"j", b"fine", Tag(2, 6)),
+        ],
+        lambda k: k,
+        lambda v: v,
+    )
+    broker, metrics = Broker(), Metrics()
+
+    async def commit(offsets: Any) -> bool:
+        return True
+
+    pipeline = Pipeline(
+        _Nothing(), Publisher(broker.send, metrics), commit, metrics, generation=lambda: 9
+    )
+    pipeline.assigned([TP("in", 0)])
+    await pipeline.run_timer(_repair_work(pipeline, (ts,)))
+    for _ in range(3):
+        await settle()
+        broker.ack()
+    [(record, _)] = broker.sent
+    assert (record.topic, record.key, record.value) == (ts.changelog_topic, b"k", b"new")
+    assert header_tag(record.headers) == Tag(3, 9)
+    assert ts.take_skipped(0) == set()  # repaired once
+
+
+class _Nothing:
+    def handle(self, rec: Any, txn: Any) -> list[Any]:
+        return []
+
+    def failed(self, rec: Any, exc: BaseException) -> Any:
+        raise AssertionError(exc)
