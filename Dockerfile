@@ -7,8 +7,12 @@ COPY pyproject.toml README.md ./
 COPY ops/constraints.txt ops/constraints.txt
 COPY compliance compliance
 COPY schemas schemas
-COPY streams streams
 COPY ehr ehr
+COPY runtime runtime
+COPY streams streams
+COPY gateway gateway
+COPY cli cli
+COPY synthetic synthetic
 RUN pip install -c ops/constraints.txt . && useradd --system --uid 10001 worker \
     && mkdir -p /data && chown worker /data
 USER worker

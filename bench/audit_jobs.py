@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/audit_jobs.py [--visits 100000] [--jobs 2] [--repeat 3]
 
-Writes a synthetic history (streams/synthetic.py EpisodeGenerator, seed 42, 2% malformed:
+Writes a synthetic history (synthetic/visits.py EpisodeGenerator, seed 42, 2% malformed:
 patients followed through episodes, so every visit is evaluated with its patient's state) to a
-temporary file, then runs the installed command's module (`python -m streams.cli audit`) with
+temporary file, then runs the installed command's module (`python -m cli.main audit`) with
 --jobs 1 and --jobs N alternately, `repeat` times each, alerts to /dev/null. Prints wall time
 (process start to exit, so start-up and the merge are included) and visits/s for each run, the
 medians and the speed-up (median of the per-pair ratios, each pair run back to back), and
@@ -31,7 +31,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streams.synthetic import EpisodeGenerator
+from synthetic.visits import EpisodeGenerator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def run(path: str, jobs: int) -> tuple[float, float, dict[str, object]]:
     cpu = _cpu()
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "audit", "--jobs", str(jobs), path],
+        [sys.executable, "-m", "cli.main", "audit", "--jobs", str(jobs), path],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=env,

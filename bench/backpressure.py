@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams.synthetic import VisitGenerator
+from synthetic.visits import VisitGenerator
 from tests.integration.harness import (
     BROKERS,
     Topics,

@@ -8,7 +8,7 @@ the process's CPU time (the second is what other work on a shared machine inflat
 PatientHistory per patient (seq = record index) as the worker and audit do, including its
 serialisation to bytes and back per visit (the worker's table value), and reports the state's
 size per patient; --generator episodes feeds patients followed through episodes of care
-(streams/synthetic.py EpisodeGenerator: ~25 visits per patient over months) instead of
+(synthetic/visits.py EpisodeGenerator: ~25 visits per patient over months) instead of
 independent visits; --profile adds a pyinstrument profile of one run showing where the time
 per visit goes.
 """
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compliance import Engine, PatientHistory
 from schemas import Rejection, decode_visit
-from streams.synthetic import generator
+from synthetic.visits import generator
 
 
 def run(

@@ -3,7 +3,7 @@ hygiene"):
 
     taskset -c 1 .venv/bin/python bench/duplicate_keys.py [--visits N] [--repeat R]
 
-On the synthetic feed's valid records (streams/synthetic.py, seed 42) it prints microseconds
+On the synthetic feed's valid records (synthetic/visits.py, seed 42) it prints microseconds
 per record for: the decoder's validation alone (pydantic `model_validate_json`); a full second
 parse that sees duplicates (Python's json with `object_pairs_hook`); the shipped check
 (schemas/duplicate_keys.py: quote counts against orjson's re-encoding); and `decode_visit` as
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from schemas.decode import decode_visit
 from schemas.duplicate_keys import duplicate_key_detail
 from schemas.visit import TherapyVisitCompleted
-from streams.synthetic import generator
+from synthetic.visits import generator
 
 
 def _pairs_hook(pairs: list[tuple[str, Any]]) -> None:

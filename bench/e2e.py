@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.synthetic import VisitGenerator
+from synthetic.visits import VisitGenerator
 from tests.integration.harness import BROKERS, Topics, Worker, create_topics, produce
 
 EXTRA_ENV: dict[str, str] = {

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiokafka import AIOKafkaProducer
 
 from ehr import mllp_frame
-from streams.hl7_synthetic import Hl7VisitGenerator
+from synthetic.hl7 import Hl7VisitGenerator
 from tests.integration.harness import BROKERS, EXE, Topics, free_port
 
 KEY = "bench-key-0123456789abcdef"

@@ -1,6 +1,6 @@
 """Join benchmark (not a test): HL7 v2 charges and notes through the EHR path's parse and join.
 
-In-process, one core, no broker, on the demo sender's traffic (streams/hl7_synthetic.py, seed 42,
+In-process, one core, no broker, on the demo sender's traffic (synthetic/hl7.py, seed 42,
 a DFT^P03 and an MDM^T02 per visit, some visits re-sent or without a note), with the demo
 profile so that every message becomes a part:
 
@@ -22,7 +22,7 @@ End to end with --e2e (needs a broker, KAFKA_TEST_BROKERS), fresh topics:
   completed a visit to the visit's record on the visit topic.
 
 Visits with one half only are emitted after TC_JOIN_WAIT_S; the benchmark sets it to an hour so
-it measures the joins of complete visits (what the sender expects: streams/hl7_demo.py).
+it measures the joins of complete visits (what the sender expects: cli/hl7_demo.py).
 
     taskset -c 1 .venv/bin/python bench/join.py [--visits 5000] [--repeat 5]
     KAFKA_TEST_BROKERS=127.0.0.1:19092 .venv/bin/python bench/join.py --e2e [--visits 2000] \
@@ -51,15 +51,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from cli.hl7_demo import join_expectation
 from ehr import EhrConfig, VisitState, add_part, assemble, load_config, mllp_frame, parse_hl7v2
 from ehr.parts import ChargePart, DocumentationPart
+from runtime.settings import Settings
 from streams.ehr_stages import EhrParser, VisitJoiner
-from streams.hl7_demo import join_expectation
-from streams.hl7_synthetic import Hl7Message, Hl7VisitGenerator, demo_profile_text
 from streams.metrics import Metrics
 from streams.processor import Record
-from streams.settings import Settings
 from streams.transaction import Chain, DictStore, commit_now
+from synthetic.hl7 import Hl7Message, Hl7VisitGenerator, demo_profile_text
 
 KEY = "bench-key-0123456789abcdef"
 Part = ChargePart | DocumentationPart
@@ -297,7 +297,7 @@ def path_env(tag: str, workdir: Path, profile: Path) -> tuple[Any, dict[str, str
 
 async def backlog(visits: list[list[Hl7Message]], workdir: Path, profile: Path) -> None:
     """The messages on the inbound topic first (as the gateway writes them), then the worker."""
-    from streams.topics import ensure_topics
+    from runtime.topics import ensure_topics
     from tests.integration.harness import EXE, produce
 
     t, env = path_env("backlog", workdir, profile)
@@ -340,7 +340,7 @@ async def live(
 ) -> None:
     """A gateway and a worker; per round, N MLLP senders send every message of their visits and
     wait for each ACK. Latency: the ACK of the message that completed a visit -> its event."""
-    from streams.topics import ensure_topics
+    from runtime.topics import ensure_topics
     from tests.integration.harness import EXE
 
     t, env = path_env("live", workdir, profile)

@@ -33,7 +33,7 @@ from msgspec import Meta, Struct
 
 from schemas.common import Credential, Discipline, DocumentKind, PayerKind, UnitRule
 from schemas.visit import Document, Payer, RenderingProvider, ServiceLine, TherapyVisitCompleted
-from streams.synthetic import generator
+from synthetic.visits import generator
 
 Ref = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[\x20-\x7E]+$")]
 Code = Annotated[str, Meta(pattern=r"^[0-9A-Z]{5}$")]

@@ -1,7 +1,7 @@
 """Worker memory and state recovery with many patients' open episodes (benchmark, not a test).
 
 Feeds the real worker, on the local broker, the first `--visits` visits of `--patients` patients'
-episodes of care (streams/synthetic.py EpisodeGenerator: evaluation with plan of care and
+episodes of care (synthetic/visits.py EpisodeGenerator: evaluation with plan of care and
 certification, treatment days, some flaws), so every patient has an open episode in the
 `patient-history` table. Then prints:
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streams.synthetic import EpisodeGenerator
+from synthetic.visits import EpisodeGenerator
 from tests.integration.harness import Topics, Worker, create_topics, produce
 
 #: Patients per generator: one cohort each, all starting the same week.

@@ -50,7 +50,7 @@ def alert_id(event_id: str, rule_id: str, line_ids: Iterable[str]) -> str:
 
 def _alert_id_sorted(event_id: str, rule_id: str, line_ids: list[str]) -> str:
     """`str(uuid.uuid5(ALERT_NAMESPACE, key))` computed without the UUID object (6.1 -> 2.5 us
-    an id, bench/RESULTS.md); tests/unit/test_alert_ids.py holds ids recorded from uuid5."""
+    an id, bench/RESULTS.md); tests/unit/compliance/test_alert_ids.py holds ids recorded from uuid5."""
     h = _NS_SHA1.copy()
     h.update("\x1f".join((event_id, rule_id, "\x1e".join(line_ids))).encode())
     x = (int.from_bytes(h.digest()[:16], "big") & _CLEAR_BITS) | _SET_BITS

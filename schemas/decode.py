@@ -7,7 +7,7 @@ payload may carry PHI that the contract keeps out of logs and dead-letter text).
 Beyond the schema (docs/rules.md, "Input hygiene"): a JSON object naming a key twice is a
 `schema_violation` (schemas/duplicate_keys.py), a `patient_ref` outside the configured alphabet
 too (schemas/patient_ref.py), and a record starting with a byte-order mark stays `invalid_json`
-with a detail that says so (`audit` skips one at the start of its file, streams/audit.py).
+with a detail that says so (`audit` skips one at the start of its file, cli/audit.py).
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from compliance import Engine
 from compliance.ruleset import load_ruleset
+from runtime.settings import SecurityProtocol, Settings, settings_from_env_or_exit
+from runtime.topics import ensure_topics, record_limit
 from streams.checkpoint import TP
 from streams.ehr_stages import EhrDeadLetters, EhrParser, VisitJoiner
 from streams.health import Health, Stage
@@ -35,9 +37,7 @@ from streams.offsets import OffsetProbe, OffsetTracker
 from streams.pipeline import STARTS_WAIT_S, Pipeline
 from streams.processor import Output, Processor, Record, VisitProcessor
 from streams.publish import Publisher
-from streams.settings import SecurityProtocol, Settings, settings_from_env_or_exit
 from streams.tables import JOIN_TABLE, TABLE_NAME, TableStore
-from streams.topics import ensure_topics, record_limit
 from streams.transaction import Store, Transaction
 
 log = logging.getLogger("streams.app")

@@ -27,11 +27,11 @@ from ehr import assemble as assemble_visit
 from ehr.fhir import parse_fhir
 from ehr.hl7v2 import parse_hl7v2
 from ehr.parts import ChargePart, DocumentationPart
+from runtime.deadletters import fit, with_notes
+from runtime.settings import Settings
 from schemas.ehr_deadletter import EhrDeadLetter, EhrSource
-from streams.deadletters import fit, with_notes
 from streams.metrics import Metrics
 from streams.processor import Output, Record
-from streams.settings import Settings
 from streams.transaction import StaleTransaction, Store, Transaction
 
 log = logging.getLogger("streams.ehr")
@@ -47,7 +47,7 @@ def _now() -> datetime:
 
 class EhrDeadLetters:
     """Dead letters of the EHR path (`ehr.deadletter.v1`), fitted to the topic's record limit
-    (streams/deadletters.py)."""
+    (runtime/deadletters.py)."""
 
     def __init__(self, settings: Settings, metrics: Metrics, clock: Callable[[], datetime]):
         self.settings = settings

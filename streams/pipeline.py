@@ -141,7 +141,7 @@ class Pipeline:
         #: Owner epoch per (table, partition) for the current assignment (transaction.Tag).
         self._epochs: dict[tuple[str, int], int] = {}
         #: How long a give-up waits for sends already handed to the producer to resolve
-        #: (bounded by the producer's own request timeout: streams/settings.py).
+        #: (bounded by the producer's own request timeout: runtime/settings.py).
         self.handover_timeout_s = handover_timeout_s
         #: The current assignment's tables are restored: timer work may run.
         self.recovered = True

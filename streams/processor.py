@@ -17,12 +17,12 @@ from typing import Any, Protocol
 
 from compliance import ENGINE_VERSION, Engine
 from compliance.state import PatientHistory
+from runtime.deadletters import fit, with_notes
+from runtime.settings import Settings
 from schemas.common import DeadLetterReason
 from schemas.deadletter import DeadLetter, SourceRecord
 from schemas.decode import Rejection, decode_visit
-from streams.deadletters import fit, with_notes
 from streams.metrics import Metrics
-from streams.settings import Settings
 from streams.transaction import Chain, StaleTransaction, Store, Transaction
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class Output:
     partition: int | None = None
     headers: list[tuple[str, bytes]] | None = None
     #: Dead letters: the smallest form of the letter, sent instead when the broker refuses
-    #: this one as too large (streams/deadletters.py).
+    #: this one as too large (runtime/deadletters.py).
     shrink: Callable[[], Output] | None = field(default=None, compare=False, repr=False)
     #: Called with the broker's RecordMetadata once the output is acknowledged.
     on_acked: Callable[[Any], None] | None = field(default=None, compare=False, repr=False)
@@ -127,7 +127,7 @@ class VisitProcessor:
         #: The per-patient history table; without one (unit tests, tools) visits are judged
         #: alone.
         self.table = table
-        #: The dead-letter topic's real record limit (streams.topics reads it at start; it can
+        #: The dead-letter topic's real record limit (runtime.topics reads it at start; it can
         #: be lower than TC_DEADLETTER_MAX_BYTES when the topic already existed).
         self.deadletter_limit = settings.deadletter_max_bytes
         self.patient_ref_pattern = settings.patient_ref_regex
@@ -202,7 +202,7 @@ class VisitProcessor:
 
     def _dead_letter(self, rec: Record, reason: DeadLetterReason, detail: str) -> Output:
         """One dead letter that fits the dead-letter topic's record limit (what is left out
-        when it would not: streams/deadletters.py)."""
+        when it would not: runtime/deadletters.py)."""
 
         def render(key_b64: str | None, value_b64: str | None, notes: list[str]) -> bytes:
             return self._letter(rec, reason, with_notes(detail, notes), key_b64, value_b64)

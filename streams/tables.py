@@ -2,7 +2,7 @@
 
 The one module that uses faust's private table internals (its stores' `_dbs`, `offset_key`,
 `data`, `_key_partition`, `set_persisted_offset`); what it relies on is pinned by
-tests/unit/test_faust_contract.py.
+tests/unit/streams/test_faust_contract.py.
 
 - `TableStore` is the transaction's `Store` over a faust Table: it reads a partition's local
   store only while faust holds it open (faust's own `_db_for_partition` would reopen a store it

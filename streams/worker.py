@@ -17,7 +17,7 @@ import faust
 import mode.utils.logging as mode_logging
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.settings import Settings
+from runtime.settings import Settings
 
 log = logging.getLogger("streams.worker")
 
@@ -199,7 +199,7 @@ async def check_topics(settings: Settings, changelogs: Sequence[str]) -> str | N
     """Existing topics that contradict the settings. State is co-partitioned with the input:
     the input topic and every table's changelog must have TC_PARTITIONS partitions (topics that
     do not exist yet are created so). Each dead-letter topic must hold a dead letter."""
-    from streams.topics import record_limit
+    from runtime.topics import record_limit
 
     deadletter_topics = [settings.topic_deadletter]
     if settings.ehr_enabled:

@@ -228,8 +228,8 @@ async def committed_offsets(group: str, topic: str) -> dict[int, int]:
 async def create_topics(t: Topics, partitions: int = 4) -> None:
     """Create a test's topics as the worker would (so a producer never auto-creates them with
     the broker's default of one partition)."""
-    from streams.settings import Settings
-    from streams.topics import ensure_topics
+    from runtime.settings import Settings
+    from runtime.topics import ensure_topics
 
     await ensure_topics(
         Settings.from_env({**t.env(), "TC_BROKERS": BROKERS, "TC_PARTITIONS": str(partitions)})

@@ -241,7 +241,7 @@ def _without_b64(recs: list[Any]) -> str:
 
 def operator_profile(tmp: Path) -> Path:
     """The shipped profile plus the tables an operator of these senders would add, as in
-    tests/unit/test_ehr_samples.py and docs/integration-hl7.md "The samples": department RAD-1,
+    tests/unit/ehr/test_ehr_samples.py and docs/integration-hl7.md "The samples": department RAD-1,
     payer BAV (the FHIR-Converter DFTs), document types DI and OV (the MDMs)."""
     text = (ROOT / "ehr/profile.toml").read_text()
     for header, line in (

@@ -1,5 +1,5 @@
 """Episodes of care in the Faust table on the real broker (issue 11): a multi-episode feed of many
-patients (streams/synthetic.py EpisodeGenerator: evaluations, plans, certifications, progress
+patients (synthetic/visits.py EpisodeGenerator: evaluations, plans, certifications, progress
 reports, discharges, KX, with flaws) gives exactly the alerts, ids included, of an uninterrupted
 run (`therapy-compliance audit` over the same history, which keeps the episode state in memory),
 also when the worker is SIGKILLed in the middle of the feed (state restored from the changelog,
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from streams.synthetic import EpisodeGenerator
+from synthetic.visits import EpisodeGenerator
 from tests.integration.harness import Topics, Worker, create_topics, produce
 from tests.integration.test_state import (
     assert_same_alerts,

@@ -26,7 +26,7 @@ import pytest
 
 from ehr import mllp_frame
 from schemas.ehr_deadletter import EhrDeadLetter
-from streams.hl7_synthetic import Hl7VisitGenerator
+from synthetic.hl7 import Hl7VisitGenerator
 from tests.integration.harness import BROKERS, EXE, Topics, broker_pid, consume, free_port
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.asyncio]

@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.pipeline import MAX_INFLIGHT_BATCHES
-from streams.synthetic import VisitGenerator
+from synthetic.visits import VisitGenerator
 from tests.integration.expect import dead_value, expected_outputs
 from tests.integration.harness import (
     BROKERS,

@@ -2,7 +2,7 @@
 remember about an output must never get ahead of the broker having that output, and a table's
 changelog must end with its current owner's value.
 
-- Join state and the visit topic: HL7 visits (streams/hl7_synthetic.py, both halves) on the
+- Join state and the visit topic: HL7 visits (synthetic/hl7.py, both halves) on the
   inbound topic, the visit topic refusing writes (max.message.bytes far below a visit), the worker
   SIGKILLed while stalled, the topic fixed, the worker restarted: every visit of an uninterrupted
   run of the same messages reaches the visit topic. The same with the join's expiry (one-part
@@ -43,10 +43,10 @@ from aiokafka.partitioner import murmur2
 
 from compliance.state import PatientHistory
 from ehr import Rejection, load_config, parse_hl7v2
-from streams.hl7_synthetic import Hl7Message, Hl7VisitGenerator, demo_profile_text
-from streams.settings import Settings
+from runtime.settings import Settings
+from runtime.topics import ensure_topics
 from streams.tables import JOIN_TABLE, TABLE_NAME
-from streams.topics import ensure_topics
+from synthetic.hl7 import Hl7Message, Hl7VisitGenerator, demo_profile_text
 from tests.factories import raw, timed_visit
 from tests.integration.harness import (
     BROKERS,

@@ -15,7 +15,7 @@ import pytest
 from schemas import ComplianceAlert, DeadLetter, VisitChecked
 from tests.factories import raw, timed_visit
 from tests.integration.harness import Topics, Worker, by_topic, consume, models, produce
-from tests.unit.test_audit_cli import EXAMPLES
+from tests.unit.cli.test_audit_cli import EXAMPLES
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -1,0 +1,95 @@
+"""Create the service's topics when missing (existing topics are never altered)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+from runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    # Input accepts records somewhat over the worker's own limit, so an oversized visit reaches
+    # the worker and is dead-lettered (too_large) instead of being refused to its producer with
+    # no trace here; the dead-letter topic holds any accepted input in base64.
+    input_max = settings.deadletter_max_bytes * 3 // 4 - 4096
+    dl_max = settings.deadletter_max_bytes
+    p, r = settings.partitions, settings.replication_factor
+    specs = [
+        NewTopic(settings.topic_visits, p, r, topic_configs={"max.message.bytes": str(input_max)}),
+        NewTopic(settings.topic_alerts, p, r),
+        NewTopic(settings.topic_checked, p, r),
+        NewTopic(settings.topic_deadletter, p, r, topic_configs={"max.message.bytes": str(dl_max)}),
+    ]
+    if settings.ehr_enabled:
+        inbound = {"max.message.bytes": str(input_max)}
+        specs += [
+            NewTopic(settings.topic_hl7_inbound, p, r, topic_configs=inbound),
+            NewTopic(settings.topic_fhir_inbound, p, r, topic_configs=inbound),
+            NewTopic(settings.topic_ehr_parts, p, r, topic_configs=inbound),
+            NewTopic(
+                settings.topic_ehr_deadletter,
+                p,
+                r,
+                topic_configs={"max.message.bytes": str(dl_max)},
+            ),
+        ]
+    return specs
+
+
+def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=f"{settings.app_id}-admin",
+        **settings.aiokafka_security(),
+    )
+
+
+async def record_limit(settings: Settings, topic: str) -> int | None:
+    """The topic's effective `max.message.bytes` (its own or the broker's default), None when
+    it cannot be read (no describe permission, say): callers keep their configured limit."""
+    admin = _admin(settings)
+    try:
+        await admin.start()
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=None)]
+        )
+        for response in responses:
+            for resource in response.resources:
+                _error, _msg, _type, _name, entries = resource[:5]
+                for entry in entries:
+                    if entry[0] == "max.message.bytes" and entry[1] is not None:
+                        return int(entry[1])
+    except Exception as exc:  # the limit is an optimisation of dead-letter fitting
+        log.warning("cannot read %s's max.message.bytes (%s)", topic, type(exc).__name__)
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    return None
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create missing topics; returns the names created."""
+    admin = _admin(settings)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topic_specs(settings) if t.name not in existing]
+        created = []
+        for spec in missing:
+            try:
+                await admin.create_topics([spec])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass  # another worker created it meanwhile
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+        return created
+    finally:
+        await admin.close()
