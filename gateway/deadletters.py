@@ -1,19 +1,19 @@
-"""`EhrDeadLetter` v1 records for what the MLLP gateway rejects, always within the dead-letter
-topic's record limit (the original bytes are truncated, and the detail says so, rather than the
-dead letter being refused by the broker)."""
+"""`EhrDeadLetter` v1 records for what the MLLP gateway rejects, fitted to the dead-letter topic's
+record limit by the one rule every dead-letter topic follows (runtime/deadletters.py: the
+original bytes are attached whole or, when they would not fit, left out, and `detail` says so).
+A message the gateway cut short itself (a frame over TC_MLLP_MAX_BYTES, a connection closed
+mid-frame) is attached as far as it was received, and `detail` says how much that is."""
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 
 from pydantic import TypeAdapter, ValidationError
 
+from runtime.deadletters import fit, with_notes
 from schemas.common import OpaqueRef
 from schemas.ehr_deadletter import EhrDeadLetter, EhrSource
 
-#: Room kept for Kafka's record framing and headers (streams/processor.py uses the same).
-FRAMING_BYTES = 1024
 _OPAQUE: TypeAdapter[str] = TypeAdapter(OpaqueRef)
 
 
@@ -37,33 +37,21 @@ def dead_letter(
     now: datetime,
     limit: int,
 ) -> bytes:
-    """The JSON record. `value` may already be a head of the original (`original_size` bytes);
-    it is cut further when its base64 copy would not fit `limit`."""
+    """The JSON record. `value` may be a head of the original message (`original_size` bytes,
+    of which the gateway kept only what it received)."""
     source = EhrSource(via="mllp", control_id=control_id_or_none(control_id))
+    if len(value) < original_size:
+        detail += f" (value holds the first {len(value)} of {original_size} bytes)"
 
-    def build(raw: bytes, text: str) -> bytes:
+    def render(_key_b64: str | None, value_b64: str | None, notes: list[str]) -> bytes:
         letter = EhrDeadLetter(
             format="hl7v2",
             reason=reason,
-            detail=text,
+            detail=with_notes(detail, notes),
             source=source,
-            value_b64=base64.b64encode(raw).decode("ascii"),
+            value_b64=value_b64,
             rejected_at=now,
         )
         return letter.model_dump_json().encode()
 
-    note = _truncation_note(len(value), original_size)
-    record = build(value, detail + note)
-    budget = limit - FRAMING_BYTES
-    if len(record) <= budget:
-        return record
-    # base64 is 4/3 of the bytes; leave room for the longer note.
-    empty = len(build(b"", detail + _truncation_note(0, original_size) + " " * 40))
-    keep = max(0, (budget - empty) * 3 // 4)
-    return build(value[:keep], detail + _truncation_note(keep, original_size))
-
-
-def _truncation_note(kept: int, original: int) -> str:
-    if kept >= original:
-        return ""
-    return f" (value holds the first {kept} of {original} bytes)"
+    return fit(limit, None, value, render, key_copy=False).letter

@@ -6,7 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ehr.rejection import RejectReason
-from streams.metrics import PREFIX
+from runtime.metrics import PREFIX
 
 #: MSH-9 values the profile accepts (docs/integration-hl7.md); any other readable type is
 #: `other`, an unreadable header `unknown`.

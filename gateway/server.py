@@ -31,24 +31,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ehr import EhrConfig, ProfileError
 from gateway.connection import Connection
-from gateway.deadletters import FRAMING_BYTES
 from gateway.handler import MessageHandler
 from gateway.metrics import GatewayMetrics
-from gateway.runtime import (
-    EXIT_SHUTDOWN_TIMEOUT,
-    arm_watchdog,
-    configure_logging,
-    ensure_topics,
-)
+from gateway.runtime import configure_logging, ensure_topics
+from runtime.deadletters import FRAMING_BYTES
+from runtime.preflight import wait_for_broker
+from runtime.process import EXIT_CONFIG, EXIT_NO_BROKER, EXIT_SHUTDOWN_TIMEOUT, arm_watchdog
 from runtime.settings import Settings
 
 log = logging.getLogger("gateway.server")
 PROG = "therapy-compliance mllp-gateway"
-
-#: Exit statuses shared with the worker (streams/worker.py): broker unreachable at start,
-#: configuration contradicting the system (port taken), a stop that had to be cut short.
-EXIT_NO_BROKER = 69
-EXIT_CONFIG = 78
 
 
 def gateway_main(settings: Settings) -> int:
@@ -94,8 +86,6 @@ class Gateway:
 
     async def run(self) -> int:
         s = self.settings
-        from streams.worker import wait_for_broker
-
         problem = await wait_for_broker(s)
         if problem:
             _say(problem)
@@ -167,7 +157,13 @@ class Gateway:
         A hard watchdog ends the process if anything hangs beyond TC_SHUTDOWN_TIMEOUT_S."""
         s = self.settings
         self.status = "stopping"
-        arm_watchdog(s.shutdown_timeout_s, PROG)
+        arm_watchdog(
+            s.shutdown_timeout_s,
+            EXIT_SHUTDOWN_TIMEOUT,
+            "stop",
+            PROG,
+            "un-ACKed messages are resent",
+        )
         started = time.monotonic()
         log.info("stopping: no new connections; %d open", len(self.connections))
         server.close()

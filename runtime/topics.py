@@ -74,13 +74,15 @@ async def record_limit(settings: Settings, topic: str) -> int | None:
     return None
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create missing topics; returns the names created."""
+async def ensure_topics(settings: Settings, names: set[str] | None = None) -> list[str]:
+    """Create missing topics (of `names` only, when given: what a program writes); returns the
+    names created."""
     admin = _admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [t for t in topic_specs(settings) if t.name not in existing]
+        wanted = [t for t in topic_specs(settings) if names is None or t.name in names]
+        missing = [t for t in wanted if t.name not in existing]
         created = []
         for spec in missing:
             try:

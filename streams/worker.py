@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import faust
-import mode.utils.logging as mode_logging
 from aiokafka.admin import AIOKafkaAdminClient
 
+from runtime import process
+from runtime.logs import clamp_payload_loggers
+from runtime.preflight import wait_for_broker
+from runtime.process import EXIT_CONFIG, EXIT_NO_BROKER, EXIT_SHUTDOWN_TIMEOUT
 from runtime.settings import Settings
 
 log = logging.getLogger("streams.worker")
-
-#: Libraries that log message payloads at DEBUG.
-PAYLOAD_LOGGERS = ("aiokafka", "faust", "mode", "kafka")
-
-#: Exit status when the broker cannot be reached or refuses the credentials at start.
-EXIT_NO_BROKER = 69  # EX_UNAVAILABLE
-
-#: Exit status when the shutdown watchdog had to cut a graceful stop short.
-EXIT_SHUTDOWN_TIMEOUT = 75
-
-#: Exit status when existing topics contradict the settings (EX_CONFIG).
-EXIT_CONFIG = 78
 
 
 class BoundedWorker(faust.Worker):
@@ -62,12 +49,7 @@ class BoundedWorker(faust.Worker):
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
-        # Client libraries log record keys and values at DEBUG (aiokafka: "Sending (key=...
-        # value=...)"). Payloads may carry PHI, so these loggers never go below INFO, whatever
-        # TC_LOG_LEVEL says; our own loggers never log payloads at any level.
-        for name in PAYLOAD_LOGGERS:
-            logging.getLogger(name).setLevel(max(level, logging.INFO))
-        disable_dev_logging()
+        clamp_payload_loggers(level)
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         if not self._signal_stop_time:
@@ -92,102 +74,6 @@ class BoundedWorker(faust.Worker):
             if exc.code in (0, None) and not getattr(self.app, "tc_clean_stop", True):
                 raise SystemExit(EXIT_SHUTDOWN_TIMEOUT) from None
             raise
-
-
-def disable_dev_logging() -> None:
-    """Turn off mode's development log lines, whatever the DEVLOG environment variable says.
-
-    `log.dev(...)` of every faust/mode service logs at INFO when DEVLOG is set (read once, at
-    import of mode.utils.logging), so the INFO clamp of PAYLOAD_LOGGERS does not stop it, and
-    some of those lines hold record keys and values (faust's own fetch loop,
-    TC_FETCH_LOOP=kafka: "DROPPED MESSAGE ROFF %r: k=%r v=%r"). Payloads may carry PHI. `dev()`
-    reads the module global at each call, so clearing it silences every logger, including
-    those created earlier."""
-    if mode_logging.DEVLOG:
-        log.warning(
-            "DEVLOG is set but ignored: faust's development log lines can contain record keys "
-            "and values (PHI); use TC_LOG_LEVEL=debug instead"
-        )
-    mode_logging.DEVLOG = False
-
-
-async def wait_for_broker(settings: Settings) -> str | None:
-    """Preflight, retried while the broker is merely unreachable (it may still be booting) for
-    up to TC_STARTUP_WAIT_S; a TLS or authentication failure is final at once."""
-    deadline = time.monotonic() + settings.startup_wait_s
-    # aiokafka logs the real cause (TLS verification, SASL failure) and raises only "unable to
-    # bootstrap": collect its messages to name the cause in one clear line of our own.
-    aiokafka_log = logging.getLogger("aiokafka")
-    collector = _Collector()
-    previous, propagate = aiokafka_log.level, aiokafka_log.propagate
-    aiokafka_log.setLevel(logging.ERROR)
-    aiokafka_log.propagate = False
-    aiokafka_log.addHandler(collector)
-    try:
-        while True:
-            collector.messages.clear()
-            problem = await preflight(
-                settings, min(20.0, max(1.0, settings.startup_wait_s)), collector.messages
-            )
-            if problem is None or "failed" in problem or time.monotonic() >= deadline:
-                return problem
-            await asyncio.sleep(2)
-    finally:
-        aiokafka_log.removeHandler(collector)
-        aiokafka_log.setLevel(previous)
-        aiokafka_log.propagate = propagate
-
-
-class _Collector(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-async def preflight(
-    settings: Settings, timeout_s: float = 20.0, client_errors: list[str] | None = None
-) -> str | None:
-    """Connect once before starting faust, so a wrong address, certificate or password ends
-    the worker at once with one clear line (faust would retry and log tracebacks)."""
-    who = settings.security_protocol.value
-    if settings.sasl_username:
-        who += f" {settings.sasl_mechanism.value} as {settings.sasl_username!r}"
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=f"{settings.app_id}-preflight",
-        request_timeout_ms=int(timeout_s * 1000),
-        **settings.aiokafka_security(),
-    )
-    try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-        await asyncio.wait_for(admin.list_topics(), timeout_s)
-    except Exception as exc:
-        reason = str(exc) or type(exc).__name__
-        if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-            reason = f"no answer within {timeout_s:.0f}s"
-        if not reason.startswith(type(exc).__name__):
-            reason = f"{type(exc).__name__}: {reason}"
-        hint = ""
-        text = " ".join([f"{type(exc).__name__} {exc}", *(client_errors or [])]).lower()
-        if "auth" in text or "sasl" in text:
-            hint = " (authentication failed: check TC_SASL_USERNAME / TC_SASL_PASSWORD)"
-        elif "ssl" in text or "certificate" in text or "tls" in text:
-            hint = " (TLS failed: check TC_SSL_CAFILE and the broker's certificate)"
-        if client_errors:
-            # The client's own last error names the cause; our settings never appear in it
-            # except the user name (passwords are not logged by the client).
-            reason += f"; client said: {client_errors[-1][:300]}"
-        return (
-            f"cannot connect to Kafka at {settings.brokers} ({who}): "
-            f"{type(exc).__name__}: {reason}{hint}"
-        )
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
-    return None
 
 
 #: Smallest dead-letter record limit accepted: a dead letter without the original bytes is a
@@ -243,20 +129,7 @@ async def check_topics(settings: Settings, changelogs: Sequence[str]) -> str | N
 
 
 def arm_watchdog(timeout: float, code: int, what: str) -> None:
-    """End the process after `timeout` seconds whatever the event loop is doing (a stop that
-    waits on an unresponsive broker); uncommitted records are re-delivered, nothing is lost."""
-    timer = threading.Timer(timeout, _hard_exit, args=(timeout, code, what))
-    timer.daemon = True
-    timer.start()
-
-
-def _hard_exit(timeout: float, code: int = EXIT_SHUTDOWN_TIMEOUT, what: str = "stop") -> None:
-    sys.stderr.write(
-        f"worker: {what} exceeded {timeout:.0f}s; exiting now "
-        "(uncommitted records will be re-delivered)\n"
-    )
-    sys.stderr.flush()
-    os._exit(code)
+    process.arm_watchdog(timeout, code, what, "worker", "uncommitted records will be re-delivered")
 
 
 def run_worker(argv: Sequence[str] = ()) -> NoReturn:

@@ -201,36 +201,3 @@ async def test_agent_processes_every_record_through_test_context() -> None:
     assert topics.count("deadletter") == 2
     reasons = [orjson.loads(o.value)["reason"] for o in sent if "deadletter" in o.topic]
     assert reasons == ["invalid_json", "schema_violation"]
-
-
-@pytest.mark.parametrize(
-    ("key_len", "value_len", "key_kept", "key_b64_kept", "value_kept"),
-    [
-        (10, 1_000, True, True, True),  # everything fits
-        (500_000, 1_000, True, False, True),  # the key's base64 copy goes first
-        (3_000_000, 1_000, False, False, True),  # then the key: the value is kept for replay
-        (10, 900_000, True, True, False),  # a value too large to attach in base64
-        (3_000_000, 900_000, False, False, False),  # neither: topic, partition, offset remain
-    ],
-)
-def test_dead_letters_always_fit_the_topics_record_limit(
-    key_len: int, value_len: int, key_kept: bool, key_b64_kept: bool, value_kept: bool
-) -> None:
-    limit = 1_048_576
-    p = processor()
-    p.deadletter_limit = limit
-    key, value = b"K" * key_len, b"{" + b" " * (value_len - 2) + b"}"
-    [out] = guarded(p, rec(value, key), scratch())
-    assert len(out.value) + len(out.key or b"") <= limit - 1024
-    letter = DeadLetter.model_validate_json(out.value)
-    assert (out.key is not None, letter.key_b64 is not None, letter.value_b64 is not None) == (
-        key_kept,
-        key_b64_kept,
-        value_kept,
-    )
-    if value_kept:
-        assert base64.b64decode(letter.value_b64 or "") == value
-    if not key_kept:
-        assert "published without the original key" in letter.detail
-    if not value_kept:
-        assert f"original value of {value_len} bytes not attached" in letter.detail
