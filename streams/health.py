@@ -72,6 +72,15 @@ class Health:
             owned = {TP(tp.topic, tp.partition) for tp in tps if tp.topic in stage.topics}
         return sorted(owned - stage.pipeline.revoking)
 
+    def highwater(self, tp: TP) -> int | None:
+        """The partition's high-water mark; None while unknown (not assigned any more, or not
+        fetched yet: aiokafka asserts the partition is assigned). Lag and the stall check both
+        read it here."""
+        try:
+            return self._consumer().highwater(tp)
+        except Exception:
+            return None
+
     def assigned(self) -> list[TP]:
         return sorted(tp for stage in self.stages for tp in self.owned(stage))
 
@@ -79,7 +88,6 @@ class Health:
         """Records waiting per owned input partition: high-water mark minus the next offset whose
         outputs are not durable yet (processed is not enough: refused outputs are waiting too).
         Partitions this worker does not own have no series."""
-        consumer = self._consumer()
         lag: dict[TP, int] = {}
         owned_total = 0
         for stage in self.stages:
@@ -87,10 +95,7 @@ class Health:
             owned_total += len(owned)
             stage_lag = 0
             for tp in owned:
-                try:
-                    highwater = consumer.highwater(tp)
-                except AssertionError:  # aiokafka: the partition left the assignment meanwhile
-                    highwater = None
+                highwater = self.highwater(tp)
                 if highwater is None:
                     continue
                 durable = stage.pipeline.checkpoint.position(tp)

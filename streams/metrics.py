@@ -17,10 +17,9 @@ from prometheus_client import (
 
 from compliance import ENGINE_VERSION
 from compliance.findings import SEVERITY, RuleId
+from runtime.metrics import PREFIX
 from schemas.common import DeadLetterReason
 from schemas.patient_ref import PatientRefProblem
-
-PREFIX = "therapy_compliance"
 
 # `*_created` series double the scrape size and no dashboard or rule of ours uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
@@ -31,7 +30,14 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        self._checks(self.registry)
+        self._ehr(self.registry)
+        self._state(self.registry)
+        self._delivery(self.registry)
+        self._children()
+
+    def _checks(self, r: CollectorRegistry) -> None:
+        """What the checks found: visits by outcome, alerts, dead letters, timings."""
         self.visits = Counter(
             f"{PREFIX}_visits_processed",
             "Input records processed, by outcome (clean, flagged, rejected).",
@@ -70,18 +76,28 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 1800, 3600, 21600, 86400),
             registry=r,
         )
-        self.batch_seconds = Histogram(
-            f"{PREFIX}_batch_seconds",
-            "Time to process a batch and have its output acknowledged by the broker.",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
-            registry=r,
-        )
         self.amount_at_risk = Counter(
             f"{PREFIX}_amount_at_risk",
             "USD put at risk by the alerts published, by rule (alerts with a known amount).",
             ["rule_id"],
             registry=r,
         )
+        self.episode_evaluations = Counter(
+            f"{PREFIX}_episode_evaluations",
+            "Visits by what the episode rules could do: evaluated, start_unseen (the episode's "
+            "start was never seen: not guessed), beyond_horizon, no_history.",
+            ["status"],
+            registry=r,
+        )
+        self.kx_unknown_amount_lines = Counter(
+            f"{PREFIX}_kx_unknown_amount_lines",
+            "Medicare Part B therapy lines with no allowed_amount and no fee schedule amount: "
+            "they do not count toward the KX threshold.",
+            registry=r,
+        )
+
+    def _ehr(self, r: CollectorRegistry) -> None:
+        """The EHR path: parts parsed, rejections, visits the join emitted."""
         self.ehr_parts = Counter(
             f"{PREFIX}_ehr_parts",
             "EHR messages parsed into visit parts, by part (charges, documentation) and source.",
@@ -100,19 +116,9 @@ class Metrics:
             ["kind"],
             registry=r,
         )
-        self.episode_evaluations = Counter(
-            f"{PREFIX}_episode_evaluations",
-            "Visits by what the episode rules could do: evaluated, start_unseen (the episode's "
-            "start was never seen: not guessed), beyond_horizon, no_history.",
-            ["status"],
-            registry=r,
-        )
-        self.kx_unknown_amount_lines = Counter(
-            f"{PREFIX}_kx_unknown_amount_lines",
-            "Medicare Part B therapy lines with no allowed_amount and no fee schedule amount: "
-            "they do not count toward the KX threshold.",
-            registry=r,
-        )
+
+    def _state(self, r: CollectorRegistry) -> None:
+        """The tables: size, restore time, changelog records written."""
         self.state_keys = Gauge(
             f"{PREFIX}_state_keys",
             "Keys in the local state store, per table (estimated by RocksDB).",
@@ -131,6 +137,21 @@ class Metrics:
             "recovery (restore at start and after each rebalance).",
             registry=r,
         )
+        self.state_changes = Counter(
+            f"{PREFIX}_state_changes",
+            "Changelog records written by the state transactions (one per changed key and "
+            "batch), each acknowledged before the input offsets it covers are committed.",
+            registry=r,
+        )
+
+    def _delivery(self, r: CollectorRegistry) -> None:
+        """Delivery: batches, retries, gaps, offsets, lag, the assignment, the build."""
+        self.batch_seconds = Histogram(
+            f"{PREFIX}_batch_seconds",
+            "Time to process a batch and have its output acknowledged by the broker.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
+            registry=r,
+        )
         self.input_gaps = Counter(
             f"{PREFIX}_input_gaps",
             "Input records that arrived out of order (a skipped offset): the partition was "
@@ -142,12 +163,6 @@ class Metrics:
             f"{PREFIX}_output_send_retries",
             "Output sends retried after "
             "a broker error (the batch is held, input is not committed).",
-            registry=r,
-        )
-        self.state_changes = Counter(
-            f"{PREFIX}_state_changes",
-            "Changelog records written by the state transactions (one per changed key and "
-            "batch), each acknowledged before the input offsets it covers are committed.",
             registry=r,
         )
         self.deadletters_shrunk = Counter(
@@ -177,6 +192,8 @@ class Metrics:
             registry=r,
         )
         self.build = Info(f"{PREFIX}_build", "Engine and rule set versions.", registry=r)
+
+    def _children(self) -> None:
         self.build.info({"engine_version": ENGINE_VERSION, "ruleset_version": "unknown"})
         # Every label value is created up front, so dashboards and rate() see zeros rather than
         # gaps, and the hot path increments cached children instead of looking labels up.

@@ -58,9 +58,11 @@ STALL_S = 10.0
 class Verdict(Enum):
     PROCESS = "process"
     DUPLICATE = "duplicate"  # already processed: skip
-    HOLD = "hold"  # a gap is being resolved for this partition: skip, it will be re-read
+    #: A gap of this partition is being resolved: skip the record, the partition is re-read.
+    RESOLVING = "resolving"
     GAP = "gap"  # a gap was just found: skip, resolve it (probe + seek)
-    WAIT = "wait"  # the partition's start is being read: ask again once it is known
+    #: The partition's start offset is being read: wait for it, then ask again.
+    AWAIT_START = "await_start"
 
 
 class OffsetTracker:
@@ -147,7 +149,7 @@ class OffsetTracker:
             out.append((tp, expected))
         return out
 
-    def quiet(self) -> None:
+    def restart_stall_clock(self) -> None:
         """Records cannot flow now (a rebalance, the tables' recovery): no partition counts as
         silent before `STALL_S` from now."""
         now = self._clock()
@@ -160,9 +162,9 @@ class OffsetTracker:
             return Verdict.PROCESS, offset
         self._seen[tp] = self._clock()
         if tp in self._awaiting:
-            return Verdict.WAIT, offset
+            return Verdict.AWAIT_START, offset
         if tp in self._resolving:
-            return Verdict.HOLD, self._expected.get(tp) or 0
+            return Verdict.RESOLVING, self._expected.get(tp) or 0
         expected = self._expected.get(tp)
         if expected is None:
             expected = self._baseline(tp)
@@ -180,7 +182,7 @@ class OffsetTracker:
             return Verdict.DUPLICATE, expected
         deadline = self._sought.get(tp)
         if deadline is not None and self._clock() < deadline:
-            return Verdict.HOLD, expected  # fetched before the seek: the sought record follows
+            return Verdict.RESOLVING, expected  # fetched before the seek: the sought record follows
         self._sought.pop(tp, None)
         self._resolving.add(tp)
         self._expected[tp] = expected

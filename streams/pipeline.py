@@ -273,7 +273,7 @@ class Pipeline:
         for rec in records:
             tp = TP(rec.topic, rec.partition)
             verdict, expected = self.tracker.admit(tp, rec.offset)
-            if verdict is Verdict.WAIT:
+            if verdict is Verdict.AWAIT_START:
                 await self._wait_for_starts()
                 if epoch != self.epoch:
                     return []
@@ -313,11 +313,11 @@ class Pipeline:
             )
         return len(stalled)
 
-    def quiet(self) -> None:
+    def restart_stall_clock(self) -> None:
         """Records cannot flow now (a rebalance or the tables' recovery): restart the stall
         check's clock."""
         if self.tracker is not None:
-            self.tracker.quiet()
+            self.tracker.restart_stall_clock()
 
     async def _resync(self, tp: TP, expected: int, epoch: int) -> None:
         assert self.tracker is not None and self._resolve_gap is not None

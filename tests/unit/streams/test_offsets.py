@@ -22,7 +22,7 @@ def test_in_order_duplicates_and_a_gap() -> None:
     assert tracker.admit(P0, 11) == (Verdict.PROCESS, 11)
     assert tracker.admit(P0, 11) == (Verdict.DUPLICATE, 12)  # re-delivered: already processed
     assert tracker.admit(P0, 13) == (Verdict.GAP, 12)  # 12 never arrived
-    assert tracker.admit(P0, 14)[0] is Verdict.HOLD  # held until the partition is re-read
+    assert tracker.admit(P0, 14)[0] is Verdict.RESOLVING  # held until the partition is re-read
     tracker.resolved(P0, 12)
     assert tracker.admit(P0, 12) == (Verdict.PROCESS, 12)
     assert tracker.admit(P0, 13) == (Verdict.PROCESS, 13)
@@ -111,7 +111,7 @@ async def test_a_re_read_started_before_a_rebalance_is_cancelled_by_it() -> None
 def test_records_before_the_start_is_read_wait_for_it() -> None:
     tracker = OffsetTracker(lambda tp: None)
     tracker.assigned([P0], awaiting_start=True)
-    assert tracker.admit(P0, 40)[0] is Verdict.WAIT  # arrived before the start was read
+    assert tracker.admit(P0, 40)[0] is Verdict.AWAIT_START  # arrived before the start was read
     tracker.start_known(P0, 40)
     assert tracker.admit(P0, 40) == (Verdict.PROCESS, 40)
     tracker.assigned([P0], awaiting_start=True)
@@ -122,7 +122,7 @@ def test_records_before_the_start_is_read_wait_for_it() -> None:
 def test_an_unreadable_start_falls_back_on_fausts_commit() -> None:
     tracker = OffsetTracker(lambda tp: 7)
     tracker.assigned([P0], awaiting_start=True)
-    assert tracker.admit(P0, 9)[0] is Verdict.WAIT
+    assert tracker.admit(P0, 9)[0] is Verdict.AWAIT_START
     tracker.start_unknown(P0)
     assert tracker.admit(P0, 7) == (Verdict.PROCESS, 7)
 
@@ -167,8 +167,8 @@ def test_records_fetched_before_a_seek_are_stale_not_a_new_gap() -> None:
     tracker.assigned([P0])
     assert tracker.admit(P0, 12) == (Verdict.GAP, 10)
     tracker.resolved(P0, 10)  # sought back to 10
-    assert tracker.admit(P0, 13) == (Verdict.HOLD, 10)  # fetched before the seek
-    assert tracker.admit(P0, 14) == (Verdict.HOLD, 10)
+    assert tracker.admit(P0, 13) == (Verdict.RESOLVING, 10)  # fetched before the seek
+    assert tracker.admit(P0, 14) == (Verdict.RESOLVING, 10)
     assert tracker.admit(P0, 10) == (Verdict.PROCESS, 10)  # the re-read begins
     assert tracker.admit(P0, 12) == (Verdict.GAP, 11)  # a real gap again: resolved again
 
@@ -179,7 +179,7 @@ def test_a_sought_record_that_never_comes_is_resolved_again() -> None:
     tracker.assigned([P0])
     assert tracker.admit(P0, 12)[0] is Verdict.GAP
     tracker.resolved(P0, 10)
-    assert tracker.admit(P0, 12)[0] is Verdict.HOLD
+    assert tracker.admit(P0, 12)[0] is Verdict.RESOLVING
     now[0] = SEEK_GRACE_S + 1  # the record at 10 did not come (deleted meanwhile)
     assert tracker.admit(P0, 12) == (Verdict.GAP, 10)
 
@@ -197,7 +197,7 @@ def test_a_partition_with_records_that_delivers_none_is_re_read() -> None:
     now[0] = STALL_S + 1
     assert tracker.stalled(end.get) == [(P0, 10)]
     assert tracker.stalled(end.get) == []  # being resolved: asked once
-    assert tracker.admit(P0, 10) == (Verdict.HOLD, 10)
+    assert tracker.admit(P0, 10) == (Verdict.RESOLVING, 10)
     tracker.resolved(P0, 10)
     assert tracker.admit(P0, 10) == (Verdict.PROCESS, 10)  # the re-read delivers
 
@@ -287,7 +287,7 @@ def test_quiet_restarts_the_stall_clock() -> None:
     tracker.assigned([P0])
     assert tracker.admit(P0, 0)[0] is Verdict.PROCESS
     now[0] = STALL_S + 1
-    tracker.quiet()  # a rebalance or the tables' recovery: nothing could flow
+    tracker.restart_stall_clock()  # a rebalance or the tables' recovery: nothing could flow
     assert tracker.stalled({P0: 9}.get) == []
     now[0] = 2 * STALL_S + 2
     assert tracker.stalled({P0: 9}.get) == [(P0, 1)]

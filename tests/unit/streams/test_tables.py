@@ -125,7 +125,7 @@ async def test_keys_whose_restore_skipped_a_late_record_are_written_again(tmp_pa
     """The late record is the changelog's last for its key (compaction keeps the last): the
     owner writes the key again after the restore, with its own tag, so a restore from scratch
     later cannot apply the late value."""
-    from streams.app import _repair_work
+    from streams.rebalance import repair_work
     from streams.checkpoint import TP
     from streams.metrics import Metrics
     from streams.pipeline import Pipeline
@@ -154,7 +154,7 @@ async def test_keys_whose_restore_skipped_a_late_record_are_written_again(tmp_pa
         _Nothing(), Publisher(broker.send, metrics), commit, metrics, generation=lambda: 9
     )
     pipeline.assigned([TP("in", 0)])
-    await pipeline.run_timer(_repair_work(pipeline, (ts,)))
+    await pipeline.run_timer(repair_work(pipeline, (ts,)))
     for _ in range(3):
         await settle()
         broker.ack()

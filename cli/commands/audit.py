@@ -1,0 +1,80 @@
+"""`therapy-compliance audit [PATH|-]`: the worker's checks over JSON Lines (cli/audit.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from compliance.state import DEFAULT_HORIZON_DAYS
+from schemas.decode import DEFAULT_MAX_BYTES
+
+
+def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("audit", help="check TherapyVisitCompleted v1 JSON Lines; alerts to stdout")
+    p.add_argument("path", nargs="?", default="-", help="JSON Lines file, or - for stdin")
+    p.add_argument(
+        "--max-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        help="largest accepted line in bytes (default %(default)s)",
+    )
+    p.add_argument(
+        "--ruleset",
+        metavar="DIR",
+        default=None,
+        help="rule data directory (default: the rules shipped with the package); the worker's "
+        "TC_RULESET_DIR",
+    )
+    p.add_argument(
+        "--horizon-days",
+        type=int,
+        default=DEFAULT_HORIZON_DAYS,
+        help="same-day details kept per patient, in days (the worker's "
+        "TC_HISTORY_HORIZON_DAYS; default %(default)s)",
+    )
+    p.add_argument(
+        "--episode-horizon-days",
+        type=int,
+        default=400,
+        help="episode and KX state kept per patient, in days (the worker's "
+        "TC_EPISODE_HORIZON_DAYS; default %(default)s)",
+    )
+    p.add_argument(
+        "--patient-ref-pattern",
+        metavar="REGEX",
+        default=None,
+        help="accepted alphabet of patient_ref, matched against the whole value (default: the "
+        "worker's TC_PATIENT_REF_PATTERN, else printable ASCII without spaces)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=1,
+        metavar="N",
+        help="processes, each taking a share of the patients (default 1); the output is the "
+        "same for any N: alerts in input line order, invalid lines in line order",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cli.audit import audit_main
+
+    return audit_main(
+        args.path,
+        args.max_bytes,
+        args.ruleset,
+        args.horizon_days,
+        args.episode_horizon_days,
+        args.patient_ref_pattern,
+        args.jobs,
+    )
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {value})")
+    return value

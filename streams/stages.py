@@ -1,0 +1,188 @@
+"""The worker's stages, each an agent feeding a pipeline (streams/pipeline.py):
+
+    check:  therapy.visit.completed.v1 -> alerts | checked | dead letters   (table patient-history)
+    parse:  ehr.hl7v2.inbound.v1 | ehr.fhir.inbound.v1 -> ehr.visit.parts.v1 | EHR dead letters
+    join:   ehr.visit.parts.v1 -> therapy.visit.completed.v1                (table ehr-visit-join)
+            + its expiry timer
+
+`StageBuilder.build` wires one: the input topics (faust never acks them: the pipeline commits),
+the agent taking batches without acking them, and the pipeline with its offset guard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+from mode import CrashingSupervisor
+
+from compliance import Engine
+from runtime.settings import Settings
+from streams.broker import Broker
+from streams.ehr_stages import EhrDeadLetters, EhrParser, VisitJoiner
+from streams.health import Stage
+from streams.metrics import Metrics
+from streams.offsets import OffsetTracker
+from streams.pipeline import Pipeline
+from streams.processor import Output, Processor, Record, VisitProcessor
+from streams.publish import Publisher
+from streams.tables import JOIN_TABLE, TABLE_NAME, TableStore
+from streams.transaction import Store, Transaction
+
+#: Each dead-letter topic -> the object whose `deadletter_limit` fits its letters (the worker
+#: reads each topic's real limit at start: streams/app.py).
+DeadLetterLimits = dict[str, Any]
+
+
+class StageBuilder:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        metrics: Metrics,
+        broker: Broker,
+        on_fatal: Callable[[BaseException], Awaitable[None]],
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+        self.broker = broker
+        self.publisher = Publisher(broker.send, metrics)
+        self.on_fatal = on_fatal
+
+    def table(self, name: str, help: str) -> TableStore:
+        """A table co-partitioned with the input (same key, same partition count)."""
+        s = self.settings
+        return TableStore(
+            self.app.Table(
+                name,
+                key_type=bytes,
+                value_type=bytes,
+                partitions=s.partitions,
+                options=s.rocksdb_options,
+                extra_topic_configs=s.changelog_topic_configs,
+                help=help,
+            )
+        )
+
+    def build(
+        self,
+        name: str,
+        topics: tuple[str, ...],
+        processor: Processor,
+        stores: tuple[Store, ...] = (),
+    ) -> Stage:
+        app, settings = self.app, self.settings
+        pipeline = Pipeline(
+            processor,
+            self.publisher,
+            self.broker.commit,
+            self.metrics,
+            on_fatal=self.on_fatal,
+            tracker=OffsetTracker(self.broker.committed),
+            resolve_gap=self.broker.resolve_gap,
+            generation=lambda: int(app.consumer_generation_id),
+            handover_timeout_s=settings.handover_timeout_s,
+        )
+        source = app.topic(
+            *topics,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            # Faust never acks, and so never commits, these topics: the pipeline does, once
+            # outputs are durable. (faust's take_events acks a batch when the loop body
+            # returns, and its ack bookkeeping also acks events it skips in a rebalance.)
+            acks=False,
+        )
+
+        async def run(stream: faust.StreamT[bytes]) -> None:
+            # noack_take hands over events without acking them (take_events acks on return).
+            # It is defined on faust.Stream, not on the StreamT interface.
+            async for events in cast(faust.Stream[bytes], stream).noack_take(
+                settings.batch_size, within=settings.batch_within_s
+            ):
+                batch = _current(app, events)
+
+                async def ack(batch: Sequence[faust.EventT[bytes]] = batch) -> None:
+                    for event in batch:  # bookkeeping only: acks are off for these topics
+                        await stream.ack(event)
+
+                await pipeline.submit([_record(e.message) for e in batch], ack)
+
+        app.agent(source, concurrency=1, supervisor_strategy=CrashingSupervisor, name=name)(run)
+        return Stage(name, topics, pipeline, stores)
+
+
+def check_stage(
+    builder: StageBuilder, engine: Engine, limits: DeadLetterLimits
+) -> tuple[Stage, VisitProcessor, TableStore]:
+    """The checks, with each patient's history in the table `patient-history`."""
+    s = builder.settings
+    history = builder.table(
+        TABLE_NAME, "Per-patient history for the rules that span visits (compliance/state.py)."
+    )
+    processor = VisitProcessor(s, builder.metrics, engine, table=history)
+    limits[s.topic_deadletter] = processor
+    stage = builder.build("check_visits", (s.topic_visits,), processor, (history,))
+    return stage, processor, history
+
+
+def ehr_stages(builder: StageBuilder, limits: DeadLetterLimits) -> list[Stage]:
+    """HL7 v2 / FHIR inbound -> parts (re-keyed by patient_ref) -> the join -> visits, and the
+    join's expiry."""
+    app, s, metrics = builder.app, builder.settings, builder.metrics
+    letters = EhrDeadLetters(s, metrics, _now)
+    limits[s.topic_ehr_deadletter] = letters
+    parse = builder.build(
+        "parse_ehr",
+        (s.topic_hl7_inbound, s.topic_fhir_inbound),
+        EhrParser(s, s.ehr_config(), metrics, letters=letters),
+    )
+    table = builder.table(
+        JOIN_TABLE,
+        "Each visit's charge and documentation parts until it is emitted (ehr/join.py).",
+    )
+    joiner = VisitJoiner(s, metrics, table, letters=letters)
+    join = builder.build("join_visits", (s.topic_ehr_parts,), joiner, (table,))
+
+    async def expire() -> None:
+        # Never during a rebalance, and only on partitions whose tables are restored for the
+        # current assignment (Pipeline.ready_partitions); a transaction of its own, in the
+        # partitions' order (Pipeline.run_timer).
+        if app.rebalancing:
+            return
+        pipeline = join.pipeline
+
+        def work(txn: Transaction) -> list[Output]:
+            partitions = pipeline.ready_partitions()
+            return joiner.tick(txn, partitions) if partitions and not app.rebalancing else []
+
+        await pipeline.run_timer(work)
+
+    app.timer(interval=min(30.0, max(1.0, s.join_wait_s / 4)))(expire)
+    return [parse, join]
+
+
+def _record(message: Any) -> Record:
+    return Record(
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value,
+        int(message.timestamp * 1000) if message.timestamp else None,
+    )
+
+
+def _current(app: faust.App, events: Sequence[Any]) -> list[Any]:
+    """Events fetched before the latest rebalance are dropped unprocessed: their partition may
+    belong to another worker now, and being uncommitted they are re-delivered to its owner."""
+    generation = app.consumer_generation_id
+    return [e for e in events if e.message.generation_id == generation]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
