@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ehr.patient import patient_ref as ehr_patient_ref
@@ -50,12 +50,8 @@ class LogLevel(StrEnum):
 MAX_REVOKE_WAIT_S = 30.0
 
 
-class Settings(BaseSettings):
-    """Every setting, its environment variable (TC_ + upper-case name) and default."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="TC_", frozen=True, extra="forbid", case_sensitive=False
-    )
+class CommonSection(BaseModel):
+    """Every program: the broker, its security, the service's topics and limits, logging."""
 
     #: Comma-separated bootstrap servers, host:port (a kafka:// prefix is accepted).
     brokers: str = "127.0.0.1:19092"
@@ -69,7 +65,6 @@ class Settings(BaseSettings):
     partitions: Annotated[int, Field(ge=1, le=1024)] = 4
     replication_factor: Annotated[int, Field(ge=1, le=7)] = 1
     create_topics: bool = True
-
     security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
     sasl_mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
     sasl_username: str | None = None
@@ -78,9 +73,7 @@ class Settings(BaseSettings):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     ssl_check_hostname: bool = True
-
     web_host: str = "127.0.0.1"
-    web_port: Annotated[int, Field(ge=1, le=65535)] = 6066
     #: Records larger than this are dead-lettered with reason too_large.
     max_record_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = DEFAULT_MAX_BYTES
     #: Largest dead letter; the dead-letter topic is created with this max.message.bytes so a
@@ -91,6 +84,40 @@ class Settings(BaseSettings):
     #: dead-lettered (schema_violation) and counted by problem. Default: no spaces.
     patient_ref_pattern: str = DEFAULT_PATIENT_REF_PATTERN
     log_level: LogLevel = LogLevel.INFO
+    #: At start the worker waits this long for an unreachable broker before giving up (exit 69).
+    startup_wait_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    #: Event loop of the worker: uvloop (faster) or asyncio (the standard library's).
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    #: After SIGTERM/SIGINT the worker exits within this bound: a graceful stop that has not
+    #: finished by then is cut short (uncommitted work is re-delivered: at-least-once).
+    shutdown_timeout_s: Annotated[float, Field(ge=1, le=600)] = 30.0
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return self.brokers.split(",")
+
+
+class EhrSection(BaseModel):
+    """The EHR path (docs/integration-hl7.md): the worker's parse and join stages, the MLLP
+    gateway and `convert`."""
+
+    #: Secret for patient_ref = HMAC-SHA256(key, patient identifier), at least 16 bytes. The EHR
+    #: path (gateway, parse and join agents) runs only when it is set.
+    ehr_patient_key: SecretStr | None = None
+    #: Integration profile (local code tables, OBX codes); unset: the shipped ehr/profile.toml.
+    ehr_profile: Path | None = None
+    topic_hl7_inbound: str = "ehr.hl7v2.inbound.v1"
+    topic_fhir_inbound: str = "ehr.fhir.inbound.v1"
+    #: Parsed visit parts, keyed by patient_ref (co-partitioned with the join's table).
+    topic_ehr_parts: str = "ehr.visit.parts.v1"
+    topic_ehr_deadletter: str = "ehr.deadletter.v1"
+
+
+class WorkerSection(CommonSection):
+    """The stream worker (streams/): batching, commits, the consumer group, state, rules, the
+    join."""
+
+    web_port: Annotated[int, Field(ge=1, le=65535)] = 6066
     data_dir: Path = Path(".run/worker-data")
     #: Records per processing batch, and the longest wait to fill one (seconds).
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
@@ -98,16 +125,12 @@ class Settings(BaseSettings):
     commit_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     #: /health fails when input is waiting (lag > 0) and nothing was processed for this long.
     stall_after_s: Annotated[float, Field(gt=0)] = 60.0
-    #: At start the worker waits this long for an unreachable broker before giving up (exit 69).
-    startup_wait_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
-    #: Event loop of the worker: uvloop (faster) or asyncio (the standard library's).
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
-    #: faust's fetch loop: `tckafka` (streams/transport.py: direct hand-over) or `kafka` (faust's
-    #: own, kept for comparison and as a fallback; the offset guard covers both).
     #: RocksDB memory per table partition: the memtable size (two at most) and the block cache
     #: (faust's defaults, 64 MB x 3 and 2 GB, let a worker's RSS grow with its partitions).
     state_write_buffer_mb: Annotated[int, Field(ge=1, le=1024)] = 8
     state_block_cache_mb: Annotated[int, Field(ge=1, le=16384)] = 16
+    #: faust's fetch loop: `tckafka` (streams/transport.py: direct hand-over) or `kafka` (faust's
+    #: own, kept for comparison and as a fallback; the offset guard covers both).
     fetch_loop: Literal["tckafka", "kafka"] = "tckafka"
     #: A worker that dies without leaving the group is replaced after this long (Kafka session).
     session_timeout_s: Annotated[float, Field(ge=6, le=300)] = 10.0
@@ -116,10 +139,6 @@ class Settings(BaseSettings):
     #: Bounded so that what a rebalance finds handed to the producer resolves within the
     #: revoke wait: twice this must be below min(TC_SESSION_TIMEOUT_S, 30).
     producer_request_timeout_s: Annotated[float, Field(ge=1, le=120)] = 4.0
-    #: After SIGTERM/SIGINT the worker exits within this bound: a graceful stop that has not
-    #: finished by then is cut short (uncommitted work is re-delivered: at-least-once).
-    shutdown_timeout_s: Annotated[float, Field(ge=1, le=600)] = 30.0
-
     #: Rule data directory (compliance/ruleset.py layout); unset: the rules shipped with the
     #: package. CMS NCCI PTP / MUE files and fee schedules found in it are loaded too.
     ruleset_dir: Path | None = None
@@ -137,23 +156,61 @@ class Settings(BaseSettings):
     #: State store: rocksdb (local RocksDB per partition, restored from the changelog) or
     #: memory (tests; rebuilt from the changelog at every start).
     store: Literal["rocksdb", "memory"] = "rocksdb"
-
-    # --- EHR feeds (docs/integration-hl7.md) ------------------------------------------------
-    #: Secret for patient_ref = HMAC-SHA256(key, patient identifier), at least 16 bytes. The EHR
-    #: path (gateway, parse and join agents) runs only when it is set.
-    ehr_patient_key: SecretStr | None = None
-    #: Integration profile (local code tables, OBX codes); unset: the shipped ehr/profile.toml.
-    ehr_profile: Path | None = None
-    topic_hl7_inbound: str = "ehr.hl7v2.inbound.v1"
-    topic_fhir_inbound: str = "ehr.fhir.inbound.v1"
-    #: Parsed visit parts, keyed by patient_ref (co-partitioned with the join's table).
-    topic_ehr_parts: str = "ehr.visit.parts.v1"
-    topic_ehr_deadletter: str = "ehr.deadletter.v1"
     #: A visit with only one part (charges or documentation) is emitted after this long anyway,
     #: and the checks say what is missing.
     join_wait_s: Annotated[float, Field(ge=1, le=30 * 86400)] = 900.0
     #: How long the join keeps an emitted visit's parts for corrections and re-sends (days).
     join_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+
+    @property
+    def ruleset_files(self) -> dict[str, list[Path]]:
+        """The explicitly listed CMS files, by kind (keyword arguments of load_ruleset)."""
+        return {
+            "ptp_files": _paths(self.ncci_ptp_files),
+            "mue_files": _paths(self.ncci_mue_files),
+            "fee_files": _paths(self.fee_files),
+        }
+
+    @property
+    def changelog_topic_configs(self) -> dict[str, str]:
+        """Topic configuration of the tables' changelogs, beside faust's (compacted): they take
+        records as large as the producer sends (a topic at the broker's 1 MB default would
+        refuse a large join record forever)."""
+        return {"max.message.bytes": str(self.deadletter_max_bytes)}
+
+    @property
+    def revoke_wait_s(self) -> float:
+        """How long a rebalance waits for the batches in flight before giving them up."""
+        return min(self.session_timeout_s, MAX_REVOKE_WAIT_S)
+
+    @property
+    def handover_timeout_s(self) -> float:
+        """The longest a send already handed to the producer takes to resolve: aiokafka expires
+        a batch after its request timeout, and a request sent just before takes at most as
+        long again (aiokafka/producer/sender.py `_can_retry`, message_accumulator `expired`)."""
+        return 2 * self.producer_request_timeout_s + 1
+
+    @property
+    def faust_broker(self) -> str:
+        # tckafka: streams/transport.py, registered as a faust transport in pyproject.toml.
+        return ";".join(f"{self.fetch_loop}://{h}" for h in self.bootstrap_servers)
+
+    @property
+    def rocksdb_options(self) -> dict[str, Any]:
+        """faust's RocksDB store options for every table (rocksdict driver)."""
+        return {
+            "driver": "rocksdict",
+            "write_buffer_size": self.state_write_buffer_mb * 2**20,
+            "max_write_buffer_number": 2,
+            "block_cache_size": self.state_block_cache_mb * 2**20,
+        }
+
+
+class GatewaySection(BaseModel):
+    """The MLLP gateway (gateway/, `therapy-compliance mllp-gateway`): listen address, largest
+    message, how long to wait for the broker before answering AR, idle connections closed after,
+    TLS, its own /metrics and /health."""
+
     #: The MLLP gateway (`therapy-compliance mllp-gateway`): listen address, largest message,
     #: how long to wait for the broker before answering AR, idle connections closed after.
     mllp_host: str = "127.0.0.1"
@@ -166,6 +223,17 @@ class Settings(BaseSettings):
     mllp_keyfile: Path | None = None
     #: The gateway's own /metrics and /health.
     mllp_web_port: Annotated[int, Field(ge=1, le=65535)] = 6068
+
+
+class Settings(WorkerSection, GatewaySection, EhrSection, CommonSection, BaseSettings):
+    """Every setting, its environment variable (TC_ + upper-case name) and default: one
+    environment serves every program, each reading its own section and the common ones (the
+    worker accepts the gateway's TC_MLLP_* variables and the other way round); an unknown TC_*
+    variable is an error in all of them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TC_", frozen=True, extra="forbid", case_sensitive=False
+    )
 
     @field_validator("brokers")
     @classmethod
@@ -266,57 +334,10 @@ class Settings(BaseSettings):
         return compile_pattern(self.patient_ref_pattern)
 
     @property
-    def ruleset_files(self) -> dict[str, list[Path]]:
-        """The explicitly listed CMS files, by kind (keyword arguments of load_ruleset)."""
-        return {
-            "ptp_files": _paths(self.ncci_ptp_files),
-            "mue_files": _paths(self.ncci_mue_files),
-            "fee_files": _paths(self.fee_files),
-        }
-
-    @property
     def drain_timeout_s(self) -> float:
         """How long a graceful stop waits for unacknowledged outputs: two thirds of the
         shutdown bound, leaving the rest for faust to commit and leave the group."""
         return self.shutdown_timeout_s * 2 / 3
-
-    @property
-    def changelog_topic_configs(self) -> dict[str, str]:
-        """Topic configuration of the tables' changelogs, beside faust's (compacted): they take
-        records as large as the producer sends (a topic at the broker's 1 MB default would
-        refuse a large join record forever)."""
-        return {"max.message.bytes": str(self.deadletter_max_bytes)}
-
-    @property
-    def revoke_wait_s(self) -> float:
-        """How long a rebalance waits for the batches in flight before giving them up."""
-        return min(self.session_timeout_s, MAX_REVOKE_WAIT_S)
-
-    @property
-    def handover_timeout_s(self) -> float:
-        """The longest a send already handed to the producer takes to resolve: aiokafka expires
-        a batch after its request timeout, and a request sent just before takes at most as
-        long again (aiokafka/producer/sender.py `_can_retry`, message_accumulator `expired`)."""
-        return 2 * self.producer_request_timeout_s + 1
-
-    @property
-    def bootstrap_servers(self) -> list[str]:
-        return self.brokers.split(",")
-
-    @property
-    def faust_broker(self) -> str:
-        # tckafka: streams/transport.py, registered as a faust transport in pyproject.toml.
-        return ";".join(f"{self.fetch_loop}://{h}" for h in self.bootstrap_servers)
-
-    @property
-    def rocksdb_options(self) -> dict[str, Any]:
-        """faust's RocksDB store options for every table (rocksdict driver)."""
-        return {
-            "driver": "rocksdict",
-            "write_buffer_size": self.state_write_buffer_mb * 2**20,
-            "max_write_buffer_number": 2,
-            "block_cache_size": self.state_block_cache_mb * 2**20,
-        }
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.security_protocol not in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
