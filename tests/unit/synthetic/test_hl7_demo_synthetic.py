@@ -128,9 +128,7 @@ def test_flaws_are_what_they_claim() -> None:
             assert any(ln.units > units_chart(doc.minutes_by_cpt[ln.cpt]) for ln in timed)
         elif flaw == "minutes_missing":
             # Neither the note nor the DFT's PR1-7 (the join's fallback) states its minutes.
-            assert any(
-                ln.cpt not in doc.minutes_by_cpt and ln.pr1_minutes is None for ln in timed
-            )
+            assert any(ln.cpt not in doc.minutes_by_cpt and ln.pr1_minutes is None for ln in timed)
         elif flaw in ("resent_correction", "resent_correction_untimed"):
             first, second = dfts
             assert first.intent == f"{flaw}:first" and first.control_id != second.control_id
