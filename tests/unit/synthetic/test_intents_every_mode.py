@@ -29,11 +29,12 @@ import orjson
 import pytest
 
 from cli.audit import run_audit
+from cli.hl7_demo import intended_alerts
 from compliance import Engine
 from ehr import convert_main, load_config
 from synthetic import hl7 as synthetic_hl7
 from synthetic import visits as synthetic_visits
-from synthetic.hl7 import Hl7VisitGenerator, demo_profile
+from synthetic.hl7 import Hl7Message, Hl7VisitGenerator, demo_profile
 from synthetic.visits import Clock, EpisodeGenerator, Record, VisitGenerator, local_now
 
 # --- the intended mix, from the generators' documentation ------------------------------------
@@ -137,7 +138,11 @@ def audit(lines: list[bytes]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 
 def rules_by_visit(alerts: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Each visit's rules; one alert per visit event and rule, so that the alerts intended by
+    rule (what demo-feed and demo-hl7 print) are the alerts raised by rule."""
     out: dict[str, set[str]] = defaultdict(set)
+    per_event = Counter((a["event_id"], a["rule_id"]) for a in alerts)
+    assert max(per_event.values(), default=1) == 1
     for a in alerts:
         out[a["visit_id"]].add(a["rule_id"])
     return out
@@ -190,7 +195,9 @@ def test_episodes_feed_raises_what_it_intends(clock: str) -> None:
     assert seen["malformed"] > 50
 
 
-def hl7_events(tmp_path: Path, seed: int, visits: int) -> tuple[list[bytes], dict[str, str]]:
+def hl7_events(
+    tmp_path: Path, seed: int, visits: int
+) -> tuple[list[bytes], dict[str, str], list[list[Hl7Message]]]:
     """The sender's traffic (what `demo-hl7` sends, in its order) through the offline join with
     the demo profile (ops/demo --hl7 gives the gateway and the worker the same), and each
     visit's intent."""
@@ -204,15 +211,17 @@ def hl7_events(tmp_path: Path, seed: int, visits: int) -> tuple[list[bytes], dic
     intents = {
         v[0].visit: next(m.intent for m in v if not m.intent.endswith(":first")) for v in sent
     }
-    return out.getvalue().splitlines(), intents
+    return out.getvalue().splitlines(), intents, sent
 
 
 def test_hl7_sender_raises_what_it_intends(tmp_path: Path) -> None:
     seen: Counter[str] = Counter()
     for seed in SEEDS:
-        events, intents = hl7_events(tmp_path, seed, 250)
+        events, intents, sent = hl7_events(tmp_path, seed, 250)
         alerts, summary = audit(events)
         assert summary["invalid_lines"] == 0
+        # What demo-hl7 prints as intended, when every message was stored, is what is raised.
+        assert intended_alerts(sent, sent) == (sorted(summary["alerts_by_rule"].items()), 250)
         got = rules_by_visit(alerts)
         wrong = [
             (visit, intent, sorted(got.get(visit, set())))
