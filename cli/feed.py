@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from runtime.settings import Settings
 from runtime.topics import ensure_topics
-from synthetic.visits import generator
+from synthetic.visits import expected_rules, generator
 
 
 async def demo_feed(
@@ -25,7 +25,9 @@ async def demo_feed(
     mode: str = "visits",
     out: TextIO = sys.stderr,
 ) -> Counter[str]:
-    """Produce `count` visits at about `rate` per second (0 = as fast as possible)."""
+    """Produce `count` visits at about `rate` per second (0 = as fast as possible), live (dates
+    ending today). Returns the intended mix; also prints the alerts it intends, by rule (one
+    per visit and rule: ops/demo compares them with the worker's)."""
     if settings.create_topics:
         await ensure_topics(settings)
     producer = AIOKafkaProducer(
@@ -37,6 +39,7 @@ async def demo_feed(
     )
     await producer.start()
     intents: Counter[str] = Counter()
+    intended: Counter[str] = Counter()
     gen = generator(mode, seed=seed, malformed_share=malformed_share, live=True)
     started = time.monotonic()
     last_report = started
@@ -45,6 +48,7 @@ async def demo_feed(
         for i, rec in enumerate(gen.records(count), start=1):
             pending.append(await producer.send(settings.topic_visits, rec.value, key=rec.key))
             intents[rec.intent.split(":")[0]] += 1
+            intended.update(expected_rules(mode, rec.intent))
             if rate > 0:
                 ahead = i / rate - (time.monotonic() - started)
                 if ahead > 0:
@@ -63,8 +67,14 @@ async def demo_feed(
     out.write(
         f"demo-feed: sent {count} records to {settings.topic_visits} in {elapsed:.1f}s; "
         f"intended mix: {dict(sorted(intents.items()))}\n"
+        f"demo-feed: intended alerts by rule: {rule_counts(intended)}\n"
     )
     return intents
+
+
+def rule_counts(counts: Counter[str]) -> str:
+    """`RULE=N RULE=N ...` by rule id, or `none` (read by ops/demo)."""
+    return " ".join(f"{rule}={n}" for rule, n in sorted(counts.items())) or "none"
 
 
 SEVERITY_MARK = {"error": "ERROR  ", "warning": "WARNING", "info": "INFO   "}

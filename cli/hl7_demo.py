@@ -13,7 +13,7 @@ from typing import TextIO
 
 from ehr import mllp_frame
 from runtime.settings import Settings
-from synthetic.hl7 import Hl7Message, Hl7VisitGenerator
+from synthetic.hl7 import FLAW_RULES, Hl7Message, Hl7VisitGenerator
 
 PROG = "therapy-compliance demo-hl7"
 
@@ -54,10 +54,12 @@ async def send_demo(settings: Settings, count: int, seed: int, out: TextIO = sys
     wait_s = settings.mllp_ack_timeout_s + 15
     sent = 0
     stored: list[list[Hl7Message]] = []  # per visit, the messages answered AA, in order
+    sent_visits: list[list[Hl7Message]] = []  # per visit, the messages sent
     try:
         for visit in Hl7VisitGenerator(seed=seed).visits(count):
             intents[next(m.intent for m in visit if not m.intent.endswith(":first"))] += 1
             stored.append([])
+            sent_visits.append(visit)
             for m in visit:
                 writer.write(mllp_frame(m.raw))
                 await writer.drain()
@@ -103,12 +105,35 @@ async def send_demo(settings: Settings, count: int, seed: int, out: TextIO = sys
         if acks["AR"]:
             out.write("  (AR: not stored; a real sender resends these)\n")
     out.write(f"  visits by intent: {dict(sorted(intents.items()))}\n")
+    intended, whole = intended_alerts(sent_visits, stored)
+    out.write(
+        f"  intended alerts by rule: {' '.join(f'{r}={n}' for r, n in intended) or 'none'}"
+        f" (the {whole} of {len(stored)} visits whose every message was stored)\n"
+    )
     complete, partial = join_expectation(stored)
     out.write(
         f"  the worker's join should emit {complete} complete and {partial} partial visit "
         f"events (partial: after TC_JOIN_WAIT_S = {settings.join_wait_s:g} s)\n"
     )
     return 1 if acks["AR"] or acks["MSA-2 mismatch"] else 0
+
+
+def intended_alerts(
+    sent: list[list[Hl7Message]], stored: list[list[Hl7Message]]
+) -> tuple[list[tuple[str, int]], int]:
+    """The alerts the worker should raise, by rule (one per visit and rule: FLAW_RULES), for
+    the visits whose every message was stored (`sent` and `stored` per visit, in order; a visit
+    with a message answered AE or AR is joined without it, which its intent does not describe);
+    and how many visits those are."""
+    counts: Counter[str] = Counter()
+    whole = 0
+    for messages, kept in zip(sent, stored, strict=True):
+        if len(kept) != len(messages):
+            continue
+        whole += 1
+        intent = next(m.intent for m in messages if not m.intent.endswith(":first"))
+        counts.update(FLAW_RULES.get(intent, ()))
+    return sorted(counts.items()), whole
 
 
 def join_expectation(stored: list[list[Hl7Message]]) -> tuple[int, int]:

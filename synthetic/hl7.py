@@ -4,9 +4,16 @@ seeded: the same seed gives the same bytes. Everything is synthetic: patients ar
 `SYNTHETIC^PATIENTnnnn` with `SYN` MRNs; NPIs are random numbers with a valid check digit.
 
 Shapes follow ehr_ncci.md sections 1-2 and docs/integration-hl7.md: FT1-25 CPT (C4), FT1-26
-modifiers (GP/GO/GN HCPCS, 59 CPTM, KX), FT1-10 units, FT1-20 rendering NPI (XCN.13 `NPI`), PR1-7
+modifiers (GP/GO/GN HCPCS, 59 CPTM), FT1-10 units, FT1-20 rendering NPI (XCN.13 `NPI`), PR1-7
 minutes; TXA-2 the profile's local types, TXA-17 LA/AU with a TXA-22 signer and PPN.15 time; OBX
 minutes per CPT (`TC-CPT-MIN`, OBX-4 the code) and totals (`TC-TIMED-MIN`, `TC-TREAT-MIN`).
+
+The intended mix: about 70% of visits clean, the rest with one flaw each (`FLAW_RULES`: the flaw
+and the rule its visit raises once converted and checked, nothing else). Every visit has a
+patient of its own (unless `patients` asks for a pool), so no rule spanning a patient's visits
+(same date of service, an episode opened by an evaluation) judges two of them together. No KX:
+each patient's amount stays far under the yearly threshold, and the HL7 path carries no
+amounts (FT1 prices are not read), so a KX there could only be judged premature.
 """
 
 from __future__ import annotations
@@ -55,7 +62,20 @@ PAYERS: list[tuple[str, str, str, str, str, int]] = [
     ("SYNPPO", "Synthetic Health PPO", "SYNHEALTH", "SYN-PPO", "commercial", 25),
     ("SYNHMO", "Synthetic Health HMO", "SYNHEALTH", "SYN-HMO", "commercial", 15),
 ]
+#: Each flaw and the rules its visit raises. A corrected DFT's first version is joined and
+#: checked before the correction arrives (its note is in by then), so it raises the alert of its
+#: extra unit: on a timed code (TIMED_UNITS_EXCEED_MINUTES) or, on an SLP visit (untimed codes
+#: only), a second unit of its untimed code (`resent_correction_untimed`).
+FLAW_RULES: dict[str, frozenset[str]] = {
+    "units_over": frozenset({"TIMED_UNITS_EXCEED_MINUTES"}),
+    "minutes_missing": frozenset({"TIMED_MINUTES_MISSING"}),
+    "no_documentation": frozenset({"DOCUMENTATION_NOT_RECEIVED"}),
+    "resent_correction": frozenset({"TIMED_UNITS_EXCEED_MINUTES"}),
+    "resent_correction_untimed": frozenset({"UNTIMED_CODE_MULTIPLE_UNITS"}),
+}
 FLAWS = ("units_over", "minutes_missing", "no_documentation", "resent_correction")
+SLP_FLAWS = ("no_documentation", "resent_correction_untimed")
+RESENT = ("resent_correction", "resent_correction_untimed")
 
 Kind = Literal["charges", "documentation"]
 
@@ -77,7 +97,7 @@ class Hl7Message:
     control_id: str
     kind: Kind
     visit: str
-    #: "clean", or the visit's flaw (FLAWS); "resent_correction:first" for the superseded DFT.
+    #: "clean", or the visit's flaw (FLAW_RULES); "<flaw>:first" for a superseded DFT.
     intent: str
     #: Charges: the billed lines. Documentation: none.
     lines: tuple[Line, ...] = ()
@@ -101,7 +121,6 @@ class _Visit:
     start: datetime
     minutes: dict[str, int]  # timed code -> minutes
     untimed: list[str]
-    kx: bool
     flaw: str
 
 
@@ -136,29 +155,32 @@ class Hl7VisitGenerator:
         self,
         seed: int = 7,
         flawed_share: float = 0.3,
-        patients: int = 400,
+        patients: int | None = None,
         start: date = date(2026, 3, 2),
     ) -> None:
+        """`patients`: None, a new patient for every visit (module doc); a number, visits drawn
+        from a pool of that many patients (the rules spanning visits then see them together)."""
         self.rng = random.Random(seed)
         self.seed = seed
         self.flawed_share = flawed_share
         self.start = start
         self.counter = 0
         self.messages_made = 0
-        rng = self.rng
-        self.patients = [
-            (
-                f"SYN{rng.randrange(10**6, 10**7)}",
-                "SYNTHETIC",
-                f"PATIENT{i:04d}",
-                f"{rng.randrange(1935, 2005)}{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}",
-            )
-            for i in range(patients)
-        ]
+        self.mrns: set[str] = set()
+        self.pool = [self._patient(i) for i in range(patients)] if patients is not None else None
         self.providers = {
             d: [self._person("THERAPIST", f"{d}{i}") for i in range(4)] for d in MODIFIER
         }
         self.referrers = [self._person("PHYSICIAN", f"MD{i}") for i in range(6)]
+
+    def _patient(self, number: int) -> tuple[str, str, str, str]:
+        rng = self.rng
+        mrn = f"SYN{rng.randrange(10**6, 10**7)}"
+        while mrn in self.mrns:
+            mrn = f"SYN{rng.randrange(10**6, 10**7)}"
+        self.mrns.add(mrn)
+        birth = f"{rng.randrange(1935, 2005)}{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}"
+        return mrn, "SYNTHETIC", f"PATIENT{number:04d}", birth
 
     def _person(self, family: str, given: str) -> tuple[str, str, str]:
         base = f"1{self.rng.randrange(10**7, 10**8)}"
@@ -199,11 +221,11 @@ class Hl7VisitGenerator:
                 )
             first = next(iter(minutes))
             minutes[first] = max(minutes[first], rng.randrange(8, 40))  # something is billed
-        flaws = FLAWS if discipline != "SLP" else ("no_documentation", "resent_correction")
+        flaws = FLAWS if discipline != "SLP" else SLP_FLAWS
         flaw = rng.choice(flaws) if rng.random() < self.flawed_share else "clean"
         return _Visit(
             number=f"SV{self.seed % 1000:03d}{self.counter:07d}",
-            patient=rng.choice(self.patients),
+            patient=rng.choice(self.pool) if self.pool else self._patient(self.counter),
             utf8=rng.random() < 0.1,
             discipline=discipline,
             payer=payer,
@@ -212,14 +234,13 @@ class Hl7VisitGenerator:
             start=start,
             minutes=minutes,
             untimed=untimed,
-            kx=payer[4] == "medicare" and rng.random() < 0.15,
             flaw=flaw,
         )
 
     def _lines(self, v: _Visit) -> list[Line]:
+        """The billed lines; PR1-7 minutes on about half the DFTs."""
         mod = MODIFIER[v.discipline]
-        extra = ("KX",) if v.kx else ()
-        lines = [Line(c, 1, (mod, *extra)) for c in v.untimed]
+        lines = [Line(c, 1, (mod,)) for c in v.untimed]
         if v.minutes:
             if v.payer[4] == "medicare":  # CMS 8-minute rule: pooled minutes (Pub. 100-04 20.2)
                 units = cms_split(v.minutes).allocations(limit=1)[0]
@@ -230,27 +251,34 @@ class Hl7VisitGenerator:
                 if units[code] == 0:
                     continue  # not billed; the note still documents the minutes
                 # NCCI pairs 97530/97140 (modifier indicator 1): 59 on the column-two code.
-                mods = (
-                    (mod, "59", *extra) if code == "97140" and "97530" in units else (mod, *extra)
-                )
+                mods = (mod, "59") if code == "97140" and "97530" in units else (mod,)
                 lines.append(Line(code, units[code], mods, mins if with_pr1 else None))
         return lines
 
     def _messages(self, v: _Visit) -> list[Hl7Message]:
         lines = self._lines(v)
+        unstated = None
+        if v.flaw == "minutes_missing":
+            # A billed timed code whose minutes the note leaves out, and the DFT too (its PR1-7
+            # would stand in for them: the join takes a charge's minutes when the note has none).
+            unstated = self.rng.choice(sorted(ln.cpt for ln in lines if ln.cpt in v.minutes))
+            lines = [
+                Line(ln.cpt, ln.units, ln.modifiers) if ln.cpt == unstated else ln for ln in lines
+            ]
         wrong = list(lines)
-        if v.flaw in ("units_over", "resent_correction"):
+        if v.flaw in ("units_over", *RESENT):
             timed = [i for i, ln in enumerate(wrong) if ln.cpt in v.minutes]
             i = self.rng.choice(timed or list(range(len(wrong))))
             wrong[i] = Line(
                 wrong[i].cpt, wrong[i].units + 1, wrong[i].modifiers, wrong[i].pr1_minutes
             )
-        first_intent = "resent_correction:first" if v.flaw == "resent_correction" else v.flaw
+        resent = v.flaw in RESENT
+        first_intent = f"{v.flaw}:first" if resent else v.flaw
         out = [self._dft(v, wrong if v.flaw != "clean" else lines, first_intent, 0)]
         if v.flaw != "no_documentation":
-            doc = self._mdm(v, sorted(ln.cpt for ln in lines if ln.cpt in v.minutes))
+            doc = self._mdm(v, unstated)
             out.insert(self.rng.randrange(2), doc)  # the note may arrive before the charges
-        if v.flaw == "resent_correction":
+        if resent:
             out.append(self._dft(v, lines, v.flaw, 90))
         return out
 
@@ -333,7 +361,7 @@ class Hl7VisitGenerator:
             payer_kind=kind,
         )
 
-    def _mdm(self, v: _Visit, billed_timed: list[str]) -> Hl7Message:
+    def _mdm(self, v: _Visit, unstated: str | None) -> Hl7Message:
         rng = self.rng
         at = v.start + timedelta(hours=rng.randrange(2, 9))
         cid = self._next_id("MDM")
@@ -362,9 +390,7 @@ class Hl7VisitGenerator:
             )
         )
         segs.append("OBX|1|TX|NOTE^Daily note^L||Synthetic note: tolerated treatment well.||||||F")
-        minutes = dict(v.minutes)
-        if v.flaw == "minutes_missing" and billed_timed:
-            minutes.pop(rng.choice(billed_timed))  # a billed timed code without its minutes
+        minutes = {c: m for c, m in v.minutes.items() if c != unstated}
         n = 1
         for code, mins in minutes.items():
             n += 1

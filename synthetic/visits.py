@@ -4,20 +4,30 @@ Two generators, each yielding `Record`s whose `intent` says what the engine shou
 
 - `VisitGenerator` (mode "visits"): independent visits. The mix: PT 55%, OT 30%, SLP 15%;
   Medicare 45%, Medicare Advantage 15%, Medicaid 10%, commercial 25%, workers' comp 5%; about
-  70% of visits billed and documented correctly, the rest carry one flaw each (the kinds the
-  rules look for), and `malformed_share` of records are not valid events.
+  70% of visits billed and documented correctly, the rest carry one flaw each (`FLAW_RULES`: the
+  flaw and the one rule it raises), and `malformed_share` of records are not valid events.
 - `EpisodeGenerator` (mode "episodes"): patients followed through episodes of care, in date
-  order (see its docstring).
+  order (see its docstring; `EPISODE_FLAWS`).
 
-`generator(mode, ...)` builds either. Every id is synthetic and opaque: no names, MRNs or dates
-of birth; every rendering NPI passes the NPI check digit (Luhn with the 80840 prefix).
+`generator(mode, ...)` builds either. Fixed mode (the default) puts the dates where `start` says,
+reproducibly; live mode (`live=True`) gives the same records moved so that their dates end on
+the clock's date (`clock`, injectable: the machine's local time by default), every date the
+generator writes (dates of service and the dates inside documents) moved by the same number of
+days, and events occurring at the clock's time (the demo's event-age metric). So live and fixed
+mode raise the same alerts for the same seed, moved by that shift; where the shift crosses a
+date a rule depends on, the intents follow the moved dates (a year without a KX threshold gets
+no KX; before the referral exception's start an episode has a signed certification).
+`expected_rules(mode, intent)` is what a record's intent should raise.
+
+Every id is synthetic and opaque: no names, MRNs or dates of birth; every rendering NPI passes
+the NPI check digit (Luhn with the 80840 prefix).
 """
 
 from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -27,7 +37,16 @@ from typing import Any
 import orjson
 
 from compliance.npi import with_check_digit
-from compliance.units import cms_split, units_for_minutes
+from compliance.units import cms_split, cms_total_units, units_for_minutes
+
+#: The live mode's clock: an aware datetime; its date is the day the live dates end.
+Clock = Callable[[], datetime]
+
+
+def local_now() -> datetime:
+    """The default clock: now, in the machine's time zone (its date is the local today)."""
+    return datetime.now().astimezone()
+
 
 TIMED = {
     "PT": ["97110", "97112", "97116", "97140", "97530", "97035", "97032"],
@@ -39,6 +58,11 @@ UNTIMED = {
     "OT": ["97165", "97166", "97167", "97168", "97010", "97150"],
     "SLP": ["92507", "92526", "92523", "92610", "92508"],
 }
+#: The evaluation codes a visit may bill (UNTIMED[...][:4]) and their deleted predecessors.
+DELETED_EVALUATION = {
+    "97161": "97001", "97162": "97001", "97163": "97001", "97164": "97002",
+    "97165": "97003", "97166": "97003", "97167": "97003", "97168": "97004",
+}  # fmt: skip
 MODIFIER = {"PT": "GP", "OT": "GO", "SLP": "GN"}
 CREDENTIAL = {"PT": ["PT", "PTA"], "OT": ["OT", "OTA"], "SLP": ["SLP"]}
 PAYERS = [
@@ -48,19 +72,24 @@ PAYERS = [
     ("commercial", "COMM-PPO-3", 25),
     ("workers_comp", "WC-CARRIER-2", 5),
 ]
-FLAWS = [
-    "units_over",
-    "units_under",
-    "misallocated",
-    "minutes_missing",
-    "total_mismatch",
-    "treatment_missing",
-    "report_missing",
-    "deleted_code",
-    "untimed_units",
-    "modifier_missing",
-    "unknown_code",
-]
+#: The visit feed's flaws (one per flawed visit) and the rule each raises, and nothing else
+#: (a visit is judged alone: every visit has its own patient). A flaw that cannot be made on a
+#: visit becomes the one that can, and the record says so: units over, units under or minutes
+#: missing on a visit with no (billed) timed line (SLP) is a second unit of its untimed code.
+FLAW_RULES: dict[str, frozenset[str]] = {
+    "units_over": frozenset({"TIMED_UNITS_EXCEED_MINUTES"}),
+    "units_under": frozenset({"TIMED_UNITS_BELOW_MINUTES"}),
+    "misallocated": frozenset({"TIMED_UNITS_MISALLOCATED"}),
+    "minutes_missing": frozenset({"TIMED_MINUTES_MISSING"}),
+    "total_mismatch": frozenset({"TOTAL_TIMED_MINUTES_MISMATCH"}),
+    "treatment_missing": frozenset({"TREATMENT_TIME_INCONSISTENT"}),
+    "report_missing": frozenset({"WRITTEN_REPORT_MISSING"}),
+    "deleted_code": frozenset({"CODE_NOT_VALID_ON_DATE"}),
+    "untimed_units": frozenset({"UNTIMED_CODE_MULTIPLE_UNITS"}),
+    "modifier_missing": frozenset({"THERAPY_MODIFIER_MISSING"}),
+    "unknown_code": frozenset({"UNKNOWN_CODE"}),
+}
+FLAWS = list(FLAW_RULES)
 MALFORMED = [
     "invalid_json",
     "truncated",
@@ -81,24 +110,42 @@ class Record:
 
 
 class VisitGenerator:
+    """Independent visits (module doc). Fixed mode spreads the dates of service over `SPAN_DAYS`
+    days from `start`; live mode moves that window to end on the clock's date and stamps
+    `occurred_at` with the clock's time (visits completed just now: the event-age metric means
+    something), drawing the same random numbers as fixed mode.
+
+    `patients`: None (the default) gives every visit a patient of its own, so no rule that spans
+    a patient's visits (same date of service, an episode opened by an evaluation) judges two of
+    them together and each flaw raises exactly its rule. A number draws the visits' patients
+    from a pool that size (a bounded key space, as the benchmarks' state may want); patients
+    then recur and those rules may raise what `FLAW_RULES` does not describe."""
+
+    SPAN_DAYS = 60
+
     def __init__(
         self,
         seed: int = 7,
         clean_share: float = 0.7,
         malformed_share: float = 0.02,
-        patients: int = 5000,
+        patients: int | None = None,
         start: date = date(2026, 3, 2),
         live: bool = False,
+        clock: Clock = local_now,
     ) -> None:
         self.rng = random.Random(seed)
         self.clean_share = clean_share
         self.malformed_share = malformed_share
-        self.patients = [f"P-{self.rng.getrandbits(32):08x}" for _ in range(patients)]
+        self.pool = (
+            [f"P-{self.rng.getrandbits(32):08x}" for _ in range(patients)]
+            if patients is not None
+            else None
+        )
+        self.seen_patients: set[str] = set()
         self.start = start
         self.counter = 0
-        #: live: visits completed just now (demo: event-age metrics mean something); otherwise
-        #: dates spread over 60 days from `start`, reproducible from the seed.
         self.live = live
+        self.clock = clock
 
     def records(self, count: int | None = None) -> Iterator[Record]:
         n = 0
@@ -115,22 +162,29 @@ class VisitGenerator:
         if self.rng.random() < self.clean_share:
             return Record(key, orjson.dumps(visit), "clean")
         flaw = self.rng.choice(FLAWS)
-        _FLAW[flaw](self, visit)
-        return Record(key, orjson.dumps(visit), flaw)
+        made = _FLAW[flaw](self, visit)
+        return Record(key, orjson.dumps(visit), made)
+
+    def shift(self, now: datetime) -> timedelta:
+        """Live mode: how far the fixed window's dates move to end on `now`'s date."""
+        return now.date() - (self.start + timedelta(days=self.SPAN_DAYS - 1))
 
     def visit(self) -> dict[str, Any]:
         rng = self.rng
         self.counter += 1
         discipline = rng.choices(["PT", "OT", "SLP"], [55, 30, 15])[0]
         kind, payer_id, _ = rng.choices(PAYERS, [w for *_, w in PAYERS])[0]
+        dos = self.start + timedelta(days=rng.randrange(0, self.SPAN_DAYS))
+        # The treatment's time on its date (UTC); the note is signed an hour later.
+        treated = datetime(dos.year, dos.month, dos.day, 14, tzinfo=UTC) + timedelta(
+            minutes=rng.randrange(0, 400)
+        )
+        occurred = treated
         if self.live:
-            occurred = datetime.now(UTC).replace(microsecond=0)
-            dos = occurred.date()
-        else:
-            dos = self.start + timedelta(days=rng.randrange(0, 60))
-            occurred = datetime(dos.year, dos.month, dos.day, 14, tzinfo=UTC) + timedelta(
-                minutes=rng.randrange(0, 400)
-            )
+            now = self.clock()
+            shift = self.shift(now)
+            dos, treated = dos + shift, treated + shift
+            occurred = now.astimezone(UTC).replace(microsecond=0)
         cms = kind in ("medicare", "medicare_advantage", "medicaid")
         services, timed_total = self._services(discipline, cms)
         untimed_minutes = sum(s.pop("_untimed_minutes", 0) for s in services)
@@ -139,7 +193,7 @@ class VisitGenerator:
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "occurred_at": occurred.isoformat().replace("+00:00", "Z"),
             "visit_id": f"V-{self.counter:09d}",
-            "patient_ref": rng.choice(self.patients),
+            "patient_ref": self._patient(),
             "date_of_service": dos.isoformat(),
             "discipline": discipline,
             "payer": {"payer_id": payer_id, "kind": kind},
@@ -154,11 +208,20 @@ class VisitGenerator:
                 {
                     "doc_id": f"D-{self.counter}",
                     "kind": "daily_note",
-                    "signed_at": (occurred + timedelta(hours=1)).isoformat(),
+                    "signed_at": (treated + timedelta(hours=1)).isoformat(),
                     "author_credential": CREDENTIAL[discipline][0],
                 }
             ],
         }
+
+    def _patient(self) -> str:
+        if self.pool is not None:
+            return self.rng.choice(self.pool)
+        patient = f"P-{self.rng.getrandbits(40):010x}"
+        while patient in self.seen_patients:
+            patient = f"P-{self.rng.getrandbits(40):010x}"
+        self.seen_patients.add(patient)
+        return patient
 
     def _services(self, discipline: str, cms: bool) -> tuple[list[dict[str, Any]], int]:
         rng = self.rng
@@ -221,20 +284,34 @@ def _timed_lines(v: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in v["services"] if "minutes" in s]
 
 
-def _units_over(g: VisitGenerator, v: dict[str, Any]) -> None:
-    lines = _timed_lines(v) or v["services"]
+def _next_line_id(v: dict[str, Any]) -> str:
+    return str(max((int(s["line_id"]) for s in v["services"]), default=0) + 1)
+
+
+def _cms(v: dict[str, Any]) -> bool:
+    return bool(v["payer"]["kind"] in ("medicare", "medicare_advantage", "medicaid"))
+
+
+# Each flaw edits the visit and returns the flaw it made (FLAW_RULES).
+
+
+def _units_over(g: VisitGenerator, v: dict[str, Any]) -> str:
+    lines = _timed_lines(v)
+    if not lines:  # SLP: untimed codes only
+        return _untimed_units(g, v)
     g.rng.choice(lines)["units"] += 1
+    return "units_over"
 
 
-def _units_under(g: VisitGenerator, v: dict[str, Any]) -> None:
+def _units_under(g: VisitGenerator, v: dict[str, Any]) -> str:
     billed = [s for s in _timed_lines(v) if s["units"] > 0]
-    if billed:
-        g.rng.choice(billed)["units"] -= 1
-    else:
-        _units_over(g, v)
+    if not billed:
+        return _untimed_units(g, v)
+    g.rng.choice(billed)["units"] -= 1
+    return "units_under"
 
 
-def _misallocated(g: VisitGenerator, v: dict[str, Any]) -> None:
+def _misallocated(g: VisitGenerator, v: dict[str, Any]) -> str:
     v["payer"] = {"payer_id": "MEDICARE-B", "kind": "medicare"}
     v["services"] = [s for s in v["services"] if "minutes" not in s]
     base = len(v["services"])
@@ -256,46 +333,57 @@ def _misallocated(g: VisitGenerator, v: dict[str, Any]) -> None:
     ]
     v["total_treatment_minutes"] += 40 - (v["total_timed_minutes"] or 0)
     v["total_timed_minutes"] = 40
+    return "misallocated"
 
 
-def _minutes_missing(g: VisitGenerator, v: dict[str, Any]) -> None:
+def _minutes_missing(g: VisitGenerator, v: dict[str, Any]) -> str:
     lines = [s for s in _timed_lines(v) if s["units"] > 0]
-    if lines:
-        del g.rng.choice(lines)["minutes"]
-    else:
-        _units_over(g, v)
+    if not lines:
+        return _untimed_units(g, v)
+    del g.rng.choice(lines)["minutes"]
+    return "minutes_missing"
 
 
-def _total_mismatch(g: VisitGenerator, v: dict[str, Any]) -> None:
+def _total_mismatch(g: VisitGenerator, v: dict[str, Any]) -> str:
     if g.rng.random() < 0.5 and _timed_lines(v):
         del v["total_timed_minutes"]
-    else:
-        v["total_timed_minutes"] = (v["total_timed_minutes"] or 0) + g.rng.randrange(1, 5)
-        v["total_treatment_minutes"] += 5
+        return "total_mismatch"
+    total = v["total_timed_minutes"] or 0
+    off = g.rng.randrange(1, 5)
+    # Under the CMS rule the pooled units are judged on the documented total: keep it in the
+    # same unit band (bands are 15 minutes wide, so one direction always does), so that the
+    # mismatch is the only finding.
+    if _cms(v) and _timed_lines(v) and cms_total_units(total + off) != cms_total_units(total):
+        off = -off
+    v["total_timed_minutes"] = total + off
+    v["total_treatment_minutes"] += 5
+    return "total_mismatch"
 
 
-def _treatment_missing(g: VisitGenerator, v: dict[str, Any]) -> None:
+def _treatment_missing(g: VisitGenerator, v: dict[str, Any]) -> str:
     if g.rng.random() < 0.5 or not v["total_timed_minutes"]:
         del v["total_treatment_minutes"]
     else:
         v["total_treatment_minutes"] = max(0, (v["total_timed_minutes"] or 0) - 5)
+    return "treatment_missing"
 
 
-def _report_missing(g: VisitGenerator, v: dict[str, Any]) -> None:
+def _report_missing(g: VisitGenerator, v: dict[str, Any]) -> str:
+    # A test-and-measure visit, not an evaluation: 97750 is not separately reportable with an
+    # evaluation on the same date (NCCI Policy Manual Ch. XI sec. P.8).
+    v["services"] = [s for s in v["services"] if s["cpt"] not in DELETED_EVALUATION]
     v["services"].append(
         {
-            "line_id": str(len(v["services"]) + 1),
+            "line_id": _next_line_id(v),
             "cpt": "97750",
-            "units": 0,
-            "minutes": 5,
+            "units": 1,
+            "minutes": 15,
             "modifiers": [MODIFIER[v["discipline"]]],
         }
     )
-    v["services"][-1]["units"] = 1
-    v["services"][-1]["minutes"] = 15
     v["total_timed_minutes"] = (v["total_timed_minutes"] or 0) + 15
     v["total_treatment_minutes"] += 15
-    if v["payer"]["kind"] in ("medicare", "medicare_advantage", "medicaid"):
+    if _cms(v):
         # Keep the CMS split valid so the report is the visit's only flaw.
         minutes: dict[str, int] = {}
         for s in _timed_lines(v):
@@ -304,33 +392,46 @@ def _report_missing(g: VisitGenerator, v: dict[str, Any]) -> None:
         for s in _timed_lines(v):
             s["units"] = alloc[s["cpt"]]
             alloc[s["cpt"]] = 0
+    return "report_missing"
 
 
-def _deleted_code(g: VisitGenerator, v: dict[str, Any]) -> None:
+def _deleted_code(g: VisitGenerator, v: dict[str, Any]) -> str:
+    # The evaluation billed under its deleted code (one evaluation: NCCI sec. P.1 allows one).
+    for s in v["services"]:
+        if s["cpt"] in DELETED_EVALUATION:
+            s["cpt"] = DELETED_EVALUATION[s["cpt"]]
+            return "deleted_code"
     old = {"PT": "97001", "OT": "97003", "SLP": "92506"}[v["discipline"]]
     v["services"].append(
         {
-            "line_id": str(len(v["services"]) + 1),
+            "line_id": _next_line_id(v),
             "cpt": old,
             "units": 1,
             "modifiers": [MODIFIER[v["discipline"]]],
         }
     )
+    return "deleted_code"
 
 
-def _untimed_units(g: VisitGenerator, v: dict[str, Any]) -> None:
-    code = UNTIMED[v["discipline"]][0]
+def _untimed_units(g: VisitGenerator, v: dict[str, Any]) -> str:
+    # A second unit of the visit's untimed code, else of an evaluation billed with two units
+    # (not a second evaluation: EVALUATION_DUPLICATE).
+    untimed = [s for s in v["services"] if "minutes" not in s and s["units"] > 0]
+    if untimed:
+        untimed[0]["units"] = 2
+        return "untimed_units"
     v["services"].append(
         {
-            "line_id": str(len(v["services"]) + 1),
-            "cpt": code,
+            "line_id": _next_line_id(v),
+            "cpt": UNTIMED[v["discipline"]][0],
             "units": 2,
             "modifiers": [MODIFIER[v["discipline"]]],
         }
     )
+    return "untimed_units"
 
 
-def _modifier_missing(g: VisitGenerator, v: dict[str, Any]) -> None:
+def _modifier_missing(g: VisitGenerator, v: dict[str, Any]) -> str:
     v["payer"] = {"payer_id": "MEDICARE-B", "kind": "medicare"}
     # Re-apply the CMS split: the visit may have been billed under the AMA rule.
     minutes = {s["cpt"]: s["minutes"] for s in _timed_lines(v)}
@@ -344,26 +445,28 @@ def _modifier_missing(g: VisitGenerator, v: dict[str, Any]) -> None:
     else:
         v["services"].append(
             {
-                "line_id": str(len(v["services"]) + 1),
+                "line_id": _next_line_id(v),
                 "cpt": UNTIMED[v["discipline"]][0],
                 "units": 1,
                 "modifiers": [],
             }
         )
+    return "modifier_missing"
 
 
-def _unknown_code(g: VisitGenerator, v: dict[str, Any]) -> None:
+def _unknown_code(g: VisitGenerator, v: dict[str, Any]) -> str:
     v["services"].append(
         {
-            "line_id": str(len(v["services"]) + 1),
+            "line_id": _next_line_id(v),
             "cpt": "98975",  # remote therapeutic monitoring set-up: billed by PTs, not a catalog code
             "units": 1,
             "modifiers": [MODIFIER[v["discipline"]]],
         }
     )
+    return "unknown_code"
 
 
-_FLAW = {
+_FLAW: dict[str, Callable[[VisitGenerator, dict[str, Any]], str]] = {
     "units_over": _units_over,
     "units_under": _units_under,
     "misallocated": _misallocated,
@@ -459,10 +562,19 @@ class _EpVisit:
     docs: list[dict[str, Any]] = field(default_factory=list)
     flaws: set[str] = field(default_factory=set)
     emit: bool = True
-    episode_ref: str | None = None
+    #: The episode's reference: a prefix and the episode's first day (written as YYYYMMDD).
+    episode_ref: tuple[str, date] | None = None
     patient: str = ""
     kind: str = ""
     payer_id: str = ""
+
+    def move(self, shift: timedelta) -> None:
+        """Every date of the visit by `shift` (live mode): date of service, the documents'
+        dates and times, the episode reference's date."""
+        self.dos += shift
+        self.docs = [{k: _moved(x, shift) for k, x in d.items()} for d in self.docs]
+        if self.episode_ref is not None:
+            self.episode_ref = (self.episode_ref[0], self.episode_ref[1] + shift)
 
 
 class EpisodeGenerator:
@@ -475,7 +587,7 @@ class EpisodeGenerator:
     discipline follows a discharge). An episode: an initial evaluation with a signed plan of care
     (plan dates, sent to the certifier) and sometimes a referral; the physician's certification
     (signed in time, or a verbal order signed within 14 days, or, from 2025, the referral
-    exception); 2-3 treatment days a week for 3-12 weeks, billed correctly with allowed amounts;
+    exception: an episode starting earlier has a signed certification instead); 2-3 treatment days a week for 3-12 weeks, billed correctly with allowed amounts;
     a progress report by the therapist at least every 9 treatment days, sometimes a
     re-evaluation instead; a recertification before the plan's end when it runs longer; a
     discharge summary on the last visit. Medicare Part B visits carry KX once the patient's
@@ -483,6 +595,13 @@ class EpisodeGenerator:
     raise them: a late progress report, a report only by an assistant, no plan, a late
     certification, no recertification, a missing or premature KX, an episode whose first visits
     are never sent. `Record.intent` is "clean" or the visit's flaws joined by "+".
+
+    Live mode moves each cohort so that its last date of service is the clock's date: every
+    date (dates of service, the documents' plan, certification, signature and order dates, the
+    episode reference's date) by the same number of days, before the KX accrual (by calendar
+    year) and the referral exception's start date are applied. A malformed record
+    (`malformed_share`) is a broken copy sent before the visit's valid event: dropping the
+    visit itself would take its documents out of its episode and raise what no intent says.
     """
 
     def __init__(
@@ -493,18 +612,21 @@ class EpisodeGenerator:
         malformed_share: float = 0.0,
         flaw_share: float = 0.35,
         live: bool = False,
+        clock: Clock = local_now,
     ) -> None:
         self.rng = random.Random(seed)
         self.patients = patients
         self.start = start
         self.malformed_share = malformed_share
         self.flaw_share = flaw_share
-        #: live: each cohort's dates end today and events occur now (the demo's event age).
+        #: live: each cohort's dates end on the clock's date and events occur at its time.
         self.live = live
+        self.clock = clock
         self.counter = 0
         self.cohorts_made = 0
         self.seen_patients: set[str] = set()
         self.thresholds = _kx_thresholds()
+        self.referral_from = _referral_exception_from()
 
     def records(self, count: int | None = None) -> Iterator[Record]:
         n = 0
@@ -530,9 +652,10 @@ class EpisodeGenerator:
             self.seen_patients.add(patient)
             visits += self._patient(patient, base)
         if self.live:
-            shift = date.today() - max(v.dos for v in visits)
+            shift = self.clock().date() - max(v.dos for v in visits)
             for v in visits:
-                v.dos += shift
+                v.move(shift)
+        self._before_referral_exception(visits)
         visits = [v for v in visits if v.emit]
         visits.sort(key=lambda v: (v.dos, v.patient, v.discipline))
         self._kx(visits)
@@ -540,13 +663,29 @@ class EpisodeGenerator:
         for v in visits:
             event = self._event(v)
             key = v.patient.encode()
+            value = orjson.dumps(event)
             if rng.random() < self.malformed_share:
                 kind = rng.choice(MALFORMED)
-                out.append(Record(key, _malform(kind, event), f"malformed:{kind}"))
-            else:
-                intent = "+".join(sorted(v.flaws)) or "clean"
-                out.append(Record(key, orjson.dumps(event), intent))
+                out.append(Record(key, _malform(kind, orjson.loads(value)), f"malformed:{kind}"))
+            intent = "+".join(sorted(v.flaws)) or "clean"
+            out.append(Record(key, value, intent))
         return out
+
+    def _before_referral_exception(self, visits: list[_EpVisit]) -> None:
+        """Before the referral exception's start (episode_policy.toml) a referral does not stand
+        for the certification: there the physician certifies the plan at the evaluation."""
+        for v in visits:
+            if v.dos >= self.referral_from:
+                continue
+            for i, d in enumerate(v.docs):
+                if d["kind"] == "referral":
+                    plan = next(p for p in v.docs if p["kind"] == "plan_of_care")
+                    v.docs[i] = {
+                        "kind": "certification",
+                        "author_credential": "MD",
+                        "covers_from": plan["plan_start"],
+                        "covers_through": plan["plan_end"],
+                    }
 
     def _patient(self, patient: str, base: date) -> list[_EpVisit]:
         rng = self.rng
@@ -592,7 +731,7 @@ class EpisodeGenerator:
             else:
                 options += ["", ""]  # fewer flaws where only the plan rule applies
             flaw = rng.choice(options)
-        ref = f"EP-{patient[2:]}-{discipline}-{start:%Y%m%d}" if rng.random() < 0.3 else None
+        ref = (f"EP-{patient[2:]}-{discipline}", start) if rng.random() < 0.3 else None
         cred = discipline_credential(discipline)
         visits = [self._treatment(discipline, d, ref) for d in dates]
         ev = visits[0]
@@ -601,8 +740,8 @@ class EpisodeGenerator:
         length = (dates[-1] - start).days
         plan_days = rng.randrange(35, 85)
         cert_style = rng.choices(["signed", "verbal", "referral"], [60, 20, 20])[0]
-        if flaw in ("no_plan", "late_cert") or start.year < 2025:
-            cert_style = "signed"
+        if flaw in ("no_plan", "late_cert"):
+            cert_style = "signed"  # (a referral before the exception's start: see cohort())
         if cert_style == "referral":
             plan_days = min(90, max(plan_days, length))  # keep it within the plan: no recert
         if flaw == "late_cert":
@@ -613,12 +752,12 @@ class EpisodeGenerator:
                 {
                     "kind": "plan_of_care",
                     "author_credential": cred,
-                    "plan_start": start.isoformat(),
-                    "plan_end": plan_end.isoformat(),
+                    "plan_start": start,
+                    "plan_end": plan_end,
                     "sent_to_certifier_at": _at(start, 19),
                 }
             )
-        covers = {"covers_from": start.isoformat(), "covers_through": plan_end.isoformat()}
+        covers = {"covers_from": start, "covers_through": plan_end}
         if cert_style == "referral":
             ev.docs.append(
                 {"kind": "referral", "author_credential": "MD", "discipline": discipline}
@@ -660,8 +799,8 @@ class EpisodeGenerator:
             if flaw != "no_recert":
                 i = _first_on_or_after(dates, plan_end - timedelta(days=10))
                 recert = {
-                    "covers_from": (plan_end + timedelta(days=1)).isoformat(),
-                    "covers_through": (plan_end + timedelta(days=60)).isoformat(),
+                    "covers_from": plan_end + timedelta(days=1),
+                    "covers_through": plan_end + timedelta(days=60),
                 }
                 visits[i].docs.append(
                     {"kind": "certification", "author_credential": "MD", **recert}
@@ -717,7 +856,7 @@ class EpisodeGenerator:
                 period, day = period + 1, 0
                 due = rng.randrange(12, 15) if period == flawed else 9
 
-    def _treatment(self, discipline: str, dos: date, ref: str | None) -> _EpVisit:
+    def _treatment(self, discipline: str, dos: date, ref: tuple[str, date] | None) -> _EpVisit:
         combo = self.rng.choice(EP_TREATMENTS[discipline])
         return _EpVisit(discipline, dos, _lines(combo, discipline), episode_ref=ref)
 
@@ -764,19 +903,18 @@ class EpisodeGenerator:
     def _event(self, v: _EpVisit) -> dict[str, Any]:
         rng = self.rng
         self.counter += 1
+        occurred = datetime(v.dos.year, v.dos.month, v.dos.day, 20, tzinfo=UTC) + timedelta(
+            minutes=rng.randrange(0, 200)
+        )
         if self.live:
-            occurred = datetime.now(UTC).replace(microsecond=0)
-        else:
-            occurred = datetime(v.dos.year, v.dos.month, v.dos.day, 20, tzinfo=UTC) + timedelta(
-                minutes=rng.randrange(0, 200)
-            )
+            occurred = self.clock().astimezone(UTC).replace(microsecond=0)
         docs = []
         for i, d in enumerate(v.docs):
-            d = dict(d)
+            d = {k: _text(x) for k, x in d.items()}
             signed = d.pop("signed", True)
             d["doc_id"] = f"D-{self.counter}-{i}"
             if signed:
-                d["signed_at"] = _at(v.dos, 19)
+                d["signed_at"] = _text(_at(v.dos, 19))
             docs.append(d)
         timed = sum(s.get("minutes", 0) for s in v.services)
         event: dict[str, Any] = {
@@ -798,7 +936,8 @@ class EpisodeGenerator:
             "documents": docs,
         }
         if v.episode_ref is not None:
-            event["episode_ref"] = v.episode_ref
+            prefix, day = v.episode_ref
+            event["episode_ref"] = f"{prefix}-{day:%Y%m%d}"
         return event
 
 
@@ -826,8 +965,21 @@ def _cents(amount: str) -> int:
     return int(Decimal(amount) * 100)
 
 
-def _at(day: date, hour: int) -> str:
-    return f"{day.isoformat()}T{hour:02d}:00:00Z"
+def _at(day: date, hour: int) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+def _text(value: Any) -> Any:
+    """A document field as the event writes it: dates as ISO dates, times as ISO UTC times."""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _moved(value: Any, shift: timedelta) -> Any:
+    return value + shift if isinstance(value, date) else value  # datetime is a date too
 
 
 def _first_on_or_after(dates: list[date], when: date) -> int:
@@ -852,16 +1004,38 @@ def _kx_thresholds() -> dict[tuple[int, str], int]:
     return out
 
 
+def _referral_exception_from() -> date:
+    """The referral exception's first day (compliance/data/episode_policy.toml)."""
+    from compliance.episode_policy import parse_episode_policy
+
+    text = resources.files("compliance.data").joinpath("episode_policy.toml").read_text("utf-8")
+    return parse_episode_policy(text).referral_exception.effective_from
+
+
 #: Generator modes for the demo feed and the benchmarks.
 MODES = ("visits", "episodes")
 
 
 def generator(
-    mode: str = "visits", seed: int = 7, malformed_share: float = 0.02, live: bool = False
+    mode: str = "visits",
+    seed: int = 7,
+    malformed_share: float = 0.02,
+    live: bool = False,
+    clock: Clock = local_now,
 ) -> VisitGenerator | EpisodeGenerator:
-    """The demo feed's generator: "visits" (independent visits, the default) or "episodes"."""
+    """The demo feed's generator: "visits" (independent visits, the default) or "episodes";
+    `live` with `clock` as in the module doc."""
     if mode == "visits":
-        return VisitGenerator(seed=seed, malformed_share=malformed_share, live=live)
+        return VisitGenerator(seed=seed, malformed_share=malformed_share, live=live, clock=clock)
     if mode == "episodes":
-        return EpisodeGenerator(seed=seed, malformed_share=malformed_share, live=live)
+        return EpisodeGenerator(seed=seed, malformed_share=malformed_share, live=live, clock=clock)
     raise ValueError(f"unknown synthetic mode {mode!r}; one of {', '.join(MODES)}")
+
+
+def expected_rules(mode: str, intent: str) -> frozenset[str]:
+    """The rule ids a record of `mode` with `intent` is meant to raise ("clean" and malformed
+    records: none; a malformed record is a dead letter)."""
+    if intent == "clean" or intent.startswith("malformed:"):
+        return frozenset()
+    table = FLAW_RULES if mode == "visits" else EPISODE_FLAWS
+    return frozenset().union(*(table[flaw] for flaw in intent.split("+")))

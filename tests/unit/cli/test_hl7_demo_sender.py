@@ -27,6 +27,15 @@ async def test_demo_sends_every_message_and_summarises_the_acks() -> None:
         assert f"ACKs: AA {aa}, AE {commercial}, AR 0" in text
         # What ops/demo --hl7 waits for (the figures: test_hl7_demo_synthetic.py).
         assert "the worker's join should emit " in text and " partial visit events" in text
+        # The alerts intended, for the visits without a commercial DFT (their DFT is refused:
+        # the join sees their note alone); the figures: test_intents_every_mode.py.
+        visits = [list(v) for v in Hl7VisitGenerator(seed=5).visits(12)]
+        whole = sum(
+            1
+            for v in visits
+            if not any(m.kind == "charges" and m.payer_kind == "commercial" for m in v)
+        )
+        assert f"(the {whole} of 12 visits whose every message was stored)" in text
         assert [s.value for s in gw.producer.stored(INBOUND)] == [
             m.raw for m in expected if not (m.kind == "charges" and m.payer_kind == "commercial")
         ]

@@ -127,13 +127,15 @@ def test_flaws_are_what_they_claim() -> None:
             # AMA/CPT midpoint rule, per code: one code billed beyond its own minutes.
             assert any(ln.units > units_chart(doc.minutes_by_cpt[ln.cpt]) for ln in timed)
         elif flaw == "minutes_missing":
-            assert any(ln.cpt not in doc.minutes_by_cpt for ln in timed)
-        elif flaw == "resent_correction":
+            # Neither the note nor the DFT's PR1-7 (the join's fallback) states its minutes.
+            assert any(ln.cpt not in doc.minutes_by_cpt and ln.pr1_minutes is None for ln in timed)
+        elif flaw in ("resent_correction", "resent_correction_untimed"):
             first, second = dfts
-            assert (
-                first.intent == "resent_correction:first" and first.control_id != second.control_id
-            )
+            assert first.intent == f"{flaw}:first" and first.control_id != second.control_id
             assert sum(ln.units for ln in first.lines) == sum(ln.units for ln in second.lines) + 1
+            # The extra unit is on a timed code, or (SLP: untimed codes only) the untimed one.
+            extra = [a for a, b in zip(first.lines, second.lines, strict=True) if a != b]
+            assert [ln.cpt in TIMED_CODES for ln in extra] == [flaw == "resent_correction"]
             v1, v2 = parse_hl7v2(first.raw, DEMO), parse_hl7v2(second.raw, DEMO)
             assert isinstance(v1, ChargePart) and isinstance(v2, ChargePart)
             assert v2.version.at > v1.version.at  # the correction is the newer version
@@ -143,6 +145,7 @@ def test_flaws_are_what_they_claim() -> None:
         "minutes_missing",
         "no_documentation",
         "resent_correction",
+        "resent_correction_untimed",
     }
     assert 0.6 < seen["clean"] / sum(seen.values()) < 0.8
 
