@@ -126,7 +126,7 @@ async def latency(rate: float, seconds: float) -> tuple[list[float], float]:
         worker = Worker(t, Path(tmp), f"tc-lat-{uuid.uuid4().hex[:6]}", dict(EXTRA_ENV))
         worker.start()
         assert worker.proc is not None
-        gen = VisitGenerator(seed=9, clean_share=0.0, malformed_share=0.0, live=True)
+        gen = VisitGenerator(seed=9, clean_share=0.0, malformed_share=0.0, live=True, patients=5000)
         producer = AIOKafkaProducer(bootstrap_servers=BROKERS, acks="all", linger_ms=0)
         await producer.start()
         sent_at: dict[str, int] = {}
@@ -195,7 +195,9 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--skip-latency", action="store_true")
     args = ap.parse_args()
-    records = [(r.key, r.value) for r in VisitGenerator(seed=42).records(args.visits)]
+    records = [
+        (r.key, r.value) for r in VisitGenerator(seed=42, patients=5000).records(args.visits)
+    ]
     base_runs, svc_runs, rss_runs = [], [], []
     for i in range(args.repeat):
         base_runs.append(await baseline(records))

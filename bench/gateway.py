@@ -41,7 +41,7 @@ KEY = "bench-key-0123456789abcdef"
 def messages(n: int, seed: int = 42) -> list[bytes]:
     """Charges and notes the shipped profile accepts (commercial DFTs would be AE)."""
     out: list[bytes] = []
-    for m in Hl7VisitGenerator(seed=seed).messages(n):
+    for m in Hl7VisitGenerator(seed=seed, patients=400).messages(n):
         if m.kind == "documentation" or m.payer_kind == "medicare":
             out.append(m.raw)
         if len(out) == n:

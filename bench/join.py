@@ -66,7 +66,7 @@ Part = ChargePart | DocumentationPart
 
 
 def traffic(visits: int, seed: int = 42) -> list[list[Hl7Message]]:
-    return list(Hl7VisitGenerator(seed=seed).visits(visits))
+    return list(Hl7VisitGenerator(seed=seed, patients=400).visits(visits))
 
 
 # ---- in-process -------------------------------------------------------------------------------

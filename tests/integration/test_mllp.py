@@ -195,7 +195,7 @@ def expected_key(raw: bytes) -> bytes:
 def medicare_messages(seed: int, n: int) -> list[bytes]:
     """n messages of the demo generator that the shipped profile accepts (no commercial DFT)."""
     out: list[bytes] = []
-    for m in Hl7VisitGenerator(seed=seed).messages(4 * n):
+    for m in Hl7VisitGenerator(seed=seed, patients=400).messages(4 * n):
         if m.kind == "documentation" or m.payer_kind == "medicare":
             out.append(m.raw)
         if len(out) == n:

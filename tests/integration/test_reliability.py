@@ -45,7 +45,8 @@ async def wait_processed(worker: Worker, at_least: float, timeout: float = 60) -
 
 
 def synthetic(n: int, seed: int) -> list[tuple[bytes | None, bytes]]:
-    return [(r.key, r.value) for r in VisitGenerator(seed=seed).records(n)]
+    # A pool of patients: each has several visits, whose order per patient is checked.
+    return [(r.key, r.value) for r in VisitGenerator(seed=seed, patients=5000).records(n)]
 
 
 async def collect_all(

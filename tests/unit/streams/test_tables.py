@@ -125,11 +125,11 @@ async def test_keys_whose_restore_skipped_a_late_record_are_written_again(tmp_pa
     """The late record is the changelog's last for its key (compaction keeps the last): the
     owner writes the key again after the restore, with its own tag, so a restore from scratch
     later cannot apply the late value."""
-    from streams.rebalance import repair_work
     from streams.checkpoint import TP
     from streams.metrics import Metrics
     from streams.pipeline import Pipeline
     from streams.publish import Publisher
+    from streams.rebalance import repair_work
     from streams.transaction import header_tag
     from tests.unit.streams.test_pipeline import Broker, settle
 
