@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(240)
 def test_ops_demo_end_to_end(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TC_")}
+    env.update(Topics.unique("demo").env())  # only this run's visits on its input topic
     env.update(
         {
             "TC_BROKERS": BROKERS,
@@ -42,6 +43,9 @@ def test_ops_demo_end_to_end(tmp_path: Path) -> None:
     assert "therapy_compliance_visits_processed_total" in out  # the summary from /metrics
     summary = [line for line in out.splitlines() if "visits_processed_total" in line]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in summary) >= 300
+    # A newcomer's first screen: every alert the feed intended, and no other (issue 18).
+    assert "alerts by rule: intended by the feed" in out
+    assert "<- differs" not in out, out[out.index("alerts by rule") :]
 
 
 @pytest.mark.timeout(300)
@@ -93,3 +97,5 @@ def test_ops_demo_hl7_end_to_end(tmp_path: Path) -> None:
         r"^(ERROR  |WARNING) SYNCLINIC:SV321\d{7} ", out, re.M
     )  # alerts of joined visits
     assert re.search(r"alerts in all: [1-9]", out)
+    assert "alerts by rule: intended by the feed" in out
+    assert "<- differs" not in out, out[out.index("alerts by rule") :]
