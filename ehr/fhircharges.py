@@ -1,0 +1,331 @@
+"""Claim (use = claim) items, or ChargeItems -> charges of the encounter each item references
+(ehr_ncci.md 4, docs/integration-hl7.md "FHIR"): CPT/HCPCS from productOrService / code, units
+from quantity, modifiers from Claim.item.modifier (ChargeItem has no modifier element in R4B: a
+configured extension), rendering NPI from the care team / performer Practitioner, payer from
+Claim.insurer or the first Coverage.payor. A Claim with use preauthorization/predetermination is
+not a visit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from fhir.resources.R4B.chargeitem import ChargeItem
+from fhir.resources.R4B.claim import Claim, ClaimItem
+from fhir.resources.R4B.coding import Coding
+from fhir.resources.R4B.extension import Extension
+from fhir.resources.R4B.reference import Reference
+from fhir.resources.R4B.resource import Resource
+from pydantic import ValidationError
+
+from ehr import fhirindex as fx
+from ehr.codes import DISCIPLINE_MODIFIERS, FHIR_CPT, modifier
+from ehr.fhircommon import (
+    Context,
+    cpt_of,
+    encounter_dates,
+    encounter_discipline,
+    encounter_key,
+    problem,
+)
+from ehr.parts import ChargeLine, ChargePart, VisitKey
+from ehr.rejection import Problem, Rejection, RejectReason, shown
+from schemas.common import Credential
+from schemas.visit import Payer
+
+MAX_UNITS = 96
+
+
+@dataclass
+class _LineDraft:
+    cpt: str
+    units: int
+    modifiers: list[str]
+    dos: date | None
+    npi: str | None
+    credential: Credential | None
+    transaction_id: str | None
+
+
+@dataclass
+class _ChargeGroup:
+    key: VisitKey
+    patient: str | None
+    resources: list[Resource] = field(default_factory=list)
+    lines: list[_LineDraft] = field(default_factory=list)
+    payer_refs: list[Reference | None] = field(default_factory=list)
+
+
+def charges_from_claim(ctx: Context, i: int, claim: Claim) -> None:
+    if claim.use != "claim":
+        ctx.reject(
+            i,
+            claim,
+            RejectReason.NOT_A_VISIT,
+            f"Claim.use {shown(str(claim.use))} is not 'claim': a request for a decision, not a "
+            "rendered visit",
+        )
+        return
+    if claim.status in ("cancelled", "entered-in-error"):
+        ctx.reject(i, claim, RejectReason.NOT_A_VISIT, f"Claim.status is {claim.status}")
+        return
+    problems: list[Problem] = []
+    groups: dict[str, _ChargeGroup] = {}
+    patient = fx.patient_of(ctx.index, claim.patient, ctx.config, claim)
+    for item in claim.item or []:
+        draft, ref = _claim_item(ctx, claim, item, problems)
+        key = encounter_key(ctx, ref, claim, problems, f"Claim.item[{item.sequence}].encounter")
+        if draft is None or key is None:
+            continue
+        group = groups.setdefault(key.text, _ChargeGroup(key, patient, [claim]))
+        group.lines.append(draft)
+        group.payer_refs = [claim.insurer]
+    if not claim.item:
+        problems.append(problem(RejectReason.MISSING_FIELD, "Claim.item is empty"))
+    _finish_charges(ctx, i, claim, groups, problems)
+
+
+def _claim_item(
+    ctx: Context, claim: Claim, item: ClaimItem, problems: list[Problem]
+) -> tuple[_LineDraft | None, Reference | None]:
+    where = f"Claim.item[{item.sequence}]"
+    cpt = cpt_of(item.productOrService)
+    units = _units(item.quantity.value if item.quantity else None, where, problems)
+    mods = _modifiers([c for cc in item.modifier or [] for c in cc.coding or []], where, problems)
+    if cpt is None:
+        problems.append(
+            problem(
+                RejectReason.NO_PROCEDURE_CODE,
+                f"{where}.productOrService has no CPT ({FHIR_CPT}) or HCPCS coding",
+            )
+        )
+    dos = fx.as_date(item.servicedDate) or (
+        fx.as_date(item.servicedPeriod.start) if item.servicedPeriod else None
+    )
+    provider: Reference | None = claim.provider
+    for seq in item.careTeamSequence or []:
+        team = next((t for t in claim.careTeam or [] if t.sequence == seq), None)
+        if team is not None:
+            provider = team.provider
+            break
+    ref = item.encounter[0] if item.encounter else None
+    if cpt is None or units is None or mods is None:
+        return None, ref
+    return _LineDraft(
+        cpt=cpt,
+        units=units,
+        modifiers=mods,
+        dos=dos,
+        npi=fx.npi_of(ctx.index, provider, claim),
+        credential=fx.credential_of(ctx.index, provider, ctx.config, claim),
+        transaction_id=None,
+    ), ref
+
+
+def charges_from_charge_items(ctx: Context, items: list[tuple[int, ChargeItem]]) -> None:
+    groups: dict[str, _ChargeGroup] = {}
+    problems: list[Problem] = []
+    ext_url = ctx.config.profile.fhir.chargeitem_modifier_extension
+    for i, ci in items:
+        where = f"entry[{i}] ChargeItem"
+        if ci.status not in ("billable", "billed"):
+            ctx.reject(i, ci, RejectReason.NOT_A_VISIT, f"ChargeItem.status is {ci.status}")
+            continue
+        cpt = cpt_of(ci.code)
+        if cpt is None:
+            ctx.reject(
+                i,
+                ci,
+                RejectReason.NO_PROCEDURE_CODE,
+                f"ChargeItem.code has no CPT ({FHIR_CPT}) or HCPCS coding",
+            )
+            continue
+        units = _units(ci.quantity.value if ci.quantity else None, where, problems)
+        codings = []
+        for ext in ci.extension or []:
+            if ext.url == ext_url:
+                codings += _ext_codings(ext)
+        mods = _modifiers(codings, where, problems)
+        key = encounter_key(ctx, ci.context, ci, problems, f"{where}.context")
+        if units is None or mods is None or key is None:
+            continue
+        performer = next((p.actor for p in ci.performer or []), None)
+        dos = fx.as_date(ci.occurrenceDateTime) or (
+            fx.as_date(ci.occurrencePeriod.start) if ci.occurrencePeriod else None
+        )
+        patient = fx.patient_of(ctx.index, ci.subject, ctx.config, ci)
+        group = groups.setdefault(key.text, _ChargeGroup(key, patient))
+        group.resources.append(ci)
+        group.lines.append(
+            _LineDraft(
+                cpt=cpt,
+                units=units,
+                modifiers=mods,
+                dos=dos,
+                npi=fx.npi_of(ctx.index, performer, ci),
+                credential=fx.credential_of(ctx.index, performer, ctx.config, ci),
+                transaction_id=(ci.id or None),
+            )
+        )
+    first_i, first = items[0]
+    _finish_charges(ctx, first_i, first, groups, problems)
+
+
+def _ext_codings(ext: Extension) -> list[Any]:
+    if ext.valueCoding is not None:
+        return [ext.valueCoding]
+    if ext.valueCodeableConcept is not None:
+        return list(ext.valueCodeableConcept.coding or [])
+    if ext.valueCode:
+        return [Coding(code=ext.valueCode)]
+    return []
+
+
+def _finish_charges(
+    ctx: Context,
+    i: int,
+    resource: Resource,
+    groups: dict[str, _ChargeGroup],
+    problems: list[Problem],
+) -> None:
+    parts = [_charge_part(ctx, group, problems) for group in groups.values()]
+    if problems:
+        located = [
+            Problem(reason=p.reason, detail=f"{ctx.where(i, resource)}: {p.detail}")
+            for p in problems
+        ]
+        ctx.rejections.append(Rejection.of(located, ctx.ref_of(resource)))
+        return
+    ctx.parts += [p for p in parts if p is not None]
+
+
+def _charge_part(ctx: Context, group: _ChargeGroup, problems: list[Problem]) -> ChargePart | None:
+    where = f"encounter {group.key.visit_number}"
+    mods = {m for line in group.lines for m in line.modifiers}
+    disciplines = {DISCIPLINE_MODIFIERS[m] for m in mods if m in DISCIPLINE_MODIFIERS}
+    discipline = next(iter(disciplines)) if len(disciplines) == 1 else None
+    if len(disciplines) > 1:
+        problems.append(
+            problem(
+                RejectReason.BAD_VALUE,
+                f"{where}: items carry modifiers of more than one discipline (GP/GO/GN)",
+            )
+        )
+    elif discipline is None:
+        discipline = encounter_discipline(ctx, group.key)
+        if discipline is None:
+            problems.append(
+                problem(
+                    RejectReason.NOT_THERAPY,
+                    f"{where}: no item carries a GP/GO/GN modifier and the Encounter's serviceType "
+                    "is not in the profile's [departments]: not a therapy charge",
+                )
+            )
+    entry = fx.payer_entry(fx.payer_keys(ctx.index, group.payer_refs), ctx.config)
+    if entry is None:
+        keys = fx.payer_keys(ctx.index, group.payer_refs)
+        problems.append(
+            problem(
+                RejectReason.UNMAPPED_CODE,
+                f"{where}: payer {', '.join(shown(k) for k in keys)} not in the profile's [payers]",
+            )
+            if keys
+            else problem(
+                RejectReason.MISSING_FIELD,
+                f"{where}: no insurer or Coverage.payor: the payer is absent",
+            )
+        )
+    npis = {line.npi for line in group.lines if line.npi}
+    if len(npis) != 1:
+        problems.append(
+            problem(
+                RejectReason.MISSING_FIELD,
+                f"{where}: the rendering Practitioner has no NPI ({fx.NPI_SYSTEM})",
+            )
+            if not npis
+            else problem(RejectReason.BAD_VALUE, f"{where}: items name different rendering NPIs")
+        )
+    dates = {line.dos for line in group.lines if line.dos} or encounter_dates(ctx, group.key)
+    if len(dates) != 1:
+        problems.append(
+            problem(
+                RejectReason.BAD_VALUE,
+                f"{where}: the service date is absent or differs between items",
+            )
+        )
+    if group.patient is None:
+        problems.append(
+            problem(RejectReason.MISSING_FIELD, f"{where}: the patient reference is absent")
+        )
+    if problems or discipline is None or entry is None or group.patient is None:
+        return None
+    try:
+        return ChargePart(
+            source="fhir",
+            message_id=ctx.version(group.resources).control_id,
+            version=ctx.version(group.resources),
+            visit=group.key,
+            patient_ref=group.patient,
+            date_of_service=dates.pop(),
+            discipline=discipline,
+            payer=Payer(payer_id=entry.payer_id, kind=entry.kind, unit_rule=entry.unit_rule),
+            rendering_npi=npis.pop(),
+            rendering_credential=next((ln.credential for ln in group.lines if ln.credential), None),
+            lines=[
+                ChargeLine(
+                    line_id=str(n),
+                    cpt=ln.cpt,
+                    units=ln.units,
+                    modifiers=ln.modifiers,
+                    transaction_id=ln.transaction_id,
+                )
+                for n, ln in enumerate(group.lines, start=1)
+            ],
+        )
+    except ValidationError as exc:
+        problems.append(
+            problem(RejectReason.BAD_VALUE, f"{where}: {exc.errors(include_url=False)[0]['msg']}")
+        )
+        return None
+
+
+def _units(value: Decimal | float | int | None, where: str, problems: list[Problem]) -> int | None:
+    if value is None:
+        problems.append(
+            problem(RejectReason.MISSING_FIELD, f"{where}.quantity is absent: units are required")
+        )
+        return None
+    number = Decimal(str(value))
+    if number != number.to_integral_value() or not 0 <= number <= MAX_UNITS:
+        problems.append(
+            problem(
+                RejectReason.BAD_VALUE,
+                f"{where}.quantity is not a whole number of units 0-{MAX_UNITS}",
+            )
+        )
+        return None
+    return int(number)
+
+
+def _modifiers(codings: Sequence[Any], where: str, problems: list[Problem]) -> list[str] | None:
+    out: list[str] = []
+    for coding in codings:
+        code = modifier(str(getattr(coding, "code", "") or ""))
+        if code is None:
+            problems.append(
+                problem(
+                    RejectReason.BAD_VALUE,
+                    f"{where}.modifier holds a code that is not a two-character modifier",
+                )
+            )
+            return None
+        if code not in out:
+            out.append(code)
+    if len(out) > 4:
+        problems.append(problem(RejectReason.BAD_VALUE, f"{where} has more than 4 modifiers"))
+        return None
+    return out
