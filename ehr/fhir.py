@@ -5,28 +5,39 @@ Mapping (ehr_ncci.md 4, docs/integration-hl7.md "FHIR"), one module per resource
 - Procedure (status completed) -> minutes by CPT code (ehr/fhirprocedures.py).
 - DocumentReference -> a document (ehr/fhirdocuments.py).
 - ExplanationOfBenefit, a Claim with use preauthorization/predetermination: not a visit.
+
+Validation uses fhir.resources 8.3 `fhir.resources.R4B` (pydantic v2 models; ehr_ncci.md 4).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.chargeitem import ChargeItem
 from fhir.resources.R4B.claim import Claim
 from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.explanationofbenefit import ExplanationOfBenefit
 from fhir.resources.R4B.procedure import Procedure
+from fhir.resources.R4B.resource import Resource
+from pydantic import ValidationError
 
 from ehr import fhirindex as fx
 from ehr.fhircharges import charges_from_charge_items, charges_from_claim
-from ehr.fhircommon import Context, Part
+from ehr.fhircommon import Context, Part, as_time
 from ehr.fhirdocuments import documentation_from_document
 from ehr.fhirprocedures import documentation_from_procedures
 from ehr.profile import EhrConfig
 from ehr.rejection import Rejection, RejectReason
+from schemas.decode import UTF8_BOM
+from schemas.duplicate_keys import duplicate_key_detail
+
+ACCEPTED_BUNDLE_TYPES = ("transaction", "collection")
 
 
 @dataclass(frozen=True)
@@ -41,7 +52,7 @@ def parse_fhir(
     """A transaction/collection Bundle (or one bare resource) -> parts and rejections. Never
     raises for bad input. `received_at` versions resources that carry neither meta.lastUpdated
     nor a Bundle.timestamp."""
-    index = fx.load(data)
+    index = load(data)
     if isinstance(index, Rejection):
         return FhirResult(rejections=(index,))
     return parse_index(index, config, received_at)
@@ -54,7 +65,7 @@ def parse_resources(
     entries: list[fx.Entry] = []
     rejections: list[Rejection] = []
     for i, obj in enumerate(resources, start=1):
-        resource = fx.validate(obj)
+        resource = validate(obj)
         if isinstance(resource, Rejection):
             rejections.append(_located(resource, f"line {i}"))
         else:
@@ -95,3 +106,79 @@ def parse_index(index: fx.BundleIndex, config: EhrConfig, received_at: datetime)
             )
         )
     return FhirResult(tuple(ctx.parts), tuple(ctx.rejections))
+
+
+def load(data: bytes | str | Mapping[str, Any] | object) -> fx.BundleIndex | Rejection:
+    """JSON -> validated R4B resources. A transaction or collection Bundle; a bare resource is read
+    as a collection of one (the convert command's files)."""
+    try:
+        # Bytes starting with a UTF-8 byte-order mark are accepted on purpose: json.loads
+        # detects the encoding of bytes and skips the BOM, which RFC 8259 sec. 8.1 allows a
+        # parser to do "in the interests of interoperability", and FHIR producers on Windows
+        # write one (docs/rules.md "Input hygiene": a visit record's BOM is refused instead).
+        # Duplicate keys are refused below (`duplicate_keys`), on the text, which still has them.
+        obj = json.loads(data) if isinstance(data, bytes | str) else data
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Rejection.one(RejectReason.NOT_FHIR, f"not valid JSON ({type(exc).__name__})")
+    if isinstance(data, bytes | str):
+        duplicate = duplicate_keys(data)
+        if duplicate is not None:
+            return duplicate
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("resourceType"), str):
+        return Rejection.one(RejectReason.NOT_FHIR, "not a FHIR resource: no resourceType")
+    if obj["resourceType"] != "Bundle":
+        resource = validate(obj)
+        if isinstance(resource, Rejection):
+            return resource
+        return fx.BundleIndex([fx.Entry(1, resource)])
+    if obj.get("type") not in ACCEPTED_BUNDLE_TYPES:
+        return Rejection.one(
+            RejectReason.UNSUPPORTED_TYPE,
+            f"Bundle.type {str(obj.get('type'))[:20]!r} is not transaction or collection",
+        )
+    try:
+        bundle = Bundle.model_validate(dict(obj))
+    except ValidationError as exc:
+        return _invalid(exc)
+    entries = [
+        fx.Entry(i, e.resource, e.fullUrl or "")
+        for i, e in enumerate(bundle.entry or [], start=1)
+        if e.resource is not None
+    ]
+    return fx.BundleIndex(entries, bundle.id or "", as_time(bundle.timestamp))
+
+
+def duplicate_keys(data: bytes | str) -> Rejection | None:
+    """`not_fhir` naming the path of the first key an object of the JSON text names twice
+    (`entry.0.resource.birthDate`), else None. `data` is a text `json.loads` accepted.
+
+    RFC 8259 sec. 4: with duplicate names "the behavior of software that receives such an
+    object is unpredictable" (Python's json keeps the last value, other parsers the first), so a
+    bundle two systems would read differently is refused, as a visit record is
+    (docs/rules.md "Input hygiene"). Keys are named, values never (they may be patient data).
+    A mapping handed in already parsed cannot be checked: its duplicates are gone."""
+    raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
+    detail = duplicate_key_detail(raw.removeprefix(UTF8_BOM))
+    return None if detail is None else Rejection.one(RejectReason.NOT_FHIR, detail)
+
+
+def validate(obj: Mapping[str, Any]) -> Resource | Rejection:
+    try:
+        cls = get_fhir_model_class(str(obj["resourceType"]))
+    except (KeyError, ValueError):
+        return Rejection.one(
+            RejectReason.NOT_FHIR, f"unknown resourceType {str(obj.get('resourceType'))[:40]!r}"
+        )
+    try:
+        resource = cls.model_validate(obj)
+    except ValidationError as exc:
+        return _invalid(exc)
+    assert isinstance(resource, Resource)
+    return resource
+
+
+def _invalid(exc: ValidationError) -> Rejection:
+    # Element paths and messages only: the input values may be patient data.
+    errs = exc.errors(include_url=False, include_input=False)
+    where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errs[:3])
+    return Rejection.one(RejectReason.NOT_FHIR, f"not valid FHIR R4B: {where}")

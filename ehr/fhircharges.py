@@ -26,6 +26,7 @@ from ehr import fhirindex as fx
 from ehr.codes import DISCIPLINE_MODIFIERS, FHIR_CPT, modifier
 from ehr.fhircommon import (
     Context,
+    as_date,
     cpt_of,
     encounter_dates,
     encounter_discipline,
@@ -103,8 +104,8 @@ def _claim_item(
                 f"{where}.productOrService has no CPT ({FHIR_CPT}) or HCPCS coding",
             )
         )
-    dos = fx.as_date(item.servicedDate) or (
-        fx.as_date(item.servicedPeriod.start) if item.servicedPeriod else None
+    dos = as_date(item.servicedDate) or (
+        as_date(item.servicedPeriod.start) if item.servicedPeriod else None
     )
     provider: Reference | None = claim.provider
     for seq in item.careTeamSequence or []:
@@ -154,8 +155,8 @@ def charges_from_charge_items(ctx: Context, items: list[tuple[int, ChargeItem]])
         if units is None or mods is None or key is None:
             continue
         performer = next((p.actor for p in ci.performer or []), None)
-        dos = fx.as_date(ci.occurrenceDateTime) or (
-            fx.as_date(ci.occurrencePeriod.start) if ci.occurrencePeriod else None
+        dos = as_date(ci.occurrenceDateTime) or (
+            as_date(ci.occurrencePeriod.start) if ci.occurrencePeriod else None
         )
         patient = fx.patient_of(ctx.index, ci.subject, ctx.config, ci)
         group = groups.setdefault(key.text, _ChargeGroup(key, patient))

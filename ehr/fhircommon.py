@@ -1,12 +1,12 @@
 """What the Claim/ChargeItem, Procedure and DocumentReference mappings share: the parts and
 rejections of one bundle (a rejection names the entry and the resource), the version of a part,
-the CPT/HCPCS code of a concept, and the visit key and Encounter of a reference."""
+the CPT/HCPCS code of a concept, FHIR dates, and the visit key and Encounter of a reference."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.encounter import Encounter
@@ -47,7 +47,7 @@ class Context:
     def version(self, resources: Sequence[Resource]) -> PartVersion:
         """Newest meta.lastUpdated of the resources, else Bundle.timestamp, else received_at;
         control id = Bundle.id, else the resources' Type/id/_history/versionId."""
-        times = [fx.as_time(r.meta.lastUpdated) for r in resources if r.meta is not None]
+        times = [as_time(r.meta.lastUpdated) for r in resources if r.meta is not None]
         known = [t for t in times if t is not None]
         at = max(known) if known else self.index.timestamp or self.received_at
         ids = [
@@ -115,5 +115,26 @@ def encounter_discipline(ctx: Context, key: VisitKey) -> Discipline | None:
 
 def encounter_dates(ctx: Context, key: VisitKey) -> set[date]:
     enc = encounter_of(ctx, key)
-    day = fx.as_date(enc.period.start) if enc and enc.period else None
+    day = as_date(enc.period.start) if enc and enc.period else None
     return {day} if day else set()
+
+
+def _aware(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC)
+    return None
+
+
+def as_date(value: object) -> date | None:
+    """FHIR date/dateTime as parsed by fhir.resources (date, datetime, or a partial 'YYYY-MM'
+    string) -> the calendar date as written, or None when partial."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return None
+
+
+def as_time(value: object) -> datetime | None:
+    return _aware(value)

@@ -9,7 +9,7 @@ from fhir.resources.R4B.documentreference import DocumentReference
 from pydantic import ValidationError
 
 from ehr import fhirindex as fx
-from ehr.fhircommon import Context, encounter_key
+from ehr.fhircommon import Context, as_date, as_time, encounter_key
 from ehr.parts import DocumentationPart
 from ehr.rejection import Problem, RejectReason, shown
 from schemas.visit import Document
@@ -52,11 +52,9 @@ def documentation_from_document(ctx: Context, i: int, doc: DocumentReference) ->
     # no signing time; DocumentReference.date ("when this document reference was created") is it.
     signed = doc.docStatus in ("final", "amended") and doc.status == "current"
     signer = doc.authenticator if doc.authenticator is not None else None
-    signed_at = fx.as_time(doc.date) if signed and signer is not None else None
+    signed_at = as_time(doc.date) if signed and signer is not None else None
     author = signer or next(iter(doc.author or []), None)
-    period_start = (
-        fx.as_date(doc.context.period.start) if doc.context and doc.context.period else None
-    )
+    period_start = as_date(doc.context.period.start) if doc.context and doc.context.period else None
     try:
         document = Document(
             doc_id=doc_id[:128],
@@ -64,7 +62,7 @@ def documentation_from_document(ctx: Context, i: int, doc: DocumentReference) ->
             cpt=entry.cpt,
             signed_at=signed_at,
             author_credential=fx.credential_of(ctx.index, author, ctx.config, doc),
-            document_date=period_start or fx.as_date(doc.date),
+            document_date=period_start or as_date(doc.date),
             discipline=entry.discipline if entry.kind == "referral" else None,
         )
         ctx.parts.append(

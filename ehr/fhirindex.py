@@ -1,19 +1,14 @@
 """A FHIR R4B bundle's resources, indexed for reference resolution, with the lookups the mapping
 needs: visit key of an encounter, patient_ref, practitioner NPI/credential, payer.
-
-Validation uses fhir.resources 8.3 `fhir.resources.R4B` (pydantic v2 models; ehr_ncci.md 4).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
-from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.coverage import Coverage
 from fhir.resources.R4B.domainresource import DomainResource
 from fhir.resources.R4B.encounter import Encounter
@@ -23,19 +18,14 @@ from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.practitioner import Practitioner
 from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.resource import Resource
-from pydantic import ValidationError
 
 from ehr.parts import VisitKey
 from ehr.patient import hashed_visit_number, patient_ref
 from ehr.profile import EhrConfig, PayerEntry
-from ehr.rejection import Rejection, RejectReason
-from schemas.decode import UTF8_BOM
-from schemas.duplicate_keys import duplicate_key_detail
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 #: THO v2-0203 identifier type "MR" (medical record number).
 _MR = "MR"
-ACCEPTED_BUNDLE_TYPES = ("transaction", "collection")
 R = TypeVar("R", bound=Resource)
 
 
@@ -78,103 +68,6 @@ class BundleIndex:
 
     def of_type(self, cls: type[R]) -> list[tuple[int, R]]:
         return [(e.index, e.resource) for e in self.entries if isinstance(e.resource, cls)]
-
-
-def load(data: bytes | str | Mapping[str, Any] | object) -> BundleIndex | Rejection:
-    """JSON -> validated R4B resources. A transaction or collection Bundle; a bare resource is read
-    as a collection of one (the convert command's files)."""
-    try:
-        # Bytes starting with a UTF-8 byte-order mark are accepted on purpose: json.loads
-        # detects the encoding of bytes and skips the BOM, which RFC 8259 sec. 8.1 allows a
-        # parser to do "in the interests of interoperability", and FHIR producers on Windows
-        # write one (docs/rules.md "Input hygiene": a visit record's BOM is refused instead).
-        # Duplicate keys are refused below (`duplicate_keys`), on the text, which still has them.
-        obj = json.loads(data) if isinstance(data, bytes | str) else data
-    except (ValueError, UnicodeDecodeError) as exc:
-        return Rejection.one(RejectReason.NOT_FHIR, f"not valid JSON ({type(exc).__name__})")
-    if isinstance(data, bytes | str):
-        duplicate = duplicate_keys(data)
-        if duplicate is not None:
-            return duplicate
-    if not isinstance(obj, Mapping) or not isinstance(obj.get("resourceType"), str):
-        return Rejection.one(RejectReason.NOT_FHIR, "not a FHIR resource: no resourceType")
-    if obj["resourceType"] != "Bundle":
-        resource = validate(obj)
-        if isinstance(resource, Rejection):
-            return resource
-        return BundleIndex([Entry(1, resource)])
-    if obj.get("type") not in ACCEPTED_BUNDLE_TYPES:
-        return Rejection.one(
-            RejectReason.UNSUPPORTED_TYPE,
-            f"Bundle.type {str(obj.get('type'))[:20]!r} is not transaction or collection",
-        )
-    try:
-        bundle = Bundle.model_validate(dict(obj))
-    except ValidationError as exc:
-        return _invalid(exc)
-    entries = [
-        Entry(i, e.resource, e.fullUrl or "")
-        for i, e in enumerate(bundle.entry or [], start=1)
-        if e.resource is not None
-    ]
-    return BundleIndex(entries, bundle.id or "", _aware(bundle.timestamp))
-
-
-def duplicate_keys(data: bytes | str) -> Rejection | None:
-    """`not_fhir` naming the path of the first key an object of the JSON text names twice
-    (`entry.0.resource.birthDate`), else None. `data` is a text `json.loads` accepted.
-
-    RFC 8259 sec. 4: with duplicate names "the behavior of software that receives such an
-    object is unpredictable" (Python's json keeps the last value, other parsers the first), so a
-    bundle two systems would read differently is refused, as a visit record is
-    (docs/rules.md "Input hygiene"). Keys are named, values never (they may be patient data).
-    A mapping handed in already parsed cannot be checked: its duplicates are gone."""
-    raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
-    detail = duplicate_key_detail(raw.removeprefix(UTF8_BOM))
-    return None if detail is None else Rejection.one(RejectReason.NOT_FHIR, detail)
-
-
-def validate(obj: Mapping[str, Any]) -> Resource | Rejection:
-    try:
-        cls = get_fhir_model_class(str(obj["resourceType"]))
-    except (KeyError, ValueError):
-        return Rejection.one(
-            RejectReason.NOT_FHIR, f"unknown resourceType {str(obj.get('resourceType'))[:40]!r}"
-        )
-    try:
-        resource = cls.model_validate(obj)
-    except ValidationError as exc:
-        return _invalid(exc)
-    assert isinstance(resource, Resource)
-    return resource
-
-
-def _invalid(exc: ValidationError) -> Rejection:
-    # Element paths and messages only: the input values may be patient data.
-    errs = exc.errors(include_url=False, include_input=False)
-    where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errs[:3])
-    return Rejection.one(RejectReason.NOT_FHIR, f"not valid FHIR R4B: {where}")
-
-
-def _aware(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return aware.astimezone(UTC)
-    return None
-
-
-def as_date(value: object) -> date | None:
-    """FHIR date/dateTime as parsed by fhir.resources (date, datetime, or a partial 'YYYY-MM'
-    string) -> the calendar date as written, or None when partial."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return None
-
-
-def as_time(value: object) -> datetime | None:
-    return _aware(value)
 
 
 def visit_key(

@@ -15,6 +15,8 @@ from ehr import fhirindex as fx
 from ehr.codes import FHIR_CPT
 from ehr.fhircommon import (
     Context,
+    as_date,
+    as_time,
     cpt_of,
     encounter_dates,
     encounter_discipline,
@@ -37,8 +39,8 @@ def procedure_minutes(proc: Procedure, config: EhrConfig) -> int | None:
             if ext.valueQuantity is not None and ext.valueQuantity.value is not None:
                 return int(ext.valueQuantity.value)
     period = proc.performedPeriod
-    start = fx.as_time(period.start) if period else None
-    end = fx.as_time(period.end) if period else None
+    start = as_time(period.start) if period else None
+    end = as_time(period.end) if period else None
     if start is None or end is None:
         return None
     return int((end - start).total_seconds() // 60)
@@ -93,8 +95,8 @@ def _procedure_part(
     enc = encounter_of(ctx, key)
     total_timed, total_treatment = _encounter_totals(ctx, enc)
     performer = next((p.actor for p in first.performer or []), None)
-    dos = fx.as_date(first.performedDateTime) or (
-        fx.as_date(first.performedPeriod.start) if first.performedPeriod else None
+    dos = as_date(first.performedDateTime) or (
+        as_date(first.performedPeriod.start) if first.performedPeriod else None
     )
     resources: list[Resource] = [m[1] for m in members]
     try:
