@@ -27,10 +27,10 @@ from fhir.resources.R4B.procedure import Procedure
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
-from ehr import fhirindex as fx
 from ehr.fhircharges import charges_from_charge_items, charges_from_claim
-from ehr.fhircommon import Context, Part, as_time
+from ehr.fhircommon import BundleReading, Part, as_time
 from ehr.fhirdocuments import documentation_from_document
+from ehr.fhirindex import BundleIndex, Entry
 from ehr.fhirprocedures import documentation_from_procedures
 from ehr.profile import EhrConfig
 from ehr.rejection import Rejection, RejectReason
@@ -52,25 +52,25 @@ def parse_fhir(
     """A transaction/collection Bundle (or one bare resource) -> parts and rejections. Never
     raises for bad input. `received_at` versions resources that carry neither meta.lastUpdated
     nor a Bundle.timestamp."""
-    index = load(data)
+    index = load(data, config)
     if isinstance(index, Rejection):
         return FhirResult(rejections=(index,))
-    return parse_index(index, config, received_at)
+    return parse_index(index, received_at)
 
 
 def parse_resources(
     resources: Sequence[Mapping[str, Any]], config: EhrConfig, received_at: datetime
 ) -> FhirResult:
     """Bare resources read together as one collection (an NDJSON bulk export)."""
-    entries: list[fx.Entry] = []
+    entries: list[Entry] = []
     rejections: list[Rejection] = []
     for i, obj in enumerate(resources, start=1):
         resource = validate(obj)
         if isinstance(resource, Rejection):
             rejections.append(_located(resource, f"line {i}"))
         else:
-            entries.append(fx.Entry(i, resource))
-    result = parse_index(fx.BundleIndex(entries), config, received_at)
+            entries.append(Entry(i, resource))
+    result = parse_index(BundleIndex(entries, config), received_at)
     return FhirResult(result.parts, (*rejections, *result.rejections))
 
 
@@ -78,37 +78,41 @@ def _located(rej: Rejection, where: str) -> Rejection:
     return Rejection.one(rej.reason, f"{where}: {rej.detail}", rej.message_id)
 
 
-def parse_index(index: fx.BundleIndex, config: EhrConfig, received_at: datetime) -> FhirResult:
-    ctx = Context(index, config, received_at)
+def parse_index(index: BundleIndex, received_at: datetime) -> FhirResult:
+    """Each resource kind to its module, in the order the result lists their rejections and
+    parts."""
+    reading = BundleReading(index, received_at)
     for i, eob in index.of_type(ExplanationOfBenefit):
-        ctx.reject(
+        reading.reject(
             i,
             eob,
             RejectReason.NOT_A_VISIT,
             "an ExplanationOfBenefit is a payer's adjudication, not a rendered visit",
         )
     for i, claim in index.of_type(Claim):
-        charges_from_claim(ctx, i, claim)
+        charges_from_claim(reading, i, claim)
     items = index.of_type(ChargeItem)
     if items:
-        charges_from_charge_items(ctx, items)
+        charges_from_charge_items(reading, items)
     procedures = index.of_type(Procedure)
     if procedures:
-        documentation_from_procedures(ctx, procedures)
+        documentation_from_procedures(reading, procedures)
     for i, doc in index.of_type(DocumentReference):
-        documentation_from_document(ctx, i, doc)
-    if not ctx.parts and not ctx.rejections:
-        ctx.rejections.append(
+        documentation_from_document(reading, i, doc)
+    if not reading.parts and not reading.rejections:
+        reading.rejections.append(
             Rejection.one(
                 RejectReason.NOT_A_VISIT,
                 "no Claim, ChargeItem, Procedure or DocumentReference to read",
                 index.bundle_id or None,
             )
         )
-    return FhirResult(tuple(ctx.parts), tuple(ctx.rejections))
+    return FhirResult(tuple(reading.parts), tuple(reading.rejections))
 
 
-def load(data: bytes | str | Mapping[str, Any] | object) -> fx.BundleIndex | Rejection:
+def load(
+    data: bytes | str | Mapping[str, Any] | object, config: EhrConfig
+) -> BundleIndex | Rejection:
     """JSON -> validated R4B resources. A transaction or collection Bundle; a bare resource is read
     as a collection of one (the convert command's files)."""
     try:
@@ -130,7 +134,7 @@ def load(data: bytes | str | Mapping[str, Any] | object) -> fx.BundleIndex | Rej
         resource = validate(obj)
         if isinstance(resource, Rejection):
             return resource
-        return fx.BundleIndex([fx.Entry(1, resource)])
+        return BundleIndex([Entry(1, resource)], config)
     if obj.get("type") not in ACCEPTED_BUNDLE_TYPES:
         return Rejection.one(
             RejectReason.UNSUPPORTED_TYPE,
@@ -141,11 +145,11 @@ def load(data: bytes | str | Mapping[str, Any] | object) -> fx.BundleIndex | Rej
     except ValidationError as exc:
         return _invalid(exc)
     entries = [
-        fx.Entry(i, e.resource, e.fullUrl or "")
+        Entry(i, e.resource, e.fullUrl or "")
         for i, e in enumerate(bundle.entry or [], start=1)
         if e.resource is not None
     ]
-    return fx.BundleIndex(entries, bundle.id or "", as_time(bundle.timestamp))
+    return BundleIndex(entries, config, bundle.id or "", as_time(bundle.timestamp))
 
 
 def duplicate_keys(data: bytes | str) -> Rejection | None:

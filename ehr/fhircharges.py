@@ -22,20 +22,20 @@ from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
-from ehr import fhirindex as fx
 from ehr.codes import DISCIPLINE_MODIFIERS, FHIR_CPT, modifier
 from ehr.fhircommon import (
-    Context,
+    BundleReading,
     as_date,
     cpt_of,
-    encounter_dates,
+    encounter_date,
     encounter_discipline,
-    encounter_key,
     problem,
+    required_visit_key,
 )
+from ehr.fhirindex import NPI_SYSTEM, Clinician
 from ehr.parts import ChargeLine, ChargePart, VisitKey
+from ehr.profile import EhrConfig, PayerEntry
 from ehr.rejection import Problem, Rejection, RejectReason, shown
-from schemas.common import Credential
 from schemas.visit import Payer
 
 MAX_UNITS = 96
@@ -47,8 +47,7 @@ class _LineDraft:
     units: int
     modifiers: list[str]
     dos: date | None
-    npi: str | None
-    credential: Credential | None
+    rendering: Clinician
     transaction_id: str | None
 
 
@@ -61,9 +60,9 @@ class _ChargeGroup:
     payer_refs: list[Reference | None] = field(default_factory=list)
 
 
-def charges_from_claim(ctx: Context, i: int, claim: Claim) -> None:
+def charges_from_claim(reading: BundleReading, i: int, claim: Claim) -> None:
     if claim.use != "claim":
-        ctx.reject(
+        reading.reject(
             i,
             claim,
             RejectReason.NOT_A_VISIT,
@@ -72,14 +71,16 @@ def charges_from_claim(ctx: Context, i: int, claim: Claim) -> None:
         )
         return
     if claim.status in ("cancelled", "entered-in-error"):
-        ctx.reject(i, claim, RejectReason.NOT_A_VISIT, f"Claim.status is {claim.status}")
+        reading.reject(i, claim, RejectReason.NOT_A_VISIT, f"Claim.status is {claim.status}")
         return
     problems: list[Problem] = []
     groups: dict[str, _ChargeGroup] = {}
-    patient = fx.patient_of(ctx.index, claim.patient, ctx.config, claim)
+    index = reading.index
+    patient = index.patient_ref(claim.patient, claim)
     for item in claim.item or []:
-        draft, ref = _claim_item(ctx, claim, item, problems)
-        key = encounter_key(ctx, ref, claim, problems, f"Claim.item[{item.sequence}].encounter")
+        draft, ref = _claim_item(reading, claim, item, problems)
+        where = f"Claim.item[{item.sequence}].encounter"
+        key = required_visit_key(index, ref, claim, problems, where)
         if draft is None or key is None:
             continue
         group = groups.setdefault(key.text, _ChargeGroup(key, patient, [claim]))
@@ -87,11 +88,11 @@ def charges_from_claim(ctx: Context, i: int, claim: Claim) -> None:
         group.payer_refs = [claim.insurer]
     if not claim.item:
         problems.append(problem(RejectReason.MISSING_FIELD, "Claim.item is empty"))
-    _finish_charges(ctx, i, claim, groups, problems)
+    _finish_charges(reading, i, claim, groups, problems)
 
 
 def _claim_item(
-    ctx: Context, claim: Claim, item: ClaimItem, problems: list[Problem]
+    reading: BundleReading, claim: Claim, item: ClaimItem, problems: list[Problem]
 ) -> tuple[_LineDraft | None, Reference | None]:
     where = f"Claim.item[{item.sequence}]"
     cpt = cpt_of(item.productOrService)
@@ -121,24 +122,24 @@ def _claim_item(
         units=units,
         modifiers=mods,
         dos=dos,
-        npi=fx.npi_of(ctx.index, provider, claim),
-        credential=fx.credential_of(ctx.index, provider, ctx.config, claim),
+        rendering=reading.index.clinician(provider, claim),
         transaction_id=None,
     ), ref
 
 
-def charges_from_charge_items(ctx: Context, items: list[tuple[int, ChargeItem]]) -> None:
+def charges_from_charge_items(reading: BundleReading, items: list[tuple[int, ChargeItem]]) -> None:
+    index = reading.index
     groups: dict[str, _ChargeGroup] = {}
     problems: list[Problem] = []
-    ext_url = ctx.config.profile.fhir.chargeitem_modifier_extension
+    ext_url = reading.config.profile.fhir.chargeitem_modifier_extension
     for i, ci in items:
         where = f"entry[{i}] ChargeItem"
         if ci.status not in ("billable", "billed"):
-            ctx.reject(i, ci, RejectReason.NOT_A_VISIT, f"ChargeItem.status is {ci.status}")
+            reading.reject(i, ci, RejectReason.NOT_A_VISIT, f"ChargeItem.status is {ci.status}")
             continue
         cpt = cpt_of(ci.code)
         if cpt is None:
-            ctx.reject(
+            reading.reject(
                 i,
                 ci,
                 RejectReason.NO_PROCEDURE_CODE,
@@ -151,14 +152,14 @@ def charges_from_charge_items(ctx: Context, items: list[tuple[int, ChargeItem]])
             if ext.url == ext_url:
                 codings += _ext_codings(ext)
         mods = _modifiers(codings, where, problems)
-        key = encounter_key(ctx, ci.context, ci, problems, f"{where}.context")
+        key = required_visit_key(index, ci.context, ci, problems, f"{where}.context")
         if units is None or mods is None or key is None:
             continue
         performer = next((p.actor for p in ci.performer or []), None)
         dos = as_date(ci.occurrenceDateTime) or (
             as_date(ci.occurrencePeriod.start) if ci.occurrencePeriod else None
         )
-        patient = fx.patient_of(ctx.index, ci.subject, ctx.config, ci)
+        patient = index.patient_ref(ci.subject, ci)
         group = groups.setdefault(key.text, _ChargeGroup(key, patient))
         group.resources.append(ci)
         group.lines.append(
@@ -167,13 +168,12 @@ def charges_from_charge_items(ctx: Context, items: list[tuple[int, ChargeItem]])
                 units=units,
                 modifiers=mods,
                 dos=dos,
-                npi=fx.npi_of(ctx.index, performer, ci),
-                credential=fx.credential_of(ctx.index, performer, ctx.config, ci),
+                rendering=index.clinician(performer, ci),
                 transaction_id=(ci.id or None),
             )
         )
     first_i, first = items[0]
-    _finish_charges(ctx, first_i, first, groups, problems)
+    _finish_charges(reading, first_i, first, groups, problems)
 
 
 def _ext_codings(ext: Extension) -> list[Any]:
@@ -187,25 +187,28 @@ def _ext_codings(ext: Extension) -> list[Any]:
 
 
 def _finish_charges(
-    ctx: Context,
+    reading: BundleReading,
     i: int,
     resource: Resource,
     groups: dict[str, _ChargeGroup],
     problems: list[Problem],
 ) -> None:
-    parts = [_charge_part(ctx, group, problems) for group in groups.values()]
+    parts = [_charge_part(reading, group, problems) for group in groups.values()]
     if problems:
         located = [
-            Problem(reason=p.reason, detail=f"{ctx.where(i, resource)}: {p.detail}")
+            Problem(reason=p.reason, detail=f"{reading.where(i, resource)}: {p.detail}")
             for p in problems
         ]
-        ctx.rejections.append(Rejection.of(located, ctx.ref_of(resource)))
+        reading.rejections.append(Rejection.of(located, reading.index.ref_of(resource)))
         return
-    ctx.parts += [p for p in parts if p is not None]
+    reading.parts += [p for p in parts if p is not None]
 
 
-def _charge_part(ctx: Context, group: _ChargeGroup, problems: list[Problem]) -> ChargePart | None:
+def _charge_part(
+    reading: BundleReading, group: _ChargeGroup, problems: list[Problem]
+) -> ChargePart | None:
     where = f"encounter {group.key.visit_number}"
+    encounter = reading.index.encounter(group.key)
     mods = {m for line in group.lines for m in line.modifiers}
     disciplines = {DISCIPLINE_MODIFIERS[m] for m in mods if m in DISCIPLINE_MODIFIERS}
     discipline = next(iter(disciplines)) if len(disciplines) == 1 else None
@@ -217,7 +220,7 @@ def _charge_part(ctx: Context, group: _ChargeGroup, problems: list[Problem]) -> 
             )
         )
     elif discipline is None:
-        discipline = encounter_discipline(ctx, group.key)
+        discipline = encounter_discipline(encounter, reading.config)
         if discipline is None:
             problems.append(
                 problem(
@@ -226,9 +229,9 @@ def _charge_part(ctx: Context, group: _ChargeGroup, problems: list[Problem]) -> 
                     "is not in the profile's [departments]: not a therapy charge",
                 )
             )
-    entry = fx.payer_entry(fx.payer_keys(ctx.index, group.payer_refs), ctx.config)
+    keys = reading.index.payer_keys(group.payer_refs)
+    entry = _payer_entry(keys, reading.config)
     if entry is None:
-        keys = fx.payer_keys(ctx.index, group.payer_refs)
         problems.append(
             problem(
                 RejectReason.UNMAPPED_CODE,
@@ -240,17 +243,18 @@ def _charge_part(ctx: Context, group: _ChargeGroup, problems: list[Problem]) -> 
                 f"{where}: no insurer or Coverage.payor: the payer is absent",
             )
         )
-    npis = {line.npi for line in group.lines if line.npi}
+    npis = {line.rendering.npi for line in group.lines if line.rendering.npi}
     if len(npis) != 1:
         problems.append(
             problem(
                 RejectReason.MISSING_FIELD,
-                f"{where}: the rendering Practitioner has no NPI ({fx.NPI_SYSTEM})",
+                f"{where}: the rendering Practitioner has no NPI ({NPI_SYSTEM})",
             )
             if not npis
             else problem(RejectReason.BAD_VALUE, f"{where}: items name different rendering NPIs")
         )
-    dates = {line.dos for line in group.lines if line.dos} or encounter_dates(ctx, group.key)
+    day = encounter_date(encounter)
+    dates = {line.dos for line in group.lines if line.dos} or ({day} if day else set())
     if len(dates) != 1:
         problems.append(
             problem(
@@ -265,17 +269,20 @@ def _charge_part(ctx: Context, group: _ChargeGroup, problems: list[Problem]) -> 
     if problems or discipline is None or entry is None or group.patient is None:
         return None
     try:
+        version = reading.version(group.resources)
         return ChargePart(
             source="fhir",
-            message_id=ctx.version(group.resources).control_id,
-            version=ctx.version(group.resources),
+            message_id=version.control_id,
+            version=version,
             visit=group.key,
             patient_ref=group.patient,
             date_of_service=dates.pop(),
             discipline=discipline,
             payer=Payer(payer_id=entry.payer_id, kind=entry.kind, unit_rule=entry.unit_rule),
             rendering_npi=npis.pop(),
-            rendering_credential=next((ln.credential for ln in group.lines if ln.credential), None),
+            rendering_credential=next(
+                (ln.rendering.credential for ln in group.lines if ln.rendering.credential), None
+            ),
             lines=[
                 ChargeLine(
                     line_id=str(n),
@@ -292,6 +299,16 @@ def _charge_part(ctx: Context, group: _ChargeGroup, problems: list[Problem]) -> 
             problem(RejectReason.BAD_VALUE, f"{where}: {exc.errors(include_url=False)[0]['msg']}")
         )
         return None
+
+
+def _payer_entry(keys: list[str], config: EhrConfig) -> PayerEntry | None:
+    """The first key the profile's [payers] knows (as written, else upper-cased), else its
+    default payer."""
+    for key in keys:
+        entry = config.profile.payers.get(key) or config.profile.payers.get(key.upper())
+        if entry is not None:
+            return entry
+    return config.profile.default_payer
 
 
 def _units(value: Decimal | float | int | None, where: str, problems: list[Problem]) -> int | None:

@@ -1,6 +1,7 @@
-"""What the Claim/ChargeItem, Procedure and DocumentReference mappings share: the parts and
-rejections of one bundle (a rejection names the entry and the resource), the version of a part,
-the CPT/HCPCS code of a concept, FHIR dates, and the visit key and Encounter of a reference."""
+"""What the Claim/ChargeItem, Procedure and DocumentReference mappings share: the reading of one
+bundle (its index, and the parts and rejections made, each rejection naming its entry and
+resource), the version of a part, the visit key a resource must name, what the visit's Encounter
+says (discipline, date), the CPT/HCPCS code of a concept, and FHIR dates."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.resource import Resource
 
-from ehr import fhirindex as fx
 from ehr.codes import fhir_procedure_code
+from ehr.fhirindex import BundleIndex
 from ehr.parts import ChargePart, DocumentationPart, PartVersion, VisitKey
 from ehr.profile import EhrConfig
 from ehr.rejection import Problem, Rejection, RejectReason
@@ -24,25 +25,23 @@ Part = ChargePart | DocumentationPart
 
 
 @dataclass
-class Context:
-    index: fx.BundleIndex
-    config: EhrConfig
+class BundleReading:
+    index: BundleIndex
     received_at: datetime
     parts: list[Part] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def config(self) -> EhrConfig:
+        return self.index.config
 
     def where(self, i: int, r: Resource) -> str:
         return f"entry[{i}] {r.get_resource_type()}"
 
     def reject(self, i: int, r: Resource, reason: RejectReason, detail: str) -> None:
         self.rejections.append(
-            Rejection.one(reason, f"{self.where(i, r)}: {detail}", self.ref_of(r))
+            Rejection.one(reason, f"{self.where(i, r)}: {detail}", self.index.ref_of(r))
         )
-
-    def ref_of(self, r: Resource) -> str:
-        if r.id:
-            return f"{r.get_resource_type()}/{r.id}"
-        return next((e.full_url for e in self.index.entries if e.resource is r and e.full_url), "?")
 
     def version(self, resources: Sequence[Resource]) -> PartVersion:
         """Newest meta.lastUpdated of the resources, else Bundle.timestamp, else received_at;
@@ -50,10 +49,9 @@ class Context:
         times = [as_time(r.meta.lastUpdated) for r in resources if r.meta is not None]
         known = [t for t in times if t is not None]
         at = max(known) if known else self.index.timestamp or self.received_at
+        ref_of = self.index.ref_of
         ids = [
-            f"{self.ref_of(r)}/_history/{r.meta.versionId}"
-            if r.meta and r.meta.versionId
-            else self.ref_of(r)
+            f"{ref_of(r)}/_history/{r.meta.versionId}" if r.meta and r.meta.versionId else ref_of(r)
             for r in resources
         ]
         control = self.index.bundle_id or ",".join(sorted(ids))
@@ -64,22 +62,15 @@ def problem(reason: RejectReason, detail: str) -> Problem:
     return Problem(reason=reason, detail=detail)
 
 
-def cpt_of(concept: CodeableConcept | None) -> str | None:
-    for coding in concept.coding or [] if concept else []:
-        code = fhir_procedure_code(coding.code, coding.system)
-        if code is not None:
-            return code
-    return None
-
-
-def encounter_key(
-    ctx: Context, ref: Reference | None, owner: Resource, problems: list[Problem], where: str
+def required_visit_key(
+    index: BundleIndex,
+    ref: Reference | None,
+    owner: Resource,
+    problems: list[Problem],
+    where: str,
 ) -> VisitKey | None:
-    key = fx.visit_key(ctx.index, ref, ctx.config, owner)
-    if key is None and ref is None:
-        encounters = ctx.index.of_type(Encounter)
-        if len(encounters) == 1:  # the bundle's only encounter
-            key = _key_of(ctx, *encounters[0])
+    """The visit key of the Encounter `ref` names (BundleIndex.visit_key), else a problem."""
+    key = index.visit_key(ref, owner)
     if key is None:
         problems.append(
             problem(
@@ -90,39 +81,25 @@ def encounter_key(
     return key
 
 
-def encounter_of(ctx: Context, key: VisitKey) -> Encounter | None:
-    for i, enc in ctx.index.of_type(Encounter):
-        if _key_of(ctx, i, enc) == key:
-            return enc
-    return None
-
-
-def _key_of(ctx: Context, i: int, enc: Encounter) -> VisitKey | None:
-    url = next((e.full_url for e in ctx.index.entries if e.index == i and e.full_url), "")
-    ref = Reference(reference=url or f"Encounter/{enc.id}")
-    return fx.visit_key(ctx.index, ref, ctx.config)
-
-
-def encounter_discipline(ctx: Context, key: VisitKey) -> Discipline | None:
-    enc = encounter_of(ctx, key)
+def encounter_discipline(enc: Encounter | None, config: EhrConfig) -> Discipline | None:
+    """The discipline the profile's [departments] gives the Encounter's serviceType."""
     for concept in (enc.serviceType,) if enc and enc.serviceType else ():
         for coding in concept.coding or []:
-            found = ctx.config.profile.departments.get((coding.code or "").upper())
+            found = config.profile.departments.get((coding.code or "").upper())
             if found is not None:
                 return found
     return None
 
 
-def encounter_dates(ctx: Context, key: VisitKey) -> set[date]:
-    enc = encounter_of(ctx, key)
-    day = as_date(enc.period.start) if enc and enc.period else None
-    return {day} if day else set()
+def encounter_date(enc: Encounter | None) -> date | None:
+    return as_date(enc.period.start) if enc and enc.period else None
 
 
-def _aware(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return aware.astimezone(UTC)
+def cpt_of(concept: CodeableConcept | None) -> str | None:
+    for coding in concept.coding or [] if concept else []:
+        code = fhir_procedure_code(coding.code, coding.system)
+        if code is not None:
+            return code
     return None
 
 
@@ -137,4 +114,9 @@ def as_date(value: object) -> date | None:
 
 
 def as_time(value: object) -> datetime | None:
-    return _aware(value)
+    """FHIR dateTime/instant -> an aware UTC time (one written without an offset is read as
+    UTC); None for a date or a partial date, which name no time."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC)
+    return None

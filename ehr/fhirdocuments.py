@@ -8,15 +8,15 @@ from __future__ import annotations
 from fhir.resources.R4B.documentreference import DocumentReference
 from pydantic import ValidationError
 
-from ehr import fhirindex as fx
-from ehr.fhircommon import Context, as_date, as_time, encounter_key
+from ehr.fhircommon import BundleReading, as_date, as_time, required_visit_key
 from ehr.parts import DocumentationPart
 from ehr.rejection import Problem, RejectReason, shown
 from schemas.visit import Document
 
 
-def documentation_from_document(ctx: Context, i: int, doc: DocumentReference) -> None:
-    settings = ctx.config.profile.fhir
+def documentation_from_document(reading: BundleReading, i: int, doc: DocumentReference) -> None:
+    index = reading.index
+    settings = reading.config.profile.fhir
     codings = list(doc.type.coding or []) if doc.type else []
     entry = next(
         (
@@ -28,7 +28,7 @@ def documentation_from_document(ctx: Context, i: int, doc: DocumentReference) ->
     )
     if entry is None:
         types = ", ".join(shown(f"{c.system}|{c.code}", 60) for c in codings) or "none"
-        ctx.reject(
+        reading.reject(
             i,
             doc,
             RejectReason.UNMAPPED_CODE,
@@ -37,8 +37,9 @@ def documentation_from_document(ctx: Context, i: int, doc: DocumentReference) ->
         return
     problems: list[Problem] = []
     context_ref = doc.context.encounter[0] if doc.context and doc.context.encounter else None
-    key = encounter_key(ctx, context_ref, doc, problems, "DocumentReference.context.encounter")
-    patient = fx.patient_of(ctx.index, doc.subject, ctx.config, doc)
+    where = "DocumentReference.context.encounter"
+    key = required_visit_key(index, context_ref, doc, problems, where)
+    patient = index.patient_ref(doc.subject, doc)
     doc_id = (
         (doc.masterIdentifier.value if doc.masterIdentifier else None)
         or next((x.value for x in doc.identifier or [] if x.value), None)
@@ -46,14 +47,14 @@ def documentation_from_document(ctx: Context, i: int, doc: DocumentReference) ->
     )
     if key is None or patient is None or not doc_id:
         detail = problems[0].detail if problems else "DocumentReference.subject or its id is absent"
-        ctx.reject(i, doc, RejectReason.MISSING_FIELD, detail)
+        reading.reject(i, doc, RejectReason.MISSING_FIELD, detail)
         return
     # Signed: docStatus final/amended, status current, an authenticator (ehr_ncci.md 4). R4B has
     # no signing time; DocumentReference.date ("when this document reference was created") is it.
     signed = doc.docStatus in ("final", "amended") and doc.status == "current"
     signer = doc.authenticator if doc.authenticator is not None else None
     signed_at = as_time(doc.date) if signed and signer is not None else None
-    author = signer or next(iter(doc.author or []), None)
+    author = index.clinician(signer or next(iter(doc.author or []), None), doc)
     period_start = as_date(doc.context.period.start) if doc.context and doc.context.period else None
     try:
         document = Document(
@@ -61,15 +62,16 @@ def documentation_from_document(ctx: Context, i: int, doc: DocumentReference) ->
             kind=entry.kind,
             cpt=entry.cpt,
             signed_at=signed_at,
-            author_credential=fx.credential_of(ctx.index, author, ctx.config, doc),
+            author_credential=author.credential,
             document_date=period_start or as_date(doc.date),
             discipline=entry.discipline if entry.kind == "referral" else None,
         )
-        ctx.parts.append(
+        version = reading.version([doc])
+        reading.parts.append(
             DocumentationPart(
                 source="fhir",
-                message_id=ctx.version([doc]).control_id,
-                version=ctx.version([doc]),
+                message_id=version.control_id,
+                version=version,
                 visit=key,
                 patient_ref=patient,
                 source_id=f"fhir-doc:{doc_id}"[:128],
@@ -77,10 +79,10 @@ def documentation_from_document(ctx: Context, i: int, doc: DocumentReference) ->
                 status="active" if doc.status == "current" else "cancelled",
                 date_of_service=period_start,
                 discipline=entry.discipline,
-                author_npi=fx.npi_of(ctx.index, author, doc),
+                author_npi=author.npi,
                 author_credential=document.author_credential,
                 documents=[document],
             )
         )
     except ValidationError as exc:
-        ctx.reject(i, doc, RejectReason.BAD_VALUE, exc.errors(include_url=False)[0]["msg"])
+        reading.reject(i, doc, RejectReason.BAD_VALUE, exc.errors(include_url=False)[0]["msg"])

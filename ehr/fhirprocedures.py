@@ -11,17 +11,15 @@ from fhir.resources.R4B.procedure import Procedure
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
-from ehr import fhirindex as fx
 from ehr.codes import FHIR_CPT
 from ehr.fhircommon import (
-    Context,
+    BundleReading,
     as_date,
     as_time,
     cpt_of,
-    encounter_dates,
+    encounter_date,
     encounter_discipline,
-    encounter_key,
-    encounter_of,
+    required_visit_key,
 )
 from ehr.parts import DocumentationPart, VisitKey
 from ehr.profile import EhrConfig
@@ -46,33 +44,38 @@ def procedure_minutes(proc: Procedure, config: EhrConfig) -> int | None:
     return int((end - start).total_seconds() // 60)
 
 
-def documentation_from_procedures(ctx: Context, procs: list[tuple[int, Procedure]]) -> None:
+def documentation_from_procedures(
+    reading: BundleReading, procs: list[tuple[int, Procedure]]
+) -> None:
     groups: dict[str, tuple[VisitKey, list[tuple[int, Procedure, str, int | None]]]] = {}
     for i, proc in procs:
         if proc.status != "completed":
-            ctx.reject(i, proc, RejectReason.NOT_A_VISIT, f"Procedure.status is {proc.status}")
+            reading.reject(i, proc, RejectReason.NOT_A_VISIT, f"Procedure.status is {proc.status}")
             continue
         cpt = cpt_of(proc.code)
         if cpt is None:
-            ctx.reject(
+            reading.reject(
                 i,
                 proc,
                 RejectReason.NO_PROCEDURE_CODE,
                 f"Procedure.code has no CPT ({FHIR_CPT}) or HCPCS coding; {_systems(proc.code)}",
             )
             continue
-        minutes = procedure_minutes(proc, ctx.config)
+        minutes = procedure_minutes(proc, reading.config)
         if minutes is not None and not 0 <= minutes <= 1440:
-            ctx.reject(i, proc, RejectReason.BAD_VALUE, "the procedure's minutes are not 0-1440")
+            reading.reject(
+                i, proc, RejectReason.BAD_VALUE, "the procedure's minutes are not 0-1440"
+            )
             continue
         problems: list[Problem] = []
-        key = encounter_key(ctx, proc.encounter, proc, problems, "Procedure.encounter")
+        where = "Procedure.encounter"
+        key = required_visit_key(reading.index, proc.encounter, proc, problems, where)
         if key is None:
-            ctx.reject(i, proc, problems[0].reason, problems[0].detail)
+            reading.reject(i, proc, problems[0].reason, problems[0].detail)
             continue
         groups.setdefault(key.text, (key, []))[1].append((i, proc, cpt, minutes))
     for key, members in groups.values():
-        _procedure_part(ctx, key, members)
+        _procedure_part(reading, key, members)
 
 
 def _systems(concept: CodeableConcept | None) -> str:
@@ -81,52 +84,54 @@ def _systems(concept: CodeableConcept | None) -> str:
 
 
 def _procedure_part(
-    ctx: Context, key: VisitKey, members: list[tuple[int, Procedure, str, int | None]]
+    reading: BundleReading, key: VisitKey, members: list[tuple[int, Procedure, str, int | None]]
 ) -> None:
+    index = reading.index
     i, first = members[0][0], members[0][1]
-    patient = fx.patient_of(ctx.index, first.subject, ctx.config, first)
+    patient = index.patient_ref(first.subject, first)
     if patient is None:
-        ctx.reject(i, first, RejectReason.MISSING_FIELD, "Procedure.subject is absent")
+        reading.reject(i, first, RejectReason.MISSING_FIELD, "Procedure.subject is absent")
         return
     minutes: dict[str, int] = {}
     for _, _, cpt, mins in members:
         if mins is not None:
             minutes[cpt] = minutes.get(cpt, 0) + mins
-    enc = encounter_of(ctx, key)
-    total_timed, total_treatment = _encounter_totals(ctx, enc)
-    performer = next((p.actor for p in first.performer or []), None)
+    enc = index.encounter(key)
+    total_timed, total_treatment = _encounter_totals(enc, reading.config)
+    performer = index.clinician(next((p.actor for p in first.performer or []), None), first)
     dos = as_date(first.performedDateTime) or (
         as_date(first.performedPeriod.start) if first.performedPeriod else None
     )
     resources: list[Resource] = [m[1] for m in members]
     try:
-        ctx.parts.append(
+        version = reading.version(resources)
+        reading.parts.append(
             DocumentationPart(
                 source="fhir",
-                message_id=ctx.version(resources).control_id,
-                version=ctx.version(resources),
+                message_id=version.control_id,
+                version=version,
                 visit=key,
                 patient_ref=patient,
                 source_id=f"fhir-procedures:{key.text}"[:128],
-                date_of_service=dos or next(iter(encounter_dates(ctx, key)), None),
-                discipline=encounter_discipline(ctx, key),
-                author_npi=fx.npi_of(ctx.index, performer, first),
-                author_credential=fx.credential_of(ctx.index, performer, ctx.config, first),
+                date_of_service=dos or encounter_date(enc),
+                discipline=encounter_discipline(enc, reading.config),
+                author_npi=performer.npi,
+                author_credential=performer.credential,
                 minutes_by_cpt=minutes,
                 total_timed_minutes=total_timed,
                 total_treatment_minutes=total_treatment,
             )
         )
     except ValidationError as exc:
-        ctx.reject(i, first, RejectReason.BAD_VALUE, exc.errors(include_url=False)[0]["msg"])
+        reading.reject(i, first, RejectReason.BAD_VALUE, exc.errors(include_url=False)[0]["msg"])
 
 
-def _encounter_totals(ctx: Context, enc: Encounter | None) -> tuple[int | None, int | None]:
+def _encounter_totals(enc: Encounter | None, config: EhrConfig) -> tuple[int | None, int | None]:
     """Total timed minutes: the configured Encounter extension. Total treatment minutes: its
     extension, else Encounter.length in minutes ("quantity of time the encounter lasted")."""
     if enc is None:
         return None, None
-    settings = ctx.config.profile.fhir
+    settings = config.profile.fhir
     values: dict[str, int] = {}
     for ext in enc.extension or []:
         if ext.valueInteger is not None:
