@@ -1,10 +1,14 @@
 """FHIR R4B (fhir.resources.R4B) -> ChargePart / DocumentationPart, one per encounter and source.
 
-Mapping (ehr_ncci.md 4, docs/integration-hl7.md "FHIR"), one module per resource kind:
+Here: the JSON read and validated, the bundle indexed (ehr/fhirindex.py: resources by type and
+reference, and the look-ups the mappings ask), and each resource kind handed to its module, which
+maps it from resource to part (ehr_ncci.md 4, docs/integration-hl7.md "FHIR"):
 - Claim (use = claim) items, or ChargeItems -> charges (ehr/fhircharges.py).
 - Procedure (status completed) -> minutes by CPT code (ehr/fhirprocedures.py).
 - DocumentReference -> a document (ehr/fhirdocuments.py).
 - ExplanationOfBenefit, a Claim with use preauthorization/predetermination: not a visit.
+What the three modules share (the bundle's parts and rejections, a part's version, dates, CPT)
+is ehr/fhircommon.py.
 
 Validation uses fhir.resources 8.3 `fhir.resources.R4B` (pydantic v2 models; ehr_ncci.md 4).
 """

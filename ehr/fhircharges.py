@@ -29,13 +29,12 @@ from ehr.fhircommon import (
     cpt_of,
     encounter_date,
     encounter_discipline,
-    problem,
     required_visit_key,
 )
 from ehr.fhirindex import NPI_SYSTEM, Clinician
 from ehr.parts import ChargeLine, ChargePart, VisitKey
 from ehr.profile import EhrConfig, PayerEntry
-from ehr.rejection import Problem, Rejection, RejectReason, shown
+from ehr.rejection import Problem, RejectReason, shown
 from schemas.visit import Payer
 
 MAX_UNITS = 96
@@ -87,7 +86,7 @@ def charges_from_claim(reading: BundleReading, i: int, claim: Claim) -> None:
         group.lines.append(draft)
         group.payer_refs = [claim.insurer]
     if not claim.item:
-        problems.append(problem(RejectReason.MISSING_FIELD, "Claim.item is empty"))
+        problems.append(_p(RejectReason.MISSING_FIELD, "Claim.item is empty"))
     _finish_charges(reading, i, claim, groups, problems)
 
 
@@ -100,7 +99,7 @@ def _claim_item(
     mods = _modifiers([c for cc in item.modifier or [] for c in cc.coding or []], where, problems)
     if cpt is None:
         problems.append(
-            problem(
+            _p(
                 RejectReason.NO_PROCEDURE_CODE,
                 f"{where}.productOrService has no CPT ({FHIR_CPT}) or HCPCS coding",
             )
@@ -195,13 +194,13 @@ def _finish_charges(
 ) -> None:
     parts = [_charge_part(reading, group, problems) for group in groups.values()]
     if problems:
-        located = [
-            Problem(reason=p.reason, detail=f"{reading.where(i, resource)}: {p.detail}")
-            for p in problems
-        ]
-        reading.rejections.append(Rejection.of(located, reading.index.ref_of(resource)))
+        reading.reject_all(i, resource, problems)
         return
     reading.parts += [p for p in parts if p is not None]
+
+
+def _p(reason: RejectReason, detail: str) -> Problem:
+    return Problem(reason=reason, detail=detail)
 
 
 def _charge_part(
@@ -214,7 +213,7 @@ def _charge_part(
     discipline = next(iter(disciplines)) if len(disciplines) == 1 else None
     if len(disciplines) > 1:
         problems.append(
-            problem(
+            _p(
                 RejectReason.BAD_VALUE,
                 f"{where}: items carry modifiers of more than one discipline (GP/GO/GN)",
             )
@@ -223,7 +222,7 @@ def _charge_part(
         discipline = encounter_discipline(encounter, reading.config)
         if discipline is None:
             problems.append(
-                problem(
+                _p(
                     RejectReason.NOT_THERAPY,
                     f"{where}: no item carries a GP/GO/GN modifier and the Encounter's serviceType "
                     "is not in the profile's [departments]: not a therapy charge",
@@ -233,12 +232,12 @@ def _charge_part(
     entry = _payer_entry(keys, reading.config)
     if entry is None:
         problems.append(
-            problem(
+            _p(
                 RejectReason.UNMAPPED_CODE,
                 f"{where}: payer {', '.join(shown(k) for k in keys)} not in the profile's [payers]",
             )
             if keys
-            else problem(
+            else _p(
                 RejectReason.MISSING_FIELD,
                 f"{where}: no insurer or Coverage.payor: the payer is absent",
             )
@@ -246,26 +245,24 @@ def _charge_part(
     npis = {line.rendering.npi for line in group.lines if line.rendering.npi}
     if len(npis) != 1:
         problems.append(
-            problem(
+            _p(
                 RejectReason.MISSING_FIELD,
                 f"{where}: the rendering Practitioner has no NPI ({NPI_SYSTEM})",
             )
             if not npis
-            else problem(RejectReason.BAD_VALUE, f"{where}: items name different rendering NPIs")
+            else _p(RejectReason.BAD_VALUE, f"{where}: items name different rendering NPIs")
         )
     day = encounter_date(encounter)
     dates = {line.dos for line in group.lines if line.dos} or ({day} if day else set())
     if len(dates) != 1:
         problems.append(
-            problem(
+            _p(
                 RejectReason.BAD_VALUE,
                 f"{where}: the service date is absent or differs between items",
             )
         )
     if group.patient is None:
-        problems.append(
-            problem(RejectReason.MISSING_FIELD, f"{where}: the patient reference is absent")
-        )
+        problems.append(_p(RejectReason.MISSING_FIELD, f"{where}: the patient reference is absent"))
     if problems or discipline is None or entry is None or group.patient is None:
         return None
     try:
@@ -296,7 +293,7 @@ def _charge_part(
         )
     except ValidationError as exc:
         problems.append(
-            problem(RejectReason.BAD_VALUE, f"{where}: {exc.errors(include_url=False)[0]['msg']}")
+            _p(RejectReason.BAD_VALUE, f"{where}: {exc.errors(include_url=False)[0]['msg']}")
         )
         return None
 
@@ -314,13 +311,13 @@ def _payer_entry(keys: list[str], config: EhrConfig) -> PayerEntry | None:
 def _units(value: Decimal | float | int | None, where: str, problems: list[Problem]) -> int | None:
     if value is None:
         problems.append(
-            problem(RejectReason.MISSING_FIELD, f"{where}.quantity is absent: units are required")
+            _p(RejectReason.MISSING_FIELD, f"{where}.quantity is absent: units are required")
         )
         return None
     number = Decimal(str(value))
     if number != number.to_integral_value() or not 0 <= number <= MAX_UNITS:
         problems.append(
-            problem(
+            _p(
                 RejectReason.BAD_VALUE,
                 f"{where}.quantity is not a whole number of units 0-{MAX_UNITS}",
             )
@@ -335,7 +332,7 @@ def _modifiers(codings: Sequence[Any], where: str, problems: list[Problem]) -> l
         code = modifier(str(getattr(coding, "code", "") or ""))
         if code is None:
             problems.append(
-                problem(
+                _p(
                     RejectReason.BAD_VALUE,
                     f"{where}.modifier holds a code that is not a two-character modifier",
                 )
@@ -344,6 +341,6 @@ def _modifiers(codings: Sequence[Any], where: str, problems: list[Problem]) -> l
         if code not in out:
             out.append(code)
     if len(out) > 4:
-        problems.append(problem(RejectReason.BAD_VALUE, f"{where} has more than 4 modifiers"))
+        problems.append(_p(RejectReason.BAD_VALUE, f"{where} has more than 4 modifiers"))
         return None
     return out

@@ -35,13 +35,15 @@ class BundleReading:
     def config(self) -> EhrConfig:
         return self.index.config
 
-    def where(self, i: int, r: Resource) -> str:
-        return f"entry[{i}] {r.get_resource_type()}"
-
     def reject(self, i: int, r: Resource, reason: RejectReason, detail: str) -> None:
         self.rejections.append(
-            Rejection.one(reason, f"{self.where(i, r)}: {detail}", self.index.ref_of(r))
+            Rejection.one(reason, f"{_where(i, r)}: {detail}", self.index.ref_of(r))
         )
+
+    def reject_all(self, i: int, r: Resource, problems: Sequence[Problem]) -> None:
+        """One rejection listing every problem, each located at the entry."""
+        located = [Problem(reason=p.reason, detail=f"{_where(i, r)}: {p.detail}") for p in problems]
+        self.rejections.append(Rejection.of(located, self.index.ref_of(r)))
 
     def version(self, resources: Sequence[Resource]) -> PartVersion:
         """Newest meta.lastUpdated of the resources, else Bundle.timestamp, else received_at;
@@ -49,17 +51,16 @@ class BundleReading:
         times = [as_time(r.meta.lastUpdated) for r in resources if r.meta is not None]
         known = [t for t in times if t is not None]
         at = max(known) if known else self.index.timestamp or self.received_at
-        ref_of = self.index.ref_of
-        ids = [
-            f"{ref_of(r)}/_history/{r.meta.versionId}" if r.meta and r.meta.versionId else ref_of(r)
-            for r in resources
-        ]
+        ids: list[str] = []
+        for r in resources:
+            ref = self.index.ref_of(r)
+            ids.append(f"{ref}/_history/{r.meta.versionId}" if r.meta and r.meta.versionId else ref)
         control = self.index.bundle_id or ",".join(sorted(ids))
         return PartVersion(at=at, control_id=control[:128])
 
 
-def problem(reason: RejectReason, detail: str) -> Problem:
-    return Problem(reason=reason, detail=detail)
+def _where(i: int, r: Resource) -> str:
+    return f"entry[{i}] {r.get_resource_type()}"
 
 
 def required_visit_key(
@@ -73,9 +74,9 @@ def required_visit_key(
     key = index.visit_key(ref, owner)
     if key is None:
         problems.append(
-            problem(
-                RejectReason.MISSING_FIELD,
-                f"{where} is absent or names no Encounter: the visit key is required",
+            Problem(
+                reason=RejectReason.MISSING_FIELD,
+                detail=f"{where} is absent or names no Encounter: the visit key is required",
             )
         )
     return key

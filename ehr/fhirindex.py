@@ -121,8 +121,7 @@ class BundleIndex:
         return self._key_of_entry(encounters[0]) if len(encounters) == 1 else None
 
     def _key_of_entry(self, e: Entry) -> VisitKey | None:
-        # As a reference to it would name it, so it gets the key its referrers get.
-        assert isinstance(e.resource, Encounter)
+        # Named as a reference to it names it, so it gets the key its referrers get.
         return self._key_of_reference(
             Reference(reference=e.full_url or f"Encounter/{e.resource.id}")
         )
