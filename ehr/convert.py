@@ -18,8 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal, TextIO
 
-from ehr.fhir import FhirResult, parse_fhir, parse_resources
-from ehr.fhirindex import duplicate_keys
+from ehr.fhir import FhirResult, duplicate_keys, parse_fhir, parse_resources
 from ehr.hl7text import split_messages
 from ehr.hl7v2 import parse_hl7v2
 from ehr.join import AssemblyProblem, VisitState, add_part, assemble

@@ -1,19 +1,17 @@
-"""A FHIR R4B bundle's resources, indexed for reference resolution, with the lookups the mapping
-needs: visit key of an encounter, patient_ref, practitioner NPI/credential, payer.
-
-Validation uses fhir.resources 8.3 `fhir.resources.R4B` (pydantic v2 models; ehr_ncci.md 4).
+"""One FHIR R4B bundle's resources by type and by reference, and the look-ups the mappings ask of
+them: the visit key of an Encounter reference, the Encounter of a visit key, patient_ref, a
+Practitioner's NPI and credential, the payer's keys. No mapping here: each answer is a typed
+value, worked out in this one place, and the Encounters' keys once per bundle.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import TypeVar
 
-from fhir.resources.R4B import get_fhir_model_class
-from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.coverage import Coverage
 from fhir.resources.R4B.domainresource import DomainResource
 from fhir.resources.R4B.encounter import Encounter
@@ -23,19 +21,15 @@ from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.practitioner import Practitioner
 from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.resource import Resource
-from pydantic import ValidationError
 
 from ehr.parts import VisitKey
 from ehr.patient import hashed_visit_number, patient_ref
-from ehr.profile import EhrConfig, PayerEntry
-from ehr.rejection import Rejection, RejectReason
-from schemas.decode import UTF8_BOM
-from schemas.duplicate_keys import duplicate_key_detail
+from ehr.profile import EhrConfig
+from schemas.common import Credential
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 #: THO v2-0203 identifier type "MR" (medical record number).
 _MR = "MR"
-ACCEPTED_BUNDLE_TYPES = ("transaction", "collection")
 R = TypeVar("R", bound=Resource)
 
 
@@ -46,15 +40,28 @@ class Entry:
     full_url: str = ""
 
 
-@dataclass
-class BundleIndex:
-    entries: list[Entry]
-    bundle_id: str = ""
-    timestamp: datetime | None = None
-    by_ref: dict[str, Resource] = field(default_factory=dict)
+@dataclass(frozen=True)
+class Clinician:
+    """What a reference to a Practitioner says about who rendered or wrote something."""
 
-    def __post_init__(self) -> None:
-        for e in self.entries:
+    npi: str | None
+    credential: Credential | None
+
+
+class BundleIndex:
+    def __init__(
+        self,
+        entries: list[Entry],
+        config: EhrConfig,
+        bundle_id: str = "",
+        timestamp: datetime | None = None,
+    ) -> None:
+        self.entries = entries
+        self.config = config
+        self.bundle_id = bundle_id
+        self.timestamp = timestamp
+        self.by_ref: dict[str, Resource] = {}
+        for e in entries:
             rid = getattr(e.resource, "id", None)
             if e.full_url:
                 self.by_ref[e.full_url] = e.resource
@@ -79,225 +86,155 @@ class BundleIndex:
     def of_type(self, cls: type[R]) -> list[tuple[int, R]]:
         return [(e.index, e.resource) for e in self.entries if isinstance(e.resource, cls)]
 
+    def ref_of(self, r: Resource) -> str:
+        """How a rejection names a resource: Type/id, else its entry's fullUrl, else '?'."""
+        if r.id:
+            return f"{r.get_resource_type()}/{r.id}"
+        return next((e.full_url for e in self.entries if e.resource is r and e.full_url), "?")
 
-def load(data: bytes | str | Mapping[str, Any] | object) -> BundleIndex | Rejection:
-    """JSON -> validated R4B resources. A transaction or collection Bundle; a bare resource is read
-    as a collection of one (the convert command's files)."""
-    try:
-        # Bytes starting with a UTF-8 byte-order mark are accepted on purpose: json.loads
-        # detects the encoding of bytes and skips the BOM, which RFC 8259 sec. 8.1 allows a
-        # parser to do "in the interests of interoperability", and FHIR producers on Windows
-        # write one (docs/rules.md "Input hygiene": a visit record's BOM is refused instead).
-        # Duplicate keys are refused below (`duplicate_keys`), on the text, which still has them.
-        obj = json.loads(data) if isinstance(data, bytes | str) else data
-    except (ValueError, UnicodeDecodeError) as exc:
-        return Rejection.one(RejectReason.NOT_FHIR, f"not valid JSON ({type(exc).__name__})")
-    if isinstance(data, bytes | str):
-        duplicate = duplicate_keys(data)
-        if duplicate is not None:
-            return duplicate
-    if not isinstance(obj, Mapping) or not isinstance(obj.get("resourceType"), str):
-        return Rejection.one(RejectReason.NOT_FHIR, "not a FHIR resource: no resourceType")
-    if obj["resourceType"] != "Bundle":
-        resource = validate(obj)
-        if isinstance(resource, Rejection):
-            return resource
-        return BundleIndex([Entry(1, resource)])
-    if obj.get("type") not in ACCEPTED_BUNDLE_TYPES:
-        return Rejection.one(
-            RejectReason.UNSUPPORTED_TYPE,
-            f"Bundle.type {str(obj.get('type'))[:20]!r} is not transaction or collection",
+    # ---- visits ----------------------------------------------------------------------------
+
+    def visit_key(self, ref: Reference | None, owner: Resource | None = None) -> VisitKey | None:
+        """Encounter reference -> visit key (`_key_of_reference`). No reference at all: the key of
+        the bundle's only Encounter, if it has exactly one."""
+        if ref is None:
+            return self._only_encounter_key
+        return self._key_of_reference(ref, owner)
+
+    def encounter(self, key: VisitKey) -> Encounter | None:
+        """The bundle's (first) Encounter whose visit key is `key`."""
+        return self._encounters.get(key)
+
+    @cached_property
+    def _encounters(self) -> dict[VisitKey, Encounter]:
+        found: dict[VisitKey, Encounter] = {}
+        for e in self.entries:
+            if isinstance(e.resource, Encounter):
+                key = self._key_of_entry(e)
+                if key is not None:
+                    found.setdefault(key, e.resource)
+        return found
+
+    @cached_property
+    def _only_encounter_key(self) -> VisitKey | None:
+        encounters = [e for e in self.entries if isinstance(e.resource, Encounter)]
+        return self._key_of_entry(encounters[0]) if len(encounters) == 1 else None
+
+    def _key_of_entry(self, e: Entry) -> VisitKey | None:
+        # Named as a reference to it names it, so it gets the key its referrers get.
+        return self._key_of_reference(
+            Reference(reference=e.full_url or f"Encounter/{e.resource.id}")
         )
-    try:
-        bundle = Bundle.model_validate(dict(obj))
-    except ValidationError as exc:
-        return _invalid(exc)
-    entries = [
-        Entry(i, e.resource, e.fullUrl or "")
-        for i, e in enumerate(bundle.entry or [], start=1)
-        if e.resource is not None
-    ]
-    return BundleIndex(entries, bundle.id or "", _aware(bundle.timestamp))
 
+    def _key_of_reference(self, ref: Reference, owner: Resource | None = None) -> VisitKey | None:
+        """An identifier whose system is in the profile's [fhir.encounter_identifier_systems]
+        (its facility + value), else the default facility + the Encounter's logical id (from
+        the resource or the reference text), else its first identifier."""
+        if not ref.reference:
+            return None
+        settings = self.config.profile.fhir
+        enc = self.resolve(ref, owner)
+        facility, number = settings.default_facility, ""
+        if isinstance(enc, Encounter):
+            for ident in enc.identifier or []:
+                if ident.system in settings.encounter_identifier_systems and ident.value:
+                    facility = settings.encounter_identifier_systems[ident.system]
+                    number = ident.value
+                    break
+            # The logical id first (what a bare "Encounter/<id>" reference gives, so the key is
+            # the same with or without the resource in the bundle); an id-less transaction
+            # entry: its first identifier.
+            first = next((i.value for i in enc.identifier or [] if i.value), "")
+            number = number or enc.id or first
+        elif ref.reference.split("/")[-2:-1] == ["Encounter"]:
+            number = ref.reference.split("/")[-1]
+        if not number or not number.isascii() or not number.isprintable() or len(number) > 120:
+            return None
+        if self.config.profile.visit_id == "hashed":
+            number = hashed_visit_number(self.config.patient_key, facility, number)
+        return VisitKey(facility=facility, visit_number=number)
 
-def duplicate_keys(data: bytes | str) -> Rejection | None:
-    """`not_fhir` naming the path of the first key an object of the JSON text names twice
-    (`entry.0.resource.birthDate`), else None. `data` is a text `json.loads` accepted.
+    # ---- people ----------------------------------------------------------------------------
 
-    RFC 8259 sec. 4: with duplicate names "the behavior of software that receives such an
-    object is unpredictable" (Python's json keeps the last value, other parsers the first), so a
-    bundle two systems would read differently is refused, as a visit record is
-    (docs/rules.md "Input hygiene"). Keys are named, values never (they may be patient data).
-    A mapping handed in already parsed cannot be checked: its duplicates are gone."""
-    raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
-    detail = duplicate_key_detail(raw.removeprefix(UTF8_BOM))
-    return None if detail is None else Rejection.one(RejectReason.NOT_FHIR, detail)
-
-
-def validate(obj: Mapping[str, Any]) -> Resource | Rejection:
-    try:
-        cls = get_fhir_model_class(str(obj["resourceType"]))
-    except (KeyError, ValueError):
-        return Rejection.one(
-            RejectReason.NOT_FHIR, f"unknown resourceType {str(obj.get('resourceType'))[:40]!r}"
-        )
-    try:
-        resource = cls.model_validate(obj)
-    except ValidationError as exc:
-        return _invalid(exc)
-    assert isinstance(resource, Resource)
-    return resource
-
-
-def _invalid(exc: ValidationError) -> Rejection:
-    # Element paths and messages only: the input values may be patient data.
-    errs = exc.errors(include_url=False, include_input=False)
-    where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errs[:3])
-    return Rejection.one(RejectReason.NOT_FHIR, f"not valid FHIR R4B: {where}")
-
-
-def _aware(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return aware.astimezone(UTC)
-    return None
-
-
-def as_date(value: object) -> date | None:
-    """FHIR date/dateTime as parsed by fhir.resources (date, datetime, or a partial 'YYYY-MM'
-    string) -> the calendar date as written, or None when partial."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return None
-
-
-def as_time(value: object) -> datetime | None:
-    return _aware(value)
-
-
-def visit_key(
-    index: BundleIndex, ref: Reference | None, config: EhrConfig, owner: Resource | None = None
-) -> VisitKey | None:
-    """Encounter reference -> visit key: an identifier whose system is in the profile's
-    [fhir.encounter_identifier_systems] (its facility + value), else the default facility + the
-    Encounter's logical id (from the resource or the reference text), else its first
-    identifier."""
-    if ref is None or not ref.reference:
+    def patient_ref(self, ref: Reference | None, owner: Resource | None = None) -> str | None:
+        """patient_ref from the Patient's MR identifier (else its first identifier): value +
+        system (mapped to the HL7 assigning authority by [patient_authority_aliases]). A Patient
+        not in the bundle: its reference text, hashed the same way. None without a subject."""
+        if ref is None or not (ref.reference or ref.identifier):
+            return None
+        patient = self.resolve(ref, owner)
+        identifiers: list[Identifier] = []
+        if isinstance(patient, Patient):
+            identifiers = [i for i in patient.identifier or [] if i.value]
+        elif ref.identifier is not None and ref.identifier.value:
+            identifiers = [ref.identifier]
+        key = self.config.patient_key
+        if identifiers:
+            mr = [i for i in identifiers if _is_mr(i)]
+            ident = (mr or identifiers)[0]
+            system = ident.system or ""
+            authority = self.config.profile.patient_authority_aliases.get(system, system)
+            return patient_ref(key, ident.value or "", authority)
+        if ref.reference:
+            return patient_ref(key, ref.reference, "fhir-reference")
         return None
-    settings = config.profile.fhir
-    enc = index.resolve(ref, owner)
-    facility, number = settings.default_facility, ""
-    if isinstance(enc, Encounter):
-        for ident in enc.identifier or []:
-            if ident.system in settings.encounter_identifier_systems and ident.value:
-                facility, number = settings.encounter_identifier_systems[ident.system], ident.value
-                break
-        # The logical id first (what a bare "Encounter/<id>" reference gives, so the key is the
-        # same with or without the resource in the bundle); an id-less transaction entry: its
-        # first identifier.
-        first = next((i.value for i in enc.identifier or [] if i.value), "")
-        number = number or enc.id or first
-    elif ref.reference.split("/")[-2:-1] == ["Encounter"]:
-        number = ref.reference.split("/")[-1]
-    if not number or not number.isascii() or not number.isprintable() or len(number) > 120:
-        return None
-    if config.profile.visit_id == "hashed":
-        number = hashed_visit_number(config.patient_key, facility, number)
-    return VisitKey(facility=facility, visit_number=number)
 
+    def clinician(self, ref: Reference | None, owner: Resource | None = None) -> Clinician:
+        """NPI: an identifier with system us-npi, on the Practitioner or in the reference (a
+        conditional reference 'Practitioner?identifier=<us-npi>|<npi>', as Synthea writes).
+        Credential: the Practitioner's qualification, else the profile's [providers] by NPI."""
+        npi = self._npi(ref, owner)
+        prac = self.resolve(ref, owner)
+        if isinstance(prac, Practitioner):
+            for qual in prac.qualification or []:
+                for coding in qual.code.coding or [] if qual.code else []:
+                    cred = self.config.profile.credential(coding.code or "")
+                    if cred is not None:
+                        return Clinician(npi, cred)
+        return Clinician(npi, self.config.profile.providers.get(npi) if npi else None)
 
-def patient_of(
-    index: BundleIndex, ref: Reference | None, config: EhrConfig, owner: Resource | None = None
-) -> str | None:
-    """patient_ref from the Patient's MR identifier (else its first identifier): value + system
-    (mapped to the HL7 assigning authority by [patient_authority_aliases]). A Patient not in the
-    bundle: its reference text, hashed the same way. None without a subject."""
-    if ref is None or not (ref.reference or ref.identifier):
+    def _npi(self, ref: Reference | None, owner: Resource | None) -> str | None:
+        if ref is None:
+            return None
+        if ref.identifier is not None and ref.identifier.system == NPI_SYSTEM:
+            return _npi(ref.identifier.value)
+        text = ref.reference or ""
+        marker = f"identifier={NPI_SYSTEM}|"
+        if marker in text:
+            return _npi(text.split(marker, 1)[1])
+        prac = self.resolve(ref, owner)
+        if isinstance(prac, Practitioner):
+            for ident in prac.identifier or []:
+                if ident.system == NPI_SYSTEM:
+                    return _npi(ident.value)
         return None
-    patient = index.resolve(ref, owner)
-    identifiers: list[Identifier] = []
-    if isinstance(patient, Patient):
-        identifiers = [i for i in patient.identifier or [] if i.value]
-    elif ref.identifier is not None and ref.identifier.value:
-        identifiers = [ref.identifier]
-    if identifiers:
-        mr = [i for i in identifiers if _is_mr(i)]
-        ident = (mr or identifiers)[0]
-        system = ident.system or ""
-        authority = config.profile.patient_authority_aliases.get(system, system)
-        return patient_ref(config.patient_key, ident.value or "", authority)
-    if ref.reference:
-        return patient_ref(config.patient_key, ref.reference, "fhir-reference")
-    return None
+
+    # ---- payer -----------------------------------------------------------------------------
+
+    def payer_keys(self, refs: Iterable[Reference | None]) -> list[str]:
+        """Identifier values (then display) of the insurer organizations referenced, then of the
+        first Coverage's payor: the keys looked up in the profile's [payers]."""
+        keys: list[str] = []
+        candidates = list(refs)
+        for _, cov in self.of_type(Coverage):
+            candidates += list(cov.payor or [])[:1]
+            break
+        for ref in candidates:
+            if ref is None:
+                continue
+            if ref.identifier is not None and ref.identifier.value:
+                keys.append(ref.identifier.value)
+            org = self.resolve(ref)
+            if isinstance(org, Organization):
+                keys += [i.value for i in org.identifier or [] if i.value]
+            if ref.display:
+                keys.append(ref.display)
+        return keys
 
 
 def _is_mr(ident: Identifier) -> bool:
     return ident.type is not None and any(c.code == _MR for c in ident.type.coding or [])
 
 
-def npi_of(index: BundleIndex, ref: Reference | None, owner: Resource | None = None) -> str | None:
-    """Practitioner NPI: identifier with system us-npi, on the resource or in the reference
-    (a conditional reference 'Practitioner?identifier=<us-npi>|<npi>', as Synthea writes)."""
-    if ref is None:
-        return None
-    if ref.identifier is not None and ref.identifier.system == NPI_SYSTEM:
-        return _npi(ref.identifier.value)
-    text = ref.reference or ""
-    marker = f"identifier={NPI_SYSTEM}|"
-    if marker in text:
-        return _npi(text.split(marker, 1)[1])
-    prac = index.resolve(ref, owner)
-    if isinstance(prac, Practitioner):
-        for ident in prac.identifier or []:
-            if ident.system == NPI_SYSTEM:
-                return _npi(ident.value)
-    return None
-
-
 def _npi(value: str | None) -> str | None:
     return value if value is not None and len(value) == 10 and value.isdigit() else None
-
-
-def credential_of(
-    index: BundleIndex, ref: Reference | None, config: EhrConfig, owner: Resource | None = None
-) -> Any:
-    prac = index.resolve(ref, owner)
-    if isinstance(prac, Practitioner):
-        for qual in prac.qualification or []:
-            for coding in qual.code.coding or [] if qual.code else []:
-                cred = config.profile.credential(coding.code or "")
-                if cred is not None:
-                    return cred
-    npi = npi_of(index, ref, owner)
-    return config.profile.providers.get(npi) if npi else None
-
-
-def payer_keys(index: BundleIndex, refs: Iterable[Reference | None]) -> list[str]:
-    """Identifier values (then display) of the insurer organizations referenced, then of the
-    first Coverage's payor: the keys looked up in the profile's [payers]."""
-    keys: list[str] = []
-    candidates = list(refs)
-    for _, cov in index.of_type(Coverage):
-        candidates += list(cov.payor or [])[:1]
-        break
-    for ref in candidates:
-        if ref is None:
-            continue
-        if ref.identifier is not None and ref.identifier.value:
-            keys.append(ref.identifier.value)
-        org = index.resolve(ref)
-        if isinstance(org, Organization):
-            keys += [i.value for i in org.identifier or [] if i.value]
-        if ref.display:
-            keys.append(ref.display)
-    return keys
-
-
-def payer_entry(keys: list[str], config: EhrConfig) -> PayerEntry | None:
-    for key in keys:
-        entry = config.profile.payers.get(key) or config.profile.payers.get(key.upper())
-        if entry is not None:
-            return entry
-    return config.profile.default_payer

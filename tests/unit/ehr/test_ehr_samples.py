@@ -18,8 +18,8 @@ from ehr import (
     parse_resources,
 )
 from ehr.dft import financial_groups, read_line
-from ehr.fhir import procedure_minutes
-from ehr.fhirindex import validate
+from ehr.fhir import validate
+from ehr.fhirprocedures import procedure_minutes
 from ehr.hl7tree import parse as parse_tree
 from ehr.notes import read_signature
 from ehr.profile import EhrConfig, load_profile

@@ -1,0 +1,123 @@
+"""What the Claim/ChargeItem, Procedure and DocumentReference mappings share: the reading of one
+bundle (its index, and the parts and rejections made, each rejection naming its entry and
+resource), the version of a part, the visit key a resource must name, what the visit's Encounter
+says (discipline, date), the CPT/HCPCS code of a concept, and FHIR dates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from fhir.resources.R4B.codeableconcept import CodeableConcept
+from fhir.resources.R4B.encounter import Encounter
+from fhir.resources.R4B.reference import Reference
+from fhir.resources.R4B.resource import Resource
+
+from ehr.codes import fhir_procedure_code
+from ehr.fhirindex import BundleIndex
+from ehr.parts import ChargePart, DocumentationPart, PartVersion, VisitKey
+from ehr.profile import EhrConfig
+from ehr.rejection import Problem, Rejection, RejectReason
+from schemas.common import Discipline
+
+Part = ChargePart | DocumentationPart
+
+
+@dataclass
+class BundleReading:
+    index: BundleIndex
+    received_at: datetime
+    parts: list[Part] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def config(self) -> EhrConfig:
+        return self.index.config
+
+    def reject(self, i: int, r: Resource, reason: RejectReason, detail: str) -> None:
+        self.rejections.append(
+            Rejection.one(reason, f"{_where(i, r)}: {detail}", self.index.ref_of(r))
+        )
+
+    def reject_all(self, i: int, r: Resource, problems: Sequence[Problem]) -> None:
+        """One rejection listing every problem, each located at the entry."""
+        located = [Problem(reason=p.reason, detail=f"{_where(i, r)}: {p.detail}") for p in problems]
+        self.rejections.append(Rejection.of(located, self.index.ref_of(r)))
+
+    def version(self, resources: Sequence[Resource]) -> PartVersion:
+        """Newest meta.lastUpdated of the resources, else Bundle.timestamp, else received_at;
+        control id = Bundle.id, else the resources' Type/id/_history/versionId."""
+        times = [as_time(r.meta.lastUpdated) for r in resources if r.meta is not None]
+        known = [t for t in times if t is not None]
+        at = max(known) if known else self.index.timestamp or self.received_at
+        ids: list[str] = []
+        for r in resources:
+            ref = self.index.ref_of(r)
+            ids.append(f"{ref}/_history/{r.meta.versionId}" if r.meta and r.meta.versionId else ref)
+        control = self.index.bundle_id or ",".join(sorted(ids))
+        return PartVersion(at=at, control_id=control[:128])
+
+
+def _where(i: int, r: Resource) -> str:
+    return f"entry[{i}] {r.get_resource_type()}"
+
+
+def required_visit_key(
+    index: BundleIndex,
+    ref: Reference | None,
+    owner: Resource,
+    problems: list[Problem],
+    where: str,
+) -> VisitKey | None:
+    """The visit key of the Encounter `ref` names (BundleIndex.visit_key), else a problem."""
+    key = index.visit_key(ref, owner)
+    if key is None:
+        problems.append(
+            Problem(
+                reason=RejectReason.MISSING_FIELD,
+                detail=f"{where} is absent or names no Encounter: the visit key is required",
+            )
+        )
+    return key
+
+
+def encounter_discipline(enc: Encounter | None, config: EhrConfig) -> Discipline | None:
+    """The discipline the profile's [departments] gives the Encounter's serviceType."""
+    for concept in (enc.serviceType,) if enc and enc.serviceType else ():
+        for coding in concept.coding or []:
+            found = config.profile.departments.get((coding.code or "").upper())
+            if found is not None:
+                return found
+    return None
+
+
+def encounter_date(enc: Encounter | None) -> date | None:
+    return as_date(enc.period.start) if enc and enc.period else None
+
+
+def cpt_of(concept: CodeableConcept | None) -> str | None:
+    for coding in concept.coding or [] if concept else []:
+        code = fhir_procedure_code(coding.code, coding.system)
+        if code is not None:
+            return code
+    return None
+
+
+def as_date(value: object) -> date | None:
+    """FHIR date/dateTime as parsed by fhir.resources (date, datetime, or a partial 'YYYY-MM'
+    string) -> the calendar date as written, or None when partial."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return None
+
+
+def as_time(value: object) -> datetime | None:
+    """FHIR dateTime/instant -> an aware UTC time (one written without an offset is read as
+    UTC); None for a date or a partial date, which name no time."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC)
+    return None
