@@ -22,7 +22,7 @@ End to end with --e2e (needs a broker, KAFKA_TEST_BROKERS), fresh topics:
   completed a visit to the visit's record on the visit topic.
 
 Visits with one half only are emitted after TC_JOIN_WAIT_S; the benchmark sets it to an hour so
-it measures the joins of complete visits (what the sender expects: cli/hl7_demo.py).
+it measures the joins of complete visits (what the sender expects: cli/demo_hl7.py).
 
     taskset -c 1 .venv/bin/python bench/join.py [--visits 5000] [--repeat 5]
     KAFKA_TEST_BROKERS=127.0.0.1:19092 .venv/bin/python bench/join.py --e2e [--visits 2000] \
@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from cli.hl7_demo import join_expectation
+from cli.demo_hl7 import join_expectation
 from ehr import EhrConfig, VisitState, add_part, assemble, load_config, mllp_frame, parse_hl7v2
 from ehr.parts import ChargePart, DocumentationPart
 from runtime.settings import Settings

@@ -13,7 +13,7 @@ from gateway.framing import Aborted, Deframer, Event, Frame, Oversize, Unframed
 from gateway.handler import Answer, MessageHandler
 from gateway.metrics import GatewayMetrics
 
-log = logging.getLogger("gateway.server")
+log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
 

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pydantic import TypeAdapter, ValidationError
 
-from runtime.deadletters import fit, with_notes
+from runtime.deadletters import Fitted, fit, with_notes
 from schemas.common import OpaqueRef
 from schemas.ehr_deadletter import EhrDeadLetter, EhrSource
 
@@ -36,14 +36,16 @@ def dead_letter(
     control_id: str | None,
     now: datetime,
     limit: int,
-) -> bytes:
-    """The JSON record. `value` may be a head of the original message (`original_size` bytes,
-    of which the gateway kept only what it received)."""
+) -> Fitted:
+    """The JSON record (`letter`, and its smallest form for a broker that refuses it as too
+    large). `value` may be a head of the original message (`original_size` bytes, of which the
+    gateway kept only what it received)."""
     source = EhrSource(via="mllp", control_id=control_id_or_none(control_id))
-    if len(value) < original_size:
-        detail += f" (value holds the first {len(value)} of {original_size} bytes)"
+    head = f"value holds the first {len(value)} of {original_size} bytes"
 
     def render(_key_b64: str | None, value_b64: str | None, notes: list[str]) -> bytes:
+        if value_b64 is not None and len(value) < original_size:
+            notes = [head, *notes]
         letter = EhrDeadLetter(
             format="hl7v2",
             reason=reason,
@@ -54,4 +56,4 @@ def dead_letter(
         )
         return letter.model_dump_json().encode()
 
-    return fit(limit, None, value, render, key_copy=False).letter
+    return fit(limit, None, value, render, key_copy=False, value_size=original_size)

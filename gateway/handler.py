@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+
 from ehr import (
     EhrConfig,
     MessageHeader,
@@ -39,10 +41,10 @@ from ehr import (
 from ehr.ack import AckCode
 from gateway.deadletters import dead_letter
 from gateway.metrics import GatewayMetrics, type_label
-from runtime.settings import Settings
+from runtime.settings import GatewaySettings
 from schemas.decode import UTF8_BOM
 
-log = logging.getLogger("gateway.server")
+log = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
@@ -90,7 +92,7 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
 class MessageHandler:
     def __init__(
         self,
-        settings: Settings,
+        settings: GatewaySettings,
         config: EhrConfig,
         sink: Sink,
         metrics: GatewayMetrics,
@@ -171,7 +173,7 @@ class MessageHandler:
     ) -> Answer:
         why = f"{reason} ({event})" if event else reason
         try:
-            letter = dead_letter(
+            fitted = dead_letter(
                 reason=reason,
                 detail=detail,
                 value=value,
@@ -184,7 +186,12 @@ class MessageHandler:
             log.error("cannot build the dead letter (%s): %s", why, type(exc).__name__)
             error: str | None = f"dead letter not built ({type(exc).__name__})"
         else:
-            error = await self._write(self.topic_deadletter, letter, None)
+            error = await self._write(self.topic_deadletter, fitted.letter, None)
+            if error == TOO_LARGE and fitted.smallest != fitted.letter:
+                # The topic's limit was lowered since start: the smallest form, as the worker
+                # does (runtime/deadletters.py), rather than ARs the sender would resend forever.
+                self.metrics.dead_letters_shrunk.inc()
+                error = await self._write(self.topic_deadletter, fitted.smallest, None)
         if error is not None:
             # Not even the dead letter is stored: AR (resend) rather than AE, which would tell
             # the sender to drop a message we do not have.
@@ -228,6 +235,8 @@ class MessageHandler:
             await asyncio.wait_for(self._send(topic, value, key), self.ack_timeout_s)
         except TimeoutError:
             error = f"broker did not acknowledge within {self.ack_timeout_s:g}s"
+        except (MessageSizeTooLargeError, RecordTooLargeError):
+            error = TOO_LARGE
         except Exception as exc:
             error = f"broker write failed ({type(exc).__name__})"
         else:
@@ -246,6 +255,8 @@ class MessageHandler:
 
 
 _NOT_HL7 = RejectReason.NOT_HL7
+#: What `_write` says when the record is over the topic's (or the producer's) limit.
+TOO_LARGE = "record too large for the topic"
 _SEGMENT_END = re.compile(rb"[\r\n]")
 
 

@@ -72,6 +72,12 @@ class GatewayMetrics:
             "Dead letters that could not be written (answered AR, or logged when nobody waits).",
             registry=r,
         )
+        self.dead_letters_shrunk = Counter(
+            f"{p}_dead_letters_shrunk",
+            "Dead letters the broker refused as too large, written again in their smallest form "
+            "(without the message; the topic's limit is lower than at start).",
+            registry=r,
+        )
         self.framing_errors = Counter(
             f"{p}_framing_errors",
             "MLLP framing faults, by kind.",

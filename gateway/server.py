@@ -32,18 +32,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ehr import EhrConfig, ProfileError
 from gateway.connection import Connection
 from gateway.handler import MessageHandler
+from gateway.logs import configure_logging
 from gateway.metrics import GatewayMetrics
-from gateway.runtime import configure_logging, ensure_topics
 from runtime.deadletters import FRAMING_BYTES
 from runtime.preflight import wait_for_broker
 from runtime.process import EXIT_CONFIG, EXIT_NO_BROKER, EXIT_SHUTDOWN_TIMEOUT, arm_watchdog
-from runtime.settings import Settings
+from runtime.settings import GatewaySettings
+from runtime.topics import ensure_topics, record_limit
 
-log = logging.getLogger("gateway.server")
+log = logging.getLogger(__name__)
 PROG = "therapy-compliance mllp-gateway"
 
 
-def gateway_main(settings: Settings) -> int:
+def gateway_main(settings: GatewaySettings) -> int:
     configure_logging(settings)
     try:
         config = settings.ehr_config()
@@ -63,7 +64,7 @@ def gateway_main(settings: Settings) -> int:
     return asyncio.run(gateway.run())
 
 
-def server_tls(settings: Settings) -> ssl.SSLContext | None:
+def server_tls(settings: GatewaySettings) -> ssl.SSLContext | None:
     if settings.mllp_certfile is None or settings.mllp_keyfile is None:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -73,7 +74,9 @@ def server_tls(settings: Settings) -> ssl.SSLContext | None:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, config: EhrConfig, tls: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, settings: GatewaySettings, config: EhrConfig, tls: ssl.SSLContext | None
+    ) -> None:
         self.settings = settings
         self.config = config
         self.tls = tls
@@ -90,8 +93,8 @@ class Gateway:
         if problem:
             _say(problem)
             return EXIT_NO_BROKER
-        if s.create_topics:
-            await ensure_topics(s)
+        if s.create_topics:  # what the gateway writes, created as the worker would
+            await ensure_topics(s, {s.topic_hl7_inbound, s.topic_ehr_deadletter})
         max_bytes, dl_limit = await self._limits()
         producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
@@ -192,7 +195,6 @@ class Gateway:
     async def _limits(self) -> tuple[int, int]:
         """Largest message and dead letter: the settings, lowered to what the topics accept (a
         message the broker would refuse forever must get AE too_large, not endless ARs)."""
-        from runtime.topics import record_limit
 
         s = self.settings
         max_bytes, dl_limit = s.mllp_max_bytes, s.deadletter_max_bytes

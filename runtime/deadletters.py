@@ -15,9 +15,9 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 
-#: Bytes a dead letter keeps free under the topic's record limit for Kafka's own framing
-#: (record batch header, record varints, timestamps): a batch holding one record adds < 100.
-FRAMING_BYTES = 1024
+from runtime.settings import FRAMING_BYTES
+
+__all__ = ["FRAMING_BYTES", "Fitted", "Render", "fit", "with_notes"]
 
 #: Renders the letter from the base64 copies it may carry and the notes on what was left out.
 Render = Callable[[str | None, str | None, list[str]], bytes]
@@ -33,15 +33,23 @@ class Fitted:
 
 
 def fit(
-    limit: int, key: bytes | None, value: bytes | None, render: Render, *, key_copy: bool
+    limit: int,
+    key: bytes | None,
+    value: bytes | None,
+    render: Render,
+    *,
+    key_copy: bool,
+    value_size: int | None = None,
 ) -> Fitted:
     """The largest form of the letter, in the order above, that fits `limit` bytes (record key
-    included). `key_copy`: the letter's schema has a `key_b64` field."""
+    included). `key_copy`: the letter's schema has a `key_b64` field; `value_size`: the
+    original's size when `value` is only its head (the notes name the original's size)."""
     budget = limit - FRAMING_BYTES
     key_b64 = base64.b64encode(key).decode() if key is not None and key_copy else None
     value_b64 = base64.b64encode(value).decode() if value is not None else None
+    size = value_size if value_size is not None else len(value or b"")
     no_value = (
-        f"original value of {len(value or b'')} bytes not attached: it does not fit the "
+        f"original value of {size} bytes not attached: it does not fit the "
         f"dead-letter topic's {limit}-byte record limit"
     )
     no_key = f"original {len(key or b'')}-byte key left out: it does not fit the topic"
@@ -61,7 +69,7 @@ def fit(
         if key is not None:
             options.append((None, None, None, [no_value, *left_out_key]))
     refused = (
-        f"original key and value ({len(key or b'')} + {len(value or b'')} bytes) not attached: "
+        f"original key and value ({len(key or b'')} + {size} bytes) not attached: "
         "the broker refused the letter as too large for the dead-letter topic"
     )
     smallest = render(None, None, [refused])

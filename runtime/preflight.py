@@ -11,10 +11,10 @@ import time
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from runtime.settings import Settings
+from runtime.settings import CommonSection
 
 
-async def wait_for_broker(settings: Settings) -> str | None:
+async def wait_for_broker(settings: CommonSection) -> str | None:
     """Preflight, retried while the broker is merely unreachable (it may still be booting) for
     up to TC_STARTUP_WAIT_S; a TLS or authentication failure is final at once."""
     deadline = time.monotonic() + settings.startup_wait_s
@@ -51,7 +51,7 @@ class _Collector(logging.Handler):
 
 
 async def preflight(
-    settings: Settings, timeout_s: float = 20.0, client_errors: list[str] | None = None
+    settings: CommonSection, timeout_s: float = 20.0, client_errors: list[str] | None = None
 ) -> str | None:
     """Connect once before starting faust, so a wrong address, certificate or password ends
     the worker at once with one clear line (faust would retry and log tracebacks)."""

@@ -1,7 +1,19 @@
-"""Worker settings: the only code that reads the environment (prefix `TC_`).
+"""Settings: the only code that reads the environment (prefix `TC_`).
 
-Frozen and strict: an unknown `TC_*` variable or a bad value stops the worker at start with a
-message naming the variable, instead of being ignored. Faust's own environment variables
+One environment serves every program; each reads its own section and the shared ones:
+
+    CommonSection    every program: the broker, its security, the service's topics and limits
+    EhrSection       the EHR path (worker's parse and join stages, the gateway, `convert`)
+    WorkerSection    the stream worker and the command line's tools (streams/, cli/)
+    GatewaySection   the MLLP gateway (gateway/, TC_MLLP_*)
+
+    Settings         = Worker + EHR + Common: the worker and the command line
+    GatewaySettings  = Gateway + EHR + Common: the gateway
+
+Frozen and strict: a `TC_*` variable that no section knows, or a bad value in a section the
+program reads, stops it at start with a message naming the variable. A variable of another
+program's section is accepted and not validated there (the worker does not check the gateway's
+certificate files, nor the gateway the worker's rule files). Faust's own environment variables
 (`BROKER_URL`, `WEB_PORT`, `APP_DATADIR`, ...) are *not* read: the app is built with `env={}` and
 every faust setting it uses is passed explicitly from here.
 """
@@ -15,7 +27,7 @@ import sys
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +60,9 @@ class LogLevel(StrEnum):
 
 #: The longest a rebalance waits for batches in flight before giving up their partitions.
 MAX_REVOKE_WAIT_S = 30.0
+#: Bytes kept free under a topic's record limit for Kafka's own framing (record batch header,
+#: record varints, timestamps: a batch holding one record adds < 100).
+FRAMING_BYTES = 1024
 
 
 class CommonSection(BaseModel):
@@ -96,8 +111,96 @@ class CommonSection(BaseModel):
     def bootstrap_servers(self) -> list[str]:
         return self.brokers.split(",")
 
+    @property
+    def input_max_bytes(self) -> int:
+        """Record limit of the input topics the programs create: somewhat over the worker's own
+        limit, so an oversized record reaches the worker and is dead-lettered (too_large)
+        instead of being refused to its producer; a dead letter holds it in base64."""
+        return self.deadletter_max_bytes * 3 // 4 - 4096
 
-class EhrSection(BaseModel):
+    @field_validator("brokers")
+    @classmethod
+    def _brokers(cls, value: str) -> str:
+        hosts = [h.strip().removeprefix("kafka://") for h in value.split(",") if h.strip()]
+        if not hosts or any(":" not in h for h in hosts):
+            raise ValueError("TC_BROKERS must be host:port[,host:port...]")
+        return ",".join(hosts)
+
+    @field_validator("patient_ref_pattern")
+    @classmethod
+    def _patient_ref_pattern(cls, value: str) -> str:
+        compile_pattern(value)  # ValueError names the problem
+        return value
+
+    @model_validator(mode="after")
+    def _common(self) -> CommonSection:
+        sasl = self.security_protocol in (
+            SecurityProtocol.SASL_SSL,
+            SecurityProtocol.SASL_PLAINTEXT,
+        )
+        if sasl and (not self.sasl_username or self.sasl_password is None):
+            raise ValueError(
+                f"TC_SECURITY_PROTOCOL={self.security_protocol.value} needs TC_SASL_USERNAME and "
+                "TC_SASL_PASSWORD"
+            )
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"TC_{name.upper()}={path} is not a readable file")
+        if self.deadletter_max_bytes < self.max_record_bytes * 4 // 3 + 4096:
+            raise ValueError(
+                "TC_DEADLETTER_MAX_BYTES must hold a max-size record in base64 "
+                "(at least 4/3 of TC_MAX_RECORD_BYTES + 4 KiB)"
+            )
+        return self
+
+    @property
+    def patient_ref_regex(self) -> re.Pattern[str]:
+        """TC_PATIENT_REF_PATTERN compiled (validated when the settings were read)."""
+        return compile_pattern(self.patient_ref_pattern)
+
+    @property
+    def drain_timeout_s(self) -> float:
+        """How long a graceful stop waits for unacknowledged outputs: two thirds of the
+        shutdown bound, leaving the rest for faust to commit and leave the group."""
+        return self.shutdown_timeout_s * 2 / 3
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.security_protocol not in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        ctx.check_hostname = self.ssl_check_hostname
+        if self.ssl_certfile:
+            ctx.load_cert_chain(
+                str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
+            )
+        return ctx
+
+    def aiokafka_security(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka clients (demo feed, tail, admin, tests)."""
+        out: dict[str, Any] = {"security_protocol": self.security_protocol.value}
+        ctx = self.ssl_context()
+        if ctx is not None:
+            out["ssl_context"] = ctx
+        if self.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
+            assert self.sasl_password is not None
+            out.update(
+                sasl_mechanism=self.sasl_mechanism.value,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password.get_secret_value(),
+            )
+        return out
+
+    def public_view(self) -> dict[str, Any]:
+        """Effective settings for the start-up log: secrets masked."""
+        out = self.model_dump(mode="json")
+        for secret in ("sasl_password", "ehr_patient_key"):
+            if out.get(secret) is not None:
+                out[secret] = "***"
+        return out
+
+
+class EhrSection(CommonSection):
     """The EHR path (docs/integration-hl7.md): the worker's parse and join stages, the MLLP
     gateway and `convert`."""
 
@@ -111,6 +214,33 @@ class EhrSection(BaseModel):
     #: Parsed visit parts, keyed by patient_ref (co-partitioned with the join's table).
     topic_ehr_parts: str = "ehr.visit.parts.v1"
     topic_ehr_deadletter: str = "ehr.deadletter.v1"
+
+    @model_validator(mode="after")
+    def _ehr(self) -> EhrSection:
+        if self.ehr_patient_key is not None and len(self.ehr_patient_key.get_secret_value()) < 16:
+            raise ValueError("TC_EHR_PATIENT_KEY must be at least 16 characters (HMAC key)")
+        if self.ehr_patient_key is not None:
+            # The EHR path writes visits whose patient_ref it derives (P- and 20 hex digits):
+            # a pattern refusing them would dead-letter every visit it assembles.
+            sample = ehr_patient_ref(b"settings-check-key", "MRN", "AUTHORITY")
+            if compile_pattern(self.patient_ref_pattern).fullmatch(sample) is None:
+                raise ValueError(
+                    "TC_PATIENT_REF_PATTERN refuses the EHR path's own patient_ref format "
+                    "(P- and 20 hex digits) while TC_EHR_PATIENT_KEY is set"
+                )
+        if self.ehr_profile is not None and not Path(self.ehr_profile).is_file():
+            raise ValueError(f"TC_EHR_PROFILE={self.ehr_profile} is not a readable file")
+        return self
+
+    @property
+    def ehr_enabled(self) -> bool:
+        return self.ehr_patient_key is not None
+
+    def ehr_config(self) -> EhrConfig:
+        """The integration profile and patient key (raises ProfileError naming the entry)."""
+        if self.ehr_patient_key is None:
+            raise ValueError("the EHR path needs TC_EHR_PATIENT_KEY")
+        return load_config(self.ehr_patient_key.get_secret_value(), self.ehr_profile)
 
 
 class WorkerSection(CommonSection):
@@ -205,8 +335,32 @@ class WorkerSection(CommonSection):
             "block_cache_size": self.state_block_cache_mb * 2**20,
         }
 
+    @model_validator(mode="after")
+    def _worker(self) -> WorkerSection:
+        if self.handover_timeout_s >= self.revoke_wait_s:
+            raise ValueError(
+                f"TC_PRODUCER_REQUEST_TIMEOUT_S={self.producer_request_timeout_s:g} is too long: "
+                "a rebalance waits min(TC_SESSION_TIMEOUT_S, 30) = "
+                f"{self.revoke_wait_s:g}s, and sends already handed to the producer must resolve "
+                "within it (twice the request timeout, plus 1s); lower it or raise "
+                "TC_SESSION_TIMEOUT_S"
+            )
+        if self.episode_horizon_days < self.history_horizon_days:
+            raise ValueError(
+                f"TC_EPISODE_HORIZON_DAYS={self.episode_horizon_days} must be at least "
+                f"TC_HISTORY_HORIZON_DAYS={self.history_horizon_days} (the episode part of the "
+                "history outlives its same-day part)"
+            )
+        if self.ruleset_dir is not None and not self.ruleset_dir.is_dir():
+            raise ValueError(f"TC_RULESET_DIR={self.ruleset_dir} is not a directory")
+        for name in ("ncci_ptp_files", "ncci_mue_files", "fee_files"):
+            for path in _paths(getattr(self, name)):
+                if not path.is_file():
+                    raise ValueError(f"TC_{name.upper()}: {path} is not a readable file")
+        return self
 
-class GatewaySection(BaseModel):
+
+class GatewaySection(CommonSection):
     """The MLLP gateway (gateway/, `therapy-compliance mllp-gateway`): listen address, largest
     message, how long to wait for the broker before answering AR, idle connections closed after,
     TLS, its own /metrics and /health."""
@@ -224,164 +378,55 @@ class GatewaySection(BaseModel):
     #: The gateway's own /metrics and /health.
     mllp_web_port: Annotated[int, Field(ge=1, le=65535)] = 6068
 
-
-class Settings(WorkerSection, GatewaySection, EhrSection, CommonSection, BaseSettings):
-    """Every setting, its environment variable (TC_ + upper-case name) and default: one
-    environment serves every program, each reading its own section and the common ones (the
-    worker accepts the gateway's TC_MLLP_* variables and the other way round); an unknown TC_*
-    variable is an error in all of them."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="TC_", frozen=True, extra="forbid", case_sensitive=False
-    )
-
-    @field_validator("brokers")
-    @classmethod
-    def _brokers(cls, value: str) -> str:
-        hosts = [h.strip().removeprefix("kafka://") for h in value.split(",") if h.strip()]
-        if not hosts or any(":" not in h for h in hosts):
-            raise ValueError("TC_BROKERS must be host:port[,host:port...]")
-        return ",".join(hosts)
-
-    @field_validator("patient_ref_pattern")
-    @classmethod
-    def _patient_ref_pattern(cls, value: str) -> str:
-        compile_pattern(value)  # ValueError names the problem
-        return value
-
     @model_validator(mode="after")
-    def _handover_within_revoke(self) -> Settings:
-        if self.handover_timeout_s >= self.revoke_wait_s:
-            raise ValueError(
-                f"TC_PRODUCER_REQUEST_TIMEOUT_S={self.producer_request_timeout_s:g} is too long: "
-                "a rebalance waits min(TC_SESSION_TIMEOUT_S, 30) = "
-                f"{self.revoke_wait_s:g}s, and sends already handed to the producer must resolve "
-                "within it (twice the request timeout, plus 1s); lower it or raise "
-                "TC_SESSION_TIMEOUT_S"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _security(self) -> Settings:
-        sasl = self.security_protocol in (
-            SecurityProtocol.SASL_SSL,
-            SecurityProtocol.SASL_PLAINTEXT,
-        )
-        if sasl and (not self.sasl_username or self.sasl_password is None):
-            raise ValueError(
-                f"TC_SECURITY_PROTOCOL={self.security_protocol.value} needs TC_SASL_USERNAME and "
-                "TC_SASL_PASSWORD"
-            )
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            path = getattr(self, name)
-            if path is not None and not Path(path).is_file():
-                raise ValueError(f"TC_{name.upper()}={path} is not a readable file")
-        if self.ehr_patient_key is not None and len(self.ehr_patient_key.get_secret_value()) < 16:
-            raise ValueError("TC_EHR_PATIENT_KEY must be at least 16 characters (HMAC key)")
-        if self.ehr_patient_key is not None:
-            # The EHR path writes visits whose patient_ref it derives (P- and 20 hex digits):
-            # a pattern refusing them would dead-letter every visit it assembles.
-            sample = ehr_patient_ref(b"settings-check-key", "MRN", "AUTHORITY")
-            if compile_pattern(self.patient_ref_pattern).fullmatch(sample) is None:
-                raise ValueError(
-                    "TC_PATIENT_REF_PATTERN refuses the EHR path's own patient_ref format "
-                    "(P- and 20 hex digits) while TC_EHR_PATIENT_KEY is set"
-                )
-        for name in ("ehr_profile", "mllp_certfile", "mllp_keyfile"):
+    def _gateway(self) -> GatewaySection:
+        for name in ("mllp_certfile", "mllp_keyfile"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"TC_{name.upper()}={path} is not a readable file")
         if (self.mllp_certfile is None) != (self.mllp_keyfile is None):
             raise ValueError("TC_MLLP_CERTFILE and TC_MLLP_KEYFILE go together (TLS)")
-        if self.episode_horizon_days < self.history_horizon_days:
+        if self.mllp_max_bytes + FRAMING_BYTES > self.input_max_bytes:
             raise ValueError(
-                f"TC_EPISODE_HORIZON_DAYS={self.episode_horizon_days} must be at least "
-                f"TC_HISTORY_HORIZON_DAYS={self.history_horizon_days} (the episode part of the "
-                "history outlives its same-day part)"
-            )
-        if self.ruleset_dir is not None and not self.ruleset_dir.is_dir():
-            raise ValueError(f"TC_RULESET_DIR={self.ruleset_dir} is not a directory")
-        for name in ("ncci_ptp_files", "ncci_mue_files", "fee_files"):
-            for path in _paths(getattr(self, name)):
-                if not path.is_file():
-                    raise ValueError(f"TC_{name.upper()}: {path} is not a readable file")
-        if self.deadletter_max_bytes < self.max_record_bytes * 4 // 3 + 4096:
-            raise ValueError(
-                "TC_DEADLETTER_MAX_BYTES must hold a max-size record in base64 "
-                "(at least 4/3 of TC_MAX_RECORD_BYTES + 4 KiB)"
+                f"TC_MLLP_MAX_BYTES={self.mllp_max_bytes} does not fit the inbound topic's record "
+                f"limit ({self.input_max_bytes} bytes, from TC_DEADLETTER_MAX_BYTES): raise "
+                "TC_DEADLETTER_MAX_BYTES or lower TC_MLLP_MAX_BYTES"
             )
         return self
 
+
+#: Every section's variables: one environment serves every program.
+SECTIONS: tuple[type[BaseModel], ...] = (CommonSection, EhrSection, WorkerSection, GatewaySection)
+
+
+class _FromEnvironment(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TC_", frozen=True, extra="forbid", case_sensitive=False
+    )
+
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Settings from the environment; an unknown TC_* variable is an error (a typo such as
-        TC_BROKER would otherwise silently leave the default in force)."""
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """This program's settings from the environment. A TC_* variable that no section knows
+        is an error (a typo such as TC_BROKER would otherwise silently leave the default in
+        force); another program's variables are accepted and left to it."""
         env = os.environ if environ is None else environ
-        known = {f"TC_{name.upper()}" for name in cls.model_fields}
+        known = {f"TC_{name.upper()}" for section in SECTIONS for name in section.model_fields}
         unknown = sorted(k for k in env if k.upper().startswith("TC_") and k.upper() not in known)
         if unknown:
             raise ValueError(
                 f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
-        if environ is None:
-            return cls()
+        own = set(cls.model_fields)
         values = {k.upper()[3:].lower(): v for k, v in env.items() if k.upper().startswith("TC_")}
-        return cls.model_validate(values)
+        return cls.model_validate({k: v for k, v in values.items() if k in own})
 
-    @property
-    def patient_ref_regex(self) -> re.Pattern[str]:
-        """TC_PATIENT_REF_PATTERN compiled (validated when the settings were read)."""
-        return compile_pattern(self.patient_ref_pattern)
 
-    @property
-    def drain_timeout_s(self) -> float:
-        """How long a graceful stop waits for unacknowledged outputs: two thirds of the
-        shutdown bound, leaving the rest for faust to commit and leave the group."""
-        return self.shutdown_timeout_s * 2 / 3
+class Settings(WorkerSection, EhrSection, _FromEnvironment):
+    """The stream worker's and the command line's settings: every section but the gateway's."""
 
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if self.security_protocol not in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
-            return None
-        ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
-        ctx.check_hostname = self.ssl_check_hostname
-        if self.ssl_certfile:
-            ctx.load_cert_chain(
-                str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
-            )
-        return ctx
 
-    def aiokafka_security(self) -> dict[str, Any]:
-        """Keyword arguments for aiokafka clients (demo feed, tail, admin, tests)."""
-        out: dict[str, Any] = {"security_protocol": self.security_protocol.value}
-        ctx = self.ssl_context()
-        if ctx is not None:
-            out["ssl_context"] = ctx
-        if self.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
-            assert self.sasl_password is not None
-            out.update(
-                sasl_mechanism=self.sasl_mechanism.value,
-                sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password.get_secret_value(),
-            )
-        return out
-
-    def public_view(self) -> dict[str, Any]:
-        """Effective settings for the start-up log: secrets masked."""
-        out = self.model_dump(mode="json")
-        for secret in ("sasl_password", "ehr_patient_key"):
-            if out.get(secret) is not None:
-                out[secret] = "***"
-        return out
-
-    @property
-    def ehr_enabled(self) -> bool:
-        return self.ehr_patient_key is not None
-
-    def ehr_config(self) -> EhrConfig:
-        """The integration profile and patient key (raises ProfileError naming the entry)."""
-        if self.ehr_patient_key is None:
-            raise ValueError("the EHR path needs TC_EHR_PATIENT_KEY")
-        return load_config(self.ehr_patient_key.get_secret_value(), self.ehr_profile)
+class GatewaySettings(GatewaySection, EhrSection, _FromEnvironment):
+    """The MLLP gateway's settings: every section but the worker's."""
 
 
 def patient_ref_pattern_from_env(environ: Mapping[str, str] | None = None) -> str:
@@ -402,11 +447,14 @@ def _paths(text: str) -> list[Path]:
     return [Path(p.strip()) for p in text.split(",") if p.strip()]
 
 
-def settings_from_env_or_exit(prog: str = "therapy-compliance") -> Settings:
-    """Settings from the environment, or one line per problem naming the variable and exit 2
-    (a traceback helps nobody fix a typo in TC_PARTITIONS)."""
+S = TypeVar("S", bound=_FromEnvironment)
+
+
+def read_or_exit(kind: type[S], prog: str = "therapy-compliance") -> S:
+    """A program's settings from the environment, or one line per problem naming the variable
+    and exit 2 (a traceback helps nobody fix a typo in TC_PARTITIONS)."""
     try:
-        return Settings.from_env()
+        return kind.from_env()
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             name = (
@@ -417,3 +465,8 @@ def settings_from_env_or_exit(prog: str = "therapy-compliance") -> Settings:
     except ValueError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def settings_from_env_or_exit(prog: str = "therapy-compliance") -> Settings:
+    """The worker's and the command line's settings, or exit 2 (read_or_exit)."""
+    return read_or_exit(Settings, prog)

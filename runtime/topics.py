@@ -9,16 +9,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
-from runtime.settings import Settings
+from runtime.settings import CommonSection, EhrSection
 
 log = logging.getLogger(__name__)
 
 
-def topic_specs(settings: Settings) -> list[NewTopic]:
-    # Input accepts records somewhat over the worker's own limit, so an oversized visit reaches
-    # the worker and is dead-lettered (too_large) instead of being refused to its producer with
-    # no trace here; the dead-letter topic holds any accepted input in base64.
-    input_max = settings.deadletter_max_bytes * 3 // 4 - 4096
+def topic_specs(settings: EhrSection) -> list[NewTopic]:
+    input_max = settings.input_max_bytes
     dl_max = settings.deadletter_max_bytes
     p, r = settings.partitions, settings.replication_factor
     specs = [
@@ -43,7 +40,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     return specs
 
 
-def _admin(settings: Settings) -> AIOKafkaAdminClient:
+def _admin(settings: CommonSection) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=f"{settings.app_id}-admin",
@@ -51,7 +48,7 @@ def _admin(settings: Settings) -> AIOKafkaAdminClient:
     )
 
 
-async def record_limit(settings: Settings, topic: str) -> int | None:
+async def record_limit(settings: CommonSection, topic: str) -> int | None:
     """The topic's effective `max.message.bytes` (its own or the broker's default), None when
     it cannot be read (no describe permission, say): callers keep their configured limit."""
     admin = _admin(settings)
@@ -74,7 +71,7 @@ async def record_limit(settings: Settings, topic: str) -> int | None:
     return None
 
 
-async def ensure_topics(settings: Settings, names: set[str] | None = None) -> list[str]:
+async def ensure_topics(settings: EhrSection, names: set[str] | None = None) -> list[str]:
     """Create missing topics (of `names` only, when given: what a program writes); returns the
     names created."""
     admin = _admin(settings)

@@ -35,9 +35,10 @@ from streams.offsets import OffsetProbe
 from streams.pipeline import Pipeline
 from streams.processor import VisitProcessor
 from streams.rebalance import Rebalance
-from streams.stages import DeadLetterLimits, StageBuilder, check_stage, ehr_stages
+from streams.stages import DeadLetterLimits, StageBuilder, check_stage, ehr_path
 from streams.timers import add_timers
 from streams.web import add_pages
+from streams.worker import BoundedWorker, arm_watchdog
 
 log = logging.getLogger("streams.app")
 
@@ -128,8 +129,8 @@ def create_app(
     probe = OffsetProbe(settings.bootstrap_servers, settings.aiokafka_security())
     builder = StageBuilder(app, settings, metrics, Broker(app, probe), _crash(app, settings))
     limits: DeadLetterLimits = {}
-    check, processor, _history = check_stage(builder, engine or create_engine(settings), limits)
-    stages = [check, *(ehr_stages(builder, limits) if settings.ehr_enabled else [])]
+    check, processor = check_stage(builder, engine or create_engine(settings), limits)
+    stages = [check, *(ehr_path(builder, limits) if settings.ehr_enabled else [])]
     health = Health(
         stages, settings.stall_after_s, metrics, lambda: app.consumer, builder.broker.committed
     )
@@ -145,8 +146,6 @@ def create_app(
 
 
 def _faust_app(settings: Settings) -> ComplianceApp:
-    from streams.worker import BoundedWorker  # the worker module imports nothing of ours back
-
     return ComplianceApp(
         settings.app_id,
         broker=settings.faust_broker,
@@ -183,8 +182,6 @@ def _faust_app(settings: Settings) -> ComplianceApp:
 
 def _crash(app: faust.App, settings: Settings) -> Callable[[BaseException], Awaitable[None]]:
     async def crash(exc: BaseException) -> None:
-        from streams.worker import arm_watchdog
-
         # The stop after a crash commits and leaves the group too: bound it like a signal's.
         arm_watchdog(settings.shutdown_timeout_s, 1, "stop after a publish failure")
         await app.crash(exc)

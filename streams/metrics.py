@@ -16,6 +16,7 @@ from prometheus_client import (
 )
 
 from compliance import ENGINE_VERSION
+from compliance.episodes.judge import EpisodeStatus
 from compliance.findings import SEVERITY, RuleId
 from runtime.metrics import PREFIX
 from schemas.common import DeadLetterReason
@@ -213,8 +214,6 @@ class Metrics:
         self.amount_at_risk_by_rule = {
             rule.value: self.amount_at_risk.labels(rule_id=rule.value) for rule in RuleId
         }
-        from compliance.episodes.judge import EpisodeStatus
-
         for status in EpisodeStatus:
             self.episode_evaluations.labels(status=status.value)
         self.dead_letters_by_reason = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import faust
 from mode import CrashingSupervisor
@@ -31,9 +31,15 @@ from streams.publish import Publisher
 from streams.tables import JOIN_TABLE, TABLE_NAME, TableStore
 from streams.transaction import Store, Transaction
 
-#: Each dead-letter topic -> the object whose `deadletter_limit` fits its letters (the worker
-#: reads each topic's real limit at start: streams/app.py).
-DeadLetterLimits = dict[str, Any]
+
+class FitsDeadLetters(Protocol):
+    """What fits a stage's dead letters: its topic's record limit, set once read (app.py)."""
+
+    deadletter_limit: int
+
+
+#: Each dead-letter topic -> what fits letters to it.
+DeadLetterLimits = dict[str, FitsDeadLetters]
 
 
 class StageBuilder:
@@ -118,7 +124,7 @@ class StageBuilder:
 
 def check_stage(
     builder: StageBuilder, engine: Engine, limits: DeadLetterLimits
-) -> tuple[Stage, VisitProcessor, TableStore]:
+) -> tuple[Stage, VisitProcessor]:
     """The checks, with each patient's history in the table `patient-history`."""
     s = builder.settings
     history = builder.table(
@@ -127,10 +133,10 @@ def check_stage(
     processor = VisitProcessor(s, builder.metrics, engine, table=history)
     limits[s.topic_deadletter] = processor
     stage = builder.build("check_visits", (s.topic_visits,), processor, (history,))
-    return stage, processor, history
+    return stage, processor
 
 
-def ehr_stages(builder: StageBuilder, limits: DeadLetterLimits) -> list[Stage]:
+def ehr_path(builder: StageBuilder, limits: DeadLetterLimits) -> list[Stage]:
     """HL7 v2 / FHIR inbound -> parts (re-keyed by patient_ref) -> the join -> visits, and the
     join's expiry."""
     app, s, metrics = builder.app, builder.settings, builder.metrics

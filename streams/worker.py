@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import faust
+import mode.utils.logging as mode_logging
 from aiokafka.admin import AIOKafkaAdminClient
 
 from runtime import process
@@ -17,6 +18,7 @@ from runtime.logs import clamp_payload_loggers
 from runtime.preflight import wait_for_broker
 from runtime.process import EXIT_CONFIG, EXIT_NO_BROKER, EXIT_SHUTDOWN_TIMEOUT
 from runtime.settings import Settings
+from runtime.topics import record_limit
 
 log = logging.getLogger("streams.worker")
 
@@ -50,6 +52,7 @@ class BoundedWorker(faust.Worker):
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
         clamp_payload_loggers(level)
+        disable_dev_logging()
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         if not self._signal_stop_time:
@@ -85,8 +88,6 @@ async def check_topics(settings: Settings, changelogs: Sequence[str]) -> str | N
     """Existing topics that contradict the settings. State is co-partitioned with the input:
     the input topic and every table's changelog must have TC_PARTITIONS partitions (topics that
     do not exist yet are created so). Each dead-letter topic must hold a dead letter."""
-    from runtime.topics import record_limit
-
     deadletter_topics = [settings.topic_deadletter]
     if settings.ehr_enabled:
         deadletter_topics.append(settings.topic_ehr_deadletter)
@@ -126,6 +127,23 @@ async def check_topics(settings: Settings, changelogs: Sequence[str]) -> str | N
                 f"input (set TC_PARTITIONS={count}, or recreate the topic)"
             )
     return None
+
+
+def disable_dev_logging() -> None:
+    """Turn off mode's development log lines, whatever the DEVLOG environment variable says.
+
+    `log.dev(...)` of every faust/mode service logs at INFO when DEVLOG is set (read once, at
+    import of mode.utils.logging), so the INFO clamp of PAYLOAD_LOGGERS does not stop it, and
+    some of those lines hold record keys and values (faust's own fetch loop,
+    TC_FETCH_LOOP=kafka: "DROPPED MESSAGE ROFF %r: k=%r v=%r"). Payloads may carry PHI. `dev()`
+    reads the module global at each call, so clearing it silences every logger, including
+    those created earlier."""
+    if mode_logging.DEVLOG:
+        log.warning(
+            "DEVLOG is set but ignored: faust's development log lines can contain record keys "
+            "and values (PHI); use TC_LOG_LEVEL=debug instead"
+        )
+    mode_logging.DEVLOG = False
 
 
 def arm_watchdog(timeout: float, code: int, what: str) -> None:

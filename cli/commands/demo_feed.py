@@ -1,4 +1,4 @@
-"""`therapy-compliance demo-feed`: synthetic visits into the input topic (cli/feed.py)."""
+"""`therapy-compliance demo-feed`: synthetic visits into the input topic (cli/demo_feed.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.feed import demo_feed
+    from cli.demo_feed import demo_feed
 
     return run_with_kafka(
         lambda s: demo_feed(s, args.rate, args.count, args.seed, args.malformed, args.mode)

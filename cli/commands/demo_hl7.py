@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtime.settings import settings_from_env_or_exit
+from runtime.settings import GatewaySettings, read_or_exit, settings_from_env_or_exit
 
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
 
         sys.stdout.write(demo_profile_text())
         return 0
-    from cli.hl7_demo import demo_hl7_main
+    from cli.demo_hl7 import demo_hl7_main
 
-    return demo_hl7_main(settings_from_env_or_exit(), args.count, args.seed)
+    # The gateway's address from its section; the join's wait from the worker's (it says when
+    # the one-part visits will come).
+    join_wait_s = settings_from_env_or_exit("therapy-compliance demo-hl7").join_wait_s
+    return demo_hl7_main(read_or_exit(GatewaySettings), args.count, args.seed, join_wait_s)

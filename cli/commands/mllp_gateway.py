@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from runtime.settings import settings_from_env_or_exit
+from runtime.settings import GatewaySettings, read_or_exit
 
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,4 +18,4 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from gateway.server import gateway_main
 
-    return gateway_main(settings_from_env_or_exit())
+    return gateway_main(read_or_exit(GatewaySettings, "therapy-compliance mllp-gateway"))

@@ -1,4 +1,4 @@
-"""`therapy-compliance tail-alerts`: compliance alerts as they arrive, readable (cli/feed.py)."""
+"""`therapy-compliance tail-alerts`: compliance alerts as they arrive, readable (cli/tail_alerts.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,6 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.feed import tail_alerts
+    from cli.tail_alerts import tail_alerts
 
     return run_with_kafka(lambda s: tail_alerts(s, args.from_beginning, args.json, args.limit))

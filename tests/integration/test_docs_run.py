@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(240)
-def test_ops_demo_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["episodes", "visits"])
+def test_ops_demo_end_to_end(tmp_path: Path, mode: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TC_")}
     env.update(Topics.unique("demo").env())  # only this run's visits on its input topic
     env.update(
@@ -29,7 +30,7 @@ def test_ops_demo_end_to_end(tmp_path: Path) -> None:
         }
     )
     proc = subprocess.run(
-        [str(ROOT / "ops/demo"), "--count", "300", "--rate", "0"],
+        [str(ROOT / "ops/demo"), "--mode", mode, "--count", "300", "--rate", "0"],
         env=env,
         capture_output=True,
         text=True,

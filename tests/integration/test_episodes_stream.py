@@ -6,7 +6,7 @@ also when the worker is SIGKILLed in the middle of the feed (state restored from
 records after the last commit re-processed) and when a second worker takes over half the
 partitions (the state moves with them).
 
-The oracle for the rules themselves is the manual's text, in tests/unit/test_episodes_*.py; these
+The oracle for the rules themselves is the manual's text, in tests/unit/compliance/test_episodes_*.py; these
 tests pin that the stream's state handling neither loses nor duplicates nor reorders anything the
 rules see."""
 

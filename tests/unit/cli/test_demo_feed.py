@@ -1,4 +1,4 @@
-"""`demo-feed` (cli/feed.py) with a stand-in producer: it sends the live synthetic feed (dates
+"""`demo-feed` (cli/demo_feed.py) with a stand-in producer: it sends the live synthetic feed (dates
 ending today, by the real clock) and prints the alerts it intends by rule, which ops/demo sets
 against the worker's; `audit` over what it sent raises exactly those."""
 
@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-import cli.feed
+import cli.demo_feed
 from cli.audit import run_audit
-from cli.feed import demo_feed
+from cli.demo_feed import demo_feed
 from compliance import Engine
 from runtime.settings import Settings
 from schemas import Rejection, decode_visit
@@ -44,7 +44,7 @@ class Producer:
 def test_the_feed_prints_the_alerts_it_intends_and_audit_raises_them(
     mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli.feed, "AIOKafkaProducer", Producer)
+    monkeypatch.setattr(cli.demo_feed, "AIOKafkaProducer", Producer)
     settings = Settings.from_env({"TC_CREATE_TOPICS": "false"})
     out = io.StringIO()
     intents = asyncio.run(demo_feed(settings, 0, 600, 5, 0.02, mode, out))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 from prometheus_client import generate_latest
@@ -25,7 +25,7 @@ from prometheus_client import generate_latest
 from gateway.connection import Connection
 from gateway.handler import MessageHandler
 from gateway.metrics import GatewayMetrics
-from runtime.settings import Settings
+from runtime.settings import GatewaySettings
 from schemas.ehr_deadletter import EhrDeadLetter
 
 pytestmark = pytest.mark.timeout(30)
@@ -61,10 +61,13 @@ class Sent:
 class FakeProducer:
     """aiokafka's send(): returns a delivery future. `mode`: ok (acknowledged at once), hold
     (left pending for the test to resolve), fail (delivery fails), fail_deadletter (only the
-    dead-letter topic fails), block (send() itself never returns, as with a full buffer)."""
+    dead-letter topic fails), block (send() itself never returns, as with a full buffer),
+    letter_limit (the dead-letter topic refuses larger records as too large, as a broker
+    whose limit was lowered after the gateway read it)."""
 
     mode: str = "ok"
     sent: list[Sent] = field(default_factory=list)
+    letter_limit: int | None = None
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None) -> Any:
         if self.mode == "block":
@@ -73,6 +76,8 @@ class FakeProducer:
         self.sent.append(Sent(topic, key, value, fut))
         if self.mode == "fail" or (self.mode == "fail_deadletter" and topic == DEADLETTER):
             fut.set_exception(KafkaConnectionError("broker gone"))
+        elif topic == DEADLETTER and self.letter_limit and len(value) > self.letter_limit:
+            fut.set_exception(MessageSizeTooLargeError())
         elif self.mode != "hold":
             fut.set_result(None)
         return fut
@@ -139,7 +144,7 @@ class Gateway:
         return generate_latest(self.metrics.registry).decode()
 
 
-def settings(**env: str) -> Settings:
+def settings(**env: str) -> GatewaySettings:
     base = {
         "TC_EHR_PATIENT_KEY": KEY,
         "TC_TOPIC_HL7_INBOUND": INBOUND,
@@ -149,7 +154,7 @@ def settings(**env: str) -> Settings:
         "TC_MLLP_MAX_BYTES": "4096",
         "TC_DEADLETTER_MAX_BYTES": "4000000",
     }
-    return Settings.from_env({**base, **env})
+    return GatewaySettings.from_env({**base, **env})
 
 
 @contextlib.asynccontextmanager
@@ -473,6 +478,20 @@ async def test_a_dead_letter_leaves_out_what_does_not_fit_its_topic() -> None:
         letter = EhrDeadLetter.model_validate_json(sent.value)
         assert letter.value_b64 is None
         assert f"original value of {len(big)} bytes not attached" in letter.detail
+
+
+@pytest.mark.asyncio
+async def test_a_dead_letter_refused_as_too_large_is_written_in_its_smallest_form() -> None:
+    """The topic's limit was lowered after the gateway read it: not ARs forever (the sender
+    would resend for ever), but the letter without the message, then AE."""
+    async with running() as gw:
+        gw.producer.letter_limit = 600
+        c = await gw.connect()
+        await c.send(frame(b"NOT-HL7 " * 100))
+        assert msa(await c.ack())[:2] == ["MSA", "AE"]
+        (letter,) = gw.producer.dead_letters()
+        assert letter.value_b64 is None and "refused the letter as too large" in letter.detail
+        assert "dead_letters_shrunk_total 1.0" in gw.metrics_text()
 
 
 @pytest.mark.asyncio

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from runtime.settings import Settings
+from runtime.settings import GatewaySettings
 from streams.metrics import Metrics
 from tests.tools import require_tool
 
@@ -142,7 +142,7 @@ def test_compose_gateway_is_the_worker_image_on_the_published_ports() -> None:
     assert 'profiles: ["ehr"]' in gateway
     assert "<<: *worker-env" in gateway  # the same brokers as the worker
     assert re.search(r"depends_on:\n\s+kafka:\n\s+condition: service_healthy", gateway)
-    defaults = Settings()
+    defaults = GatewaySettings()
     assert f'"{defaults.mllp_port}:{defaults.mllp_port}"' in gateway
     assert f'"{defaults.mllp_web_port}:{defaults.mllp_web_port}"' in gateway
     assert "TC_MLLP_HOST: 0.0.0.0" in gateway  # 127.0.0.1 in a container reaches nobody

@@ -38,7 +38,7 @@ def letter(program: str, key: bytes, value: bytes) -> tuple[bytes | None, bytes]
         rec = Record(SETTINGS.topic_hl7_inbound, 0, 7, key, value, None)
         out = letters.letter(rec, "hl7v2", "not_hl7", "not an HL7 message", key=key)
         return out.key, out.value or b""
-    raw = gateway_letter(
+    fitted = gateway_letter(
         reason="not_hl7",
         detail="not an HL7 message",
         value=value,
@@ -47,7 +47,7 @@ def letter(program: str, key: bytes, value: bytes) -> tuple[bytes | None, bytes]
         now=NOW,
         limit=LIMIT,
     )
-    return None, raw
+    return None, fitted.letter
 
 
 # key bytes, value bytes -> what is kept: (record key, key_b64 copy, value); None: no such field
@@ -88,3 +88,26 @@ def test_every_dead_letter_fits_and_says_what_it_left_out(
         assert f"original value of {value_len} bytes not attached" in detail
     if program != "gateway" and not key_kept:
         assert "published without the original key" in detail
+
+
+@pytest.mark.parametrize(
+    ("head", "limit", "attached"), [(4096, LIMIT, True), (900_000, LIMIT, False)]
+)
+def test_a_message_the_gateway_cut_short_says_so_only_when_attached(
+    head: int, limit: int, attached: bool
+) -> None:
+    """A frame over TC_MLLP_MAX_BYTES: the gateway keeps its head. Attached, the detail says how
+    much of the message it is; left out, the detail names the whole message's size."""
+    fitted = gateway_letter(
+        reason="too_large",
+        detail="message over the limit",
+        value=b"x" * head,
+        original_size=5_000_000,
+        control_id=None,
+        now=NOW,
+        limit=limit,
+    )
+    dl = EhrDeadLetter.model_validate_json(fitted.letter)
+    assert (dl.value_b64 is not None) == attached
+    assert (f"value holds the first {head} of 5000000 bytes" in dl.detail) == attached
+    assert ("original value of 5000000 bytes not attached" in dl.detail) == (not attached)

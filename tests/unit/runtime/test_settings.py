@@ -9,6 +9,7 @@ from runtime.settings import (
     CommonSection,
     EhrSection,
     GatewaySection,
+    GatewaySettings,
     Settings,
     WorkerSection,
 )
@@ -37,16 +38,37 @@ def test_settings_reject_unknown_and_invalid_variables() -> None:
 
 def test_one_environment_serves_every_program_each_with_its_own_section() -> None:
     """The worker accepts the gateway's TC_MLLP_* variables and the other way round (one
-    compose file or .env for both); each section holds its own variables, none twice."""
-    s = Settings.from_env({"TC_MLLP_PORT": "2600", "TC_BATCH_SIZE": "50", "TC_JOIN_WAIT_S": "5"})
-    assert (s.mllp_port, s.batch_size, s.join_wait_s) == (2600, 50, 5.0)
+    compose file or .env for both); each program validates its own sections only: a bad
+    worker-only variable does not stop the gateway, nor a bad gateway one the worker."""
+    env = {"TC_MLLP_PORT": "2600", "TC_BATCH_SIZE": "50", "TC_JOIN_WAIT_S": "5"}
+    worker, gateway = Settings.from_env(env), GatewaySettings.from_env(env)
+    assert (worker.batch_size, worker.join_wait_s, gateway.mllp_port) == (50, 5.0, 2600)
+    assert not hasattr(worker, "mllp_port") and not hasattr(gateway, "batch_size")
+    bad_worker = {"TC_RULESET_DIR": "/nonexistent", "TC_PRODUCER_REQUEST_TIMEOUT_S": "60"}
+    assert GatewaySettings.from_env(bad_worker).mllp_port == 2575
+    with pytest.raises(ValueError, match="TC_PRODUCER_REQUEST_TIMEOUT_S"):
+        Settings.from_env(bad_worker)
+    bad_gateway = {"TC_MLLP_CERTFILE": "/nonexistent.pem"}
+    assert Settings.from_env(bad_gateway).batch_size == 500
+    with pytest.raises(ValueError, match="TC_MLLP_CERTFILE"):
+        GatewaySettings.from_env(bad_gateway)
+    with pytest.raises(ValueError, match="TC_MLLP_PROT"):  # a typo still stops every program
+        GatewaySettings.from_env({"TC_MLLP_PROT": "1"})
+    with pytest.raises(ValueError, match="TC_MLLP_PROT"):
+        Settings.from_env({"TC_MLLP_PROT": "1"})
+    # Each section holds its own variables, none twice; the gateway's all start TC_MLLP_.
     own = {
-        "worker": set(WorkerSection.model_fields) - set(CommonSection.model_fields),
-        "gateway": set(GatewaySection.model_fields),
-        "ehr": set(EhrSection.model_fields),
         "common": set(CommonSection.model_fields),
+        "ehr": set(EhrSection.model_fields) - set(CommonSection.model_fields),
+        "worker": set(WorkerSection.model_fields) - set(CommonSection.model_fields),
+        "gateway": set(GatewaySection.model_fields) - set(CommonSection.model_fields),
     }
-    assert sum(len(f) for f in own.values()) == len(Settings.model_fields)
-    assert set().union(*own.values()) == set(Settings.model_fields)
+    every = set(Settings.model_fields) | set(GatewaySettings.model_fields)
+    assert sum(len(f) for f in own.values()) == len(every)
     assert all(name.startswith("mllp_") for name in own["gateway"])
-    assert not any(name.startswith("mllp_") for name in set(Settings.model_fields) - own["gateway"])
+    assert not any(name.startswith("mllp_") for name in every - own["gateway"])
+
+
+def test_the_gateway_refuses_a_message_limit_its_inbound_topic_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="TC_MLLP_MAX_BYTES"):
+        GatewaySettings.from_env({"TC_MLLP_MAX_BYTES": str(60 * 2**20)})

@@ -281,7 +281,7 @@ def test_a_resolution_from_an_earlier_assignment_is_ignored() -> None:
     assert tracker.admit(P0, 6) == (Verdict.PROCESS, 6)
 
 
-def test_quiet_restarts_the_stall_clock() -> None:
+def test_restart_stall_clock_gives_every_partition_time_again() -> None:
     now = [0.0]
     tracker = OffsetTracker(lambda tp: 0, clock=lambda: now[0])
     tracker.assigned([P0])

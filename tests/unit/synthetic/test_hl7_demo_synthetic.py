@@ -12,7 +12,7 @@ import pytest
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
-from cli.hl7_demo import join_expectation
+from cli.demo_hl7 import join_expectation
 from cli.main import main
 from ehr import (
     ChargePart,

@@ -21,7 +21,7 @@ import io
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import orjson
 import pytest
 
 from cli.audit import run_audit
-from cli.hl7_demo import intended_alerts
+from cli.demo_hl7 import intended_alerts
 from compliance import Engine
 from ehr import convert_main, load_config
 from synthetic import hl7 as synthetic_hl7
@@ -81,6 +81,10 @@ CLOCKS = {
     "fixed": None,
     "live 2026-12-07": datetime(2026, 12, 7, 15, 30, tzinfo=UTC),
     "live 2025-03-01": datetime(2025, 3, 1, 9, 0, tzinfo=UTC),
+    # A clinic's evening west of UTC: its date is a day behind UTC's (occurred_at is UTC).
+    "live 2026-12-07 22:30 -08:00": datetime(
+        2026, 12, 7, 22, 30, tzinfo=timezone(-timedelta(hours=8))
+    ),
 }
 
 

@@ -14,9 +14,9 @@ import faust
 import mode.utils.logging as mode_logging
 import pytest
 
-from runtime.logs import PAYLOAD_LOGGERS, disable_dev_logging
+from runtime.logs import PAYLOAD_LOGGERS
 from runtime.settings import Settings
-from streams.worker import BoundedWorker
+from streams.worker import BoundedWorker, disable_dev_logging
 
 MARK = "DEVLOGMARK"
 
@@ -74,7 +74,7 @@ def test_devlog_set_is_reported_once_as_ignored(
     caplog.set_level(logging.DEBUG)
     set_up_logging(worker)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert [r.name for r in warnings] == ["runtime.logs"]
+    assert [r.name for r in warnings] == ["streams.worker"]
     assert "DEVLOG is set but ignored" in warnings[0].getMessage()
     disable_dev_logging()  # again: nothing more to say
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1

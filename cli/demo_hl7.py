@@ -12,20 +12,20 @@ from collections import Counter
 from typing import TextIO
 
 from ehr import mllp_frame
-from runtime.settings import Settings
+from runtime.settings import GatewaySettings
 from synthetic.hl7 import FLAW_RULES, Hl7Message, Hl7VisitGenerator
 
 PROG = "therapy-compliance demo-hl7"
 
 
-def demo_hl7_main(settings: Settings, count: int, seed: int) -> int:
+def demo_hl7_main(settings: GatewaySettings, count: int, seed: int, join_wait_s: float) -> int:
     try:
-        return asyncio.run(send_demo(settings, count, seed))
+        return asyncio.run(send_demo(settings, count, seed, join_wait_s))
     except KeyboardInterrupt:
         return 130
 
 
-def client_tls(settings: Settings) -> ssl.SSLContext | None:
+def client_tls(settings: GatewaySettings) -> ssl.SSLContext | None:
     """TLS when the gateway has it (TC_MLLP_CERTFILE): for the demo, trust that certificate
     itself (a self-signed one included), checking the host name TC_MLLP_HOST."""
     if settings.mllp_certfile is None:
@@ -35,7 +35,13 @@ def client_tls(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
-async def send_demo(settings: Settings, count: int, seed: int, out: TextIO = sys.stdout) -> int:
+async def send_demo(
+    settings: GatewaySettings,
+    count: int,
+    seed: int,
+    join_wait_s: float,
+    out: TextIO = sys.stdout,
+) -> int:
     host, port = settings.mllp_host, settings.mllp_port
     try:
         reader, writer = await asyncio.open_connection(host, port, ssl=client_tls(settings))
@@ -113,7 +119,7 @@ async def send_demo(settings: Settings, count: int, seed: int, out: TextIO = sys
     complete, partial = join_expectation(stored)
     out.write(
         f"  the worker's join should emit {complete} complete and {partial} partial visit "
-        f"events (partial: after TC_JOIN_WAIT_S = {settings.join_wait_s:g} s)\n"
+        f"events (partial: after TC_JOIN_WAIT_S = {join_wait_s:g} s)\n"
     )
     return 1 if acks["AR"] or acks["MSA-2 mismatch"] else 0
 

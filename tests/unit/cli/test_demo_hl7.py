@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from cli.hl7_demo import _msa, send_demo
+from cli.demo_hl7 import _msa, send_demo
 from synthetic.hl7 import Hl7VisitGenerator
 from tests.unit.gateway.test_mllp_gateway import INBOUND, running, settings
 
@@ -19,7 +19,7 @@ async def test_demo_sends_every_message_and_summarises_the_acks() -> None:
     commercial = sum(1 for m in expected if m.kind == "charges" and m.payer_kind == "commercial")
     async with running() as gw:
         out = io.StringIO()
-        code = await send_demo(settings(TC_MLLP_PORT=str(gw.port)), 12, 5, out)
+        code = await send_demo(settings(TC_MLLP_PORT=str(gw.port)), 12, 5, 900.0, out)
         text = out.getvalue()
         assert code == 0, text
         # The shipped profile maps only Medicare: commercial DFTs come back AE unmapped_code.
@@ -45,7 +45,7 @@ async def test_demo_sends_every_message_and_summarises_the_acks() -> None:
 async def test_demo_reports_ar_and_exits_1() -> None:
     async with running(mode="fail") as gw:
         out = io.StringIO()
-        assert await send_demo(settings(TC_MLLP_PORT=str(gw.port)), 2, 5, out) == 1
+        assert await send_demo(settings(TC_MLLP_PORT=str(gw.port)), 2, 5, 900.0, out) == 1
         assert "AA 0" in out.getvalue() and "not stored" in out.getvalue()
 
 
@@ -55,7 +55,7 @@ async def test_demo_names_the_setting_when_no_gateway_listens() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = io.StringIO()
-    assert await send_demo(settings(TC_MLLP_PORT=str(port)), 1, 5, out) == 1
+    assert await send_demo(settings(TC_MLLP_PORT=str(port)), 1, 5, 900.0, out) == 1
     assert "TC_MLLP_HOST, TC_MLLP_PORT" in out.getvalue()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from runtime.logs import ClientLogThrottle
+from gateway.logs import ClientLogThrottle
 
 
 def record(name: str, msg: str, *args: object) -> logging.LogRecord:

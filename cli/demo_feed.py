@@ -1,4 +1,4 @@
-"""`demo-feed` (synthetic visits into the input topic) and `tail-alerts` (alerts, readable)."""
+"""`demo-feed`: synthetic visits into the input topic, and the alerts they are meant to raise."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import time
 from collections import Counter
 from typing import TextIO
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from runtime.settings import Settings
 from runtime.topics import ensure_topics
@@ -75,50 +74,3 @@ async def demo_feed(
 def rule_counts(counts: Counter[str]) -> str:
     """`RULE=N RULE=N ...` by rule id, or `none` (read by ops/demo)."""
     return " ".join(f"{rule}={n}" for rule, n in sorted(counts.items())) or "none"
-
-
-SEVERITY_MARK = {"error": "ERROR  ", "warning": "WARNING", "info": "INFO   "}
-
-
-def format_alert(alert: dict[str, object]) -> str:
-    """One line a biller can read: severity, visit, date, payer, rule, codes, message."""
-    cpt = alert.get("cpt") or "visit"
-    return (
-        f"{SEVERITY_MARK.get(str(alert.get('severity')), str(alert.get('severity')))} "
-        f"{alert.get('visit_id')}  DOS {alert.get('date_of_service')}  "
-        f"{alert.get('payer_id')}  {alert.get('rule_id')} [{cpt}]: {alert.get('message')}"
-    )
-
-
-async def tail_alerts(
-    settings: Settings,
-    from_beginning: bool,
-    as_json: bool,
-    limit: int | None,
-    out: TextIO = sys.stdout,
-) -> int:
-    consumer = AIOKafkaConsumer(
-        settings.topic_alerts,
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        **settings.aiokafka_security(),
-    )
-    await consumer.start()
-    shown = 0
-    try:
-        async for msg in consumer:
-            if msg.value is None:
-                continue
-            if as_json:
-                out.write(msg.value.decode() + "\n")
-            else:
-                out.write(format_alert(orjson.loads(msg.value)) + "\n")
-            out.flush()
-            shown += 1
-            if limit is not None and shown >= limit:
-                break
-    finally:
-        await consumer.stop()
-    return shown

@@ -1,0 +1,57 @@
+"""`tail-alerts`: compliance alerts as they arrive, one line a biller can read (or raw JSON)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from runtime.settings import Settings
+
+SEVERITY_MARK = {"error": "ERROR  ", "warning": "WARNING", "info": "INFO   "}
+
+
+def format_alert(alert: dict[str, object]) -> str:
+    """One line a biller can read: severity, visit, date, payer, rule, codes, message."""
+    cpt = alert.get("cpt") or "visit"
+    return (
+        f"{SEVERITY_MARK.get(str(alert.get('severity')), str(alert.get('severity')))} "
+        f"{alert.get('visit_id')}  DOS {alert.get('date_of_service')}  "
+        f"{alert.get('payer_id')}  {alert.get('rule_id')} [{cpt}]: {alert.get('message')}"
+    )
+
+
+async def tail_alerts(
+    settings: Settings,
+    from_beginning: bool,
+    as_json: bool,
+    limit: int | None,
+    out: TextIO = sys.stdout,
+) -> int:
+    consumer = AIOKafkaConsumer(
+        settings.topic_alerts,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        **settings.aiokafka_security(),
+    )
+    await consumer.start()
+    shown = 0
+    try:
+        async for msg in consumer:
+            if msg.value is None:
+                continue
+            if as_json:
+                out.write(msg.value.decode() + "\n")
+            else:
+                out.write(format_alert(orjson.loads(msg.value)) + "\n")
+            out.flush()
+            shown += 1
+            if limit is not None and shown >= limit:
+                break
+    finally:
+        await consumer.stop()
+    return shown
