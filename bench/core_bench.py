@@ -1,7 +1,8 @@
 """Core benchmark (not a test): validation + all rules + alert encoding on a realistic mix.
 
     .venv/bin/python bench/core_bench.py [--visits N] [--repeat R] [--stateful]
-        [--generator visits|episodes] [--profile]
+        [--generator visits|episodes] [--patients P] [--cache-mb M] [--gc-threshold T]
+        [--profile]
 
 Prints visits/s and microseconds per visit (median of R runs) on one core, by wall time and by
 the process's CPU time (the second is what other work on a shared machine inflates least); --stateful keeps a
@@ -9,7 +10,10 @@ PatientHistory per patient (seq = record index) as the worker and audit do, incl
 serialisation to bytes and back per visit (the worker's table value), and reports the state's
 size per patient; --generator episodes feeds patients followed through episodes of care
 (synthetic/visits.py EpisodeGenerator: ~25 visits per patient over months) instead of
-independent visits; --profile adds a pyinstrument profile of one run showing where the time
+independent visits; --patients is the pool of patients the visits are drawn from (5,000, as in
+bench/e2e.py); --cache-mb keeps decoded histories in memory as the worker does
+(streams/state_cache.py; 0: decode every visit, as before it); --gc-threshold sets the
+collector's first threshold (Python's default is 700); --profile adds a pyinstrument profile of one run showing where the time
 per visit goes.
 """
 
@@ -27,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compliance import Engine, PatientHistory
 from schemas import Rejection, decode_visit
-from synthetic.visits import generator
+from synthetic.visits import EpisodeGenerator, VisitGenerator
 
 
 def run(
@@ -35,11 +39,17 @@ def run(
     engine: Engine,
     stateful: bool = False,
     tables: dict[str, bytes] | None = None,
+    cache_mb: int = 0,
 ) -> tuple[float, float, int, int]:
     """(wall seconds, CPU seconds of this process, alerts, rejected)."""
     now = datetime.now(UTC)
     alerts = rejected = 0
     tables = {} if tables is None else tables
+    cache = None
+    if cache_mb:  # imported only when used: revisions before it run this bench too
+        from streams.state_cache import DecodedCache
+
+        cache = DecodedCache(PatientHistory.from_bytes, cache_mb * 2**20)
     start = time.perf_counter()
     cpu = time.process_time()
     for seq, value in enumerate(records):
@@ -48,11 +58,20 @@ def run(
             rejected += 1
             continue
         if stateful:
+            key = visit.patient_ref.encode()
             stored = tables.get(visit.patient_ref)
-            history = PatientHistory.from_bytes(stored) if stored else PatientHistory()
+            if not stored:
+                history = PatientHistory()
+            elif cache is not None:
+                history = cache.get(0, key, stored)[0]
+            else:
+                history = PatientHistory.from_bytes(stored)
             outcome = engine.evaluate(visit, now, history, seq)
             assert outcome.history is not None
-            tables[visit.patient_ref] = outcome.history.to_bytes()
+            raw = outcome.history.to_bytes()
+            tables[visit.patient_ref] = raw
+            if cache is not None:
+                cache.put(0, key, raw, outcome.history)
         else:
             outcome = engine.evaluate(visit, now)
         for alert in outcome.alerts:
@@ -68,16 +87,26 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--stateful", action="store_true")
     ap.add_argument("--generator", choices=("visits", "episodes"), default="visits")
+    ap.add_argument("--patients", type=int, default=5000)
+    ap.add_argument("--cache-mb", type=int, default=0)
+    ap.add_argument("--gc-threshold", type=int, default=0)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
-    gen = generator(args.generator, seed=42, malformed_share=0.02)
+    make = VisitGenerator if args.generator == "visits" else EpisodeGenerator
+    gen = make(seed=42, malformed_share=0.02, patients=args.patients)
     records = [r.value for r in gen.records(args.visits)]
     engine = Engine()
+    if args.gc_threshold:
+        import gc
+
+        gc.collect()  # as the worker does at start (streams/worker.py tune_gc)
+        gc.freeze()
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
     run(records[:2000], engine, args.stateful)  # warm-up
     times = []
     cpu_times = []
     for _ in range(args.repeat):
-        elapsed, cpu, alerts, rejected = run(records, engine, args.stateful)
+        elapsed, cpu, alerts, rejected = run(records, engine, args.stateful, cache_mb=args.cache_mb)
         times.append(elapsed)
         cpu_times.append(cpu)
     med = statistics.median(times)
@@ -85,7 +114,12 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, Python "
         f"{platform.python_version()}, {platform.system()}"
     )
-    mode = "with per-patient history" if args.stateful else "stateless"
+    mode = (
+        f"with per-patient history ({args.patients} patients, cache {args.cache_mb} MB, "
+        f"gc threshold {args.gc_threshold or 'default'})"
+        if args.stateful
+        else "stateless"
+    )
     print(
         f"visits: {args.visits} ({args.generator}; alerts {alerts}, rejected {rejected}), "
         f"runs: {args.repeat}, {mode}, rule set {engine.ruleset_version}"
@@ -112,7 +146,7 @@ def main() -> None:
 
         profiler = Profiler(interval=0.0005)
         profiler.start()
-        run(records, engine, args.stateful)
+        run(records, engine, args.stateful, cache_mb=args.cache_mb)
         profiler.stop()
         print(profiler.output_text(unicode=False, color=False, show_all=False))
 

@@ -53,9 +53,24 @@ class PatientHistory:
     _index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     #: JSON objects of records decoded from bytes, reused by to_bytes (state_codec.JsonCache).
     _json: JsonCache = field(default_factory=dict, compare=False, repr=False)
+    #: Kept with the history instead of a scan per visit: the newest date of service of the
+    #: current versions, and the highest seq of any version.
+    _newest: date | None = field(default=None, init=False, compare=False, repr=False)
+    _max_seq: int = field(default=-1, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._index.update({versions[0].visit_id: i for i, versions in enumerate(self.visits)})
+        index = self._index
+        newest: date | None = None
+        max_seq = -1
+        for i, versions in enumerate(self.visits):
+            index[versions[0].visit_id] = i
+            current = versions[-1]
+            if newest is None or current.date_of_service > newest:
+                newest = current.date_of_service
+            if current.seq > max_seq:  # versions are ordered by seq: the last is the highest
+                max_seq = current.seq
+        object.__setattr__(self, "_newest", newest)
+        object.__setattr__(self, "_max_seq", max_seq)
 
     def __len__(self) -> int:
         return len(self.visits)
@@ -63,7 +78,7 @@ class PatientHistory:
     @property
     def newest(self) -> date | None:
         """The newest date of service among the visits' current versions."""
-        return max((vs[-1].date_of_service for vs in self.visits), default=None)
+        return self._newest
 
     def versions(self, visit_id: str) -> tuple[VisitRecord, ...]:
         i = self._index.get(visit_id)
@@ -71,6 +86,11 @@ class PatientHistory:
 
     def seen_before(self, seq: int, exclude_visit: str) -> Iterator[VisitRecord]:
         """Each other visit as it stood before `seq`: its latest version with seq' < seq."""
+        if seq > self._max_seq:  # the usual case, a new event: every current version
+            for versions in self.visits:
+                if versions[0].visit_id != exclude_visit:
+                    yield versions[-1]
+            return
         for versions in self.visits:
             if versions[0].visit_id == exclude_visit:
                 continue

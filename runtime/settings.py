@@ -259,6 +259,14 @@ class WorkerSection(CommonSection):
     #: (faust's defaults, 64 MB x 3 and 2 GB, let a worker's RSS grow with its partitions).
     state_write_buffer_mb: Annotated[int, Field(ge=1, le=1024)] = 8
     state_block_cache_mb: Annotated[int, Field(ge=1, le=16384)] = 16
+    #: Decoded patient histories kept in memory (streams/state_cache.py), the whole worker's:
+    #: a patient seen again costs no decode. 0: off.
+    state_cache_mb: Annotated[int, Field(ge=0, le=16384)] = 32
+    #: Python's collector: objects allocated between two young collections (Python's default
+    #: is 700). The worker builds thousands of short-lived objects per batch and keeps long-
+    #: lived ones (the cache, faust's own): fewer young collections measured better (bench/
+    #: RESULTS.md). 0: Python's default. The start-up objects are frozen out of collections.
+    gc_threshold: Annotated[int, Field(ge=0, le=10_000_000)] = 50_000
     #: faust's fetch loop: `tckafka` (streams/transport.py: direct hand-over) or `kafka` (faust's
     #: own, kept for comparison and as a fallback; the offset guard covers both).
     fetch_loop: Literal["tckafka", "kafka"] = "tckafka"

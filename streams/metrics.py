@@ -145,6 +145,21 @@ class Metrics:
             registry=r,
         )
 
+        self.state_cache_lookups = Counter(
+            f"{PREFIX}_state_cache_lookups",
+            "Patient histories read, by whether their decoded form was in memory (hit) or was "
+            "decoded from the store's bytes (miss).",
+            ["result"],
+            registry=r,
+        )
+        self.state_cache_hit = self.state_cache_lookups.labels(result="hit")
+        self.state_cache_miss = self.state_cache_lookups.labels(result="miss")
+        self.state_cache_bytes = Gauge(
+            f"{PREFIX}_state_cache_bytes",
+            "Estimated memory of the decoded patient histories kept (TC_STATE_CACHE_MB bounds it).",
+            registry=r,
+        )
+
     def _delivery(self, r: CollectorRegistry) -> None:
         """Delivery: batches, retries, gaps, offsets, lag, the assignment, the build."""
         self.batch_seconds = Histogram(

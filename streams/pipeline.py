@@ -575,6 +575,11 @@ class Pipeline:
         for tp in revoked:
             self.last_offsets.pop(tp, None)
             self.metrics.forget_partition(tp.topic, tp.partition)
+        # A stage's memory of the partitions' state (the decoded cache) is given back; kept, it
+        # would only miss (streams/state_cache.py), but hold memory for partitions gone.
+        forget = getattr(self.processor, "forget_partitions", None)
+        if forget is not None:
+            forget({tp.partition for tp in revoked})
 
     def restored(self, epoch: int) -> None:
         """The tables of the assignment made at `epoch` are restored (ignored when a rebalance

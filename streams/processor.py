@@ -23,6 +23,7 @@ from schemas.common import DeadLetterReason
 from schemas.deadletter import DeadLetter, SourceRecord
 from schemas.decode import Rejection, decode_visit
 from streams.metrics import Metrics
+from streams.state_cache import DecodedCache
 from streams.transaction import Chain, StaleTransaction, Store, Transaction
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ class VisitProcessor:
         #: The per-patient history table; without one (unit tests, tools) visits are judged
         #: alone.
         self.table = table
+        #: Decoded histories of patients seen recently (a hit costs no decode).
+        self.histories = DecodedCache(PatientHistory.from_bytes, settings.state_cache_mb * 2**20)
         #: The dead-letter topic's real record limit (runtime.topics reads it at start; it can
         #: be lower than TC_DEADLETTER_MAX_BYTES when the topic already existed).
         self.deadletter_limit = settings.deadletter_max_bytes
@@ -138,6 +141,10 @@ class VisitProcessor:
             return self._handle(rec, txn)
         finally:
             self.metrics.processing.observe(time.perf_counter() - started)
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """The partitions left this worker (the pipeline calls this at a revoke)."""
+        self.histories.drop(partitions)
 
     def failed(self, rec: Record | None, exc: BaseException) -> Output:
         detail = f"unexpected {type(exc).__name__} while checking the visit"
@@ -177,7 +184,11 @@ class VisitProcessor:
         table, history = self.table, None
         if table is not None:
             stored = txn.get(table, rec.partition, rec.key)
-            history = PatientHistory.from_bytes(stored) if stored else PatientHistory()
+            if stored:
+                history, hit = self.histories.get(rec.partition, rec.key, stored)
+                (self.metrics.state_cache_hit if hit else self.metrics.state_cache_miss).inc()
+            else:
+                history = PatientHistory()
         # seq = the record's offset: a visit is judged against what came before it in its
         # partition, so a replay after a crash gives the same findings (compliance/state.py).
         outcome = self.engine.evaluate(result, now, history, seq=rec.offset)
@@ -186,7 +197,10 @@ class VisitProcessor:
         out = [Output(s.topic_alerts, key, a.to_json()) for a in outcome.alerts]
         out.append(Output(s.topic_checked, key, outcome.checked.to_json()))
         if table is not None and outcome.history is not None:
-            txn.put(table, rec.partition, rec.key, outcome.history.to_bytes())
+            raw = outcome.history.to_bytes()
+            txn.put(table, rec.partition, rec.key, raw)
+            self.histories.put(rec.partition, rec.key, raw, outcome.history)
+            self.metrics.state_cache_bytes.set(self.histories.size)
         m = self.metrics
         for a in outcome.alerts:
             m.alert(a.rule_id, a.severity).inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -71,6 +72,7 @@ class BoundedWorker(faust.Worker):
             sys.stderr.write(f"therapy-compliance worker: {problem}\n")
             sys.stderr.flush()
             raise SystemExit(EXIT_CONFIG)
+        tune_gc(self.tc_settings.gc_threshold)
         try:
             super().execute_from_commandline()
         except SystemExit as exc:
@@ -144,6 +146,15 @@ def disable_dev_logging() -> None:
             "and values (PHI); use TC_LOG_LEVEL=debug instead"
         )
     mode_logging.DEVLOG = False
+
+
+def tune_gc(threshold: int) -> None:
+    """Move what start-up built (modules, the app, rule data) out of the collector's way and,
+    unless 0, raise its first threshold (TC_GC_THRESHOLD; why: runtime/settings.py)."""
+    gc.collect()
+    gc.freeze()
+    if threshold:
+        gc.set_threshold(threshold, *gc.get_threshold()[1:])
 
 
 def arm_watchdog(timeout: float, code: int, what: str) -> None:

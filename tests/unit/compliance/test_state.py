@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import orjson
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from compliance.state import (
     VisitRecord,
     history_of,
 )
+from compliance.state_codec import encode
 from tests.factories import line, model, other_visit
 
 D0 = date(2026, 3, 2)
@@ -166,3 +168,20 @@ def test_engine_replay_after_crash_gives_the_same_alert_ids() -> None:
         assert [a.alert_id for a in again.alerts] == first[seq - 1]
         assert again.history == restored  # nothing changes on re-delivery
     assert first[1] and first[2]  # the duplicate evaluation was found both times
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(records, max_size=14), st.integers(0, 400))
+def test_property_kept_history_encodes_as_from_scratch(rs: list[VisitRecord], horizon: int) -> None:
+    """A history kept in memory from visit to visit (the worker's state cache) re-encodes only
+    its new records and reuses the others' fragments: at every step its bytes equal an encoding
+    from scratch and the whole document's own sorted dump (orjson), and its newest date is the
+    newest of the current versions (oracle: a scan)."""
+    h = PatientHistory()
+    for r in rs:
+        h = h.apply(r, horizon)
+        raw = h.to_bytes()
+        assert raw == encode(h.visits, h.kx_folds, h.folded_through)
+        assert raw == orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS)
+        assert h.newest == max((vs[-1].date_of_service for vs in h.visits), default=None)
+        assert len(h._json) == sum(len(vs) for vs in h.visits)  # one fragment per live record
