@@ -53,8 +53,8 @@ class PatientHistory:
     _index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     #: JSON objects of records decoded from bytes, reused by to_bytes (state_codec.JsonCache).
     _json: JsonCache = field(default_factory=dict, compare=False, repr=False)
-    #: Kept with the history instead of a scan per visit: the newest date of service of the
-    #: current versions, and the highest seq of any version.
+    #: Kept with the history instead of a scan per visit: the newest date of service and the
+    #: highest seq of the visits' current (last) versions.
     _newest: date | None = field(default=None, init=False, compare=False, repr=False)
     _max_seq: int = field(default=-1, init=False, compare=False, repr=False)
 
@@ -67,7 +67,7 @@ class PatientHistory:
             current = versions[-1]
             if newest is None or current.date_of_service > newest:
                 newest = current.date_of_service
-            if current.seq > max_seq:  # versions are ordered by seq: the last is the highest
+            if current.seq > max_seq:
                 max_seq = current.seq
         object.__setattr__(self, "_newest", newest)
         object.__setattr__(self, "_max_seq", max_seq)

@@ -16,7 +16,9 @@ Format 2:
     doc: {"k": kind, "d": date, "g": signed, "c": credential, "w": role, "ps"/"pe": plan dates,
           "st": sent to certifier, "vo": verbal order, "cf"/"ct": covers, "dr": 1, "rd": disc.}
 
-Empty and default fields are omitted ("n"/"l" once the same-day part is dropped; a record
+Records are always written from their fields (a stored record is written back in this form,
+whatever spelling it was read in: an integer written as 1.0 becomes 1, an unknown key is not
+kept). Empty and default fields are omitted ("n"/"l" once the same-day part is dropped; a record
 without "f" has no episode part). Format 1 (same-day records only) is read and upgraded: its
 records are kept as they were, without an episode part.
 """

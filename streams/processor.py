@@ -145,6 +145,7 @@ class VisitProcessor:
     def forget_partitions(self, partitions: set[int]) -> None:
         """The partitions left this worker (the pipeline calls this at a revoke)."""
         self.histories.drop(partitions)
+        self.metrics.state_cache_bytes.set(self.histories.size)
 
     def failed(self, rec: Record | None, exc: BaseException) -> Output:
         detail = f"unexpected {type(exc).__name__} while checking the visit"

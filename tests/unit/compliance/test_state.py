@@ -18,7 +18,7 @@ from compliance.state import (
     VisitRecord,
     history_of,
 )
-from compliance.state_codec import encode
+from compliance.state_codec import _record_json
 from tests.factories import line, model, other_visit
 
 D0 = date(2026, 3, 2)
@@ -174,14 +174,30 @@ def test_engine_replay_after_crash_gives_the_same_alert_ids() -> None:
 @given(st.lists(records, max_size=14), st.integers(0, 400))
 def test_property_kept_history_encodes_as_from_scratch(rs: list[VisitRecord], horizon: int) -> None:
     """A history kept in memory from visit to visit (the worker's state cache) re-encodes only
-    its new records and reuses the others' fragments: at every step its bytes equal an encoding
-    from scratch and the whole document's own sorted dump (orjson), and its newest date is the
-    newest of the current versions (oracle: a scan)."""
+    its new records and reuses the others' fragments: at every step its bytes equal the whole
+    document dumped at once (the encoding before fragments) and the document's own sorted dump,
+    and its newest date is the newest of the current versions (oracle: a scan). Episode parts
+    and documents: tests/unit/streams/test_state_cache.py (the worker with and without
+    kept histories)."""
     h = PatientHistory()
     for r in rs:
         h = h.apply(r, horizon)
         raw = h.to_bytes()
-        assert raw == encode(h.visits, h.kx_folds, h.folded_through)
+        assert raw == _whole_dump(h)
         assert raw == orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS)
         assert h.newest == max((vs[-1].date_of_service for vs in h.visits), default=None)
         assert len(h._json) == sum(len(vs) for vs in h.visits)  # one fragment per live record
+
+
+def _whole_dump(h: PatientHistory) -> bytes:
+    body: dict[str, object] = {
+        "format": 2,
+        "visits": [
+            [_record_json(v) for v in vs] for vs in sorted(h.visits, key=lambda vs: vs[0].visit_id)
+        ],
+    }
+    if h.kx_folds:
+        body["kx"] = [[f.year, f.bucket, f.cents, f.unknown_lines] for f in h.kx_folds]
+    if h.folded_through is not None:
+        body["ft"] = h.folded_through.isoformat()
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
