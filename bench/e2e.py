@@ -9,7 +9,7 @@
 
     ops/kafka/local-kafka start
     KAFKA_TEST_BROKERS=127.0.0.1:19092 .venv/bin/python bench/e2e.py [--visits 200000] \
-        [--repeat 3] [--rate 1000] [--seconds 60]
+        [--repeat 3] [--rate 1000] [--seconds 60] [--generator visits|episodes]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from synthetic.visits import VisitGenerator
+from synthetic.visits import EpisodeGenerator, VisitGenerator
 from tests.integration.harness import BROKERS, Topics, Worker, create_topics, produce
 
 EXTRA_ENV: dict[str, str] = {
@@ -194,10 +194,17 @@ async def main() -> None:
     ap.add_argument("--rate", type=float, default=1000)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--skip-latency", action="store_true")
+    # episodes: patients followed through episodes of care (histories of ~4-14 KB, as a
+    # clinic's Medicare patients); visits (default): independent visits of 5,000 patients
+    # (~1.2 KB histories).
+    ap.add_argument("--generator", choices=("visits", "episodes"), default="visits")
     args = ap.parse_args()
-    records = [
-        (r.key, r.value) for r in VisitGenerator(seed=42, patients=5000).records(args.visits)
-    ]
+    gen = (
+        VisitGenerator(seed=42, patients=5000)
+        if args.generator == "visits"
+        else EpisodeGenerator(seed=42, patients=500)
+    )
+    records = [(r.key, r.value) for r in gen.records(args.visits)]
     base_runs, svc_runs, rss_runs = [], [], []
     for i in range(args.repeat):
         base_runs.append(await baseline(records))
@@ -213,7 +220,7 @@ async def main() -> None:
     print()
     print(
         f"machine: {os.cpu_count()} CPU {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}; broker {BROKERS}; {args.visits} visits, "
+        f"Python {platform.python_version()}; broker {BROKERS}; {args.visits} visits ({args.generator}), "
         f"median of {args.repeat}"
     )
     print("| measure | value |")

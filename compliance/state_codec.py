@@ -16,9 +16,7 @@ Format 2:
     doc: {"k": kind, "d": date, "g": signed, "c": credential, "w": role, "ps"/"pe": plan dates,
           "st": sent to certifier, "vo": verbal order, "cf"/"ct": covers, "dr": 1, "rd": disc.}
 
-Records are always written from their fields (a stored record is written back in this form,
-whatever spelling it was read in: an integer written as 1.0 becomes 1, an unknown key is not
-kept). Empty and default fields are omitted ("n"/"l" once the same-day part is dropped; a record
+Empty and default fields are omitted ("n"/"l" once the same-day part is dropped; a record
 without "f" has no episode part). Format 1 (same-day records only) is read and upgraded: its
 records are kept as they were, without an episode part.
 """
@@ -50,11 +48,13 @@ class StateFormatError(ValueError):
     """Serialised history of an unknown format version or shape."""
 
 
-#: A record's encoded JSON (keys sorted), reused by `encode` while the record is unchanged (by
-#: identity: the entry holds the record, so its id cannot be reused while cached). `encode`
-#: fills it and keeps only the records it wrote, so it holds one fragment per live record: a
-#: history kept decoded in memory (the worker's state cache) re-encodes only its new record.
-JsonCache = dict[int, tuple[VisitRecord, bytes]]
+#: A record's JSON object, reused by `encode` while the record is unchanged (by identity: the
+#: entry holds the record, so its id cannot be reused while cached): the object `decode` read
+#: it from, or the one `encode` built. `encode` leaves in it exactly the records it wrote, so a
+#: history kept decoded in memory (the worker's state cache) builds only its new record's
+#: object. (Keeping each record's encoded text instead takes ~30% less memory, but a history
+#: decoded and written once - the usual case - then costs 15-40% more: bench/RESULTS.md.)
+JsonCache = dict[int, tuple[VisitRecord, dict[str, Any]]]
 _SORTED = orjson.OPT_SORT_KEYS
 _BUCKETS = {"PT_SLP": "P", "OT": "O"}
 _BUCKET_OF = {v: k for k, v in _BUCKETS.items()}
@@ -67,22 +67,17 @@ def encode(
     cache: JsonCache | None = None,
 ) -> bytes:
     """The history's bytes; `cache` (optional) is read and left holding exactly the records
-    written. Byte for byte what `orjson.dumps` of the whole body with sorted keys gives: each
-    record's fragment is that record's own sorted dump."""
+    written."""
     previous = cache if cache is not None else {}
     written: JsonCache = {}
-    out: list[list[orjson.Fragment]] = []
+    out: list[list[dict[str, Any]]] = []
     for versions in sorted(visits, key=lambda vs: vs[0].visit_id):
         row = []
         for v in versions:
             hit = previous.get(id(v))
-            if hit is not None and hit[0] is v:
-                fragment = hit[1]
-            else:
-                # A copy: orjson's result keeps its ~4 KB output buffer, 20x the record.
-                fragment = bytes(memoryview(orjson.dumps(_record_json(v), option=_SORTED)))
-            written[id(v)] = (v, fragment)
-            row.append(orjson.Fragment(fragment))
+            obj = hit[1] if hit is not None and hit[0] is v else _record_json(v)
+            written[id(v)] = (v, obj)
+            row.append(obj)
         out.append(row)
     body: dict[str, Any] = {"format": FORMAT_VERSION, "visits": out}
     if folds:
@@ -110,6 +105,7 @@ def decode(
             f"patient history format {fmt!r} is not supported "
             f"(this engine reads formats {', '.join(map(str, READABLE_FORMATS))})"
         )
+    cache: JsonCache = {}
     try:
         visits = []
         for versions in body["visits"]:
@@ -117,14 +113,15 @@ def decode(
                 raise ValueError("a visit without versions")
             row = []
             for obj in versions:
-                row.append(_record_of(obj))
+                record = _record_of(obj)
+                if fmt == FORMAT_VERSION:  # a format 1 object is not what encode would write
+                    cache[id(record)] = (record, obj)
+                row.append(record)
             visits.append(tuple(row))
         folds = tuple(KxFold(int(y), str(b), int(c), int(u)) for y, b, c, u in body.get("kx", ()))
         ft = body.get("ft")
         through = date.fromisoformat(ft) if ft is not None else None
-        # The fragments are made by the first encode (a history decoded and never written
-        # again does not pay for them).
-        return tuple(visits), folds, through, {}
+        return tuple(visits), folds, through, cache
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise StateFormatError(f"patient history format {fmt}: bad record") from exc
 

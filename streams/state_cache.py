@@ -21,9 +21,10 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 #: Memory of a cached patient history per byte of its serialised form: the decoded records plus
-#: their encoded fragments (measured with tracemalloc on the synthetic feeds: 8.4-10.4x), plus
-#: the serialised bytes the entry holds (1x). bench/RESULTS.md, "2026-12-07: decoded state".
-DECODED_BYTES_PER_BYTE = 11
+#: their JSON objects kept for the next encode (measured with tracemalloc on the synthetic
+#: feeds: 12.7-14.7x), plus the serialised bytes the entry holds (1x). bench/RESULTS.md,
+#: "2026-12-07: decoded state in memory".
+DECODED_BYTES_PER_BYTE = 16
 #: Per entry: the key, the OrderedDict node, the entry tuple.
 ENTRY_OVERHEAD = 200
 

@@ -149,12 +149,13 @@ def disable_dev_logging() -> None:
 
 
 def tune_gc(threshold: int) -> None:
-    """Move what start-up built (modules, the app, rule data) out of the collector's way and,
-    unless 0, raise its first threshold (TC_GC_THRESHOLD; why: runtime/settings.py)."""
+    """Unless 0 (the default): move what start-up built (modules, the app, rule data) out of
+    the collector's way and set its first threshold (TC_GC_THRESHOLD; runtime/settings.py)."""
+    if not threshold:
+        return
     gc.collect()
     gc.freeze()
-    if threshold:
-        gc.set_threshold(threshold, *gc.get_threshold()[1:])
+    gc.set_threshold(threshold, *gc.get_threshold()[1:])
 
 
 def arm_watchdog(timeout: float, code: int, what: str) -> None:
