@@ -259,9 +259,11 @@ class WorkerSection(CommonSection):
     #: (faust's defaults, 64 MB x 3 and 2 GB, let a worker's RSS grow with its partitions).
     state_write_buffer_mb: Annotated[int, Field(ge=1, le=1024)] = 8
     state_block_cache_mb: Annotated[int, Field(ge=1, le=16384)] = 16
-    #: Decoded patient histories kept in memory (streams/state_cache.py), the whole worker's:
-    #: a patient seen again costs no decode. 0: off.
-    state_cache_mb: Annotated[int, Field(ge=0, le=16384)] = 32
+    #: Decoded patient histories kept in memory (streams/state_cache.py), the whole worker's;
+    #: 0 (default): off. Off because with today's record classes (collector-tracked objects)
+    #: keeping them alive cost more than the decode it saves (bench/RESULTS.md, "2026-12-07:
+    #: decoded state in memory").
+    state_cache_mb: Annotated[int, Field(ge=0, le=16384)] = 0
     #: Python's collector: objects allocated between two young collections. 0 (default): as
     #: Python has it (700); set, the start-up objects are also frozen out of collections. Not
     #: raised by default: end to end it measured within this machine's noise (bench/RESULTS.md,

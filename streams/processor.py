@@ -128,8 +128,13 @@ class VisitProcessor:
         #: The per-patient history table; without one (unit tests, tools) visits are judged
         #: alone.
         self.table = table
-        #: Decoded histories of patients seen recently (a hit costs no decode).
-        self.histories = DecodedCache(PatientHistory.from_bytes, settings.state_cache_mb * 2**20)
+        #: Decoded histories of patients seen recently (a hit costs no decode); None: off
+        #: (TC_STATE_CACHE_MB=0, the default: why in runtime/settings.py).
+        self.histories = (
+            DecodedCache(PatientHistory.from_bytes, settings.state_cache_mb * 2**20)
+            if settings.state_cache_mb
+            else None
+        )
         #: The dead-letter topic's real record limit (runtime.topics reads it at start; it can
         #: be lower than TC_DEADLETTER_MAX_BYTES when the topic already existed).
         self.deadletter_limit = settings.deadletter_max_bytes
@@ -144,8 +149,9 @@ class VisitProcessor:
 
     def forget_partitions(self, partitions: set[int]) -> None:
         """The partitions left this worker (the pipeline calls this at a revoke)."""
-        self.histories.drop(partitions)
-        self.metrics.state_cache_bytes.set(self.histories.size)
+        if self.histories is not None:
+            self.histories.drop(partitions)
+            self.metrics.state_cache_bytes.set(self.histories.size)
 
     def failed(self, rec: Record | None, exc: BaseException) -> Output:
         detail = f"unexpected {type(exc).__name__} while checking the visit"
@@ -185,11 +191,13 @@ class VisitProcessor:
         table, history = self.table, None
         if table is not None:
             stored = txn.get(table, rec.partition, rec.key)
-            if stored:
+            if not stored:
+                history = PatientHistory()
+            elif self.histories is None:
+                history = PatientHistory.from_bytes(stored)
+            else:
                 history, hit = self.histories.get(rec.partition, rec.key, stored)
                 (self.metrics.state_cache_hit if hit else self.metrics.state_cache_miss).inc()
-            else:
-                history = PatientHistory()
         # seq = the record's offset: a visit is judged against what came before it in its
         # partition, so a replay after a crash gives the same findings (compliance/state.py).
         outcome = self.engine.evaluate(result, now, history, seq=rec.offset)
@@ -200,8 +208,9 @@ class VisitProcessor:
         if table is not None and outcome.history is not None:
             raw = outcome.history.to_bytes()
             txn.put(table, rec.partition, rec.key, raw)
-            self.histories.put(rec.partition, rec.key, raw, outcome.history)
-            self.metrics.state_cache_bytes.set(self.histories.size)
+            if self.histories is not None:
+                self.histories.put(rec.partition, rec.key, raw, outcome.history)
+                self.metrics.state_cache_bytes.set(self.histories.size)
         m = self.metrics
         for a in outcome.alerts:
             m.alert(a.rule_id, a.severity).inc()

@@ -67,6 +67,11 @@ def test_bounded_in_bytes_least_recently_used_first_out() -> None:
     assert cache.get(0, b"e", b"e" * 10_000)[1] is False and cache.size <= 3 * cost
 
 
+def test_off_by_default() -> None:
+    stage = VisitProcessor(Settings(), Metrics(), clock=lambda: NOW, table=DictStore())
+    assert stage.histories is None
+
+
 def test_dropping_partitions_gives_their_memory_back() -> None:
     cache = DecodedCache(Counting(), 10_000, weight=1)
     cache.get(0, b"a", b"x")
@@ -110,7 +115,7 @@ def _run(records: list[Record], cache_mb: int, seed: int) -> tuple[list[Output],
         value = store.get(rec.partition, rec.key or b"")
         if value is not None and rec.key not in other:
             other[rec.key] = value  # an early state of the patient: "another owner's"
-    return out, store, stage.histories.hits
+    return out, store, stage.histories.hits if stage.histories is not None else 0
 
 
 def test_the_worker_judges_the_same_with_and_without_the_cache() -> None:
@@ -129,10 +134,11 @@ def test_the_worker_judges_the_same_with_and_without_the_cache() -> None:
 @pytest.mark.asyncio
 async def test_a_revoke_gives_the_partitions_cached_histories_back() -> None:
     broker, metrics = Broker(), Metrics()
-    settings = Settings()
+    settings = Settings.from_env({"TC_STATE_CACHE_MB": "1"})
     stage = VisitProcessor(settings, metrics, clock=lambda: NOW, table=DictStore())
     pipeline = Pipeline(stage, Publisher(broker.send, metrics), _ok, metrics)
     pipeline.assigned([TP(settings.topic_visits, 0), TP(settings.topic_visits, 1)])
+    assert stage.histories is not None
     for partition in (0, 1):
         stage.histories.put(partition, b"P", b"{}", PatientHistory())
     await pipeline.on_revoked([TP(settings.topic_visits, 1)], 1.0)
