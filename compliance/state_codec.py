@@ -50,10 +50,10 @@ class StateFormatError(ValueError):
 
 #: A record's JSON object, reused by `encode` while the record is unchanged (by identity: the
 #: entry holds the record, so its id cannot be reused while cached): the object `decode` read
-#: it from, or the one `encode` built. `encode` leaves in it exactly the records it wrote, so a
-#: history kept decoded in memory (the worker's state cache) builds only its new record's
-#: object. (Keeping each record's encoded text instead takes ~30% less memory, but a history
-#: decoded and written once - the usual case - then costs 15-40% more: bench/RESULTS.md.)
+#: it from, or the one `encode` built (so a history kept decoded in memory, the worker's
+#: optional state cache, builds only its new record's object). Keeping each record's encoded
+#: text instead takes ~30% less memory, but a history decoded and written once - the usual
+#: case - then costs 15-40% more (bench/state-cache-issue19.txt).
 JsonCache = dict[int, tuple[VisitRecord, dict[str, Any]]]
 _SORTED = orjson.OPT_SORT_KEYS
 _BUCKETS = {"PT_SLP": "P", "OT": "O"}
@@ -66,27 +66,32 @@ def encode(
     folded_through: date | None,
     cache: JsonCache | None = None,
 ) -> bytes:
-    """The history's bytes; `cache` (optional) is read and left holding exactly the records
-    written."""
-    previous = cache if cache is not None else {}
-    written: JsonCache = {}
+    """The history's bytes; the objects built for records not in `cache` are added to it (a
+    history kept decoded builds only its new record's object at its next encode)."""
+    cache = {} if cache is None else cache
     out: list[list[dict[str, Any]]] = []
+    live = 0
     for versions in sorted(visits, key=lambda vs: vs[0].visit_id):
         row = []
         for v in versions:
-            hit = previous.get(id(v))
-            obj = hit[1] if hit is not None and hit[0] is v else _record_json(v)
-            written[id(v)] = (v, obj)
-            row.append(obj)
+            hit = cache.get(id(v))
+            if hit is not None and hit[0] is v:
+                row.append(hit[1])
+            else:
+                obj = _record_json(v)
+                cache[id(v)] = (v, obj)
+                row.append(obj)
+        live += len(row)
         out.append(row)
+    if len(cache) > 2 * live:  # records pruned since: forget them (rare)
+        kept = {id(v) for versions in visits for v in versions}
+        for gone in [k for k in cache if k not in kept]:
+            del cache[gone]
     body: dict[str, Any] = {"format": FORMAT_VERSION, "visits": out}
     if folds:
         body["kx"] = [[f.year, f.bucket, f.cents, f.unknown_lines] for f in folds]
     if folded_through is not None:
         body["ft"] = folded_through.isoformat()
-    if cache is not None:
-        cache.clear()
-        cache.update(written)
     return orjson.dumps(body, option=_SORTED)
 
 

@@ -4,8 +4,8 @@ The oracle is the worker without the cache: every visit decodes what the transac
 With the cache on, the same records give the same outputs and the same stored bytes, also when
 the store's value changes under the cache (another owner's writes, a restore, a transaction
 given up) - the cache answers only for the bytes it was built from. The run without the cache
-encodes every record afresh, so equal stored bytes also prove that a kept history's reused
-record fragments (compliance/state_codec.py) encode as the records themselves, episode parts,
+decodes every history afresh, so equal stored bytes also prove that a kept history's reused
+record objects (compliance/state_codec.py) encode as the records themselves, episode parts,
 documents and KX entries included (the episode feed).
 """
 
