@@ -51,7 +51,8 @@ class PatientHistory:
     kx_folds: tuple[KxFold, ...] = ()
     folded_through: date | None = None
     _index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
-    #: JSON objects of records decoded from bytes, reused by to_bytes (state_codec.JsonCache).
+    #: JSON objects of the records (read by from_bytes or built by to_bytes), reused by
+    #: to_bytes (state_codec.JsonCache).
     _json: JsonCache = field(default_factory=dict, compare=False, repr=False)
     #: Kept with the history instead of a scan per visit: the newest date of service and the
     #: highest seq of the visits' current (last) versions.
