@@ -84,7 +84,3 @@ class DecodedCache(Generic[T]):
         gone = set(partitions)
         for where in [w for w in self._entries if w[0] in gone]:
             self.size -= self._entries.pop(where)[2]
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self.size = 0
