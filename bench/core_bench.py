@@ -6,9 +6,9 @@
 
 Prints visits/s and microseconds per visit (median of R runs) on one core, by wall time and by
 the process's CPU time (the second is what other work on a shared machine inflates least); --stateful keeps a
-PatientHistory per patient (seq = record index) as the worker and audit do, including its
-serialisation to bytes and back per visit (the worker's table value), and reports the state's
-size per patient; --generator episodes feeds patients followed through episodes of care
+patient history (seq = record index) as the worker does, in the worker's table layout
+(compliance/state_layout.py: read and decoded per visit, what changed encoded and written), and
+reports the state's size per patient; --generator episodes feeds patients followed through episodes of care
 (synthetic/visits.py EpisodeGenerator: ~25 visits per patient over months) instead of
 independent visits; --patients is the pool of patients the visits are drawn from (5,000, as in
 bench/e2e.py); --cache-mb keeps decoded histories in memory as the worker does
@@ -29,27 +29,55 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compliance import Engine, PatientHistory
+from compliance import Engine, state_layout
 from schemas import Rejection, decode_visit
+from streams.state_cache import DecodedCache
 from synthetic.visits import EpisodeGenerator, VisitGenerator
+
+
+class Table:
+    """The worker's table as the check stage uses it (compliance/state_layout.py): a head and
+    one key per visit for each patient, read by prefix (an index, as the memory store keeps)."""
+
+    def __init__(self) -> None:
+        self.heads: dict[bytes, bytes] = {}
+        self.visits: dict[bytes, dict[bytes, bytes]] = {}
+
+    def read(self, patient: bytes) -> tuple[bytes | None, list[tuple[bytes, bytes]]]:
+        return self.heads.get(patient), sorted(self.visits.get(patient, {}).items())
+
+    def write(self, patient: bytes, writes: list[tuple[bytes, bytes | None]]) -> None:
+        visits = self.visits.setdefault(patient, {})
+        for key, value in writes:
+            if key == patient:
+                assert value is not None
+                self.heads[patient] = value
+            elif value is None:
+                visits.pop(key, None)
+            else:
+                visits[key] = value
+
+    def sizes(self) -> list[int]:
+        return [
+            len(self.heads.get(p, b"")) + sum(len(k) + len(v) for k, v in visits.items())
+            for p, visits in self.visits.items()
+        ]
 
 
 def run(
     records: list[bytes],
     engine: Engine,
     stateful: bool = False,
-    tables: dict[str, bytes] | None = None,
+    table: Table | None = None,
     cache_mb: int = 0,
 ) -> tuple[float, float, int, int]:
     """(wall seconds, CPU seconds of this process, alerts, rejected)."""
     now = datetime.now(UTC)
     alerts = rejected = 0
-    tables = {} if tables is None else tables
-    cache = None
-    if cache_mb:  # imported only when used: revisions before it run this bench too
-        from streams.state_cache import DecodedCache
-
-        cache = DecodedCache(PatientHistory.from_bytes, cache_mb * 2**20)
+    table = Table() if table is None else table
+    cache: DecodedCache[state_layout.Stored] | None = (
+        DecodedCache(cache_mb * 2**20) if cache_mb else None
+    )
     start = time.perf_counter()
     cpu = time.process_time()
     for seq, value in enumerate(records):
@@ -59,19 +87,29 @@ def run(
             continue
         if stateful:
             key = visit.patient_ref.encode()
-            stored = tables.get(visit.patient_ref)
-            if not stored:
-                history = PatientHistory()
+            head, visits = table.read(key)
+            if head is None and not visits:
+                stored = state_layout.EMPTY
             elif cache is not None:
-                history = cache.get(0, key, stored)[0]
+                stored = cache.get(
+                    0,
+                    key,
+                    (head, visits),
+                    len(head or b"") + sum(len(k) + len(v) for k, v in visits),
+                    lambda: state_layout.read(key, head, visits),  # noqa: B023 (called at once)
+                )[0]
             else:
-                history = PatientHistory.from_bytes(stored)
-            outcome = engine.evaluate(visit, now, history, seq)
+                stored = state_layout.read(key, head, visits)
+            outcome = engine.evaluate(visit, now, stored.history, seq)
             assert outcome.history is not None
-            raw = outcome.history.to_bytes()
-            tables[visit.patient_ref] = raw
+            writes, after = state_layout.changes(
+                key, stored, outcome.history, (visit.visit_id, seq)
+            )
+            table.write(key, writes)
             if cache is not None:
-                cache.put(0, key, raw, outcome.history)
+                head, visits = table.read(key)
+                size = len(head or b"") + sum(len(k) + len(v) for k, v in visits)
+                cache.put(0, key, (head, visits), size, after)
         else:
             outcome = engine.evaluate(visit, now)
         for alert in outcome.alerts:
@@ -125,9 +163,9 @@ def main() -> None:
         f"runs: {args.repeat}, {mode}, rule set {engine.ruleset_version}"
     )
     if args.stateful:
-        tables: dict[str, bytes] = {}
-        run(records, engine, True, tables)
-        sizes = sorted(len(v) for v in tables.values())
+        table = Table()
+        run(records, engine, True, table)
+        sizes = sorted(table.sizes())
         print(
             f"state: {len(sizes)} patients, bytes per patient median {statistics.median(sizes):,.0f}, "
             f"max {sizes[-1]:,}"

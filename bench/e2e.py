@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from synthetic.visits import EpisodeGenerator, VisitGenerator
 from tests.integration.harness import BROKERS, Topics, Worker, create_topics, produce
@@ -100,12 +100,45 @@ async def baseline(records: list[tuple[bytes, bytes]]) -> float:
     return n / span
 
 
+async def changelog_bytes(topic: str) -> tuple[int, int]:
+    """(records, bytes of keys and values) the worker wrote to a changelog topic: what it sent,
+    read back before compaction could shrink it."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=BROKERS,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the cluster's metadata
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        n = size = 0
+        done = {tp for tp, end in ends.items() if end == 0}
+        while len(done) < len(ends):
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if not batch:
+                break
+            for tp, recs in batch.items():
+                for r in recs:
+                    n += 1
+                    size += len(r.key or b"") + len(r.value or b"")
+                    if r.offset >= ends[tp] - 1:
+                        done.add(tp)
+        return n, size
+    finally:
+        await consumer.stop()
+
+
 async def service(records: list[tuple[bytes, bytes]], accepted: int) -> tuple[float, float]:
     t = Topics.unique("e2e-svc")
     await create_topics(t)
     await produce(t.visits, records)
     with tempfile.TemporaryDirectory() as tmp:
-        worker = Worker(t, Path(tmp), f"tc-e2e-{uuid.uuid4().hex[:6]}", dict(EXTRA_ENV))
+        app_id = f"tc-e2e-{uuid.uuid4().hex[:6]}"
+        worker = Worker(t, Path(tmp), app_id, dict(EXTRA_ENV))
         worker.start(wait_healthy=False)
         assert worker.proc is not None
         peak = 0.0
@@ -116,6 +149,12 @@ async def service(records: list[tuple[bytes, bytes]], accepted: int) -> tuple[fl
         n, span = task.result()
         worker.stop()
     assert n >= len(records), f"only {n} of {len(records)} outputs"
+    written, size = await changelog_bytes(f"{app_id}-patient-history-changelog")
+    print(
+        f"  patient-history changelog: {written:,} records, {size:,} bytes, "
+        f"{size / len(records):,.0f} bytes per visit",
+        flush=True,
+    )
     return len(records) / span, peak
 
 

@@ -1,5 +1,5 @@
 """Compact per-visit records kept in a patient's history (pure data; compliance/state.py holds
-them, compliance/state_codec.py serialises them).
+them, compliance/state_layout.py and state_codec.py serialise them).
 
 A `VisitRecord` is one version of a visit: the same-day part (rendering NPI and billed lines,
 for the claim-level rules of the same date of service; dropped after `horizon_days`) and the
@@ -9,15 +9,22 @@ was seen (amounts, who counts as a clinician): a rule-data update applies to vis
 it.
 
 Records are never mutated once built (the history shares them between versions of itself).
-They are plain slots dataclasses, not frozen ones: building a frozen dataclass costs ~4x more,
-and a heavy patient's history decodes ~160 records for every visit.
+They are msgspec Structs (`_Record`): serialised as arrays by field order (compliance/state_layout.py
+decodes straight into them, in C), and not tracked by Python's garbage collector (`gc=False`:
+they hold no reference cycles, only strings, numbers, dates, enums, tuples and other records),
+so thousands of live records cost the collector nothing. Not frozen: building a frozen record
+costs more, and nothing changes one after it is built.
+
+Fields are appended, never reordered or removed: a stored record is an array by position, and
+a record read with fewer elements takes the defaults of the missing trailing fields.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+
+import msgspec
 
 from schemas.visit import TherapyVisitCompleted
 
@@ -25,6 +32,10 @@ from schemas.visit import TherapyVisitCompleted
 SERVICE = 1  # the visit has at least one service line: its date is a treatment day
 INITIAL_EVALUATION = 2  # an initial evaluation code of the visit's discipline: opens an episode
 RE_EVALUATION = 4  # a re-evaluation by a clinician: restarts the progress-report period
+
+
+class _Record(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
+    """Base of the records: array-encoded, trailing defaults left out, untracked by the GC."""
 
 
 class DocKind(StrEnum):
@@ -46,8 +57,7 @@ class Role(StrEnum):
     OTHER = "o"
 
 
-@dataclass(slots=True)
-class DocRecord:
+class DocRecord(_Record):
     kind: DocKind
     #: The date the document refers to: `document_date`, else the visit's date of service (a
     #: document dated after its visit is taken as dated on the visit: it exists from then on).
@@ -66,8 +76,7 @@ class DocRecord:
     discipline: str | None = None
 
 
-@dataclass(slots=True)
-class KxEntry:
+class KxEntry(_Record):
     """A visit's contribution to one KX bucket (Medicare Part B visits only)."""
 
     bucket: str  # KxBucket value: PT_SLP or OT
@@ -77,8 +86,7 @@ class KxEntry:
     with_kx: int = 0  # of them, lines carrying KX
 
 
-@dataclass(slots=True)
-class EpisodePart:
+class EpisodePart(_Record):
     flags: int
     episode_ref: str | None = None
     start: date | None = None  # the event's episode_start_date
@@ -93,8 +101,7 @@ class EpisodePart:
         return any(d.kind is DocKind.DISCHARGE_SUMMARY for d in self.docs)
 
 
-@dataclass(slots=True)
-class LineRecord:
+class LineRecord(_Record):
     """A billed line (units > 0) as the same-day rules need it."""
 
     line_id: str
@@ -105,8 +112,7 @@ class LineRecord:
     allowed_amount: str | None = None
 
 
-@dataclass(slots=True)
-class VisitRecord:
+class VisitRecord(_Record):
     """One version of a visit. `npi` and `lines` are the same-day part ("" and () once dropped);
     `episode` is None for records without episode data (upgraded from format 1, or built
     without a rule set): the episode and KX rules do not read them."""

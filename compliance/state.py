@@ -1,7 +1,8 @@
 """Per-patient history for the rules that span visits (pure; no I/O).
 
-The stream worker keeps one `PatientHistory` per patient as the value of a table keyed by
-`patient_ref` (co-partitioned with the input topic); `audit` keeps them in a dict. Semantics
+The stream worker keeps each patient's history in a table co-partitioned with the input topic,
+one key per visit plus a per-patient head (compliance/state_layout.py); `audit` keeps
+`PatientHistory` objects in a dict. Semantics
 (EVENTS.md "v1 additions": re-delivery changes nothing, a corrected event replaces the earlier
 one, a late visit is judged at its own date):
 
@@ -22,7 +23,8 @@ one, a late visit is judged at its own date):
   replay holds for events within the horizons of the patient's newest date of service and with
   fewer corrections than that in the replay window.
 
-Serialised form: compliance/state_codec.py (format 2; format 1 is read and upgraded).
+Serialised forms: compliance/state_layout.py (format 3, what the worker writes);
+compliance/state_codec.py (format 2, one value per patient: read and upgraded, and format 1).
 """
 
 from __future__ import annotations

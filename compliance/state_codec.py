@@ -1,5 +1,7 @@
-"""The serialised form of a patient history (the worker's table value): deterministic,
-versioned JSON with short keys (orjson, keys sorted).
+"""Format 2 of a patient history: the whole history as one deterministic, versioned JSON value
+with short keys (orjson, keys sorted). The worker wrote it as the value of the patient's key
+until format 3 (compliance/state_layout.py: one key per visit), which reads it and writes the
+patient in format 3 at its next visit; `PatientHistory.to_bytes` still writes it (tools, tests).
 
 Format 2:
 

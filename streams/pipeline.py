@@ -57,6 +57,10 @@ STARTS_WAIT_S = 30.0
 TimerWork = Callable[[Transaction], list[Output]]
 
 
+def _deletions_last(change: tuple[bytes, bytes | None]) -> bool:
+    return change[1] is None  # sorted() is stable: the order of writes otherwise
+
+
 async def _nothing() -> None:
     return None
 
@@ -402,7 +406,10 @@ class Pipeline:
                 if offset is not None and offset > offsets.get(where, -1):
                     offsets[where] = offset
 
-            for key, value in changes.items():
+            # Values before deletions: a crash can cut the batch's records anywhere, and a
+            # deletion may depend on a value written with it (a patient's head holding the KX
+            # amounts of the visits it deletes: compliance/state_layout.py).
+            for key, value in sorted(changes.items(), key=_deletions_last):
                 records.append(
                     Output(store.changelog_topic, key, value, partition, headers, on_acked=acked)
                 )

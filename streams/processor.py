@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from compliance import ENGINE_VERSION, Engine
-from compliance.state import PatientHistory
+from compliance import ENGINE_VERSION, Engine, state_layout
+from compliance.state_layout import Stored
 from runtime.deadletters import fit, with_notes
 from runtime.settings import Settings
 from schemas.common import DeadLetterReason
@@ -104,6 +104,10 @@ def guarded(processor: Processor, rec: Record, txn: Transaction) -> list[Output]
         return [processor.failed(rec, exc)]
 
 
+def _size(head: bytes | None, visits: list[tuple[bytes, bytes]]) -> int:
+    return len(head or b"") + sum(len(k) + len(v) for k, v in visits)
+
+
 def scratch() -> Transaction:
     """A transaction of its own, for running a stage without a pipeline (tools, tests)."""
     return Chain().begin()
@@ -130,10 +134,8 @@ class VisitProcessor:
         self.table = table
         #: Decoded histories of patients seen recently (a hit costs no decode); None: off
         #: (TC_STATE_CACHE_MB=0, the default: why in runtime/settings.py).
-        self.histories = (
-            DecodedCache(PatientHistory.from_bytes, settings.state_cache_mb * 2**20)
-            if settings.state_cache_mb
-            else None
+        self.histories: DecodedCache[Stored] | None = (
+            DecodedCache(settings.state_cache_mb * 2**20) if settings.state_cache_mb else None
         )
         #: The dead-letter topic's real record limit (runtime.topics reads it at start; it can
         #: be lower than TC_DEADLETTER_MAX_BYTES when the topic already existed).
@@ -188,29 +190,26 @@ class VisitProcessor:
                 )
             ]
         now = self.clock()
-        table, history = self.table, None
+        table, stored, read = self.table, None, None
         if table is not None:
-            stored = txn.get(table, rec.partition, rec.key)
-            if not stored:
-                history = PatientHistory()
-            elif self.histories is None:
-                history = PatientHistory.from_bytes(stored)
-            else:
-                history, hit = self.histories.get(rec.partition, rec.key, stored)
-                (self.metrics.state_cache_hit if hit else self.metrics.state_cache_miss).inc()
+            read = self._read(txn, table, rec.partition, rec.key)
+            stored = read[0]
         # seq = the record's offset: a visit is judged against what came before it in its
         # partition, so a replay after a crash gives the same findings (compliance/state.py).
+        history = stored.history if stored is not None else None
         outcome = self.engine.evaluate(result, now, history, seq=rec.offset)
         key = result.visit_id.encode()
         s = self.settings
         out = [Output(s.topic_alerts, key, a.to_json()) for a in outcome.alerts]
         out.append(Output(s.topic_checked, key, outcome.checked.to_json()))
-        if table is not None and outcome.history is not None:
-            raw = outcome.history.to_bytes()
-            txn.put(table, rec.partition, rec.key, raw)
-            if self.histories is not None:
-                self.histories.put(rec.partition, rec.key, raw, outcome.history)
-                self.metrics.state_cache_bytes.set(self.histories.size)
+        if table is not None and read is not None and outcome.history is not None:
+            writes, after = state_layout.changes(
+                rec.key, read[0], outcome.history, (result.visit_id, rec.offset)
+            )
+            for where, value in writes:
+                txn.put(table, rec.partition, where, value)
+            if self.histories is not None and writes:
+                self._remember(rec.partition, rec.key, read[1], read[2], writes, after)
         m = self.metrics
         for a in outcome.alerts:
             m.alert(a.rule_id, a.severity).inc()
@@ -223,6 +222,51 @@ class VisitProcessor:
             m.kx_unknown_amount_lines.inc(outcome.kx_unknown_amount_lines)
         m.event_age.observe(max(0.0, (now - result.occurred_at).total_seconds()))
         return out
+
+    def _read(
+        self, txn: Transaction, table: Store, partition: int, patient: bytes
+    ) -> tuple[Stored, bytes | None, list[tuple[bytes, bytes]]]:
+        """The patient's history (compliance/state_layout.py) as the transaction sees it, and
+        the head's and visits' bytes it was read from."""
+        head = txn.get(table, partition, patient)
+        visits = txn.prefixed(table, partition, state_layout.visits_prefix(patient))
+        if head is None and not visits:
+            return state_layout.EMPTY, head, visits
+        if self.histories is None:
+            return state_layout.read(patient, head, visits), head, visits
+        # The cache answers only for exactly these bytes (streams/state_cache.py).
+        stored, hit = self.histories.get(
+            partition,
+            patient,
+            (head, visits),
+            _size(head, visits),
+            lambda: state_layout.read(patient, head, visits),
+        )
+        (self.metrics.state_cache_hit if hit else self.metrics.state_cache_miss).inc()
+        return stored, head, visits
+
+    def _remember(
+        self,
+        partition: int,
+        patient: bytes,
+        head: bytes | None,
+        visits: list[tuple[bytes, bytes]],
+        writes: list[tuple[bytes, bytes | None]],
+        after: Stored,
+    ) -> None:
+        """Keep `after` as the decoded form of the bytes the table holds once `writes` are in."""
+        assert self.histories is not None
+        merged = dict(visits)
+        for key, value in writes:
+            if key == patient:
+                head = value
+            elif value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        now = sorted(merged.items())
+        self.histories.put(partition, patient, (head, now), _size(head, now), after)
+        self.metrics.state_cache_bytes.set(self.histories.size)
 
     def _dead_letter(self, rec: Record, reason: DeadLetterReason, detail: str) -> Output:
         """One dead letter that fits the dead-letter topic's record limit (what is left out

@@ -30,28 +30,25 @@ ENTRY_OVERHEAD = 200
 
 
 class DecodedCache(Generic[T]):
-    """`get(partition, key, raw)` = (`decode(raw)`, whether it was in memory), remembered for the next read of the same
-    bytes; at most `budget_bytes` of estimated memory (`weight` per byte of `raw`)."""
+    """`get(partition, key, raw, size, decode)` = (`decode()`, whether it was in memory),
+    remembered for the next read of the same `raw` (the stored bytes, compared by equality);
+    at most `budget_bytes` of estimated memory (`weight` per byte of `size`, the bytes of raw)."""
 
-    __slots__ = ("_decode", "_entries", "budget", "evictions", "hits", "misses", "size", "weight")
+    __slots__ = ("_entries", "budget", "evictions", "hits", "misses", "size", "weight")
 
-    def __init__(
-        self,
-        decode: Callable[[bytes], T],
-        budget_bytes: int,
-        weight: int = DECODED_BYTES_PER_BYTE,
-    ) -> None:
-        self._decode = decode
+    def __init__(self, budget_bytes: int, weight: int = DECODED_BYTES_PER_BYTE) -> None:
         self.budget = budget_bytes
         self.weight = weight
-        self._entries: OrderedDict[tuple[int, bytes], tuple[bytes, T, int]] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, bytes], tuple[object, T, int]] = OrderedDict()
         self.size = 0
         self.hits = self.misses = self.evictions = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, partition: int, key: bytes, raw: bytes) -> tuple[T, bool]:
+    def get(
+        self, partition: int, key: bytes, raw: object, size: int, decode: Callable[[], T]
+    ) -> tuple[T, bool]:
         where = (partition, key)
         entry = self._entries.get(where)
         if entry is not None and (entry[0] is raw or entry[0] == raw):
@@ -59,14 +56,14 @@ class DecodedCache(Generic[T]):
             self.hits += 1
             return entry[1], True
         self.misses += 1
-        value = self._decode(raw)
-        self.put(partition, key, raw, value)
+        value = decode()
+        self.put(partition, key, raw, size, value)
         return value, False
 
-    def put(self, partition: int, key: bytes, raw: bytes, value: T) -> None:
-        """Remember `value` as the decoded form of `raw` (a value just encoded to `raw`)."""
+    def put(self, partition: int, key: bytes, raw: object, size: int, value: T) -> None:
+        """Remember `value` as the decoded form of `raw` (`size` bytes)."""
         where = (partition, key)
-        cost = len(raw) * self.weight + ENTRY_OVERHEAD
+        cost = size * self.weight + ENTRY_OVERHEAD
         old = self._entries.pop(where, None)
         if old is not None:
             self.size -= old[2]

@@ -29,7 +29,7 @@ import faust.stores.rocksdb
 from faust.types import TP as FaustTP
 from faust.types import EventT, TableT
 
-from streams.transaction import _TAG, UNTAGGED, StaleTransaction, Tag, header_tag
+from streams.transaction import _TAG, UNTAGGED, StaleTransaction, Tag, group_of, header_tag
 
 log = logging.getLogger("streams.tables")
 
@@ -132,6 +132,9 @@ class MemoryStore(faust.stores.memory.Store[bytes, bytes]):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.tc_epochs: dict[int, int] = {}
+        #: group -> its keys (streams/transaction.py GROUP_SEP), for `prefixed` reads without a
+        #: scan. Keys faust itself drops (a revoke) stay here until a read finds them gone.
+        self.tc_groups: dict[bytes, set[bytes]] = {}
 
     def apply_changelog_batch(
         self,
@@ -149,12 +152,21 @@ class MemoryStore(faust.stores.memory.Store[bytes, bytes]):
 def _memory_put(
     store: MemoryStore, partition: int, key: bytes, tag: Tag, value: bytes | None
 ) -> None:
+    groups: dict[bytes, set[bytes]] = getattr(store, "tc_groups", {})
+    group = group_of(key)
     if value is None:
         store.data.pop(key, None)
         store._key_partition.pop(key, None)
+        members = groups.get(group) if group is not None else None
+        if group is not None and members is not None:
+            members.discard(key)
+            if not members:
+                del groups[group]
     else:
         store.data[key] = pack(tag, value)
         store._key_partition[key] = partition
+        if group is not None:
+            groups.setdefault(group, set()).add(key)
     store.tc_epochs[partition] = max(tag.epoch, store.tc_epochs.get(partition, 0))
 
 
@@ -235,6 +247,31 @@ class TableStore:
             return
         for key, raw in list(store.data.items()):
             if store._key_partition.get(key) == partition:
+                yield bytes(key), unpack(bytes(raw))[1]
+
+    def prefixed(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        store = self._store
+        if self._rocks:
+            it = self._db(partition).iter()
+            it.seek(prefix)
+            while it.valid():
+                key = bytes(it.key())
+                if not key.startswith(prefix):
+                    return
+                yield key, unpack(bytes(it.value()))[1]
+                it.next()
+            return
+        groups: dict[bytes, set[bytes]] | None = getattr(store, "tc_groups", None)
+        if groups is None:  # faust's own memory store: a scan
+            keys = sorted(k for k in store.data if bytes(k).startswith(prefix))
+        else:
+            members = groups.get(prefix, set())
+            keys = sorted(members)
+            for gone in [k for k in keys if k not in store.data]:
+                members.discard(gone)
+        for key in keys:
+            raw = store.data.get(key)
+            if raw is not None and store._key_partition.get(key) == partition:
                 yield bytes(key), unpack(bytes(raw))[1]
 
     def write(

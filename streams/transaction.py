@@ -80,6 +80,11 @@ class Store(Protocol):
 
     def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]: ...
 
+    def prefixed(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The keys starting with `prefix` (a group: it ends with GROUP_SEP) and their values,
+        without a scan of the partition."""
+        ...
+
     def write(
         self,
         partition: int,
@@ -95,6 +100,16 @@ class Store(Protocol):
         ...
 
 
+#: Keys may be grouped: a key's group is its part up to and including its first GROUP_SEP (a
+#: patient's visits: compliance/state_layout.py). `Transaction.prefixed` reads a group.
+GROUP_SEP = b"\x1f"
+
+
+def group_of(key: bytes) -> bytes | None:
+    i = key.find(GROUP_SEP)
+    return None if i < 0 else key[: i + 1]
+
+
 #: A key's value in a transaction: bytes, or None for a deleted key.
 Value = bytes | None
 _MISSING = object()
@@ -104,7 +119,7 @@ class Transaction:
     """The state changes of one batch. Reads see, in order: this transaction's changes, those
     of earlier transactions of the chain still in flight, the store."""
 
-    __slots__ = ("_chain", "_undo", "changes", "seq")
+    __slots__ = ("_chain", "_groups", "_undo", "changes", "seq")
 
     def __init__(self, chain: Chain, seq: int) -> None:
         self._chain = chain
@@ -112,6 +127,9 @@ class Transaction:
         #: (store, partition) -> key -> value (None: deleted), in the order first written.
         self.changes: dict[tuple[Store, int], dict[bytes, Value]] = {}
         self._undo: list[tuple[dict[bytes, Value], bytes, object]] = []
+        #: (store, partition) -> group -> keys of it written (a rollback can leave keys here
+        #: that `changes` no longer holds: readers check `changes`).
+        self._groups: dict[tuple[Store, int], dict[bytes, set[bytes]]] = {}
 
     def get(self, store: Store, partition: int, key: bytes) -> bytes | None:
         found = self._chain.pending(self, store, partition, key)
@@ -124,6 +142,28 @@ class Transaction:
         changes = self.changes.setdefault((store, partition), {})
         self._undo.append((changes, key, changes.get(key, _MISSING)))
         changes[key] = value
+        group = group_of(key)
+        if group is not None:
+            self._groups.setdefault((store, partition), {}).setdefault(group, set()).add(key)
+
+    def prefixed(self, store: Store, partition: int, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """The keys of a group (`prefix` ends with GROUP_SEP) as this transaction sees them,
+        sorted by key."""
+        where = (store, partition)
+        overlay: dict[bytes, Value] = {}
+        for txn in self._chain.up_to(self):
+            keys = txn._groups.get(where, {}).get(prefix)
+            if keys:
+                changes = txn.changes.get(where, {})
+                for key in keys:
+                    if key in changes:
+                        overlay[key] = changes[key]
+        if not overlay:
+            return list(store.prefixed(partition, prefix))
+        out = [(k, v) for k, v in store.prefixed(partition, prefix) if k not in overlay]
+        out.extend((k, v) for k, v in overlay.items() if v is not None)
+        out.sort()
+        return out
 
     def items(self, store: Store, partition: int) -> list[tuple[bytes, bytes]]:
         """Every key and value of the partition as this transaction sees it (a snapshot)."""
@@ -228,6 +268,11 @@ class DictStore:
 
     def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         yield from list(self.data.get(partition, {}).items())
+
+    def prefixed(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        yield from sorted(
+            kv for kv in self.data.get(partition, {}).items() if kv[0].startswith(prefix)
+        )
 
     def write(
         self,

@@ -130,6 +130,34 @@ async def test_state_follows_the_outputs_and_the_store_follows_the_changelog() -
     assert await h.pipeline.commit() == {TP(TOPIC, 0): 3}
 
 
+class Folder(Counter):
+    """Deletes a visit's key, then writes the head that holds its fold (as the check stage's
+    pruning does in some batches: compliance/state_layout.py)."""
+
+    def handle(self, rec: Record, txn: Transaction) -> list[Output]:
+        txn.put(self.store, rec.partition, b"P\x1fold", None)
+        txn.put(self.store, rec.partition, b"P\x1fnew", b"visit")
+        txn.put(self.store, rec.partition, b"P", b"head with old's fold")
+        return [Output("out", rec.key, b"ok")]
+
+
+@pytest.mark.asyncio
+async def test_a_batchs_changelog_sends_its_values_before_its_deletions() -> None:
+    # A crash can cut the batch's changelog records anywhere: a deletion sent before the value
+    # it depends on could be durable alone. Oracle: the order the stage wrote, values first.
+    h = Harness()
+    h.pipeline.processor = h.stage = Folder(h.store)
+    await h.submit((0, 0, b"x"))
+    await settle()
+    h.ack("out")
+    await settle()
+    assert [(o.key, o.value) for o in h.sent(CHANGELOG)] == [
+        (b"P\x1fnew", b"visit"),
+        (b"P", b"head with old's fold"),
+        (b"P\x1fold", None),
+    ]
+
+
 @pytest.mark.asyncio
 async def test_a_batch_reads_earlier_batches_in_flight_and_becomes_durable_after_them() -> None:
     h = Harness()
@@ -357,8 +385,11 @@ async def test_the_check_stage_writes_the_history_only_through_the_transaction()
         visits.append(Record("in", 1, i, data["patient_ref"].encode(), raw(data), None))
     await drive(pipeline, broker, visits)
     assert table.writes == 3
-    stored = table.get(1, visits[0].key or b"")
-    assert stored is not None and all(f"V-{i}".encode() in stored for i in range(3))
+    patient = visits[0].key or b""
+    # One key per visit (compliance/state_layout.py): patient + 0x1F + visit_id.
+    assert [k for k, _ in table.prefixed(1, patient + b"\x1f")] == [
+        patient + f"\x1fV-{i}".encode() for i in range(3)
+    ]
 
 
 @pytest.mark.asyncio

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from compliance.state import PatientHistory
+from compliance.state_layout import EMPTY
 from runtime.settings import Settings
 from streams.checkpoint import TP
 from streams.metrics import Metrics
@@ -36,35 +36,41 @@ class Counting:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, raw: bytes) -> str:
-        self.calls += 1
-        return raw.decode()
+    def get(
+        self, cache: DecodedCache[str], partition: int, key: bytes, raw: bytes
+    ) -> tuple[str, bool]:
+        def decode() -> str:
+            self.calls += 1
+            return raw.decode()
+
+        return cache.get(partition, key, raw, len(raw), decode)
 
 
 def test_a_hit_needs_the_same_bytes_not_only_the_same_key() -> None:
-    decode = Counting()
-    cache = DecodedCache(decode, 10_000, weight=1)
-    assert cache.get(0, b"k", b"one") == ("one", False)
-    assert cache.get(0, b"k", bytes(bytearray(b"one"))) == ("one", True)  # equal, not identical
-    assert cache.get(0, b"k", b"two") == ("two", False)  # the store moved on: decoded again
-    assert cache.get(1, b"k", b"two") == ("two", False)  # another partition's key
-    assert decode.calls == 3
-    cache.put(0, b"k", b"three", "3")  # what the stage just encoded
-    assert cache.get(0, b"k", b"three") == ("3", True)
+    c = Counting()
+    cache: DecodedCache[str] = DecodedCache(10_000, weight=1)
+    assert c.get(cache, 0, b"k", b"one") == ("one", False)
+    assert c.get(cache, 0, b"k", bytes(bytearray(b"one"))) == ("one", True)  # equal, not identical
+    assert c.get(cache, 0, b"k", b"two") == ("two", False)  # the store moved on: decoded again
+    assert c.get(cache, 1, b"k", b"two") == ("two", False)  # another partition's key
+    assert c.calls == 3
+    cache.put(0, b"k", b"three", 5, "3")  # what the stage just wrote
+    assert c.get(cache, 0, b"k", b"three") == ("3", True)
 
 
 def test_bounded_in_bytes_least_recently_used_first_out() -> None:
     cost = 10 + ENTRY_OVERHEAD  # a 10-byte value at weight 1
-    cache = DecodedCache(Counting(), 3 * cost, weight=1)
+    c = Counting()
+    cache: DecodedCache[str] = DecodedCache(3 * cost, weight=1)
     for key in (b"a", b"b", b"c"):
-        cache.get(0, key, key * 10)
-    cache.get(0, b"a", b"a" * 10)  # a is now the most recently used
-    cache.get(0, b"d", b"d" * 10)  # over budget: b goes
+        c.get(cache, 0, key, key * 10)
+    c.get(cache, 0, b"a", b"a" * 10)  # a is now the most recently used
+    c.get(cache, 0, b"d", b"d" * 10)  # over budget: b goes
     assert cache.size == 3 * cost and cache.evictions == 1
-    assert [cache.get(0, k, k * 10)[1] for k in (b"a", b"c", b"d")] == [True, True, True]
-    assert cache.get(0, b"b", b"b" * 10)[1] is False
-    cache.put(0, b"e", b"e" * 10_000, "too big for the budget")  # never held
-    assert cache.get(0, b"e", b"e" * 10_000)[1] is False and cache.size <= 3 * cost
+    assert [c.get(cache, 0, k, k * 10)[1] for k in (b"a", b"c", b"d")] == [True, True, True]
+    assert c.get(cache, 0, b"b", b"b" * 10)[1] is False
+    cache.put(0, b"e", b"e" * 10_000, 10_000, "too big for the budget")  # never held
+    assert c.get(cache, 0, b"e", b"e" * 10_000)[1] is False and cache.size <= 3 * cost
 
 
 def test_off_by_default() -> None:
@@ -73,12 +79,13 @@ def test_off_by_default() -> None:
 
 
 def test_dropping_partitions_gives_their_memory_back() -> None:
-    cache = DecodedCache(Counting(), 10_000, weight=1)
-    cache.get(0, b"a", b"x")
-    cache.get(1, b"a", b"y")
+    c = Counting()
+    cache: DecodedCache[str] = DecodedCache(10_000, weight=1)
+    c.get(cache, 0, b"a", b"x")
+    c.get(cache, 1, b"a", b"y")
     cache.drop({1})
     assert len(cache) == 1 and cache.size == 1 + ENTRY_OVERHEAD
-    assert cache.get(0, b"a", b"x")[1] is True and cache.get(1, b"a", b"y")[1] is False
+    assert c.get(cache, 0, b"a", b"x")[1] is True and c.get(cache, 1, b"a", b"y")[1] is False
 
 
 def _feed(kind: str) -> list[Record]:
@@ -101,20 +108,21 @@ def _run(records: list[Record], cache_mb: int, seed: int) -> tuple[list[Output],
     store = DictStore()
     stage = VisitProcessor(settings, Metrics(), clock=lambda: NOW, table=store)
     chain, rnd, out = Chain(), random.Random(seed), []
-    other: dict[bytes | None, bytes] = {}  # patient -> a value another owner might have written
+    # patient -> a visit key's early value, which another owner might write again
+    other: dict[bytes | None, tuple[bytes, bytes]] = {}
     for rec in records:
         if rnd.random() < 0.1:  # given up: never durable, the record comes again
             abandoned = chain.begin()
             stage.handle(rec, abandoned)
             chain.clear()
         if rnd.random() < 0.1 and rec.key in other:
-            store.write(rec.partition, {rec.key or b"": other[rec.key]}, LOCAL, None)
+            store.write(rec.partition, dict([other[rec.key]]), LOCAL, None)
         txn = chain.begin()
         out.extend(stage.handle(rec, txn))
         commit_now(txn)
-        value = store.get(rec.partition, rec.key or b"")
-        if value is not None and rec.key not in other:
-            other[rec.key] = value  # an early state of the patient: "another owner's"
+        visits = list(store.prefixed(rec.partition, (rec.key or b"") + b"\x1f"))
+        if visits and rec.key not in other:
+            other[rec.key] = visits[0]  # an early state of a visit: "another owner's"
     return out, store, stage.histories.hits if stage.histories is not None else 0
 
 
@@ -140,9 +148,9 @@ async def test_a_revoke_gives_the_partitions_cached_histories_back() -> None:
     pipeline.assigned([TP(settings.topic_visits, 0), TP(settings.topic_visits, 1)])
     assert stage.histories is not None
     for partition in (0, 1):
-        stage.histories.put(partition, b"P", b"{}", PatientHistory())
+        stage.histories.put(partition, b"P", b"{}", 2, EMPTY)
     await pipeline.on_revoked([TP(settings.topic_visits, 1)], 1.0)
-    assert stage.histories.get(0, b"P", b"{}")[1] is True
+    assert stage.histories.get(0, b"P", b"{}", 2, lambda: EMPTY)[1] is True
     assert len(stage.histories) == 1
 
 

@@ -84,6 +84,37 @@ def test_a_partition_faust_dropped_is_never_reopened(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["rocksdb", "memory"])
+def test_a_group_is_read_by_prefix_from_writes_and_from_recovery(tmp_path: Path, kind: str) -> None:
+    # A patient's visits (compliance/state_layout.py): keys patient + 0x1F + visit. Oracle: the
+    # keys written, filtered by prefix by hand. Other patients' keys - "P-1" is a prefix of
+    # "P-10" - and other partitions' never appear.
+    ts = table_store(tmp_path, kind)
+    store: Any = ts.table.data
+    if kind == "rocksdb":
+        store._db_for_partition(0)
+        store._db_for_partition(1)
+    keys = [b"P-1", b"P-1\x1fA", b"P-1\x1fB", b"P-10", b"P-10\x1fA", b"P-1!", b"P-0\x1fZ"]
+    ts.write(0, {k: b"v" + k for k in keys}, Tag(1, 1), 5)
+    ts.write(1, {b"P-1\x1fC": b"other partition"}, Tag(1, 1), 5)
+    assert list(ts.prefixed(0, b"P-1\x1f")) == [
+        (b"P-1\x1fA", b"vP-1\x1fA"),
+        (b"P-1\x1fB", b"vP-1\x1fB"),
+    ]
+    ts.write(0, {b"P-1\x1fA": None}, Tag(1, 1), 6)
+    assert [k for k, _ in ts.prefixed(0, b"P-1\x1f")] == [b"P-1\x1fB"]
+    store.apply_changelog_batch(  # a restore adds one and deletes one
+        [
+            changelog(ts, 0, 7, b"P-1\x1fD", b"restored", Tag(1, 1)),
+            changelog(ts, 0, 8, b"P-1\x1fB", None, Tag(1, 1)),
+        ],
+        lambda k: k,
+        lambda v: v,
+    )
+    assert list(ts.prefixed(0, b"P-1\x1f")) == [(b"P-1\x1fD", b"restored")]
+    assert list(ts.prefixed(1, b"P-1\x1f")) == [(b"P-1\x1fC", b"other partition")]
+
+
+@pytest.mark.parametrize("kind", ["rocksdb", "memory"])
 def test_recovery_never_applies_an_earlier_owners_record_over_a_later_owners(
     tmp_path: Path, kind: str
 ) -> None:

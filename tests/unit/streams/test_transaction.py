@@ -63,6 +63,26 @@ def test_a_scan_sees_the_chain_over_the_store() -> None:
     assert sorted(first.items(store, P)) == [(b"b", b"1"), (b"c", b"first")]
 
 
+def test_a_group_read_sees_the_chain_over_the_store_as_a_scan_does() -> None:
+    # Oracle: the full scan (`items`) filtered by prefix by hand.
+    store, chain = DictStore(), Chain()
+    store.write(
+        P, {b"p\x1fa": b"1", b"p\x1fb": b"1", b"p": b"head", b"q\x1fa": b"1"}, Tag(1, 1), None
+    )
+    first = chain.begin()
+    first.put(store, P, b"p\x1fa", None)
+    first.put(store, P, b"p\x1fc", b"first")
+    second = chain.begin()
+    second.put(store, P, b"p\x1fc", b"second")
+    mark = second.mark()
+    second.put(store, P, b"p\x1fd", b"rolled back")
+    second.rollback(mark)
+    for txn in (first, second):
+        expected = sorted(kv for kv in txn.items(store, P) if kv[0].startswith(b"p\x1f"))
+        assert txn.prefixed(store, P, b"p\x1f") == expected
+    assert second.prefixed(store, P, b"p\x1f") == [(b"p\x1fb", b"1"), (b"p\x1fc", b"second")]
+
+
 def test_commit_now_writes_the_changes_and_leaves_the_chain() -> None:
     store, chain = DictStore(), Chain()
     txn = chain.begin()
