@@ -111,16 +111,15 @@ async def changelog_bytes(topic: str) -> tuple[int, int]:
     )
     await consumer.start()
     try:
-        await consumer.topics()  # fetches the cluster's metadata
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        cluster = await consumer._client.fetch_all_metadata()  # every topic's partitions
+        parts = [TopicPartition(topic, p) for p in cluster.partitions_for_topic(topic) or ()]
         consumer.assign(parts)
         ends = await consumer.end_offsets(parts)
         n = size = 0
         done = {tp for tp, end in ends.items() if end == 0}
-        while len(done) < len(ends):
+        deadline = time.monotonic() + 120
+        while len(done) < len(ends) and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            if not batch:
-                break
             for tp, recs in batch.items():
                 for r in recs:
                     n += 1

@@ -83,6 +83,11 @@ class PatientHistory:
         """The newest date of service among the visits' current versions."""
         return self._newest
 
+    @property
+    def max_seq(self) -> int:
+        """The highest seq among the visits' current versions (-1: none)."""
+        return self._max_seq
+
     def versions(self, visit_id: str) -> tuple[VisitRecord, ...]:
         i = self._index.get(visit_id)
         return () if i is None else self.visits[i]

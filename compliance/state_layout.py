@@ -17,24 +17,23 @@ Values start with a format byte (0x03) and are MessagePack arrays decoded straig
 records (msgspec). A head holding a format 1 or 2 JSON history (it starts with `{`) is read as
 that history, and the next write of the patient writes it in format 3 (`Stored.legacy`).
 
-Crash consistency. A batch's changelog records can be cut anywhere by a crash, and the next
-owner restores whatever reached the changelog; every input of that batch is then processed
-again (its offsets were not committed), but an input of an earlier batch is not. So a state
-restored from a cut batch must stay consistent with the batches before it:
-- the pipeline sends a transaction's values before its deletions (streams/pipeline.py), so a
-  folded visit's key is never deleted while the head holding its fold is not durable;
-- the head lists the visits it folded with the seq of the version folded (`folded`); a stored
-  record of such a visit with a seq not above it is ignored when the patient is read (its
-  deletion was cut off) and deleted again at the patient's next write (`Stored.stale`). An
-  entry stays in the head while a read still finds the key, and the newest `MAX_FOLDED`
-  others stay too: a visit folded as it arrived (beyond the horizon) leaves no record, and
-  the entry is what tells a re-delivery of it from a new visit (`changes`' `visit`).
-Either way each KX amount is counted once: in a fold or in a live record, never both.
+Crash consistency. The pipeline sends a transaction's changelog records of one partition as
+one Kafka record batch (streams/pipeline.py), which the broker appends whole or not at all; a
+patient's keys are never split between batches. So a restore gives each patient's keys as they
+stood after some whole transaction, as format 2's one value did, and the batch's inputs are
+then processed again (their offsets were not committed). Replaying an input over its own result
+must change nothing: a visit stored with a version at or above the input's seq is left as it is
+(compliance/state.py), and a visit no longer stored whose seq is at or below the patient's
+high-water seq (`Head.seq`, and the seqs of the stored records) was folded or dropped after it
+was applied - often as it arrived, beyond the horizon, leaving no record - and is not folded
+again. Every fold and deletion rewrites the head, so the high-water seq covers every visit
+folded.
 
 Compaction (the changelog topic is compacted): each key's last record is its current value, and
 a deleted visit's tombstone removes it once `delete.retention.ms` has passed - a restore that
 reads the topic from the start within that time still sees the tombstone, and one after it no
-longer sees the key at all. docs/rules.md "State" says more.
+longer sees the key at all. Downgrading is not supported: a worker of an earlier version reads
+format 3 neither as it is nor as missing (docs/rules.md "State").
 """
 
 from __future__ import annotations
@@ -64,8 +63,8 @@ class Head(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
     #: (year, bucket, cents, unknown lines) folded past the episode horizon.
     kx: tuple[tuple[int, str, int, int], ...] = ()
     folded_through: date | None = None
-    #: (visit_id, seq) of visits folded whose records may still be in the table.
-    folded: tuple[tuple[str, int], ...] = ()
+    #: The highest seq applied to the patient when the head was written (see above).
+    seq: int = -1
 
 
 _VISIT = msgspec.msgpack.Decoder(tuple[VisitRecord, ...])
@@ -88,19 +87,17 @@ class Stored:
     history: PatientHistory
     #: The head as stored (None: no head).
     head: Head | None = None
-    #: Keys of visits the head folded that are still stored: deleted at the next write.
-    stale: tuple[bytes, ...] = ()
+    #: Keys to delete at the next write: visit keys beside a format 2 head (written by a
+    #: format 3 worker before an earlier version wrote the head again), which the head
+    #: supersedes.
+    stray: tuple[bytes, ...] = ()
     #: The head held a format 1/2 history: the next write writes every visit and the head.
     legacy: bool = False
 
-    def folded_seq(self, visit_id: str) -> int:
-        """The seq of the visit's version the head says was folded (-1: none)."""
-        if self.head is None:
-            return -1
-        for folded, seq in self.head.folded:
-            if folded == visit_id:
-                return seq
-        return -1
+    @property
+    def high_water(self) -> int:
+        """The highest seq applied to the patient (-1: none)."""
+        return max(self.head.seq if self.head is not None else -1, self.history.max_seq)
 
 
 EMPTY = Stored(PatientHistory())
@@ -135,31 +132,22 @@ def read(patient: bytes, head: bytes | None, visits: Iterable[tuple[bytes, bytes
     keys under `visits_prefix(patient)`, in any order)."""
     if head is not None and head[:1] != FORMAT_BYTE:
         legacy = PatientHistory(*decode(head)[:3])
-        found = {vs[0].visit_id: vs for vs in legacy.visits}
-        for _, raw in visits:  # none unless format 3 was written over a format 2 head
-            vs = decode_visit(raw)
-            found[vs[0].visit_id] = vs
-        return Stored(_history(found, legacy.kx_folds, legacy.folded_through), None, (), True)
+        stray = tuple(key for key, _ in visits)
+        return Stored(legacy, None, stray, True)
     stored = None
     if head is not None:
         try:
             stored = _HEAD.decode(_body(head, "patient head"))
         except msgspec.DecodeError as exc:
             raise StateFormatError(f"patient head format {FORMAT}: {exc}") from exc
-    folded = dict(stored.folded) if stored is not None else {}
-    records: dict[str, tuple[VisitRecord, ...]] = {}
-    stale: list[bytes] = []
-    for key, raw in visits:
+    records = {}
+    for _, raw in visits:
         vs = decode_visit(raw)
-        gone = folded.get(vs[0].visit_id)
-        if gone is not None and vs[-1].seq <= gone:
-            stale.append(key)  # folded; its deletion did not reach the table
-            continue
         records[vs[0].visit_id] = vs
     if stored is None:
         return Stored(_history(records, (), None))
     folds = tuple(KxFold(y, b, c, u) for y, b, c, u in stored.kx)
-    return Stored(_history(records, folds, stored.folded_through), stored, tuple(stale))
+    return Stored(_history(records, folds, stored.folded_through), stored)
 
 
 def _history(
@@ -171,13 +159,12 @@ def _history(
 def changes(
     patient: bytes, before: Stored, after: PatientHistory, visit: tuple[str, int] | None = None
 ) -> tuple[list[tuple[bytes, bytes | None]], Stored]:
-    """The table writes that take `before` to `after` (None: delete), values first: the
-    changed visits, then the head when it changed, then the deletions; and `after` as a read
-    of the table would give it once they are written. `visit`: the (visit_id, seq) applied;
-    one the head says was folded already is a re-delivery and changes nothing (a visit beyond
-    the horizon is folded as it arrives and leaves no record that would say so)."""
+    """The table writes that take `before` to `after` (None: delete): the changed visits, the
+    head when it changed, the deleted visits; and `after` as a read of the table would give it
+    once they are written. `visit`: the (visit_id, seq) applied, for the high-water seq; one no
+    longer stored at or below it is a re-delivery and changes nothing (module docstring)."""
     old = before.history
-    if visit is not None and not old.versions(visit[0]) and before.folded_seq(visit[0]) >= visit[1]:
+    if visit is not None and not old.versions(visit[0]) and visit[1] <= before.high_water:
         return [], before
     out: list[tuple[bytes, bytes | None]] = []
     for versions in after.visits:
@@ -186,55 +173,28 @@ def changes(
         if before.legacy or (prior is not versions and not _same(prior, versions)):
             out.append((visit_key(patient, visit_id), encode_visit(versions)))
     removed = []
-    if len(old) + 1 > len(after):  # a visit of before (or the new one) is gone
-        removed = [
-            (vs[0].visit_id, vs[-1].seq) for vs in old.visits if not after.versions(vs[0].visit_id)
-        ]
+    if len(old) + 1 > len(after):  # a visit of before (or the new one) may be gone
+        removed = [vs[0].visit_id for vs in old.visits if not after.versions(vs[0].visit_id)]
         if visit is not None and not old.versions(visit[0]) and not after.versions(visit[0]):
-            removed.append(visit)  # folded (or dropped) as it arrived
-    stale = before.stale
+            removed.append(visit[0])  # folded (or dropped) as it arrived
     if (
         not removed
-        and not stale
         and not before.legacy
         and after.kx_folds == old.kx_folds
         and after.folded_through == old.folded_through
     ):
         return out, Stored(after, before.head)  # the usual case: the head is unchanged
-    previous = before.head or Head()
-    written = {key for key, _ in out}
-    stale = tuple(key for key in stale if key not in written)
+    seq = max(before.high_water, visit[1] if visit is not None else -1)
     head = Head(
         tuple((f.year, f.bucket, f.cents, f.unknown_lines) for f in after.kx_folds),
         after.folded_through,
-        _folded(previous.folded, removed, {key[len(patient) + 1 :].decode() for key in stale}),
+        seq,
     )
-    kept = before.head
-    if before.legacy or head != previous:
-        out.append((patient, encode_head(head)))
-        kept = head
-    out.extend((key, None) for key in stale)
-    out.extend((visit_key(patient, visit_id), None) for visit_id, _ in removed)
-    return out, Stored(after, kept)
-
-
-#: Folded visits the head remembers besides those whose records are still stored: enough for a
-#: replay after a crash to recognise the visits it re-delivers (the newest by seq are kept).
-MAX_FOLDED = 64
-
-
-def _folded(
-    previous: tuple[tuple[str, int], ...], now: list[tuple[str, int]], stored: set[str]
-) -> tuple[tuple[str, int], ...]:
-    """The head's folded visits: those whose records are still stored (deleted with this
-    write, which a crash can cut off), and the newest others."""
-    seqs: dict[str, int] = {}
-    for visit_id, seq in (*previous, *now):
-        seqs[visit_id] = max(seq, seqs.get(visit_id, -1))
-    keep = {v for v in seqs if v in stored}
-    others = sorted((v for v in seqs if v not in keep), key=lambda v: seqs[v])
-    keep.update(others[-MAX_FOLDED:])
-    return tuple(sorted((v, seqs[v]) for v in keep))
+    out.append((patient, encode_head(head)))
+    written = {key for key, _ in out}
+    out.extend((key, None) for key in before.stray if key not in written)
+    out.extend((visit_key(patient, visit_id), None) for visit_id in removed)
+    return out, Stored(after, head)
 
 
 def _same(a: tuple[VisitRecord, ...], b: tuple[VisitRecord, ...]) -> bool:

@@ -34,7 +34,15 @@ from streams.metrics import Metrics
 from streams.offsets import OffsetTracker, Verdict
 from streams.processor import Output, Processor, Record, guarded
 from streams.publish import Publisher
-from streams.transaction import Chain, StaleTransaction, Store, Tag, Transaction, tag_headers
+from streams.transaction import (
+    GROUP_SEP,
+    Chain,
+    StaleTransaction,
+    Store,
+    Tag,
+    Transaction,
+    tag_headers,
+)
 
 log = logging.getLogger("streams.pipeline")
 
@@ -57,8 +65,35 @@ STARTS_WAIT_S = 30.0
 TimerWork = Callable[[Transaction], list[Output]]
 
 
-def _deletions_last(change: tuple[bytes, bytes | None]) -> bool:
-    return change[1] is None  # sorted() is stable: the order of writes otherwise
+#: Estimated bytes of changelog records per record batch: well under the changelog topics'
+#: max.message.bytes (runtime/settings.py changelog_topic_configs) and the producer's request
+#: limit. A group of keys larger than this still goes in one batch.
+CHANGELOG_BATCH_BYTES = 1 << 20
+#: Per record in a batch beyond its key and value: headers (the tag), lengths, varints.
+_RECORD_OVERHEAD = 64
+
+
+def _chunks(changes: Mapping[bytes, bytes | None]) -> list[tuple[tuple[bytes, bytes | None], ...]]:
+    """A partition's changes as record batches of about CHANGELOG_BATCH_BYTES, the keys of one
+    group (a key's part before GROUP_SEP: a patient's head and visits) always in the same one."""
+    limit = CHANGELOG_BATCH_BYTES
+    groups: dict[bytes, list[tuple[bytes, bytes | None]]] = {}
+    for key, value in changes.items():
+        i = key.find(GROUP_SEP)
+        groups.setdefault(key if i < 0 else key[:i], []).append((key, value))
+    out: list[tuple[tuple[bytes, bytes | None], ...]] = []
+    current: list[tuple[bytes, bytes | None]] = []
+    size = 0
+    for members in groups.values():
+        weight = sum(len(k) + len(v or b"") + _RECORD_OVERHEAD for k, v in members)
+        if current and size + weight > limit:
+            out.append(tuple(current))
+            current, size = [], 0
+        current.extend(members)
+        size += weight
+    if current:
+        out.append(tuple(current))
+    return out
 
 
 async def _nothing() -> None:
@@ -400,18 +435,29 @@ class Pipeline:
             store, partition = where
             tag = tags[where] = self._tag(store, partition)
             headers = tag_headers(tag)
+            # One record batch per partition (or a few, for a very large transaction, never
+            # splitting a group of keys): the broker appends it whole or not at all, so a crash
+            # cannot leave part of a patient's changes in the changelog
+            # (compliance/state_layout.py relies on it).
+            for chunk in _chunks(changes):
 
-            def acked(metadata: Any, where: tuple[Store, int] = where) -> None:
-                offset = getattr(metadata, "offset", None)  # aiokafka's RecordMetadata
-                if offset is not None and offset > offsets.get(where, -1):
-                    offsets[where] = offset
+                def acked(
+                    metadata: Any, where: tuple[Store, int] = where, n: int = len(chunk)
+                ) -> None:
+                    first = getattr(metadata, "offset", None)  # aiokafka's RecordMetadata
+                    if first is not None and first + n - 1 > offsets.get(where, -1):
+                        offsets[where] = first + n - 1
 
-            # Values before deletions: a crash can cut the batch's records anywhere, and a
-            # deletion may depend on a value written with it (a patient's head holding the KX
-            # amounts of the visits it deletes: compliance/state_layout.py).
-            for key, value in sorted(changes.items(), key=_deletions_last):
                 records.append(
-                    Output(store.changelog_topic, key, value, partition, headers, on_acked=acked)
+                    Output(
+                        store.changelog_topic,
+                        None,
+                        None,
+                        partition,
+                        headers,
+                        on_acked=acked,
+                        batch=chunk,
+                    )
                 )
         await self.publisher.publish(records)
         if flight.fence != self.fence:  # given up while the changelog was being written
@@ -419,7 +465,7 @@ class Pipeline:
         for where, changes in txn.changes.items():
             store, partition = where
             store.write(partition, changes, tags[where], offsets.get(where))
-        self.metrics.state_changes.inc(len(records))
+        self.metrics.state_changes.inc(sum(len(r.batch) for r in records))
         self.chain.done(txn)
 
     def _tag(self, store: Store, partition: int) -> Tag:

@@ -56,6 +56,11 @@ class Output:
     shrink: Callable[[], Output] | None = field(default=None, compare=False, repr=False)
     #: Called with the broker's RecordMetadata once the output is acknowledged.
     on_acked: Callable[[Any], None] | None = field(default=None, compare=False, repr=False)
+    #: A record batch instead of one record (`key`/`value` unused): these (key, value) pairs
+    #: sent to `partition` as one Kafka record batch, which the broker appends whole or not at
+    #: all (the pipeline's changelog records: streams/pipeline.py). Acknowledged with the
+    #: batch's first offset.
+    batch: tuple[tuple[bytes, bytes | None], ...] = ()
 
 
 def _now() -> datetime:

@@ -33,13 +33,15 @@ from streams.transaction import _TAG, UNTAGGED, StaleTransaction, Tag, group_of,
 
 log = logging.getLogger("streams.tables")
 
-#: Per-patient history for the rules that span visits (compliance/state.py), key patient_ref.
+#: Per-patient history for the rules that span visits (compliance/state.py): a head under each
+#: patient_ref and one key per visit (compliance/state_layout.py).
 TABLE_NAME = "patient-history"
 #: The EHR join's table: each visit's parts (streams/ehr_stages.py).
 JOIN_TABLE = "ehr-visit-join"
 
-#: A local value is MARK + packed tag + the value. No state value starts with a NUL byte (they
-#: are JSON), so a value without it is one written before tags existed.
+#: A local value is MARK + packed tag + the value. No state value starts with a NUL byte (JSON,
+#: or a format byte: compliance/state_layout.py), so a value without it is one written before
+#: tags existed.
 MARK = b"\x00"
 _HEAD = len(MARK) + _TAG.size
 #: The partition's highest epoch seen, kept in its RocksDB next to faust's persisted offset.

@@ -221,3 +221,26 @@ def test_the_producer_gives_up_on_a_send_within_its_request_timeout() -> None:
     assert "self._request_timeout_ms / 1000" in inspect.getsource(producer.AIOKafkaProducer)
     assert "batch.expired()" in inspect.getsource(sender.SendProduceReqHandler._can_retry)
     assert "> self._ttl" in inspect.getsource(message_accumulator.MessageBatch.expired)
+
+
+def test_a_record_batch_goes_through_faust_producers_aiokafka_producer_whole() -> None:
+    # streams/broker.py `_send_batch`: faust's aiokafka Producer hands out its AIOKafkaProducer
+    # (`_ensure_producer`), which queues a caller-built BatchBuilder as one record batch of its
+    # own (`send_batch` -> `add_batch`, never merged with other records), resolved with the
+    # batch's first offset; the builder holds every record appended within its size.
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.producer.message_accumulator import BatchBuilder, MessageAccumulator
+    from faust.transport.drivers.aiokafka import Producer
+
+    assert "_ensure_producer" in vars(Producer)
+    assert inspect.signature(AIOKafkaProducer.send_batch).parameters.keys() >= {
+        "batch",
+        "topic",
+        "partition",
+    }
+    assert "add_batch" in vars(MessageAccumulator)
+    records = [(b"P\x1f%d" % i, b"v" * 100) for i in range(50)]
+    builder = BatchBuilder(sum(len(k) + len(v) for k, v in records) + 64 * 50 + 1024, 0)
+    for key, value in records:
+        assert builder.append(timestamp=None, key=key, value=value, headers=[("h", b"x")])
+    assert builder.record_count() == 50

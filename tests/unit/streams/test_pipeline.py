@@ -62,8 +62,9 @@ class Broker:
         for out, fut in self.sent[start:stop]:
             if not fut.done():
                 where = (out.topic, out.partition)
-                offset = self.offsets[where] = self.offsets.get(where, -1) + 1
-                fut.set_result(Meta(offset))
+                first = self.offsets.get(where, -1) + 1
+                self.offsets[where] = first + max(1, len(out.batch)) - 1
+                fut.set_result(Meta(first))  # a record batch: its first offset, as aiokafka
 
     def fail(self, exc: BaseException, start: int = 0, stop: int | None = None) -> None:
         for _, fut in self.sent[start:stop]:

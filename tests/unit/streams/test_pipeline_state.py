@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from aiokafka import errors as kafka_errors
 
 from ehr import load_config
 from runtime.settings import Settings
+from streams import pipeline as pipeline_module
 from streams.checkpoint import TP
 from streams.ehr_stages import EhrParser, VisitJoiner
 from streams.metrics import Metrics
@@ -71,6 +72,20 @@ class Counter:
         return Output("dead", None, type(exc).__name__.encode())
 
 
+def flat(outputs: Iterable[Output]) -> list[Output]:
+    """Outputs with each record batch (the changelog's) as its records."""
+    out: list[Output] = []
+    for o in outputs:
+        if o.batch:
+            out.extend(
+                Output(o.topic, k, v, o.partition, o.headers, on_acked=o.on_acked)
+                for k, v in o.batch
+            )
+        else:
+            out.append(o)
+    return out
+
+
 class Harness:
     def __init__(self, **processor: Any) -> None:
         self.broker = Broker()
@@ -100,7 +115,8 @@ class Harness:
         await self.pipeline.submit([Record(TOPIC, p, o, k, k, None) for p, o, k in recs])
 
     def sent(self, topic: str) -> list[Output]:
-        return [out for out, _ in self.broker.sent if out.topic == topic]
+        """What was sent to `topic`, a record batch's records one by one."""
+        return flat(out for out, _ in self.broker.sent if out.topic == topic)
 
     def ack(self, topic: str) -> None:
         for i, (out, _) in enumerate(self.broker.sent):
@@ -130,31 +146,48 @@ async def test_state_follows_the_outputs_and_the_store_follows_the_changelog() -
     assert await h.pipeline.commit() == {TP(TOPIC, 0): 3}
 
 
-class Folder(Counter):
-    """Deletes a visit's key, then writes the head that holds its fold (as the check stage's
-    pruning does in some batches: compliance/state_layout.py)."""
+class Patients(Counter):
+    """Writes a patient's head and visits and deletes one (as the check stage's pruning does:
+    compliance/state_layout.py), for the patient named by the record."""
 
     def handle(self, rec: Record, txn: Transaction) -> list[Output]:
-        txn.put(self.store, rec.partition, b"P\x1fold", None)
-        txn.put(self.store, rec.partition, b"P\x1fnew", b"visit")
-        txn.put(self.store, rec.partition, b"P", b"head with old's fold")
+        patient = rec.key or b""
+        txn.put(self.store, rec.partition, patient + b"\x1fold", None)
+        txn.put(self.store, rec.partition, patient + b"\x1fnew", b"visit" * 40)
+        txn.put(self.store, rec.partition, patient, b"head")
         return [Output("out", rec.key, b"ok")]
 
 
 @pytest.mark.asyncio
-async def test_a_batchs_changelog_sends_its_values_before_its_deletions() -> None:
-    # A crash can cut the batch's changelog records anywhere: a deletion sent before the value
-    # it depends on could be durable alone. Oracle: the order the stage wrote, values first.
+async def test_a_partitions_changelog_records_go_as_one_record_batch_groups_never_split(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The broker appends a record batch whole or not at all: a crash cannot leave part of a
+    # patient's changes in the changelog. Oracle: the keys each stage wrote, by patient.
     h = Harness()
-    h.pipeline.processor = h.stage = Folder(h.store)
-    await h.submit((0, 0, b"x"))
+    h.pipeline.processor = h.stage = Patients(h.store)
+    await h.submit((0, 0, b"P1"), (0, 1, b"P2"), (1, 2, b"P3"))
     await settle()
     h.ack("out")
     await settle()
-    assert [(o.key, o.value) for o in h.sent(CHANGELOG)] == [
-        (b"P\x1fnew", b"visit"),
-        (b"P", b"head with old's fold"),
-        (b"P\x1fold", None),
+    batches = [o for o, _ in h.broker.sent if o.topic == CHANGELOG]
+    assert [(o.partition, [k for k, _ in o.batch]) for o in batches] == [
+        (0, [b"P1\x1fold", b"P1\x1fnew", b"P1", b"P2\x1fold", b"P2\x1fnew", b"P2"]),
+        (1, [b"P3\x1fold", b"P3\x1fnew", b"P3"]),
+    ]
+    h.ack(CHANGELOG)
+    await settle()
+    assert h.store.offsets == {0: 5, 1: 2}  # the batch's last record's offset
+    # A transaction larger than a record batch is split between groups, never inside one.
+    monkeypatch.setattr(pipeline_module, "CHANGELOG_BATCH_BYTES", 300)
+    await h.submit((0, 3, b"P4"), (0, 4, b"P5"))
+    await settle()
+    h.ack("out")
+    await settle()
+    batches = [o for o, _ in h.broker.sent if o.topic == CHANGELOG][2:]
+    assert [[k for k, _ in o.batch] for o in batches] == [
+        [b"P4\x1fold", b"P4\x1fnew", b"P4"],
+        [b"P5\x1fold", b"P5\x1fnew", b"P5"],
     ]
 
 
@@ -351,9 +384,10 @@ class WatchedStore(DictStore):
         assert pending == [], f"state written while {pending} are unacknowledged"
         assert changelog_offset is not None, "state written without its changelog record"
         acked = [
-            o.key
+            key
             for o, fut in self.broker.sent
             if o.topic == self.changelog_topic and o.partition == partition and fut.done()
+            for key, _ in o.batch
         ]
         assert set(changes) <= set(acked), "state written before its changelog record"
         super().write(partition, changes, tag, changelog_offset)

@@ -190,7 +190,7 @@ async def test_keys_whose_restore_skipped_a_late_record_are_written_again(tmp_pa
         await settle()
         broker.ack()
     [(record, _)] = broker.sent
-    assert (record.topic, record.key, record.value) == (ts.changelog_topic, b"k", b"new")
+    assert (record.topic, record.batch) == (ts.changelog_topic, ((b"k", b"new"),))
     assert header_tag(record.headers) == Tag(3, 9)
     assert ts.take_skipped(0) == set()  # repaired once
 
