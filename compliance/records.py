@@ -34,8 +34,8 @@ INITIAL_EVALUATION = 2  # an initial evaluation code of the visit's discipline: 
 RE_EVALUATION = 4  # a re-evaluation by a clinician: restarts the progress-report period
 
 
-class _Record(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
-    """Base of the records: array-encoded, trailing defaults left out, untracked by the GC."""
+class _Record(msgspec.Struct, array_like=True, gc=False):
+    """Base of the records: array-encoded (every field, by position), untracked by the GC."""
 
 
 class DocKind(StrEnum):

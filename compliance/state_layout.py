@@ -5,7 +5,8 @@ so every visit re-encoded and rewrote - and sent to the changelog - 5-20 KB. For
 what a visit changed:
 
     patient_ref                  the head: KX totals folded past the horizon, the newest date
-                                 folded, the visits folded whose records may still be stored
+                                 folded, the patient's high-water seq (below); written only
+                                 when a fold or deletion changes it, and at an upgrade
     patient_ref + 0x1F + visit   the visit's versions (compliance/records.py), ~100-300 bytes
 
 A visit usually changes one key: its own. Pruning (compliance/retention.py) rewrites the head
@@ -18,10 +19,12 @@ records (msgspec). A head holding a format 1 or 2 JSON history (it starts with `
 that history, and the next write of the patient writes it in format 3 (`Stored.legacy`).
 
 Crash consistency. The pipeline sends a transaction's changelog records of one partition as
-one Kafka record batch (streams/pipeline.py), which the broker appends whole or not at all; a
-patient's keys are never split between batches. So a restore gives each patient's keys as they
-stood after some whole transaction, as format 2's one value did, and the batch's inputs are
-then processed again (their offsets were not committed). Replaying an input over its own result
+one Kafka record batch (streams/pipeline.py; more than one only past 1 MiB, never splitting a
+patient's keys), which the broker appends whole or not at all. So a restore gives each patient's
+keys as they stood after some whole transaction, as format 2's one value did, and the batch's
+inputs are then processed again (their offsets were not committed). (Exceptions, rare and
+shared with format 2: an earlier owner's or an abandoned attempt's late batch landing after
+newer ones - docs/reliability.md "Late changelog records".) Replaying an input over its own result
 must change nothing: a visit stored with a version at or above the input's seq is left as it is
 (compliance/state.py), and a visit no longer stored whose seq is at or below the patient's
 high-water seq (`Head.seq`, and the seqs of the stored records) was folded or dropped after it
@@ -29,10 +32,15 @@ was applied - often as it arrived, beyond the horizon, leaving no record - and i
 again. Every fold and deletion rewrites the head, so the high-water seq covers every visit
 folded.
 
+Seq is the input record's offset in its partition: the high-water rule needs offsets that never
+restart (an input topic deleted and created again needs its state dropped too).
+
 Compaction (the changelog topic is compacted): each key's last record is its current value, and
 a deleted visit's tombstone removes it once `delete.retention.ms` has passed - a restore that
 reads the topic from the start within that time still sees the tombstone, and one after it no
-longer sees the key at all. Downgrading is not supported: a worker of an earlier version reads
+longer sees the key at all. A local store kept since before a tombstone that compaction has
+removed would keep the key: the worker wipes a store last written more than
+TC_STATE_MAX_STALE_HOURS ago when its partition is assigned (streams/tables.py). Downgrading is not supported: a worker of an earlier version reads
 format 3 neither as it is nor as missing (docs/rules.md "State").
 """
 
@@ -56,7 +64,7 @@ FORMAT_BYTE = b"\x03"
 SEP = b"\x1f"
 
 
-class Head(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
+class Head(msgspec.Struct, array_like=True, gc=False):
     """The per-patient record. Fields are appended, never reordered (read by position); the
     visit status and the notices keep their per-patient state here as new trailing fields."""
 
@@ -87,10 +95,6 @@ class Stored:
     history: PatientHistory
     #: The head as stored (None: no head).
     head: Head | None = None
-    #: Keys to delete at the next write: visit keys beside a format 2 head (written by a
-    #: format 3 worker before an earlier version wrote the head again), which the head
-    #: supersedes.
-    stray: tuple[bytes, ...] = ()
     #: The head held a format 1/2 history: the next write writes every visit and the head.
     legacy: bool = False
 
@@ -131,9 +135,16 @@ def read(patient: bytes, head: bytes | None, visits: Iterable[tuple[bytes, bytes
     """The patient's history from its head's value and its visits' (key, value) pairs (the
     keys under `visits_prefix(patient)`, in any order)."""
     if head is not None and head[:1] != FORMAT_BYTE:
-        legacy = PatientHistory(*decode(head)[:3])
-        stray = tuple(key for key, _ in visits)
-        return Stored(legacy, None, stray, True)
+        # Visit keys beside a format 2 head: written by this format for a patient an earlier
+        # version then took as new (a rolling deploy). Each visit's newest version wins.
+        visits_of, folds, through, _ = decode(head)
+        found = {vs[0].visit_id: vs for vs in visits_of}
+        for _, raw in visits:
+            vs = decode_visit(raw)
+            mine = found.get(vs[0].visit_id)
+            if mine is None or vs[-1].seq > mine[-1].seq:
+                found[vs[0].visit_id] = vs
+        return Stored(_history(found, folds, through), None, True)
     stored = None
     if head is not None:
         try:
@@ -191,8 +202,6 @@ def changes(
         seq,
     )
     out.append((patient, encode_head(head)))
-    written = {key for key, _ in out}
-    out.extend((key, None) for key in before.stray if key not in written)
     out.extend((visit_key(patient, visit_id), None) for visit_id in removed)
     return out, Stored(after, head)
 

@@ -259,6 +259,11 @@ class WorkerSection(CommonSection):
     #: (faust's defaults, 64 MB x 3 and 2 GB, let a worker's RSS grow with its partitions).
     state_write_buffer_mb: Annotated[int, Field(ge=1, le=1024)] = 8
     state_block_cache_mb: Annotated[int, Field(ge=1, le=16384)] = 16
+    #: A local store last written longer ago than this is wiped when its partition is assigned
+    #: and rebuilt from the changelog (streams/tables.py): a deleted key's tombstone may be gone
+    #: from the compacted changelog after its `delete.retention.ms` (Kafka's default: 24 h), and
+    #: a store that missed it would keep the key. Below the changelogs' delete.retention.ms.
+    state_max_stale_hours: Annotated[float, Field(gt=0)] = 20.0
     #: Decoded patient histories kept in memory (streams/state_cache.py), the whole worker's;
     #: 0 (default): off. Off because with today's record classes (collector-tracked objects)
     #: keeping them alive cost more than the decode it saves (bench/RESULTS.md, "2026-12-07:

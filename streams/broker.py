@@ -55,6 +55,7 @@ class Broker:
         for key, value in out.batch:
             if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
                 raise RuntimeError("a changelog record batch was refused by its own builder")
+        builder.close()  # nothing else may be appended to it (aiokafka's send_batch docs)
         try:
             return cast(
                 Awaitable[Any],

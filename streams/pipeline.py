@@ -75,7 +75,9 @@ _RECORD_OVERHEAD = 64
 
 def _chunks(changes: Mapping[bytes, bytes | None]) -> list[tuple[tuple[bytes, bytes | None], ...]]:
     """A partition's changes as record batches of about CHANGELOG_BATCH_BYTES, the keys of one
-    group (a key's part before GROUP_SEP: a patient's head and visits) always in the same one."""
+    group (a key's part before GROUP_SEP: a patient's head and visits, some 100 B-20 KB) in the
+    same one unless the group alone is larger (the EHR join's keys group its parts, which can be
+    megabytes and need no atomicity: split, so no batch exceeds what the topic takes)."""
     limit = CHANGELOG_BATCH_BYTES
     groups: dict[bytes, list[tuple[bytes, bytes | None]]] = {}
     for key, value in changes.items():
@@ -89,6 +91,15 @@ def _chunks(changes: Mapping[bytes, bytes | None]) -> list[tuple[tuple[bytes, by
         if current and size + weight > limit:
             out.append(tuple(current))
             current, size = [], 0
+        if weight > limit:  # only the EHR join's (large parts), which needs no atomicity
+            for member in members:
+                one = len(member[0]) + len(member[1] or b"") + _RECORD_OVERHEAD
+                if current and size + one > limit:
+                    out.append(tuple(current))
+                    current, size = [], 0
+                current.append(member)
+                size += one
+            continue
         current.extend(members)
         size += weight
     if current:

@@ -1,9 +1,10 @@
 """Decoded table values kept in memory, so a patient seen again costs no decode.
 
 A memo of the table's decode function, bounded in bytes and least recently used first out.
-An entry holds the value's bytes next to the object decoded from them, and is used only when
-the bytes read now (through the transaction: its own changes, those in flight, the store) are
-the same bytes: identical object, or equal. So the cache can never answer something the store
+An entry holds the bytes read (a patient's head and visit keys and values:
+compliance/state_layout.py) next to the object decoded from them, and is used only when the
+bytes read now (through the transaction: its own changes, those in flight, the store) are the
+same bytes: identical objects, or equal. So the cache can never answer something the store
 or the transaction does not hold - a rollback, a revoke, a restore from the changelog, another
 owner's writes all change the bytes read and miss - and nothing has to invalidate it for
 correctness. Dropping a revoked partition's entries only gives their memory back.

@@ -21,6 +21,7 @@ tests/unit/streams/test_faust_contract.py.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -44,6 +45,11 @@ JOIN_TABLE = "ehr-visit-join"
 #: tags existed.
 MARK = b"\x00"
 _HEAD = len(MARK) + _TAG.size
+#: When the partition's RocksDB was last written (Unix seconds), in every write batch.
+WRITTEN_KEY = b"__tc\x00written__"
+#: A store last written longer ago than this is wiped at assignment (Settings
+#: state_max_stale_hours; this default when the app has no settings, in tests).
+DEFAULT_MAX_STALE_S = 20 * 3600.0
 #: The partition's highest epoch seen, kept in its RocksDB next to faust's persisted offset.
 EPOCH_KEY = b"__tc\x00epoch__"
 
@@ -108,7 +114,35 @@ def _note_skipped(store: Any, skipped: dict[int, set[bytes]]) -> None:
 
 
 class RocksDBStore(faust.stores.rocksdb.Store):
-    """faust's RocksDB store with tag-ordered changelog recovery (`tcrocksdb://`)."""
+    """faust's RocksDB store with tag-ordered changelog recovery (`tcrocksdb://`), which wipes a
+    partition's store last written too long ago before faust restores it (`persisted_offset`,
+    asked by faust's recovery at every assignment: faust/tables/recovery.py `_add`)."""
+
+    #: Injectable for tests.
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    def persisted_offset(self, tp: FaustTP) -> int | None:
+        db = self._db_for_partition(tp.partition)
+        raw = db.get(WRITTEN_KEY)
+        settings = getattr(self.app, "tc_settings", None)
+        max_stale = (
+            settings.state_max_stale_hours * 3600 if settings is not None else DEFAULT_MAX_STALE_S
+        )
+        if raw is not None and self.clock() - float(raw) > max_stale:
+            # Tombstones written since may have been compacted away: what this store holds of
+            # keys deleted since cannot be told from the rest. Rebuilt from the changelog.
+            _wipe(db)
+            log.warning(
+                "%s[%d]: local store last written %.0f h ago (more than %.0f h): wiped, "
+                "restoring from the changelog",
+                self.table_name,
+                tp.partition,
+                (self.clock() - float(raw)) / 3600,
+                max_stale / 3600,
+            )
+            return None
+        offset = super().persisted_offset(tp)
+        return None if offset is None else int(offset)
 
     def apply_changelog_batch(
         self,
@@ -194,6 +228,16 @@ def _write(
         batch.put(EPOCH_KEY, str(epoch).encode())
     if changelog_offset is not None:
         batch.put(offset_key, str(changelog_offset).encode())
+    batch.put(WRITTEN_KEY, repr(RocksDBStore.clock()).encode())
+    db.write(batch)
+
+
+def _wipe(db: Any) -> None:
+    import rocksdict
+
+    batch = rocksdict.WriteBatch(raw_mode=True)
+    for key in db.keys():  # noqa: SIM118 (rocksdict in raw mode cannot iterate itself)
+        batch.delete(key)
     db.write(batch)
 
 
@@ -244,7 +288,7 @@ class TableStore:
         store = self._store
         if self._rocks:
             for key, raw in self._db(partition).items():
-                if key not in (store.offset_key, EPOCH_KEY):
+                if key not in (store.offset_key, EPOCH_KEY, WRITTEN_KEY):
                     yield bytes(key), unpack(bytes(raw))[1]
             return
         for key, raw in list(store.data.items()):
@@ -270,7 +314,9 @@ class TableStore:
             members = groups.get(prefix, set())
             keys = sorted(members)
             for gone in [k for k in keys if k not in store.data]:
-                members.discard(gone)
+                members.discard(gone)  # faust dropped it (a revoke)
+            if not members:
+                groups.pop(prefix, None)
         for key in keys:
             raw = store.data.get(key)
             if raw is not None and store._key_partition.get(key) == partition:

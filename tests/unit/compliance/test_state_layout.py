@@ -213,3 +213,19 @@ def test_a_redelivered_visit_folded_as_it_arrived_is_not_counted_twice() -> None
         EpisodePart(SERVICE, kx=(KxEntry("PT_SLP", 9),)),
     )
     assert step(table, corrected) != []
+
+
+def test_visit_keys_beside_a_format_2_head_are_merged_newest_version_first() -> None:
+    # A rolling deploy: this format wrote A and B for a patient with no head yet; an earlier
+    # version then took the patient as new and wrote a format 2 value holding only C (and a
+    # newer version of B). Nothing is lost: each visit's newest version wins.
+    day = date(2026, 1, 5)
+    a = VisitRecord("A", 1, day, "1", "PT", (LineRecord("1", "97110", 1),))
+    b_old = VisitRecord("B", 2, day, "1", "PT", (LineRecord("1", "97110", 1),))
+    b_new = VisitRecord("B", 4, day, "1", "PT", (LineRecord("1", "97140", 2),))
+    c = VisitRecord("C", 3, day, "1", "PT", (LineRecord("1", "97530", 1),))
+    table = {visit_key(P, "A"): encode_visit((a,)), visit_key(P, "B"): encode_visit((b_old,))}
+    table[P] = history_of([c, b_new]).to_bytes()
+    stored = load(table)
+    assert stored.legacy
+    assert {vs[0].visit_id: vs[-1] for vs in stored.history.visits} == {"A": a, "B": b_new, "C": c}

@@ -244,3 +244,16 @@ def test_a_record_batch_goes_through_faust_producers_aiokafka_producer_whole() -
     for key, value in records:
         assert builder.append(timestamp=None, key=key, value=value, headers=[("h", b"x")])
     assert builder.record_count() == 50
+
+
+def test_recovery_asks_the_store_for_its_persisted_offset_at_every_assignment() -> None:
+    # streams/tables.py RocksDBStore.persisted_offset wipes a stale store there: faust's
+    # recovery takes each assigned changelog partition (active or standby) through `_add`,
+    # which asks the table (and so the store) for the offset to restore from.
+    from faust.tables.base import Collection
+    from faust.tables.recovery import Recovery
+
+    assert "table.persisted_offset(tp)" in inspect.getsource(Recovery._add)
+    for method in (Recovery.add_active, Recovery.add_standby):
+        assert "self._add(table, tp" in inspect.getsource(method)
+    assert "self.data.persisted_offset(tp)" in inspect.getsource(Collection.persisted_offset)

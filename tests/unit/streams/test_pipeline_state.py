@@ -179,7 +179,7 @@ async def test_a_partitions_changelog_records_go_as_one_record_batch_groups_neve
     await settle()
     assert h.store.offsets == {0: 5, 1: 2}  # the batch's last record's offset
     # A transaction larger than a record batch is split between groups, never inside one.
-    monkeypatch.setattr(pipeline_module, "CHANGELOG_BATCH_BYTES", 300)
+    monkeypatch.setattr(pipeline_module, "CHANGELOG_BATCH_BYTES", 500)  # a group: ~410
     await h.submit((0, 3, b"P4"), (0, 4, b"P5"))
     await settle()
     h.ack("out")
@@ -188,6 +188,20 @@ async def test_a_partitions_changelog_records_go_as_one_record_batch_groups_neve
     assert [[k for k, _ in o.batch] for o in batches] == [
         [b"P4\x1fold", b"P4\x1fnew", b"P4"],
         [b"P5\x1fold", b"P5\x1fnew", b"P5"],
+    ]
+    # A group larger than a batch alone (only the EHR join's can be) is split by record.
+    h.ack(CHANGELOG)
+    await settle()
+    monkeypatch.setattr(pipeline_module, "CHANGELOG_BATCH_BYTES", 150)
+    await h.submit((0, 5, b"P6"))
+    await settle()
+    h.ack("out")
+    await settle()
+    batches = [o for o, _ in h.broker.sent if o.topic == CHANGELOG][4:]
+    assert [[k for k, _ in o.batch] for o in batches] == [
+        [b"P6\x1fold"],
+        [b"P6\x1fnew"],
+        [b"P6"],
     ]
 
 

@@ -2,12 +2,9 @@
 
 The oracle is the worker without the cache: every visit decodes what the transaction reads.
 With the cache on, the same records give the same outputs and the same stored bytes, also when
-the store's value changes under the cache (another owner's writes, a restore, a transaction
-given up) - the cache answers only for the bytes it was built from. The run without the cache
-decodes every history afresh, so equal stored bytes also prove that a kept history's reused
-record objects (compliance/state_codec.py) encode as the records themselves, episode parts,
-documents and KX entries included (the episode feed).
-"""
+the store's values change under the cache (another owner's writes, a restore, a transaction
+given up) - the cache answers only for the bytes it was built from (a patient's head and visit
+keys, compliance/state_layout.py)."""
 
 from __future__ import annotations
 

@@ -201,3 +201,26 @@ class _Nothing:
 
     def failed(self, rec: Any, exc: BaseException) -> Any:
         raise AssertionError(exc)
+
+
+def test_a_store_last_written_too_long_ago_is_wiped_and_restored_from_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A visit folded by another owner is deleted with a tombstone, which compaction may remove
+    # after the changelog's delete.retention.ms (24 h by default). A store kept since before it
+    # would keep the visit: faust restores only from the store's persisted offset. So a store
+    # last written more than TC_STATE_MAX_STALE_HOURS (20 h) ago is wiped when its partition is
+    # assigned (faust asks `persisted_offset` then) and rebuilt from the changelog.
+    now = [1_000_000.0]
+    monkeypatch.setattr(RocksDBStore, "clock", staticmethod(lambda: now[0]))
+    ts = table_store(tmp_path)
+    store: Any = ts.table.data
+    tp = FaustTP(ts.changelog_topic, 0)
+    store._db_for_partition(0)
+    ts.write(0, {b"P\x1fA": b"folded elsewhere later"}, Tag(1, 1), 41)
+    now[0] += 19.9 * 3600  # within the bound: kept, restore continues from offset 41
+    assert store.persisted_offset(tp) == 41 and ts.get(0, b"P\x1fA") is not None
+    now[0] += 0.2 * 3600  # 20.1 h since the last write
+    assert store.persisted_offset(tp) is None  # faust restores from the changelog's start
+    assert list(store._dbs[0].keys()) == []  # nothing kept, not even faust's offset
+    assert ts.get(0, b"P\x1fA") is None and ts.epoch(0) == 0
