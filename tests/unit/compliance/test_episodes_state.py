@@ -14,6 +14,7 @@ import pytest
 from compliance import Engine, EpisodeStatus, PatientHistory
 from compliance.retention import MAX_KEPT_PAST_HORIZON
 from compliance.state import StateFormatError
+from compliance.state_layout import encode_visit, visit_key
 from tests.factories import doc, episode_visit, line, model, other_visit
 from tests.unit.compliance.episode_helpers import NOW, day, rules, run
 
@@ -95,6 +96,14 @@ def test_heavy_patient_size_is_bounded_and_the_feed_is_clean(engine: Engine) -> 
     assert h1 is not None
     one_year = len(h1.to_bytes())
     assert 10_000 < one_year < 24_000, one_year
+    # Format 3 (the worker's table: a key per visit; docs/rules.md "Size"): about the same in
+    # all, ~110 bytes a visit on average (one with its documents ~270), a 22-character
+    # patient_ref in each key.
+    patient = b"P-0123456789abcdef0123"
+    per_visit = [
+        len(visit_key(patient, vs[0].visit_id)) + len(encode_visit(vs)) for vs in h1.visits
+    ]
+    assert sum(per_visit) < one_year and max(per_visit) < 400, (sum(per_visit), max(per_visit))
     two_years = heavy_patient(date(2024, 3, 4), 104)
     h2 = run(engine, two_years)[-1].history
     assert h2 is not None
