@@ -39,16 +39,21 @@ EXTRA_ENV: dict[str, str] = {
 }
 
 
-async def output_span(topics: list[str], expected: int, timeout: float = 900) -> tuple[int, float]:
-    """Count records on `topics` until `expected` arrived; return (count, seconds between the
-    first and last record's CreateTime)."""
-    consumer = AIOKafkaConsumer(
+def reader(*topics: str) -> AIOKafkaConsumer:
+    """A consumer without a group reading from the earliest offsets."""
+    return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=BROKERS,
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
+
+
+async def output_span(topics: list[str], expected: int, timeout: float = 900) -> tuple[int, float]:
+    """Count records on `topics` until `expected` arrived; return (count, seconds between the
+    first and last record's CreateTime)."""
+    consumer = reader(*topics)
     await consumer.start()
     n, first, last = 0, None, None
     deadline = time.monotonic() + timeout
@@ -103,12 +108,7 @@ async def baseline(records: list[tuple[bytes, bytes]]) -> float:
 async def changelog_bytes(topic: str) -> tuple[int, int]:
     """(records, bytes of keys and values) the worker wrote to a changelog topic: what it sent,
     read back before compaction could shrink it."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=BROKERS,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = reader()
     await consumer.start()
     try:
         cluster = await consumer._client.fetch_all_metadata()  # every topic's partitions
@@ -181,13 +181,7 @@ async def latency(rate: float, seconds: float) -> tuple[list[float], float]:
                 peak = max(peak, worker.rss_mb())
         await asyncio.gather(*futures)
         await producer.stop()
-        consumer = AIOKafkaConsumer(
-            t.visits,
-            t.alerts,
-            bootstrap_servers=BROKERS,
-            group_id=None,
-            auto_offset_reset="earliest",
-        )
+        consumer = reader(t.visits, t.alerts)
         await consumer.start()
         lat: list[float] = []
         alerts_seen = 0
