@@ -41,6 +41,7 @@ from streams.transaction import (
     Store,
     Tag,
     Transaction,
+    group_of,
     tag_headers,
 )
 
@@ -67,10 +68,14 @@ TimerWork = Callable[[Transaction], list[Output]]
 
 #: Estimated bytes of changelog records per record batch: well under the changelog topics'
 #: max.message.bytes (runtime/settings.py changelog_topic_configs) and the producer's request
-#: limit. A group of keys larger than this still goes in one batch.
+#: limit. Only a group of keys larger than this alone is split (`_chunks`).
 CHANGELOG_BATCH_BYTES = 1 << 20
 #: Per record in a batch beyond its key and value: headers (the tag), lengths, varints.
 _RECORD_OVERHEAD = 64
+
+
+def _weight(change: tuple[bytes, bytes | None]) -> int:
+    return len(change[0]) + len(change[1] or b"") + _RECORD_OVERHEAD
 
 
 def _chunks(changes: Mapping[bytes, bytes | None]) -> list[tuple[tuple[bytes, bytes | None], ...]]:
@@ -81,19 +86,19 @@ def _chunks(changes: Mapping[bytes, bytes | None]) -> list[tuple[tuple[bytes, by
     limit = CHANGELOG_BATCH_BYTES
     groups: dict[bytes, list[tuple[bytes, bytes | None]]] = {}
     for key, value in changes.items():
-        i = key.find(GROUP_SEP)
-        groups.setdefault(key if i < 0 else key[:i], []).append((key, value))
+        # A head key (no separator) joins the group of the keys it heads.
+        groups.setdefault(group_of(key) or key + GROUP_SEP, []).append((key, value))
     out: list[tuple[tuple[bytes, bytes | None], ...]] = []
     current: list[tuple[bytes, bytes | None]] = []
     size = 0
     for members in groups.values():
-        weight = sum(len(k) + len(v or b"") + _RECORD_OVERHEAD for k, v in members)
+        weight = sum(map(_weight, members))
         if current and size + weight > limit:
             out.append(tuple(current))
             current, size = [], 0
         if weight > limit:  # only the EHR join's (large parts), which needs no atomicity
             for member in members:
-                one = len(member[0]) + len(member[1] or b"") + _RECORD_OVERHEAD
+                one = _weight(member)
                 if current and size + one > limit:
                     out.append(tuple(current))
                     current, size = [], 0
