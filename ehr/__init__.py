@@ -19,7 +19,7 @@ from ehr.join import (
 )
 from ehr.parts import PART_ADAPTER, ChargeLine, ChargePart, DocumentationPart, PartVersion, VisitKey
 from ehr.profile import EhrConfig, Profile, ProfileError, load_config, load_profile
-from ehr.rejection import Problem, Rejection, RejectReason
+from ehr.rejection import EhrWarning, Problem, Rejection, RejectReason, WarnReason
 
 __all__ = [
     "PART_ADAPTER",
@@ -28,6 +28,7 @@ __all__ = [
     "ChargePart",
     "DocumentationPart",
     "EhrConfig",
+    "EhrWarning",
     "FhirResult",
     "MessageHeader",
     "PartVersion",
@@ -38,6 +39,7 @@ __all__ = [
     "Rejection",
     "VisitKey",
     "VisitState",
+    "WarnReason",
     "ack_code_for",
     "add_part",
     "assemble",

@@ -4,8 +4,9 @@ JSON Lines, offline, with the stream's join (ehr/join.py).
 A visit is written when both parts are in (again, with a new event_id, when a later message
 corrects it); at the end of the file every visit whose last state was not written is written
 with what it has, as the stream does when the join's wait expires (`parts_missing`). Each
-rejected message is one JSON object on stderr ({"message": N, "reason", "detail"}); a summary
-object ends stderr. Exit status 1 when any message was rejected or a visit could not be
+rejected message is one JSON object on stderr ({"message": N, "reason", "detail"}), each
+warning one too ({"message": N, "warning", "detail"}: read on, not converted); a summary object
+ends stderr. Exit status 1 when any message was rejected or a visit could not be
 assembled, 2 when the file cannot be read, else 0. A UTF-8 byte-order mark at the very start
 of the file is skipped (docs/rules.md "Input hygiene").
 """
@@ -24,7 +25,7 @@ from ehr.hl7v2 import parse_hl7v2
 from ehr.join import AssemblyProblem, VisitState, add_part, assemble
 from ehr.parts import ChargePart, DocumentationPart
 from ehr.profile import EhrConfig
-from ehr.rejection import Rejection
+from ehr.rejection import EhrWarning, Rejection
 from schemas.decode import UTF8_BOM
 
 Source = Literal["hl7", "fhir"]
@@ -61,6 +62,8 @@ def convert_main(
             touched, last = [], number
         if isinstance(result, Rejection):
             run.reject(number, result)
+        elif isinstance(result, EhrWarning):
+            run.warn(number, result)
         else:
             touched.append(run.add(result))
     run.emit(touched)
@@ -113,6 +116,8 @@ def _fhir(data: bytes, config: EhrConfig, received: datetime) -> Iterator[tuple[
     for number, result in results:
         for rejection in result.rejections:
             yield number, rejection
+        for warning in result.warnings:
+            yield number, warning
         for part in result.parts:
             yield number, part
 
@@ -122,13 +127,23 @@ class _Run:
         self.out, self.err = out, err
         self.states: dict[str, VisitState] = {}
         self.emitted: dict[str, str] = {}
-        self.rejected = self.parts = self.visits = self.unassembled = 0
+        self.rejected = self.parts = self.visits = self.unassembled = self.warnings = 0
 
     def reject(self, number: int, rejection: Rejection) -> None:
         self.rejected += 1
         self.err.write(
             json.dumps(
                 {"message": number, "reason": rejection.reason.value, "detail": rejection.detail}
+            )
+            + "\n"
+        )
+
+    def warn(self, number: int, warning: EhrWarning) -> None:
+        """Read on, not converted: counted in the summary, not a failure (exit status)."""
+        self.warnings += 1
+        self.err.write(
+            json.dumps(
+                {"message": number, "warning": warning.reason.value, "detail": warning.detail}
             )
             + "\n"
         )
@@ -169,6 +184,7 @@ class _Run:
         return {
             "parts": self.parts,
             "rejected": self.rejected,
+            "warnings": self.warnings,
             "visits_written": self.visits,
             "not_assembled": self.unassembled,
         }

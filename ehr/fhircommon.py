@@ -1,5 +1,5 @@
 """What the Claim/ChargeItem, Procedure and DocumentReference mappings share: the reading of one
-bundle (its index, and the parts and rejections made, each rejection naming its entry and
+bundle (its index, and the parts, rejections and warnings made, each naming its entry and
 resource), the version of a part, the visit key a resource must name, what the visit's Encounter
 says (discipline, date), the CPT/HCPCS code of a concept, and FHIR dates."""
 
@@ -18,7 +18,7 @@ from ehr.codes import fhir_procedure_code
 from ehr.fhirindex import BundleIndex
 from ehr.parts import ChargePart, DocumentationPart, PartVersion, VisitKey
 from ehr.profile import EhrConfig
-from ehr.rejection import Problem, Rejection, RejectReason
+from ehr.rejection import EhrWarning, Problem, Rejection, RejectReason, WarnReason
 from schemas.common import Discipline
 
 Part = ChargePart | DocumentationPart
@@ -30,6 +30,10 @@ class BundleReading:
     received_at: datetime
     parts: list[Part] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    warnings: list[EhrWarning] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.warnings += self.index.warnings  # what reading the bundle itself found
 
     @property
     def config(self) -> EhrConfig:
@@ -38,6 +42,13 @@ class BundleReading:
     def reject(self, i: int, r: Resource, reason: RejectReason, detail: str) -> None:
         self.rejections.append(
             Rejection.one(reason, f"{_where(i, r)}: {detail}", self.index.ref_of(r))
+        )
+
+    def warn(self, i: int, r: Resource, reason: WarnReason, detail: str) -> None:
+        self.warnings.append(
+            EhrWarning(
+                reason=reason, detail=f"{_where(i, r)}: {detail}", message_id=self.index.ref_of(r)
+            )
         )
 
     def reject_all(self, i: int, r: Resource, problems: Sequence[Problem]) -> None:

@@ -6,7 +6,7 @@ value, worked out in this one place, and the Encounters' keys once per bundle.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -25,6 +25,7 @@ from fhir.resources.R4B.resource import Resource
 from ehr.parts import VisitKey
 from ehr.patient import hashed_visit_number, patient_ref
 from ehr.profile import EhrConfig
+from ehr.rejection import EhrWarning
 from schemas.common import Credential
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
@@ -55,11 +56,14 @@ class BundleIndex:
         config: EhrConfig,
         bundle_id: str = "",
         timestamp: datetime | None = None,
+        warnings: Sequence[EhrWarning] = (),
     ) -> None:
         self.entries = entries
         self.config = config
         self.bundle_id = bundle_id
         self.timestamp = timestamp
+        #: What reading the bundle found that is no entry's (a searchset's outcome, its paging).
+        self.warnings = list(warnings)
         self.by_ref: dict[str, Resource] = {}
         for e in entries:
             rid = getattr(e.resource, "id", None)

@@ -1,6 +1,7 @@
 """Procedure (status completed) with a CPT/HCPCS coding -> minutes for that code: the minutes
 extension, else the length of performedPeriod. Procedures of one encounter form one part
-(ehr_ncci.md 4, docs/integration-hl7.md "FHIR").
+(ehr_ncci.md 4, docs/integration-hl7.md "FHIR"). Only therapy codes (EhrConfig.is_therapy_code)
+document a therapy visit; a completed Procedure with any other code is a warning, not a part.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ehr.fhircommon import (
 )
 from ehr.parts import DocumentationPart, VisitKey
 from ehr.profile import EhrConfig
-from ehr.rejection import Problem, RejectReason
+from ehr.rejection import Problem, RejectReason, WarnReason
 
 
 def procedure_minutes(proc: Procedure, config: EhrConfig) -> int | None:
@@ -61,17 +62,30 @@ def documentation_from_procedures(
                 f"Procedure.code has no CPT ({FHIR_CPT}) or HCPCS coding; {_systems(proc.code)}",
             )
             continue
-        minutes = procedure_minutes(proc, reading.config)
-        if minutes is not None and not 0 <= minutes <= 1440:
-            reading.reject(
-                i, proc, RejectReason.BAD_VALUE, "the procedure's minutes are not 0-1440"
-            )
-            continue
         problems: list[Problem] = []
         where = "Procedure.encounter"
         key = required_visit_key(reading.index, proc.encounter, proc, problems, where)
         if key is None:
             reading.reject(i, proc, problems[0].reason, problems[0].detail)
+            continue
+        if not reading.config.is_therapy_code(cpt):
+            # Not therapy documentation (a defibrillator implant, 33249, on the encounter of a
+            # PT Claim): neither minutes nor a 0-unit line, and it does not make the visit's
+            # documentation "received" (docs/integration-hl7.md "FHIR R4B"). The code alone is
+            # named: a CPT code identifies no one.
+            reading.warn(
+                i,
+                proc,
+                WarnReason.NOT_THERAPY_PROCEDURE,
+                f"Procedure.code {cpt} is not a therapy code (the catalog, or the profile's "
+                "[fhir] therapy_procedure_codes): not documentation of the visit",
+            )
+            continue
+        minutes = procedure_minutes(proc, reading.config)
+        if minutes is not None and not 0 <= minutes <= 1440:
+            reading.reject(
+                i, proc, RejectReason.BAD_VALUE, "the procedure's minutes are not 0-1440"
+            )
             continue
         groups.setdefault(key.text, (key, []))[1].append((i, proc, cpt, minutes))
     for key, members in groups.values():

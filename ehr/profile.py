@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import codecs
 import tomllib
+from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from compliance.catalog import load_catalog
 from schemas.common import (
     Credential,
     Discipline,
@@ -109,6 +112,9 @@ class FhirSettings(BaseModel):
     chargeitem_modifier_extension: str = "urn:therapy-compliance:fhir:modifier"
     encounter_identifier_systems: dict[str, OpaqueRef] = {}
     document_types: dict[str, DocumentTypeEntry] = {}
+    #: Codes whose completed Procedures document a therapy visit besides the catalog's
+    #: (EhrConfig.therapy_codes): a local or new therapy code the catalog does not list yet.
+    therapy_procedure_codes: list[ProcedureCode] = []
 
 
 class Profile(BaseModel):
@@ -175,13 +181,27 @@ class Profile(BaseModel):
             return None
 
 
+@cache
+def catalog_codes() -> frozenset[str]:
+    """Every code of the shipped CPT/HCPCS catalog (compliance/data/cpt_catalog.csv): the therapy
+    codes, deleted ones included (the rules judge a deleted code; it is still therapy)."""
+    return frozenset(load_catalog().codes())
+
+
 class EhrConfig(BaseModel):
-    """What the parsers need: the profile and the patient_ref key (never logged or printed)."""
+    """What the parsers need: the profile, the patient_ref key (never logged or printed) and the
+    therapy codes (the rule set's catalog; the worker and `convert` pass TC_RULESET_DIR's)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     profile: Profile
     patient_key: bytes = Field(repr=False, min_length=16)
+    therapy_codes: frozenset[str] = Field(default_factory=catalog_codes, repr=False)
+
+    def is_therapy_code(self, code: str) -> bool:
+        """A code whose completed FHIR Procedure documents a therapy visit: the catalog's, or
+        one of the profile's [fhir] therapy_procedure_codes."""
+        return code in self.therapy_codes or code in self.profile.fhir.therapy_procedure_codes
 
 
 def load_profile(path: Path | None = None) -> Profile:
@@ -203,9 +223,16 @@ def load_profile(path: Path | None = None) -> Profile:
         raise ProfileError(f"ehr profile {path}: {problems}") from None
 
 
-def load_config(patient_key: bytes | str, path: Path | None = None) -> EhrConfig:
-    """Profile + key. The key must be at least 16 bytes (HMAC-SHA256, RFC 2104 sec. 3)."""
+def load_config(
+    patient_key: bytes | str, path: Path | None = None, therapy_codes: Iterable[str] | None = None
+) -> EhrConfig:
+    """Profile + key (+ the therapy codes of a rule set's own catalog; None: the shipped one).
+    The key must be at least 16 bytes (HMAC-SHA256, RFC 2104 sec. 3)."""
     key = patient_key.encode() if isinstance(patient_key, str) else patient_key
     if len(key) < 16:
         raise ProfileError("the patient_ref key must be at least 16 bytes")
-    return EhrConfig(profile=load_profile(path), patient_key=key)
+    if therapy_codes is None:
+        return EhrConfig(profile=load_profile(path), patient_key=key)
+    return EhrConfig(
+        profile=load_profile(path), patient_key=key, therapy_codes=frozenset(therapy_codes)
+    )

@@ -1,4 +1,5 @@
-"""Typed rejections: a machine reason and a human detail naming the segment/field or element.
+"""Typed rejections: a machine reason and a human detail naming the segment/field or element; and
+warnings: input that is read on without a part (not ours to convert), counted and logged.
 
 Details never quote PID content or any other patient data; at most they quote a local code the
 profile could not map (a department, a document type), so an operator can fix the table.
@@ -25,6 +26,8 @@ class RejectReason(StrEnum):
     NOT_THERAPY = "not_therapy"
     NOT_A_VISIT = "not_a_visit"
     NO_PROCEDURE_CODE = "no_procedure_code"
+    #: A FHIR searchset whose OperationOutcome says the search failed (error, fatal).
+    SEARCH_FAILED = "search_failed"
 
 
 class Problem(BaseModel):
@@ -74,6 +77,26 @@ class Rejection(BaseModel):
             reason=reason, detail=detail, segment=segment, sequence=sequence, field=field
         )
         return cls.of([problem], message_id)
+
+
+class WarnReason(StrEnum):
+    #: A completed FHIR Procedure whose code is not a therapy code: not documentation.
+    NOT_THERAPY_PROCEDURE = "not_therapy_procedure"
+    #: An OperationOutcome a searchset carries (search.mode outcome) with no error in it.
+    SEARCH_OUTCOME = "search_outcome"
+    #: A searchset page with a `next` link: the rest of the result is not in this bundle.
+    SEARCH_PAGED = "search_paged"
+
+
+class EhrWarning(BaseModel):
+    """Something in an accepted message that was deliberately not converted. `message_id` is an
+    opaque ref to the resource (Type/id), never patient data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: WarnReason
+    detail: str
+    message_id: str | None = None
 
 
 def shown(code: str, limit: int = 24) -> str:

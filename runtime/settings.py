@@ -32,6 +32,8 @@ from typing import Annotated, Any, Literal, Self, TypeVar
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from compliance.catalog import parse_catalog
+from compliance.ruleset import CATALOG
 from ehr.patient import patient_ref as ehr_patient_ref
 from ehr.profile import EhrConfig, load_config
 from schemas.decode import DEFAULT_MAX_BYTES
@@ -438,6 +440,21 @@ class _FromEnvironment(BaseSettings):
 
 class Settings(WorkerSection, EhrSection, _FromEnvironment):
     """The stream worker's and the command line's settings: every section but the gateway's."""
+
+    def ehr_config(self) -> EhrConfig:
+        """As EhrSection's, with the therapy codes of TC_RULESET_DIR's own catalog when it has
+        one: a code the rules know as therapy documents a visit in the worker and `convert` alike
+        (ehr/fhirprocedures.py). CatalogError (a ValueError) names the file's line."""
+        config = super().ehr_config()
+        own = self.ruleset_dir / CATALOG if self.ruleset_dir is not None else None
+        if own is None or not own.is_file():
+            return config  # the shipped catalog's codes (EhrConfig's default)
+        try:
+            text = own.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read {own}: {exc}") from None
+        codes = frozenset(parse_catalog(text).codes())
+        return config.model_copy(update={"therapy_codes": codes})
 
 
 class GatewaySettings(GatewaySection, EhrSection, _FromEnvironment):

@@ -173,6 +173,19 @@ class EhrParser:
             # bundle whole), not first without its notes and again as a correction.
             parts = sorted(fhir.parts, key=lambda p: p.part == "charges")
             results = [*parts, *fhir.rejections]
+            for warning in fhir.warnings:
+                # Counted and logged, never silent; the detail names entries, resource types
+                # and codes only, the ref is the resource's Type/id (opaque).
+                self.metrics.ehr_warnings_by_reason(warning.reason.value).inc()
+                log.warning(
+                    "%s in %s[%d]@%s (%s): %s",
+                    warning.reason.value,
+                    rec.topic,
+                    rec.partition,
+                    rec.offset,
+                    warning.message_id or "-",
+                    warning.detail,
+                )
         out: list[Output] = []
         for r in results:
             if isinstance(r, Rejection):

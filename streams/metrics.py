@@ -98,7 +98,7 @@ class Metrics:
         )
 
     def _ehr(self, r: CollectorRegistry) -> None:
-        """The EHR path: parts parsed, rejections, visits the join emitted."""
+        """The EHR path: parts parsed, rejections, warnings, visits the join emitted."""
         self.ehr_parts = Counter(
             f"{PREFIX}_ehr_parts",
             "EHR messages parsed into visit parts, by part (charges, documentation) and source.",
@@ -108,6 +108,12 @@ class Metrics:
         self.ehr_rejected = Counter(
             f"{PREFIX}_ehr_rejected",
             "EHR messages and resources dead-lettered, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.ehr_warnings = Counter(
+            f"{PREFIX}_ehr_warnings",
+            "EHR resources read on without a part (e.g. a non-therapy FHIR Procedure), by reason.",
             ["reason"],
             registry=r,
         )
@@ -253,6 +259,9 @@ class Metrics:
 
     def ehr_rejected_by_reason(self, reason: str) -> Any:
         return self.ehr_rejected.labels(reason=reason)
+
+    def ehr_warnings_by_reason(self, reason: str) -> Any:
+        return self.ehr_warnings.labels(reason=reason)
 
     def ehr_visits_emitted(self, kind: str) -> Any:
         return self.ehr_visits.labels(kind=kind)

@@ -43,7 +43,13 @@ def test_hl7_file_joins_and_emits_partials_at_the_end(tmp_path: Path) -> None:
     code, visits, err = run("hl7", path)
     assert code == 0
     assert err[-1] == {
-        "summary": {"parts": 4, "rejected": 0, "visits_written": 3, "not_assembled": 0}
+        "summary": {
+            "parts": 4,
+            "rejected": 0,
+            "warnings": 0,
+            "visits_written": 3,
+            "not_assembled": 0,
+        }
     }
     first, edited, ot_partial = visits
     assert first["visit_id"] == edited["visit_id"] == "CLINIC01:V1001"
@@ -124,6 +130,6 @@ def test_every_hl7_sample_converts_without_crashing(tmp_path: Path) -> None:
 def test_fhir_junk_never_raises() -> None:
     from ehr import parse_fhir
 
-    for junk in ([1], 5, None, b"[]", b"{", {"resourceType": "Bundle", "type": "searchset"}):
+    for junk in ([1], 5, None, b"[]", b"{", {"resourceType": "Bundle", "type": "history"}):
         (rej,) = parse_fhir(junk, CONFIG, NOW).rejections
         assert rej.reason in ("not_fhir", "unsupported_type")
