@@ -7,6 +7,8 @@ maps it from resource to part (ehr_ncci.md 4, docs/integration-hl7.md "FHIR"):
 - Procedure (status completed) -> minutes by CPT code (ehr/fhirprocedures.py).
 - DocumentReference -> a document (ehr/fhirdocuments.py).
 - ExplanationOfBenefit, a Claim with use preauthorization/predetermination: not a visit.
+A searchset (a REST search's answer) is read like a collection: its match and include entries
+(ehr/fhirsearch.py).
 What the three modules share (the bundle's parts and rejections, a part's version, dates, CPT)
 is ehr/fhircommon.py.
 
@@ -36,25 +38,29 @@ from ehr.fhircommon import BundleReading, Part, as_time
 from ehr.fhirdocuments import documentation_from_document
 from ehr.fhirindex import BundleIndex, Entry
 from ehr.fhirprocedures import documentation_from_procedures
+from ehr.fhirsearch import search_entries
 from ehr.profile import EhrConfig
-from ehr.rejection import Rejection, RejectReason
+from ehr.rejection import EhrWarning, Rejection, RejectReason
 from schemas.decode import UTF8_BOM
 from schemas.duplicate_keys import duplicate_key_detail
 
-ACCEPTED_BUNDLE_TYPES = ("transaction", "collection")
+#: FHIR R4 Bundle.type (BundleType): a searchset is a search's answer (ehr/fhirsearch.py).
+ACCEPTED_BUNDLE_TYPES = ("transaction", "collection", "searchset")
 
 
 @dataclass(frozen=True)
 class FhirResult:
     parts: tuple[Part, ...] = ()
     rejections: tuple[Rejection, ...] = ()
+    #: Read on without a part: counted and logged by the caller (ehr/rejection.py WarnReason).
+    warnings: tuple[EhrWarning, ...] = ()
 
 
 def parse_fhir(
     data: bytes | str | Mapping[str, Any] | object, config: EhrConfig, received_at: datetime
 ) -> FhirResult:
-    """A transaction/collection Bundle (or one bare resource) -> parts and rejections. Never
-    raises for bad input. `received_at` versions resources that carry neither meta.lastUpdated
+    """A transaction/collection/searchset Bundle (or one bare resource) -> parts, rejections and
+    warnings. Never raises for bad input. `received_at` versions resources that carry neither meta.lastUpdated
     nor a Bundle.timestamp."""
     index = load(data, config)
     if isinstance(index, Rejection):
@@ -75,7 +81,7 @@ def parse_resources(
         else:
             entries.append(Entry(i, resource))
     result = parse_index(BundleIndex(entries, config), received_at)
-    return FhirResult(result.parts, (*rejections, *result.rejections))
+    return FhirResult(result.parts, (*rejections, *result.rejections), result.warnings)
 
 
 def _located(rej: Rejection, where: str) -> Rejection:
@@ -103,7 +109,7 @@ def parse_index(index: BundleIndex, received_at: datetime) -> FhirResult:
         documentation_from_procedures(reading, procedures)
     for i, doc in index.of_type(DocumentReference):
         documentation_from_document(reading, i, doc)
-    if not reading.parts and not reading.rejections:
+    if not reading.parts and not reading.rejections and not reading.warnings:
         reading.rejections.append(
             Rejection.one(
                 RejectReason.NOT_A_VISIT,
@@ -111,14 +117,14 @@ def parse_index(index: BundleIndex, received_at: datetime) -> FhirResult:
                 index.bundle_id or None,
             )
         )
-    return FhirResult(tuple(reading.parts), tuple(reading.rejections))
+    return FhirResult(tuple(reading.parts), tuple(reading.rejections), tuple(reading.warnings))
 
 
 def load(
     data: bytes | str | Mapping[str, Any] | object, config: EhrConfig
 ) -> BundleIndex | Rejection:
-    """JSON -> validated R4B resources. A transaction or collection Bundle; a bare resource is read
-    as a collection of one (the convert command's files)."""
+    """JSON -> validated R4B resources. A transaction, collection or searchset Bundle; a bare
+    resource is read as a collection of one (the convert command's files)."""
     try:
         # Bytes starting with a UTF-8 byte-order mark are accepted on purpose: json.loads
         # detects the encoding of bytes and skips the BOM, which RFC 8259 sec. 8.1 allows a
@@ -142,18 +148,26 @@ def load(
     if obj.get("type") not in ACCEPTED_BUNDLE_TYPES:
         return Rejection.one(
             RejectReason.UNSUPPORTED_TYPE,
-            f"Bundle.type {str(obj.get('type'))[:20]!r} is not transaction or collection",
+            f"Bundle.type {str(obj.get('type'))[:20]!r} is not transaction, collection or "
+            "searchset",
         )
     try:
         bundle = Bundle.model_validate(dict(obj))
     except ValidationError as exc:
         return _invalid(exc)
-    entries = [
-        Entry(i, e.resource, e.fullUrl or "")
-        for i, e in enumerate(bundle.entry or [], start=1)
-        if e.resource is not None
-    ]
-    return BundleIndex(entries, config, bundle.id or "", as_time(bundle.timestamp))
+    warnings: list[EhrWarning] = []
+    if bundle.type == "searchset":
+        found = search_entries(bundle)
+        if isinstance(found, Rejection):
+            return found
+        entries, warnings = found
+    else:
+        entries = [
+            Entry(i, e.resource, e.fullUrl or "")
+            for i, e in enumerate(bundle.entry or [], start=1)
+            if e.resource is not None
+        ]
+    return BundleIndex(entries, config, bundle.id or "", as_time(bundle.timestamp), warnings)
 
 
 def duplicate_keys(data: bytes | str) -> Rejection | None:

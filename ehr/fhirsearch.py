@@ -1,0 +1,92 @@
+"""A `searchset` Bundle (what a FHIR REST search returns) -> the entries to read as a collection,
+the warnings, or a rejection (docs/integration-hl7.md "FHIR R4B", "Searchset bundles").
+
+FHIR R4 Bundle.entry.search.mode (0..1, value set SearchEntryMode, required binding):
+- `match` "This resource matched the search specification" and `include` "returned because it
+  is referred to from another resource in the search set": both read, as in a collection (an
+  included Encounter or Practitioner is what a matched Claim's references resolve to).
+- absent: read as `match`. The element is optional, and R4's own search example (bundle-example)
+  says servers "are not required to populate this, but should if they support _include"; a
+  server without _include returns matches only.
+- `outcome` "An OperationOutcome that provides additional information about the processing of a
+  search": not a resource to convert. OperationOutcome.issue.severity (R4 IssueSeverity) error
+  "sufficiently important to cause the action to fail" or fatal "caused the action to fail":
+  the search did not complete, so its matches may be a part of the visit's resources, and a
+  part read as the whole would be a wrong visit: the bundle is refused (`search_failed`).
+  information/warning: a counted warning naming severity and issue code only (diagnostics and
+  details text may quote an MRN, as R4's bundle-search-warning example does).
+- any other value (fhir.resources does not check the binding): the bundle is refused.
+A page with a `next` link (Bundle.link.relation, R4 IANA link relations) is read as it is, with
+a warning: the rest of the result comes in other bundles, and a later page's procedures of the
+same encounter replace this page's (one part per encounter and bundle).
+"""
+
+from __future__ import annotations
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+from ehr.fhirindex import Entry
+from ehr.rejection import EhrWarning, Rejection, RejectReason, WarnReason, shown
+
+READ_MODES = ("match", "include")
+#: R4 IssueSeverity codes that do not mean the search failed.
+HARMLESS_SEVERITIES = ("information", "warning")
+
+
+def search_entries(bundle: Bundle) -> tuple[list[Entry], list[EhrWarning]] | Rejection:
+    """The match and include entries (position in the bundle kept), and the warnings; or the
+    rejection of the whole bundle."""
+    entries: list[Entry] = []
+    warnings: list[EhrWarning] = []
+    for i, e in enumerate(bundle.entry or [], start=1):
+        if e.resource is None:
+            continue
+        mode = e.search.mode if e.search is not None else None
+        if mode is None or mode in READ_MODES:
+            entries.append(Entry(i, e.resource, e.fullUrl or ""))
+            continue
+        where = f"entry[{i}]"
+        if mode != "outcome":
+            return Rejection.one(
+                RejectReason.BAD_VALUE,
+                f"{where}.search.mode {shown(str(mode))} is not match, include or outcome "
+                "(FHIR R4 SearchEntryMode)",
+                bundle.id or None,
+            )
+        outcome = e.resource
+        if not isinstance(outcome, OperationOutcome):
+            return Rejection.one(
+                RejectReason.BAD_VALUE,
+                f"{where} has search.mode outcome but holds a {outcome.get_resource_type()}, "
+                "not an OperationOutcome",
+                bundle.id or None,
+            )
+        issues = ", ".join(
+            f"{shown(str(x.severity), 12)}/{shown(str(x.code), 24)}" for x in outcome.issue or []
+        )
+        if any(x.severity not in HARMLESS_SEVERITIES for x in outcome.issue or []):
+            return Rejection.one(
+                RejectReason.SEARCH_FAILED,
+                f"{where} OperationOutcome (search.mode outcome) reports the search failed "
+                f"(severity/code: {issues}): its matches may be incomplete",
+                bundle.id or None,
+            )
+        warnings.append(
+            EhrWarning(
+                reason=WarnReason.SEARCH_OUTCOME,
+                detail=f"{where} OperationOutcome (search.mode outcome) not converted "
+                f"(severity/code: {issues or 'no issue'})",
+                message_id=f"OperationOutcome/{outcome.id}" if outcome.id else None,
+            )
+        )
+    if any(link.relation == "next" for link in bundle.link or []):
+        warnings.append(
+            EhrWarning(
+                reason=WarnReason.SEARCH_PAGED,
+                detail="Bundle.link next: this searchset is one page of its result; the other "
+                "pages are read only when sent as bundles of their own",
+                message_id=bundle.id or None,
+            )
+        )
+    return entries, warnings
