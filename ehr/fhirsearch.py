@@ -5,9 +5,9 @@ FHIR R4 Bundle.entry.search.mode (0..1, value set SearchEntryMode, required bind
 - `match` "This resource matched the search specification" and `include` "returned because it
   is referred to from another resource in the search set": both read, as in a collection (an
   included Encounter or Practitioner is what a matched Claim's references resolve to).
-- absent: read as `match`. The element is optional, and R4's own search example (bundle-example)
-  says servers "are not required to populate this, but should if they support _include"; a
-  server without _include returns matches only.
+- absent: read as `match`. The element is 0..1, and the spec's search example (bundle-example,
+  as published since DSTU2) notes servers "are not required to populate this, but should if they
+  support _include"; a server without _include returns matches only.
 - `outcome` "An OperationOutcome that provides additional information about the processing of a
   search": not a resource to convert. OperationOutcome.issue.severity (R4 IssueSeverity) error
   "sufficiently important to cause the action to fail" or fatal "caused the action to fail":

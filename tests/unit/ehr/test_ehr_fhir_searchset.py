@@ -4,8 +4,8 @@ FHIR R4 Bundle.type searchset ("the bundle is a list of resources returned as a 
 search/query/filter operation"); Bundle.entry.search.mode (0..1, SearchEntryMode): `match` and
 `include` entries are read as in a collection; `outcome` holds an OperationOutcome about the
 search (R4 OperationOutcome.issue.severity: error/fatal = the action failed -> refused
-`search_failed`; information/warning -> a counted warning); no mode -> a match (R4 search example:
-servers "are not required to populate this"). The oracle for what a searchset gives: the same
+`search_failed`; information/warning -> a counted warning); no mode -> a match (the element is
+0..1; the spec's bundle-example: servers "are not required to populate this"). The oracle for what a searchset gives: the same
 resources in a collection bundle, a type the converter already reads.
 """
 
