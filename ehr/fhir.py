@@ -60,8 +60,8 @@ def parse_fhir(
     data: bytes | str | Mapping[str, Any] | object, config: EhrConfig, received_at: datetime
 ) -> FhirResult:
     """A transaction/collection/searchset Bundle (or one bare resource) -> parts, rejections and
-    warnings. Never raises for bad input. `received_at` versions resources that carry neither meta.lastUpdated
-    nor a Bundle.timestamp."""
+    warnings. Never raises for bad input. `received_at` versions resources that carry neither
+    meta.lastUpdated nor a Bundle.timestamp."""
     index = load(data, config)
     if isinstance(index, Rejection):
         return FhirResult(rejections=(index,))

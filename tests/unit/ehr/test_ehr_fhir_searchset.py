@@ -5,8 +5,9 @@ search/query/filter operation"); Bundle.entry.search.mode (0..1, SearchEntryMode
 `include` entries are read as in a collection; `outcome` holds an OperationOutcome about the
 search (R4 OperationOutcome.issue.severity: error/fatal = the action failed -> refused
 `search_failed`; information/warning -> a counted warning); no mode -> a match (the element is
-0..1; the spec's bundle-example: servers "are not required to populate this"). The oracle for what a searchset gives: the same
-resources in a collection bundle, a type the converter already reads.
+0..1; the spec's bundle-example: servers "are not required to populate this"). The oracle for
+what a searchset gives: the same resources in a collection bundle, a type the converter already
+reads.
 """
 
 from __future__ import annotations
