@@ -63,14 +63,14 @@ def test_invalid_files_are_rejected_with_their_name(tmp_path: Path) -> None:
         load_ruleset(tmp_path / "nope")
     d = ncci_dir(tmp_path)
     shutil.copy(FIX / "medicaid-ccipra-v322r0-f4.TXT", d / "ncci" / "ptp")
-    with pytest.raises(ValueError, match=r"medicaid-ccipra-v322r0-f4\.TXT line 3: .*Medicaid"):
+    with pytest.raises(ValueError, match=r"medicaid-ccipra-v322r0-f4\.TXT line 2: .*Medicaid"):
         load_ruleset(d)
     d2 = tmp_path / "fees"
     d2.mkdir()
     (d2 / "fee_schedule.csv").write_text(
         "code,year,payer,locality,amount,source\n97110,2026,*,X,12.5.0,test\n"
     )
-    with pytest.raises(ValueError, match=r"fee_schedule.csv line 2: amount"):
+    with pytest.raises(ValueError, match=r"fee_schedule.csv line 2, column 5 \(amount\): amount"):
         load_ruleset(d2)
     (d2 / "fee_schedule.csv").write_text(
         "code,year,payer,locality,amount,source\n"
