@@ -142,3 +142,54 @@ def test_compare_main_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixtu
     body = orjson.loads(capsys.readouterr().out)
     assert body["added"][0]["visit_id"] == "V-B" and body["removed"] == []
     assert compare_main(str(DATA), str(tmp_path / "nope"), str(hist)) == 2
+
+
+MISPLACED = [
+    # (where the file is put, the message's "belongs in" part) - issue 20 item 11
+    ("ccipra-v322r0-f4.TXT", "ccipra-v322r0-f4.TXT is at the top level: it belongs in ncci/ptp/"),
+    (
+        "MCR_MUE_PractitionerServices_Eff_01-01-2026.csv",
+        "MCR_MUE_PractitionerServices_Eff_01-01-2026.csv is at the top level: it belongs in "
+        "ncci/mue/",
+    ),
+    ("fee_schedule_test.csv", "fee_schedule_test.csv is at the top level: it belongs in fees/"),
+    ("ncci/ccipra-v322r0-f4.TXT", "ncci/ccipra-v322r0-f4.TXT is not read: it belongs in ncci/ptp/"),
+    (
+        "ncci/mue/ccipra-v322r0-f4.TXT",
+        "ncci/mue/ccipra-v322r0-f4.TXT is not read there (only .csv files): it belongs in "
+        "ncci/ptp/",
+    ),
+    ("ncci/ptp/ccipra-v322r0-f4.xlsx", "ncci/ptp/ccipra-v322r0-f4.xlsx is not read there"),
+    ("fees/fee_schedule_test.txt", "fees/fee_schedule_test.txt is not read there (only .csv"),
+    ("mue/MCR_MUE_PractitionerServices_Eff_01-01-2026.csv", "mue/ is not a rule set directory"),
+]
+
+
+@pytest.mark.parametrize(("where", "message"), MISPLACED)
+def test_a_file_the_loader_would_not_read_is_refused_naming_where_it_belongs(
+    tmp_path: Path, where: str, message: str
+) -> None:
+    d = tmp_path / "rules"
+    target = d / where
+    target.parent.mkdir(parents=True)
+    source = FIX / Path(where).name
+    target.write_bytes(source.read_bytes() if source.exists() else b"x")
+    with pytest.raises(RuleSetError, match="rule set directory") as exc:
+        load_ruleset(d)
+    assert message in str(exc.value)
+
+
+def test_files_in_their_places_and_non_data_files_load(tmp_path: Path) -> None:
+    d = ncci_dir(tmp_path)
+    (d / "fees").mkdir()
+    shutil.copy(FIX / "fee_schedule_test.csv", d / "fees")
+    (d / "README.md").write_text("Q1 2026 rules\n")  # documentation beside the data: allowed
+    (d / ".git").mkdir()  # hidden entries: left alone
+    (d / "ncci" / "ptp" / ".gitkeep").write_text("")
+    rs = load_ruleset(d)
+    assert len(rs.fees) == 9 and len(rs.mue) == 1
+    assert [name for role, name, _ in rs.files if role in ("ptp", "mue", "fees")] == [
+        "ccipra-v322r0-f4.TXT",
+        "MCR_MUE_PractitionerServices_Eff_01-01-2026.csv",
+        "fee_schedule_test.csv",
+    ]
