@@ -126,7 +126,7 @@ def _layout_problems(base: Path) -> list[str]:
     files with no data suffix (README.md) are left alone."""
     problems: list[str] = []
     for p in sorted(base.iterdir()):
-        if p.name.startswith("."):
+        if p.name.startswith(".") or p.name == "__pycache__":  # the package's own data dir
             continue
         if p.is_dir():
             if p.name not in ("ncci", FEES_DIR.name):

@@ -185,6 +185,7 @@ def test_files_in_their_places_and_non_data_files_load(tmp_path: Path) -> None:
     shutil.copy(FIX / "fee_schedule_test.csv", d / "fees")
     (d / "README.md").write_text("Q1 2026 rules\n")  # documentation beside the data: allowed
     (d / ".git").mkdir()  # hidden entries: left alone
+    (d / "__pycache__").mkdir()  # as in the package's compliance/data once imported
     (d / "ncci" / "ptp" / ".gitkeep").write_text("")
     rs = load_ruleset(d)
     assert len(rs.fees) == 9 and len(rs.mue) == 1
