@@ -5,6 +5,8 @@ One environment serves every program; each reads its own section and the shared 
     CommonSection    every program: the broker, its security, the service's topics and limits
     EhrSection       the EHR path (worker's parse and join stages, the gateway, `convert`)
     WorkerSection    the stream worker and the command line's tools (streams/, cli/)
+    RuleFilesSection the rule set (part of WorkerSection; `audit` reads it alone, the worker's
+                     loader in runtime/rules.py gives both the same rules)
     GatewaySection   the MLLP gateway (gateway/, TC_MLLP_*)
 
     Settings         = Worker + EHR + Common: the worker and the command line

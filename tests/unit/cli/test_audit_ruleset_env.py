@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
+import streams.app
 from cli.audit import run_audit
 from compliance.ruleset import default_ruleset, load_ruleset
 from runtime.settings import Settings
@@ -118,7 +120,9 @@ def test_a_bad_rule_variable_stops_audit_naming_it(tmp_path: Path) -> None:
     assert code == 2 and "TC_RULESET_DIR" in err
 
 
-def test_a_misplaced_cms_file_stops_audit_and_the_worker_alike(tmp_path: Path) -> None:
+def test_a_misplaced_cms_file_stops_audit_and_the_worker_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     history = _history(tmp_path)
     d = tmp_path / "flat"
     d.mkdir()
@@ -132,3 +136,14 @@ def test_a_misplaced_cms_file_stops_audit_and_the_worker_alike(tmp_path: Path) -
         assert "ccipra-v322r0-f4.TXT is at the top level: it belongs in ncci/ptp/" in str(exc)
     else:
         raise AssertionError("the worker's loader accepted a misplaced PTP file")
+    # The worker's start: one line naming the file, exit 78 (EX_CONFIG), no traceback.
+    for k in [k for k in os.environ if k.upper().startswith("TC_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("TC_RULESET_DIR", str(d))
+    monkeypatch.setattr(streams.app, "_APP", None)
+    with pytest.raises(SystemExit) as exit_:
+        streams.app.get_app()
+    assert exit_.value.code == 78
+    err = capsys.readouterr().err
+    assert err.startswith("therapy-compliance worker: rule set: ") and err.count("\n") == 1
+    assert "ccipra-v322r0-f4.TXT is at the top level: it belongs in ncci/ptp/" in err
