@@ -201,19 +201,16 @@ def build_ruleset(
     fees: Iterable[_Source],
 ) -> RuleSet:
     catalog_src, policies_src, ncci_src, fee_src, episode_src, kx_src = core
-    try:
-        catalog = parse_catalog(catalog_src.data.decode("utf-8"))
-        policies = parse_policies(policies_src.data.decode("utf-8"))
-        ncci_policy = parse_ncci_policy(ncci_src.data.decode("utf-8"))
-        episodes = parse_episode_policy(episode_src.data.decode("utf-8"))
-        kx = parse_kx_thresholds(kx_src.data.decode("utf-8"))
-        ptp_list, mue_list, fee_list = list(ptp), list(mue), [fee_src, *fees]
-        ptp_table = PtpTable([parse_ptp(s.data, s.name) for s in ptp_list], ncci_policy.ptp_edits)
-        mue_table = MueTable([parse_mue(s.data, s.name) for s in mue_list])
-        fee_rows = [r for s in fee_list for r in parse_fee_rows(s.data.decode("utf-8"), s.name)]
-        fee_schedule = FeeSchedule(fee_rows)
-    except UnicodeDecodeError as exc:
-        raise RuleSetError(f"a rule set file is not UTF-8 text: {exc}") from exc
+    catalog = parse_catalog(_text(catalog_src))
+    policies = parse_policies(_text(policies_src))
+    ncci_policy = parse_ncci_policy(_text(ncci_src))
+    episodes = parse_episode_policy(_text(episode_src))
+    kx = parse_kx_thresholds(_text(kx_src))
+    ptp_list, mue_list, fee_list = list(ptp), list(mue), [fee_src, *fees]
+    ptp_table = PtpTable([parse_ptp(s.data, s.name) for s in ptp_list], ncci_policy.ptp_edits)
+    mue_table = MueTable([parse_mue(s.data, s.name) for s in mue_list])
+    fee_rows = [r for s in fee_list for r in parse_fee_rows(_text(s), s.name)]
+    fee_schedule = FeeSchedule(fee_rows)
     used = [
         *core,
         *sorted(ptp_list, key=_key),
@@ -236,6 +233,13 @@ def build_ruleset(
         "rs-" + h.hexdigest()[:16],
         files,
     )
+
+
+def _text(s: _Source) -> str:
+    try:
+        return s.data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RuleSetError(f"{s.name}: not UTF-8 text (byte {exc.start})") from None
 
 
 def _key(s: _Source) -> tuple[str, str]:

@@ -194,3 +194,12 @@ def test_files_in_their_places_and_non_data_files_load(tmp_path: Path) -> None:
         "MCR_MUE_PractitionerServices_Eff_01-01-2026.csv",
         "fee_schedule_test.csv",
     ]
+
+
+def test_a_fee_file_not_in_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    d = tmp_path / "rules"
+    (d / "fees").mkdir(parents=True)
+    text = (FIX / "fee_schedule_test.csv").read_text().replace("TEST locality", "Peña County")
+    (d / "fees" / "latin1.csv").write_bytes(text.encode("latin-1"))  # \xf1: not UTF-8
+    with pytest.raises(RuleSetError, match=r"^latin1\.csv: not UTF-8 text"):
+        load_ruleset(d)
