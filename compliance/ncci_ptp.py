@@ -185,7 +185,9 @@ def parse_ptp(raw: bytes, name: str) -> PtpFile:
     text = raw.decode("latin-1")  # CMS publishes these in Latin-1/cp1252; never fails
     base = Path(name).name
     edits: list[PtpEdit] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Split on LF only (CRLF's CR is stripped with the cells): str.splitlines() would also
+    # split on \x85, which Latin-1 decodes from cp1252's ellipsis inside a rationale.
+    for lineno, line in enumerate(text.split("\n"), start=1):
         cells = _cells(line.split("\t"))
         where = f"{base} line {lineno}"
         if cells == _MEDICAID_HEADER:

@@ -136,3 +136,16 @@ def test_fee_line_numbers_count_blank_lines() -> None:
     spaced = _insert(_insert(raw, 3, b"", b"\n"), 4, b"9711,2026,*,T,1.00,SYNTHETIC", b"\n")
     with pytest.raises(FeeScheduleError, match=rf"^{FEE.name} line 4, column 1 \(code\)"):
         parse_fee_rows(spaced.decode(), FEE.name)
+
+
+def test_ptp_lines_are_split_on_line_feeds_only() -> None:
+    # cp1252's ellipsis is byte 0x85, which Latin-1 decodes to NEL (U+0085), a line break for
+    # str.splitlines(): inside a rationale it must stay part of its row.
+    row = b"97140\t97530\t\t20200101\t*\t1\tMutually exclusive procedures \xb7 test row"
+    assert row in PTP.read_bytes()
+    raw = PTP.read_bytes().replace(row, row.replace(b"\xb7", b"\x85"))
+    edits = parse_ptp(raw, PTP.name).edits
+    assert len(edits) == 11
+    assert [e.rationale for e in edits if e.column1 == "97140"] == [
+        "Mutually exclusive procedures \x85 test row"
+    ]
