@@ -8,7 +8,9 @@ any line was invalid, after every valid line has been processed (EVENTS.md, "Com
 Claim-level and episode state is kept as the worker keeps it: one `PatientHistory` per patient
 in memory (same-day records, episodes of care, KX accrual), each visit evaluated with seq = its
 line number, in input order, with the worker's horizons, so a backfill gives the same alerts as
-the stream. `--ruleset DIR` runs with another rule data directory. The summary also counts the
+the stream. The rule set is the worker's, read from the same environment by the same loader
+(runtime/rules.py): TC_RULESET_DIR, TC_NCCI_PTP_FILES, TC_NCCI_MUE_FILES, TC_FEE_FILES;
+`--ruleset DIR` replaces TC_RULESET_DIR. The summary names the `ruleset_version` and also counts the
 visits whose episode start was never seen (episode rules not evaluated), those beyond the
 episode horizon, the Medicare Part B lines of unknown amount (not in the KX accrual) and the
 lines refused for their patient_ref, by problem (the worker's metric of the same name).
@@ -52,9 +54,9 @@ from typing import IO, BinaryIO, TextIO
 import orjson
 
 from compliance import Engine, PatientHistory
-from compliance.ruleset import load_ruleset
 from compliance.state import DEFAULT_HORIZON_DAYS
-from runtime.settings import patient_ref_pattern_from_env
+from runtime.rules import load_rules
+from runtime.settings import patient_ref_pattern_from_env, rule_files_from_env
 from schemas.common import DeadLetterReason
 from schemas.decode import DEFAULT_MAX_BYTES, UTF8_BOM, Rejection, decode_visit
 from schemas.patient_ref import DEFAULT_PATTERN, compile_pattern
@@ -71,10 +73,13 @@ class AuditSummary:
     episode_status: Counter[str] = field(default_factory=Counter)
     kx_unknown_amount_lines: int = 0
     patient_ref_rejections: Counter[str] = field(default_factory=Counter)
+    #: The rule set the alerts come from (the worker stamps the same on its alerts).
+    ruleset_version: str = ""
 
     def as_json(self) -> dict[str, object]:
         return {
             "summary": {
+                "ruleset_version": self.ruleset_version,
                 "visits_read": self.visits_read,
                 "invalid_lines": self.invalid_lines,
                 "alerts": sum(self.alerts_by_rule.values()),
@@ -86,6 +91,7 @@ class AuditSummary:
         }
 
     def add(self, other: AuditSummary) -> None:
+        self.ruleset_version = self.ruleset_version or other.ruleset_version
         self.visits_read += other.visits_read
         self.invalid_lines += other.invalid_lines
         self.alerts_by_rule.update(other.alerts_by_rule)
@@ -157,7 +163,7 @@ def run_audit(
     prefixed with b"<line number>\t" and no summary written (the parent merges)."""
     engine = engine or Engine()
     histories: dict[str, PatientHistory] = {}
-    summary = AuditSummary()
+    summary = AuditSummary(ruleset_version=engine.ruleset_version)
     progress = err.isatty()
     last = time.monotonic()
     for lineno, raw in enumerate(_lines(stream, max_bytes), start=1):
@@ -332,9 +338,15 @@ def audit_main(
         print(f"therapy-compliance audit: patient_ref pattern: {exc}", file=sys.stderr)
         return 2
     try:
-        rules = load_ruleset(Path(ruleset)) if ruleset is not None else None
+        files = rule_files_from_env()
+    except ValueError as exc:
+        print(f"therapy-compliance audit: {exc}", file=sys.stderr)
+        return 2
+    try:  # the worker's loader (runtime/rules.py): the same environment, the same rules
+        rules = load_rules(files, Path(ruleset) if ruleset is not None else None)
     except (OSError, ValueError) as exc:
-        print(f"therapy-compliance audit: rule set {ruleset}: {exc}", file=sys.stderr)
+        where = ruleset if ruleset is not None else files.ruleset_dir or "(the package's)"
+        print(f"therapy-compliance audit: rule set {where}: {exc}", file=sys.stderr)
         return 2
     try:
         engine = Engine(

@@ -4,8 +4,15 @@ rule-data update (e.g. a quarterly NCCI file) over a history of visits.
 Audits the history twice, with the old and with the new rule set, exactly as `audit` does
 (per-patient state across lines, seq = line number), and prints per rule the alerts the update
 would add and remove. Alerts are matched by alert id (event, rule, line set), so a changed
-message or amount alone is neither added nor removed. Output: a table, or one JSON object with
-`--json`. Exit 0; 2 when a rule set or the history cannot be read.
+message or amount alone is neither added nor removed. Each side is exactly its directory (the
+worker's TC_NCCI_*/TC_FEE_FILES are not added): the comparison is of the two directories.
+
+Output: a table naming each rule set's files (role, name, first 12 hex digits of SHA-256, and
+whether the update keeps, changes, adds or removes it), or one JSON object with `--json`. The
+history's invalid lines are reported as `audit` reports them (one {"line", "reason", "detail"}
+object per line on stderr, counted in the report) and the valid lines are still compared.
+Exit 0; 1 when any history line was invalid; 2 when a rule set (the message says OLD or NEW)
+or the history cannot be read.
 """
 
 from __future__ import annotations
@@ -18,35 +25,62 @@ from typing import TextIO
 
 import orjson
 
-from cli.audit import run_audit
+from cli.audit import AuditSummary, run_audit
 from compliance import Engine
-from compliance.ruleset import load_ruleset
+from compliance.ruleset import RuleSet, load_ruleset
 
 
-def _alerts(engine: Engine, history: Path) -> dict[str, dict[str, object]]:
-    out = io.BytesIO()
-    with history.open("rb") as stream:
-        run_audit(stream, out, io.StringIO(), engine=engine)
+class CompareError(ValueError):
+    """A rule set or the history cannot be read; the message names which (OLD, NEW, HISTORY)."""
+
+
+def _ruleset(label: str, directory: Path) -> RuleSet:
+    try:
+        return load_ruleset(directory)
+    except (OSError, ValueError) as exc:  # the message names the file at fault
+        raise CompareError(f"{label} rule set {directory}: {exc}") from exc
+
+
+def _audit(engine: Engine, history: Path) -> tuple[dict[str, dict[str, object]], AuditSummary, str]:
+    """Alerts by id, the summary and the invalid lines' reports (audit's stderr lines)."""
+    out, err = io.BytesIO(), io.StringIO()
+    try:
+        with history.open("rb") as stream:
+            summary = run_audit(stream, out, err, engine=engine)
+    except OSError as exc:
+        raise CompareError(f"HISTORY {history}: {exc.strerror or exc}") from exc
     alerts = {}
     for raw in out.getvalue().splitlines():
         alert = orjson.loads(raw)
         alerts[alert["alert_id"]] = alert
-    return alerts
+    invalid = "".join(x + "\n" for x in err.getvalue().splitlines()[:-1])  # all but the summary
+    return alerts, summary, invalid
+
+
+def _files(rules: RuleSet) -> list[dict[str, str]]:
+    return [{"role": r, "name": n, "sha256": h} for r, n, h in rules.files]
 
 
 def compare(old_dir: Path, new_dir: Path, history: Path) -> dict[str, object]:
-    old_engine = Engine(ruleset=load_ruleset(old_dir))
-    new_engine = Engine(ruleset=load_ruleset(new_dir))
-    old = _alerts(old_engine, history)
-    new = _alerts(new_engine, history)
+    """The report; its `invalid` holds the history's invalid-line reports (audit's form)."""
+    old_rules, new_rules = _ruleset("OLD", old_dir), _ruleset("NEW", new_dir)
+    old, summary, invalid = _audit(Engine(ruleset=old_rules), history)
+    new, _, _ = _audit(Engine(ruleset=new_rules), history)  # the same lines are invalid
     added = [new[k] for k in sorted(new.keys() - old.keys())]
     removed = [old[k] for k in sorted(old.keys() - new.keys())]
     added_by = Counter(str(a["rule_id"]) for a in added)
     removed_by = Counter(str(a["rule_id"]) for a in removed)
     rules = sorted(added_by.keys() | removed_by.keys())
     return {
-        "old_ruleset": old_engine.ruleset_version,
-        "new_ruleset": new_engine.ruleset_version,
+        "old_dir": str(old_dir),
+        "new_dir": str(new_dir),
+        "old_ruleset": old_rules.version,
+        "new_ruleset": new_rules.version,
+        "old_files": _files(old_rules),
+        "new_files": _files(new_rules),
+        "visits_read": summary.visits_read,
+        "invalid_lines": summary.invalid_lines,
+        "invalid": [orjson.loads(x) for x in invalid.splitlines()],
         "alerts_old": len(old),
         "alerts_new": len(new),
         "by_rule": {r: {"added": added_by[r], "removed": removed_by[r]} for r in rules},
@@ -60,9 +94,45 @@ def _brief(alert: dict[str, object]) -> dict[str, object]:
     return {k: alert.get(k) for k in keys}
 
 
+def _file_rows(report: dict[str, object]) -> list[tuple[str, str, str, str]]:
+    """(file, OLD sha, NEW sha, change) for every file of either rule set, OLD's order first."""
+
+    def by_key(files: object) -> dict[str, str]:
+        assert isinstance(files, list)
+        return {
+            (f["name"] if f["role"] == f["name"] else f"{f['role']}: {f['name']}"): f["sha256"]
+            for f in files
+        }
+
+    old, new = by_key(report["old_files"]), by_key(report["new_files"])
+    rows = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        a, b = old.get(key), new.get(key)
+        change = (
+            "added" if a is None else "removed" if b is None else "same" if a == b else "changed"
+        )
+        rows.append((key, a[:12] if a else "-", b[:12] if b else "-", change))
+    return rows
+
+
 def _table(report: dict[str, object], out: TextIO) -> None:
-    out.write(f"old rule set {report['old_ruleset']}: {report['alerts_old']} alerts\n")
-    out.write(f"new rule set {report['new_ruleset']}: {report['alerts_new']} alerts\n")
+    out.write(
+        f"OLD rule set {report['old_ruleset']} ({report['old_dir']}): "
+        f"{report['alerts_old']} alerts\n"
+    )
+    out.write(
+        f"NEW rule set {report['new_ruleset']} ({report['new_dir']}): "
+        f"{report['alerts_new']} alerts\n"
+    )
+    rows = _file_rows(report)
+    width = max(len("file"), *(len(r[0]) for r in rows))
+    out.write(f"{'file':<{width}}  {'OLD sha256':<12}  {'NEW sha256':<12}  change\n")
+    for name, a, b, change in rows:
+        out.write(f"{name:<{width}}  {a:<12}  {b:<12}  {change}\n")
+    out.write(f"history: {report['visits_read']} visits read")
+    if report["invalid_lines"]:
+        out.write(f", {report['invalid_lines']} invalid lines (on stderr; not compared)")
+    out.write("\n")
     by_rule = report["by_rule"]
     assert isinstance(by_rule, dict)
     if not by_rule:
@@ -77,14 +147,15 @@ def _table(report: dict[str, object], out: TextIO) -> None:
 def compare_main(old_dir: str, new_dir: str, history: str, as_json: bool = False) -> int:
     try:
         report = compare(Path(old_dir), Path(new_dir), Path(history))
-    except OSError as exc:
+    except CompareError as exc:
         print(f"therapy-compliance compare-rulesets: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # a rule set file is invalid; the message names it
-        print(f"therapy-compliance compare-rulesets: {exc}", file=sys.stderr)
-        return 2
+    invalid = report.pop("invalid")  # on stderr, as audit reports them; counted in the report
+    assert isinstance(invalid, list)
+    for item in invalid:  # as audit reports them
+        sys.stderr.write(orjson.dumps(item).decode() + "\n")
     if as_json:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         _table(report, sys.stdout)
-    return 0
+    return 1 if report["invalid_lines"] else 0

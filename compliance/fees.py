@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Annotated
@@ -22,6 +23,7 @@ from schemas.common import Usd
 from schemas.decode import describe_errors
 
 COLUMNS = ["code", "year", "payer", "locality", "amount", "source"]
+_YEAR = re.compile(r"^[0-9]{4}$")
 ANY_PAYER = "*"
 
 
@@ -64,16 +66,60 @@ class FeeSchedule:
 
 
 def parse_fee_rows(text: str, name: str) -> list[FeeRow]:
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or list(reader.fieldnames) != COLUMNS:
-        raise FeeScheduleError(f"{name}: header must be {','.join(COLUMNS)}")
-    rows = []
-    for lineno, row in enumerate(reader, start=2):
-        if None in row:
-            raise FeeScheduleError(f"{name} line {lineno}: more fields than the header")
+    """Rows of one fee schedule file. Skipped: the header (first non-blank record, exactly
+    COLUMNS) and blank records, nothing else: any other record that is not a valid row is an
+    error naming file, line and column (a skipped row would be an amount silently lost)."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[FeeRow] = []
+    header_seen = False
+    end = 0  # last physical line of the previous record
+    while True:
         try:
-            rows.append(FeeRow.model_validate({**row, "year": int(row["year"] or 0)}))
-        except (ValidationError, ValueError) as exc:
-            detail = describe_errors(exc.errors()) if isinstance(exc, ValidationError) else str(exc)
-            raise FeeScheduleError(f"{name} line {lineno}: {detail}") from exc
+            record = next(reader, None)
+        except csv.Error as exc:
+            raise FeeScheduleError(f"{name} line {reader.line_num}: not CSV: {exc}") from None
+        if record is None:
+            break
+        where = f"{name} line {end + 1}"
+        end = reader.line_num
+        if not any(cell.strip() for cell in record):
+            continue
+        if not header_seen:
+            if record != COLUMNS:
+                raise FeeScheduleError(f"{where}: header must be {','.join(COLUMNS)}")
+            header_seen = True
+            continue
+        rows.append(_row(record, where))
+    if not header_seen:
+        raise FeeScheduleError(f"{name}: header must be {','.join(COLUMNS)}")
     return rows
+
+
+def _row(record: list[str], where: str) -> FeeRow:
+    if len(record) < len(COLUMNS):
+        column = len(record) + 1
+        raise FeeScheduleError(
+            f"{where}, column {column} ({COLUMNS[column - 1]}): missing (the row has "
+            f"{len(record)} of {len(COLUMNS)} comma-separated fields)"
+        )
+    if len(record) > len(COLUMNS):
+        raise FeeScheduleError(f"{where}, column {len(COLUMNS) + 1}: more fields than the header")
+    values = dict(zip(COLUMNS, record, strict=True))
+    # Every column is checked; the first bad one (left to right) is named.
+    problems: list[tuple[int, str]] = []
+    year_ok = _YEAR.match(values["year"]) is not None  # pydantic's lax int takes "2_026", "+2026"
+    if not year_ok:
+        problems.append((2, f"{values['year'][:20]!r} is not a year"))
+    row: FeeRow | None = None
+    try:
+        row = FeeRow.model_validate({**values, "year": int(values["year"]) if year_ok else 2000})
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else ""
+            column = COLUMNS.index(field) + 1 if field in COLUMNS else 0
+            problems.append((column, describe_errors([err])))
+    if problems or row is None:
+        column, text = min(problems)
+        named = f", column {column} ({COLUMNS[column - 1]})" if column else ""
+        raise FeeScheduleError(f"{where}{named}: {text}")
+    return row

@@ -8,7 +8,9 @@ meaningful), adjudication indicator as digit + label ("1 Line Edit", "2 Date of 
 Policy", "3 Date of Service Edit: Clinical"), rationale. No per-row dates: the effective date
 is only in the file name. The file in force on a date of service is the loaded file with the
 latest effective date on or before it. A code without a row has no check: CMS keeps some MUE
-values confidential, so "no row" does not mean "no limit".
+values confidential, so "no row" does not mean "no limit". Only the notice, the header and blank
+records are skipped; any other record that is not a valid row fails the load (file, line,
+column): a skipped row would be a limit silently lost.
 """
 
 from __future__ import annotations
@@ -80,49 +82,100 @@ def mue_effective_date(name: str) -> date:
         raise NcciFileError(f"{name}: the date in the file name is not a valid date") from None
 
 
+#: The AMA notice CMS puts in record 0 (ehr_ncci.md sec. 5.2, the verbatim CMS excerpt): one
+#: quoted multi-line cell, the other cells empty. With the header, the only record skipped.
+_NOTICE = re.compile(
+    r"^Current Procedural Terminology \(CPT\) codes, descriptions and other data only are "
+    r"copyright \d{4} American Medical Association\b"
+)
+_HEADERS = ("HCPCS/CPT Code", "HCPCS/ CPT Code")
+_VALUE = re.compile(r"^[0-9]+$")  # int() would also take "+4", "4_0" and non-ASCII digits
+_COLUMNS = 4
+
+
+def _cells(record: list[str]) -> list[str]:
+    cells = [c.strip() for c in record]
+    while cells and not cells[-1]:
+        cells.pop()
+    return cells
+
+
+def _row(cells: list[str], where: str, base: str) -> Mue:
+    """One MUE row; every check names its column (1 to 4)."""
+    if not _CODE.match(cells[0]):
+        hint = " (columns separated by something other than commas?)" if " " in cells[0] else ""
+        raise NcciFileError(
+            f"{where}, column 1: {cells[0][:40]!r} is not a 5-character HCPCS/CPT code{hint}"
+        )
+    if len(cells) < 3:
+        raise NcciFileError(
+            f"{where}, column {len(cells) + 1}: missing (the row ends after column "
+            f"{len(cells)}; an MUE row has code, value, adjudication indicator, rationale)"
+        )
+    if not _VALUE.match(cells[1]):
+        raise NcciFileError(
+            f"{where}, column 2: MUE value {cells[1]!r} is not an integer of 0 or more"
+        )
+    digit, _, label = cells[2].partition(" ")
+    if not digit.isdigit() or int(digit) not in _MAI_LABELS:
+        raise NcciFileError(
+            f"{where}, column 3: adjudication indicator {cells[2]!r} is not 1, 2 or 3"
+        )
+    if label.strip() != _MAI_LABELS[int(digit)]:
+        raise NcciFileError(
+            f"{where}, column 3: adjudication indicator {cells[2]!r} does not match "
+            f"'{digit} {_MAI_LABELS[int(digit)]}'"
+        )
+    if len(cells) > _COLUMNS:
+        raise NcciFileError(f"{where}, column {_COLUMNS + 1}: more than {_COLUMNS} columns")
+    rationale = cells[3] if len(cells) > 3 else ""
+    return Mue(cells[0], int(cells[1]), Adjudication(int(digit)), rationale, base)
+
+
 def parse_mue(raw: bytes, name: str) -> MueFile:
+    """Parse one practitioner MUE file. Skipped: blank records, the AMA notice and the header
+    before the first row, nothing else (a record that is none of them nor a valid row is an
+    error naming file, line and column)."""
     effective = mue_effective_date(name)
     base = Path(name).name
     text = raw.decode("latin-1")
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: dict[str, Mue] = {}
     header_seen = False
-    for record in reader:
-        where = f"{base} line {reader.line_num}"
-        if not record or not any(cell.strip() for cell in record):
-            continue
-        first = record[0].strip()
-        if not header_seen:
-            if first.replace("\r", "").replace("\n", "") in ("HCPCS/CPT Code", "HCPCS/ CPT Code"):
-                if len(record) < 3 or record[1].strip() != VALUE_HEADER:
-                    got = record[1].strip() if len(record) > 1 else "(none)"
-                    raise NcciFileError(
-                        f"{where}: second column is {got!r}, not {VALUE_HEADER!r} "
-                        "(outpatient hospital or DME MUE file?)"
-                    )
-                header_seen = True
-            continue  # the AMA notice before the header
-        if not _CODE.match(first) or len(record) < 3:
-            raise NcciFileError(f"{where}: not an MUE row (code, value, indicator, rationale)")
+    end = 0  # last physical line of the previous record
+    while True:
         try:
-            value = int(record[1].strip())
-        except ValueError:
-            raise NcciFileError(f"{where}: MUE value {record[1]!r} is not an integer") from None
-        if value < 0:
-            raise NcciFileError(f"{where}: negative MUE value")
-        mai_text = record[2].strip()
-        digit, _, label = mai_text.partition(" ")
-        if not digit.isdigit() or int(digit) not in _MAI_LABELS:
-            raise NcciFileError(f"{where}: adjudication indicator {mai_text!r} is not 1, 2 or 3")
-        if label.strip() != _MAI_LABELS[int(digit)]:
-            raise NcciFileError(
-                f"{where}: adjudication indicator {mai_text!r} does not match "
-                f"'{digit} {_MAI_LABELS[int(digit)]}'"
-            )
-        if first in rows:
-            raise NcciFileError(f"{where}: code {first} appears twice")
-        rationale = record[3].strip() if len(record) > 3 else ""
-        rows[first] = Mue(first, value, Adjudication(int(digit)), rationale, base)
+            record = next(reader, None)
+        except csv.Error as exc:
+            raise NcciFileError(f"{base} line {reader.line_num}: not CSV: {exc}") from None
+        if record is None:
+            break
+        where = f"{base} line {end + 1}"  # a record's first line (the notice spans several)
+        end = reader.line_num
+        cells = _cells(record)
+        if not cells:
+            continue
+        first = cells[0].replace("\r", "").replace("\n", "")
+        if not header_seen:
+            if len(cells) == 1 and _NOTICE.match(first):
+                continue
+            if first not in _HEADERS:
+                raise NcciFileError(
+                    f"{where}, column 1: neither CMS's AMA notice nor the 'HCPCS/CPT Code' "
+                    "header, before the header (a data row before the header?)"
+                )
+            if len(cells) < 2 or cells[1] != VALUE_HEADER:
+                got = cells[1] if len(cells) > 1 else "(none)"
+                raise NcciFileError(
+                    f"{where}, column 2: {got!r}, not {VALUE_HEADER!r} "
+                    "(outpatient hospital or DME MUE file?)"
+                )
+            header_seen = True
+            continue
+        mue = _row(cells, where, base)
+        if mue.code in rows:
+            raise NcciFileError(f"{where}, column 1: code {mue.code} appears twice")
+        rows[mue.code] = mue
     if not header_seen:
         raise NcciFileError(f"{base}: no 'HCPCS/CPT Code' header row found")
     return MueFile(base, effective, rows)

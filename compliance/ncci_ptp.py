@@ -4,8 +4,10 @@ Layout (ehr_ncci.md sec. 5.1, modelled on a verbatim CMS excerpt): tab-delimited
 a copyright line, a title line and a column header wrapped over four physical lines, then one
 edit per line in seven columns: column 1, column 2, `*` if in existence prior to 1996,
 effective date YYYYMMDD, deletion date YYYYMMDD or `*` (no deletion), modifier indicator
-(0 = not allowed, 1 = allowed, 9 = not applicable), rationale. Data rows are recognised by
-their shape, not by line numbers. A pair may appear several times with disjoint windows; a
+(0 = not allowed, 1 = allowed, 9 = not applicable), rationale. Only those documented preamble
+lines and blank lines are skipped, wherever they are; every other line must be a valid edit
+row, else the load fails naming file, line and column (a skipped malformed row would be an
+edit silently lost). A pair may appear several times with disjoint windows; a
 row with indicator 9 (deleted edit, e.g. effective = deletion) is never in force and never
 bypassable. The Medicaid files put the dates one column left (no "prior to 1996" column) and
 are rejected; hospital outpatient files (`ccioph`) are rejected too (this checks
@@ -83,49 +85,119 @@ def _date(text: str, where: str) -> date:
         raise NcciFileError(f"{where}: {text!r} is not a valid YYYYMMDD date") from None
 
 
+#: The lines CMS puts before the data rows (ehr_ncci.md sec. 5.1, the verbatim CMS excerpt): the
+#: AMA notice, the title and the column header wrapped over four lines, compared cell by cell
+#: (stripped, trailing empty cells ignored). Nothing else is skipped: a line that is neither one
+#: of these, nor blank, nor a valid edit row is an error naming the file, line and column.
+_NOTICE = re.compile(r"^CPT only copyright \d{4} American Medical Association\b")
+_PREAMBLE = frozenset(
+    {
+        ("Column1/Column2 Edits",),
+        (
+            "Column 1",
+            "Column 2",
+            "*=in existence",
+            "Effective",
+            "Deletion",
+            "Modifier",
+            "PTP Edit Rationale",
+        ),
+        ("", "", "prior to 1996", "Date", "Date", "0=not allowed"),
+        ("", "", "", "", "*=no data", "1=allowed"),
+        ("", "", "", "", "", "9=not applicable"),
+    }
+)
+#: The Medicaid NCCI PTP header (no "prior to 1996" column): recognised to say what the file is.
+_MEDICAID_HEADER = (
+    "Column 1",
+    "Column 2",
+    "Effective Date",
+    "Deletion Date",
+    "Modifier Indicator",
+    "PTP Edit Rationale",
+)
+_MEDICAID = (
+    "this is the Medicaid NCCI PTP layout (no 'prior to 1996' column); load the Medicare "
+    "practitioner file (ccipra)"
+)
+_COLUMNS = 7
+
+
+def _cells(fields: list[str]) -> tuple[str, ...]:
+    cells = [x.strip() for x in fields]
+    while cells and not cells[-1]:
+        cells.pop()
+    return tuple(cells)
+
+
+def _skipped(cells: tuple[str, ...]) -> bool:
+    """Blank, or one of the documented preamble lines."""
+    if not cells:
+        return True
+    if len(cells) == 1 and _NOTICE.match(cells[0]):
+        return True
+    return cells in _PREAMBLE
+
+
+def _code(cell: str, where: str, column: int) -> str:
+    if not _CODE.match(cell):
+        hint = " (columns separated by spaces, not tabs?)" if " " in cell else ""
+        raise NcciFileError(
+            f"{where}, column {column}: {cell[:40]!r} is not a 5-character HCPCS/CPT code{hint}"
+        )
+    return cell
+
+
+def _row(cells: tuple[str, ...], where: str, source: str) -> PtpEdit:
+    """One edit row; every check names its column (CMS's numbering, 1 to 7)."""
+    c1 = _code(cells[0], where, 1)
+    if len(cells) >= 3 and _YMD.match(cells[2]):
+        raise NcciFileError(f"{where}, column 3: an effective date here: {_MEDICAID}")
+    if len(cells) < 6:
+        raise NcciFileError(
+            f"{where}, column {len(cells) + 1}: missing (the row ends after column "
+            f"{len(cells)}; an edit row has column 1, column 2, '*' or blank, effective "
+            "YYYYMMDD, deletion YYYYMMDD or '*', modifier 0/1/9, rationale)"
+        )
+    c2 = _code(cells[1], where, 2)
+    if cells[2] not in ("", "*"):
+        raise NcciFileError(f"{where}, column 3: {cells[2]!r} is neither '*' nor blank")
+    if not _YMD.match(cells[3]):
+        raise NcciFileError(f"{where}, column 4: effective date {cells[3]!r} is not YYYYMMDD")
+    if cells[4] != "*" and not _YMD.match(cells[4]):
+        raise NcciFileError(
+            f"{where}, column 5: deletion date {cells[4]!r} is neither YYYYMMDD nor '*'"
+        )
+    if cells[5] not in ("0", "1", "9"):
+        raise NcciFileError(f"{where}, column 6: modifier indicator {cells[5]!r} is not 0, 1 or 9")
+    if len(cells) > _COLUMNS:
+        raise NcciFileError(f"{where}, column {_COLUMNS + 1}: more than {_COLUMNS} columns")
+    effective = _date(cells[3], f"{where}, column 4")
+    deletion = None if cells[4] == "*" else _date(cells[4], f"{where}, column 5")
+    if deletion is not None and deletion < effective:
+        raise NcciFileError(f"{where}, column 5: deletion date is before the effective date")
+    rationale = cells[6] if len(cells) > 6 else ""
+    return PtpEdit(c1, c2, effective, deletion, ModifierIndicator(int(cells[5])), rationale, source)
+
+
 def parse_ptp(raw: bytes, name: str) -> PtpFile:
     """Parse one practitioner PTP file's bytes. `name` is its file name (carries the version)."""
     text = raw.decode("latin-1")  # CMS publishes these in Latin-1/cp1252; never fails
+    base = Path(name).name
     edits: list[PtpEdit] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        fields = line.split("\t")
-        if len(fields) < 2 or not _CODE.match(fields[0].strip()):
-            continue  # copyright, title and the wrapped header lines
-        where = f"{Path(name).name} line {lineno}"
-        f = [x.strip() for x in fields]
-        if len(f) >= 3 and _YMD.match(f[2]):
-            raise NcciFileError(
-                f"{where}: the effective date is in the third column: this is the Medicaid "
-                "NCCI PTP layout (no 'prior to 1996' column); load the Medicare practitioner "
-                "file (ccipra)"
-            )
-        if len(f) < 6 or not _CODE.match(f[1]) or f[2] not in ("", "*") or not _YMD.match(f[3]):
-            raise NcciFileError(
-                f"{where}: not a PTP edit row (expected column 1, column 2, '*' or blank, "
-                "effective YYYYMMDD, deletion YYYYMMDD or '*', modifier 0/1/9, rationale)"
-            )
-        if f[4] != "*" and not _YMD.match(f[4]):
-            raise NcciFileError(f"{where}: deletion date {f[4]!r} is neither YYYYMMDD nor '*'")
-        if f[5] not in ("0", "1", "9"):
-            raise NcciFileError(f"{where}: modifier indicator {f[5]!r} is not 0, 1 or 9")
-        effective = _date(f[3], where)
-        deletion = None if f[4] == "*" else _date(f[4], where)
-        if deletion is not None and deletion < effective:
-            raise NcciFileError(f"{where}: deletion date is before the effective date")
-        edits.append(
-            PtpEdit(
-                f[0],
-                f[1],
-                effective,
-                deletion,
-                ModifierIndicator(int(f[5])),
-                f[6] if len(f) > 6 else "",
-                where,
-            )
-        )
+    # Split on LF only (CRLF's CR is stripped with the cells): str.splitlines() would also
+    # split on \x85, which Latin-1 decodes from cp1252's ellipsis inside a rationale.
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        cells = _cells(line.split("\t"))
+        where = f"{base} line {lineno}"
+        if cells == _MEDICAID_HEADER:
+            raise NcciFileError(f"{where}: the header names no 'prior to 1996' column: {_MEDICAID}")
+        if _skipped(cells):
+            continue
+        edits.append(_row(cells, where, where))
     if not edits:
         raise NcciFileError(f"{name}: no PTP edit rows found")
-    m = _NAME.match(Path(name).name)
+    m = _NAME.match(base)
     if m is None:
         raise NcciFileError(
             f"{name}: cannot tell the PTP file's version from its name "
@@ -135,7 +207,7 @@ def parse_ptp(raw: bytes, name: str) -> PtpFile:
         raise NcciFileError(
             f"{name}: a hospital outpatient PTP file (ccioph); load the practitioner files (ccipra)"
         )
-    return PtpFile(Path(name).name, (int(m.group(2)), int(m.group(3))), tuple(edits))
+    return PtpFile(base, (int(m.group(2)), int(m.group(3))), tuple(edits))
 
 
 class PtpTable:

@@ -14,7 +14,11 @@ Directory layout (the package's `compliance/data/` is the default rule set):
     DIR/ncci/mue/*.csv           CMS MCR_MUE_PractitionerServices_Eff_MM-DD-YYYY.csv (optional)
     DIR/fees/*.csv               further fee schedule files (optional)
 
-Files can also be given explicitly (`ptp_files`, `mue_files`, `fee_files`), in addition.
+Files can also be given explicitly (`ptp_files`, `mue_files`, `fee_files`), in addition. A
+file the loader would not read where it lies (a CMS file at the top level instead of
+`ncci/ptp/`, `ncci/mue/`, `fees/`; a `.xlsx` in `ncci/mue/`; an unknown subdirectory) is refused
+with a message naming where it belongs: silently ignored, it would run without the edits the
+operator meant to load.
 
 `ruleset_version` = "rs-" + the first 16 hex digits of SHA-256 over the engine version and, per
 file actually used, its role, its base name and the SHA-256 of its bytes, in a fixed order:
@@ -24,6 +28,7 @@ the same files and engine give the same id wherever they live; any byte changed 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -88,6 +93,66 @@ def _read(path: Path, role: str) -> _Source:
         raise RuleSetError(f"cannot read {path}: {exc.strerror}") from exc
 
 
+_CORE = frozenset({CATALOG, POLICIES, NCCI_POLICY, FEES, EPISODE_POLICY, KX_THRESHOLDS})
+#: Where each kind of file goes (directory, the suffix its loader takes).
+_PLACES = ((PTP_DIR, ".txt"), (MUE_DIR, ".csv"), (FEES_DIR, ".csv"))
+_PTP_NAME = re.compile(r"^cci(pra|oph)-v\d+r\d+-f\d+", re.IGNORECASE)
+_MUE_NAME = re.compile(r"^MCR_MUE_", re.IGNORECASE)
+#: Suffixes of rule data: a file with one of them outside its place would be ignored silently.
+_DATA_SUFFIXES = frozenset({".txt", ".csv", ".toml", ".tsv", ".zip", ".xlsx", ".xls"})
+
+
+def _belongs(name: str) -> str:
+    """Where a file of this name belongs, said for an error message."""
+    suffix = Path(name).suffix.lower()
+    if suffix in (".zip", ".xlsx", ".xls"):
+        return (
+            "nowhere as is: unpack CMS's zip and use the text form (PTP .TXT in ncci/ptp/, "
+            "MUE .csv in ncci/mue/)"
+        )
+    if _PTP_NAME.match(name):
+        return f"{PTP_DIR}/ (a CMS PTP file, .TXT)"
+    if _MUE_NAME.match(name):
+        return f"{MUE_DIR}/ (a CMS MUE file, .csv)"
+    if suffix == ".csv":
+        return f"{FEES_DIR}/ if it is a fee schedule"
+    return f"nowhere: the top level holds only {', '.join(sorted(_CORE))}"
+
+
+def _layout_problems(base: Path) -> list[str]:
+    """Files and directories the loader would not read where they are (a CMS file at the top
+    level instead of ncci/ptp/, a .xlsx in ncci/mue/ ...): refused, naming where they belong,
+    since ignoring them would run without edits the operator meant to load. Hidden files and
+    files with no data suffix (README.md) are left alone."""
+    problems: list[str] = []
+    for p in sorted(base.iterdir()):
+        if p.name.startswith(".") or p.name == "__pycache__":  # the package's own data dir
+            continue
+        if p.is_dir():
+            if p.name not in ("ncci", FEES_DIR.name):
+                problems.append(
+                    f"{p.name}/ is not a rule set directory (CMS files go in {PTP_DIR}/, "
+                    f"{MUE_DIR}/, fee schedules in {FEES_DIR}/)"
+                )
+        elif p.name not in _CORE and p.suffix.lower() in _DATA_SUFFIXES:
+            problems.append(f"{p.name} is at the top level: it belongs in {_belongs(p.name)}")
+    ncci = base / "ncci"
+    if ncci.is_dir():
+        for p in sorted(ncci.iterdir()):
+            if not p.name.startswith(".") and not (p.is_dir() and p.name in ("ptp", "mue")):
+                problems.append(f"ncci/{p.name} is not read: it belongs in {_belongs(p.name)}")
+    for sub, suffix in _PLACES:
+        if not (base / sub).is_dir():
+            continue
+        for p in sorted((base / sub).iterdir()):
+            if not p.name.startswith(".") and not (p.is_file() and p.suffix.lower() == suffix):
+                problems.append(
+                    f"{sub}/{p.name} is not read there (only {suffix} files): it belongs in "
+                    f"{_belongs(p.name)}"
+                )
+    return problems
+
+
 def _listed(directory: Path | None, sub: Path, suffixes: tuple[str, ...]) -> list[Path]:
     if directory is None or not (directory / sub).is_dir():
         return []
@@ -107,6 +172,8 @@ def load_ruleset(
     base = Path(directory) if directory is not None else None
     if base is not None and not base.is_dir():
         raise RuleSetError(f"rule set directory {base} does not exist")
+    if base is not None and (problems := _layout_problems(base)):
+        raise RuleSetError(f"rule set directory {base}: " + "; ".join(problems))
 
     def main(name: str) -> _Source:
         if base is not None and (base / name).is_file():
@@ -134,19 +201,16 @@ def build_ruleset(
     fees: Iterable[_Source],
 ) -> RuleSet:
     catalog_src, policies_src, ncci_src, fee_src, episode_src, kx_src = core
-    try:
-        catalog = parse_catalog(catalog_src.data.decode("utf-8"))
-        policies = parse_policies(policies_src.data.decode("utf-8"))
-        ncci_policy = parse_ncci_policy(ncci_src.data.decode("utf-8"))
-        episodes = parse_episode_policy(episode_src.data.decode("utf-8"))
-        kx = parse_kx_thresholds(kx_src.data.decode("utf-8"))
-        ptp_list, mue_list, fee_list = list(ptp), list(mue), [fee_src, *fees]
-        ptp_table = PtpTable([parse_ptp(s.data, s.name) for s in ptp_list], ncci_policy.ptp_edits)
-        mue_table = MueTable([parse_mue(s.data, s.name) for s in mue_list])
-        fee_rows = [r for s in fee_list for r in parse_fee_rows(s.data.decode("utf-8"), s.name)]
-        fee_schedule = FeeSchedule(fee_rows)
-    except UnicodeDecodeError as exc:
-        raise RuleSetError(f"a rule set file is not UTF-8 text: {exc}") from exc
+    catalog = parse_catalog(_text(catalog_src))
+    policies = parse_policies(_text(policies_src))
+    ncci_policy = parse_ncci_policy(_text(ncci_src))
+    episodes = parse_episode_policy(_text(episode_src))
+    kx = parse_kx_thresholds(_text(kx_src))
+    ptp_list, mue_list, fee_list = list(ptp), list(mue), [fee_src, *fees]
+    ptp_table = PtpTable([parse_ptp(s.data, s.name) for s in ptp_list], ncci_policy.ptp_edits)
+    mue_table = MueTable([parse_mue(s.data, s.name) for s in mue_list])
+    fee_rows = [r for s in fee_list for r in parse_fee_rows(_text(s), s.name)]
+    fee_schedule = FeeSchedule(fee_rows)
     used = [
         *core,
         *sorted(ptp_list, key=_key),
@@ -169,6 +233,13 @@ def build_ruleset(
         "rs-" + h.hexdigest()[:16],
         files,
     )
+
+
+def _text(s: _Source) -> str:
+    try:
+        return s.data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RuleSetError(f"{s.name}: not UTF-8 text (byte {exc.start})") from None
 
 
 def _key(s: _Source) -> tuple[str, str]:

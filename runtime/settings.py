@@ -5,6 +5,8 @@ One environment serves every program; each reads its own section and the shared 
     CommonSection    every program: the broker, its security, the service's topics and limits
     EhrSection       the EHR path (worker's parse and join stages, the gateway, `convert`)
     WorkerSection    the stream worker and the command line's tools (streams/, cli/)
+    RuleFilesSection the rule set (part of WorkerSection; `audit` reads it alone, the worker's
+                     loader in runtime/rules.py gives both the same rules)
     GatewaySection   the MLLP gateway (gateway/, TC_MLLP_*)
 
     Settings         = Worker + EHR + Common: the worker and the command line
@@ -245,7 +247,40 @@ class EhrSection(CommonSection):
         return load_config(self.ehr_patient_key.get_secret_value(), self.ehr_profile)
 
 
-class WorkerSection(CommonSection):
+class RuleFilesSection(BaseModel):
+    """The rule set (compliance/ruleset.py): read by the worker and by `audit` alike
+    (runtime/rules.py loads it), so one environment gives both the same rules."""
+
+    #: Rule data directory (compliance/ruleset.py layout); unset: the rules shipped with the
+    #: package. CMS NCCI PTP / MUE files and fee schedules found in it are loaded too.
+    ruleset_dir: Path | None = None
+    #: More CMS files, comma-separated paths: practitioner PTP (ccipra-*.TXT), practitioner
+    #: MUE (MCR_MUE_PractitionerServices_Eff_MM-DD-YYYY.csv), fee schedules.
+    ncci_ptp_files: str = ""
+    ncci_mue_files: str = ""
+    fee_files: str = ""
+
+    @property
+    def ruleset_files(self) -> dict[str, list[Path]]:
+        """The explicitly listed CMS files, by kind (keyword arguments of load_ruleset)."""
+        return {
+            "ptp_files": _paths(self.ncci_ptp_files),
+            "mue_files": _paths(self.ncci_mue_files),
+            "fee_files": _paths(self.fee_files),
+        }
+
+    def check_rule_files(self) -> None:
+        """The directory and files exist (run by the worker's validator, after its other
+        checks, and by rule_files_from_env): ValueError naming the variable."""
+        if self.ruleset_dir is not None and not self.ruleset_dir.is_dir():
+            raise ValueError(f"TC_RULESET_DIR={self.ruleset_dir} is not a directory")
+        for name in ("ncci_ptp_files", "ncci_mue_files", "fee_files"):
+            for path in _paths(getattr(self, name)):
+                if not path.is_file():
+                    raise ValueError(f"TC_{name.upper()}: {path} is not a readable file")
+
+
+class WorkerSection(CommonSection, RuleFilesSection):
     """The stream worker (streams/): batching, commits, the consumer group, state, rules, the
     join."""
 
@@ -286,14 +321,6 @@ class WorkerSection(CommonSection):
     #: Bounded so that what a rebalance finds handed to the producer resolves within the
     #: revoke wait: twice this must be below min(TC_SESSION_TIMEOUT_S, 30).
     producer_request_timeout_s: Annotated[float, Field(ge=1, le=120)] = 4.0
-    #: Rule data directory (compliance/ruleset.py layout); unset: the rules shipped with the
-    #: package. CMS NCCI PTP / MUE files and fee schedules found in it are loaded too.
-    ruleset_dir: Path | None = None
-    #: More CMS files, comma-separated paths: practitioner PTP (ccipra-*.TXT), practitioner
-    #: MUE (MCR_MUE_PractitionerServices_Eff_MM-DD-YYYY.csv), fee schedules.
-    ncci_ptp_files: str = ""
-    ncci_mue_files: str = ""
-    fee_files: str = ""
     #: Same-day details (billed lines, NPIs) kept per patient for the rules that span visits of
     #: one day, in days of service before the patient's newest one.
     history_horizon_days: Annotated[int, Field(ge=1, le=3660)] = 90
@@ -308,15 +335,6 @@ class WorkerSection(CommonSection):
     join_wait_s: Annotated[float, Field(ge=1, le=30 * 86400)] = 900.0
     #: How long the join keeps an emitted visit's parts for corrections and re-sends (days).
     join_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
-
-    @property
-    def ruleset_files(self) -> dict[str, list[Path]]:
-        """The explicitly listed CMS files, by kind (keyword arguments of load_ruleset)."""
-        return {
-            "ptp_files": _paths(self.ncci_ptp_files),
-            "mue_files": _paths(self.ncci_mue_files),
-            "fee_files": _paths(self.fee_files),
-        }
 
     @property
     def changelog_topic_configs(self) -> dict[str, str]:
@@ -368,12 +386,7 @@ class WorkerSection(CommonSection):
                 f"TC_HISTORY_HORIZON_DAYS={self.history_horizon_days} (the episode part of the "
                 "history outlives its same-day part)"
             )
-        if self.ruleset_dir is not None and not self.ruleset_dir.is_dir():
-            raise ValueError(f"TC_RULESET_DIR={self.ruleset_dir} is not a directory")
-        for name in ("ncci_ptp_files", "ncci_mue_files", "fee_files"):
-            for path in _paths(getattr(self, name)):
-                if not path.is_file():
-                    raise ValueError(f"TC_{name.upper()}: {path} is not a readable file")
+        self.check_rule_files()
         return self
 
 
@@ -473,6 +486,23 @@ def patient_ref_pattern_from_env(environ: Mapping[str, str] | None = None) -> st
     except ValueError as exc:
         raise ValueError(f"invalid setting TC_PATIENT_REF_PATTERN: {exc}") from None
     return value
+
+
+def rule_files_from_env(environ: Mapping[str, str] | None = None) -> RuleFilesSection:
+    """TC_RULESET_DIR, TC_NCCI_PTP_FILES, TC_NCCI_MUE_FILES and TC_FEE_FILES alone, validated
+    as the worker validates them (`audit` reads them without requiring the worker's other
+    settings to be valid); ValueError naming the variable."""
+    env = os.environ if environ is None else environ
+    own = set(RuleFilesSection.model_fields)
+    values = {k.upper()[3:].lower(): v for k, v in env.items() if k.upper().startswith("TC_")}
+    try:
+        files = RuleFilesSection.model_validate({k: v for k, v in values.items() if k in own})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        name = "TC_" + "_".join(str(x) for x in err["loc"]).upper()
+        raise ValueError(f"invalid setting {name}: {err['msg']}") from None
+    files.check_rule_files()
+    return files
 
 
 def _paths(text: str) -> list[Path]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,7 +26,8 @@ import faust
 from mode import CrashingSupervisor
 
 from compliance import Engine
-from compliance.ruleset import load_ruleset
+from runtime.process import EXIT_CONFIG
+from runtime.rules import load_rules
 from runtime.settings import SecurityProtocol, Settings, settings_from_env_or_exit
 from runtime.topics import ensure_topics, record_limit
 from streams.broker import Broker
@@ -110,7 +112,7 @@ def _credentials(settings: Settings) -> Any:
 
 def create_engine(settings: Settings) -> Engine:
     """The rule set named by the settings (the package's rules by default), loaded once."""
-    ruleset = load_ruleset(settings.ruleset_dir, **settings.ruleset_files)
+    ruleset = load_rules(settings)  # the loader audit uses too (runtime/rules.py)
     return Engine(
         ruleset=ruleset,
         horizon_days=settings.history_horizon_days,
@@ -203,7 +205,12 @@ def get_app() -> ComplianceApp:
             import uvloop
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-        _APP = create_app(settings)
+        try:  # a rule set that does not load stops the worker in one line, naming the file
+            engine = create_engine(settings)
+        except (OSError, ValueError) as exc:
+            sys.stderr.write(f"therapy-compliance worker: rule set: {exc}\n")
+            raise SystemExit(EXIT_CONFIG) from None
+        _APP = create_app(settings, engine=engine)
     return _APP
 
 

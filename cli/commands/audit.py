@@ -21,8 +21,9 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--ruleset",
         metavar="DIR",
         default=None,
-        help="rule data directory (default: the rules shipped with the package); the worker's "
-        "TC_RULESET_DIR",
+        help="rule data directory, in place of TC_RULESET_DIR (default: TC_RULESET_DIR, else the "
+        "rules shipped with the package); TC_NCCI_PTP_FILES, TC_NCCI_MUE_FILES and TC_FEE_FILES "
+        "add files, as in the worker",
     )
     p.add_argument(
         "--horizon-days",

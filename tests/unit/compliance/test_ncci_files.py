@@ -108,13 +108,14 @@ def test_ptp_rejects_bad_rows_names_and_hospital_files() -> None:
     with pytest.raises(NcciFileError, match="hospital outpatient"):
         parse_ptp(good, "ccioph-v322r0-f4.TXT")
     bad = good.replace(b"20180701\t*\t1", b"20180701\t*\t7")
-    with pytest.raises(NcciFileError, match=r"line \d+: modifier indicator '7'"):
+    with pytest.raises(NcciFileError, match=r"line 9, column 6: modifier indicator '7'"):
         parse_ptp(bad, V322.name)
     bad = good.replace(b"20220101\t20231231", b"20220101\t2023123")
-    with pytest.raises(NcciFileError, match="deletion date"):
+    with pytest.raises(NcciFileError, match="line 7, column 5: deletion date"):
         parse_ptp(bad, V322.name)
+    preamble = b"\r\n".join(good.split(b"\r\n")[:6])  # notice, title, 4-line header
     with pytest.raises(NcciFileError, match="no PTP edit rows"):
-        parse_ptp(b"Column 1\tColumn 2\r\n", V322.name)
+        parse_ptp(preamble, V322.name)
 
 
 def test_mue_multiline_notice_embedded_newline_header_and_adjudication() -> None:
@@ -159,8 +160,11 @@ def test_mue_rejects_other_settings_and_bad_rows(tmp_path: Path) -> None:
         parse_mue(raw.replace(b"1 Line Edit", b"4 Line Edit"), MUE_JAN.name)
     with pytest.raises(NcciFileError, match="not an integer"):
         parse_mue(raw.replace(b"97140,2,", b"97140,two,"), MUE_JAN.name)
-    with pytest.raises(NcciFileError, match="no 'HCPCS/CPT Code' header"):
+    with pytest.raises(NcciFileError, match=r"line 1, column 1: .*a data row before the header"):
         parse_mue(b"0001U,1,2 Date of Service Edit: Policy,x\r\n", MUE_JAN.name)
+    notice = raw[: raw.index(b'"HCPCS/')]
+    with pytest.raises(NcciFileError, match="no 'HCPCS/CPT Code' header"):
+        parse_mue(notice, MUE_JAN.name)
     with pytest.raises(NcciFileError, match="two MUE files effective"):
         f = parse_mue(raw, MUE_JAN.name)
         MueTable([f, f])

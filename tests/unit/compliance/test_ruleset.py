@@ -63,14 +63,14 @@ def test_invalid_files_are_rejected_with_their_name(tmp_path: Path) -> None:
         load_ruleset(tmp_path / "nope")
     d = ncci_dir(tmp_path)
     shutil.copy(FIX / "medicaid-ccipra-v322r0-f4.TXT", d / "ncci" / "ptp")
-    with pytest.raises(ValueError, match=r"medicaid-ccipra-v322r0-f4\.TXT line 3: .*Medicaid"):
+    with pytest.raises(ValueError, match=r"medicaid-ccipra-v322r0-f4\.TXT line 2: .*Medicaid"):
         load_ruleset(d)
     d2 = tmp_path / "fees"
     d2.mkdir()
     (d2 / "fee_schedule.csv").write_text(
         "code,year,payer,locality,amount,source\n97110,2026,*,X,12.5.0,test\n"
     )
-    with pytest.raises(ValueError, match=r"fee_schedule.csv line 2: amount"):
+    with pytest.raises(ValueError, match=r"fee_schedule.csv line 2, column 5 \(amount\): amount"):
         load_ruleset(d2)
     (d2 / "fee_schedule.csv").write_text(
         "code,year,payer,locality,amount,source\n"
@@ -142,3 +142,64 @@ def test_compare_main_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixtu
     body = orjson.loads(capsys.readouterr().out)
     assert body["added"][0]["visit_id"] == "V-B" and body["removed"] == []
     assert compare_main(str(DATA), str(tmp_path / "nope"), str(hist)) == 2
+
+
+MISPLACED = [
+    # (where the file is put, the message's "belongs in" part) - issue 20 item 11
+    ("ccipra-v322r0-f4.TXT", "ccipra-v322r0-f4.TXT is at the top level: it belongs in ncci/ptp/"),
+    (
+        "MCR_MUE_PractitionerServices_Eff_01-01-2026.csv",
+        "MCR_MUE_PractitionerServices_Eff_01-01-2026.csv is at the top level: it belongs in "
+        "ncci/mue/",
+    ),
+    ("fee_schedule_test.csv", "fee_schedule_test.csv is at the top level: it belongs in fees/"),
+    ("ncci/ccipra-v322r0-f4.TXT", "ncci/ccipra-v322r0-f4.TXT is not read: it belongs in ncci/ptp/"),
+    (
+        "ncci/mue/ccipra-v322r0-f4.TXT",
+        "ncci/mue/ccipra-v322r0-f4.TXT is not read there (only .csv files): it belongs in "
+        "ncci/ptp/",
+    ),
+    ("ncci/ptp/ccipra-v322r0-f4.xlsx", "ncci/ptp/ccipra-v322r0-f4.xlsx is not read there"),
+    ("fees/fee_schedule_test.txt", "fees/fee_schedule_test.txt is not read there (only .csv"),
+    ("mue/MCR_MUE_PractitionerServices_Eff_01-01-2026.csv", "mue/ is not a rule set directory"),
+]
+
+
+@pytest.mark.parametrize(("where", "message"), MISPLACED)
+def test_a_file_the_loader_would_not_read_is_refused_naming_where_it_belongs(
+    tmp_path: Path, where: str, message: str
+) -> None:
+    d = tmp_path / "rules"
+    target = d / where
+    target.parent.mkdir(parents=True)
+    source = FIX / Path(where).name
+    target.write_bytes(source.read_bytes() if source.exists() else b"x")
+    with pytest.raises(RuleSetError, match="rule set directory") as exc:
+        load_ruleset(d)
+    assert message in str(exc.value)
+
+
+def test_files_in_their_places_and_non_data_files_load(tmp_path: Path) -> None:
+    d = ncci_dir(tmp_path)
+    (d / "fees").mkdir()
+    shutil.copy(FIX / "fee_schedule_test.csv", d / "fees")
+    (d / "README.md").write_text("Q1 2026 rules\n")  # documentation beside the data: allowed
+    (d / ".git").mkdir()  # hidden entries: left alone
+    (d / "__pycache__").mkdir()  # as in the package's compliance/data once imported
+    (d / "ncci" / "ptp" / ".gitkeep").write_text("")
+    rs = load_ruleset(d)
+    assert len(rs.fees) == 9 and len(rs.mue) == 1
+    assert [name for role, name, _ in rs.files if role in ("ptp", "mue", "fees")] == [
+        "ccipra-v322r0-f4.TXT",
+        "MCR_MUE_PractitionerServices_Eff_01-01-2026.csv",
+        "fee_schedule_test.csv",
+    ]
+
+
+def test_a_fee_file_not_in_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    d = tmp_path / "rules"
+    (d / "fees").mkdir(parents=True)
+    text = (FIX / "fee_schedule_test.csv").read_text().replace("TEST locality", "Peña County")
+    (d / "fees" / "latin1.csv").write_bytes(text.encode("latin-1"))  # \xf1: not UTF-8
+    with pytest.raises(RuleSetError, match=r"^latin1\.csv: not UTF-8 text"):
+        load_ruleset(d)
