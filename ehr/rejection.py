@@ -25,6 +25,12 @@ class RejectReason(StrEnum):
     NOT_THERAPY = "not_therapy"
     NOT_A_VISIT = "not_a_visit"
     NO_PROCEDURE_CODE = "no_procedure_code"
+    #: A credit (FT1-6 CD, table 0017) finds no charges or no matching line to take units off.
+    CREDIT_UNMATCHED = "credit_unmatched"
+    #: A credit would take a charged line below zero units.
+    CREDIT_BELOW_ZERO = "credit_below_zero"
+    #: A credit would leave the visit with no charged units.
+    CREDIT_EMPTIES_VISIT = "credit_empties_visit"
 
 
 class Problem(BaseModel):
