@@ -8,7 +8,6 @@ CPT/HCPCS code, FT1-10 quantity = units, FT1-26 modifiers (CE, repeating), FT1-2
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -116,7 +115,7 @@ def read_line(group: list[hl7tree.Segment], index: int, profile: Profile) -> Lin
     elif line.units is None:
         bad(RejectReason.BAD_VALUE, f"FT1-10 is not a whole number of units {low}-{MAX_UNITS}", 10)
 
-    _read_modifiers(group, line, bad)
+    _read_modifiers(group, line)
     if line.credit and ft1.value(31):
         line.reference = opaque(ft1.value(31))
         if line.reference is None:
@@ -138,27 +137,24 @@ def read_line(group: list[hl7tree.Segment], index: int, profile: Profile) -> Lin
     return line
 
 
-def _read_modifiers(
-    group: list[hl7tree.Segment], line: LineReading, bad: Callable[[RejectReason, str, int], None]
-) -> None:
+def _read_modifiers(group: list[hl7tree.Segment], line: LineReading) -> None:
     # FT1-26 Procedure Code Modifier (CE, repeating, table 0340) first, then PR1-16 (the same
     # field in the line's PROCEDURE group, HL7 v2.5.1 ch. 6.5.4.16): read when FT1-26 is empty,
     # merged without duplicates otherwise. Any bad repetition is refused, wherever it sits.
     pr1 = next((s for s in group if s.name == "PR1"), None)
-    sources = [(group[0], "FT1", 26), *([(pr1, "PR1", 16)] if pr1 is not None else [])]
-    for seg, name, fld in sources:
+    sources = [(group[0], 26), *([(pr1, 16)] if pr1 is not None else [])]
+    for seg, fld in sources:
         for n, rep in enumerate(seg.reps(fld), start=1):
             code = modifier(hl7tree.leaf(rep))
             if code is None:
-                bad(
-                    RejectReason.BAD_VALUE,
-                    f"{name}-{fld} repetition {n} is not a two-character modifier",
-                    26 if name == "FT1" else fld,
-                )
+                detail = f"FT1#{line.index}: {seg.name}-{fld} repetition {n} is not a two-character modifier"
+                at = line.index if seg.name == "FT1" else 1
+                line.problems.append(problem(RejectReason.BAD_VALUE, detail, seg.name, fld, at))
             elif code not in line.modifiers:
                 line.modifiers.append(code)
     if len(line.modifiers) > 4:
-        bad(RejectReason.BAD_VALUE, "FT1-26 and PR1-16 give more than 4 modifiers", 26)
+        detail = f"FT1#{line.index}: FT1-26 and PR1-16 give more than 4 modifiers"
+        line.problems.append(problem(RejectReason.BAD_VALUE, detail, "FT1", 26, line.index))
 
 
 def line_cpt(ft1: hl7tree.Segment) -> str | None:
