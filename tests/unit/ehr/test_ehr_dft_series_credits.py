@@ -423,3 +423,22 @@ def test_convert_applies_credits_and_reports_refused_ones(tmp_path: Path) -> Non
     assert [[s["units"] for s in v["services"]] for v in visits] == [[3, 1], [2, 1]]
     assert err[0]["message"] == 4 and err[0]["reason"] == "credit_below_zero"
     assert err[-1]["summary"]["rejected"] == 1
+
+
+def test_a_recurring_accounts_credits_go_to_the_day_each_line_names() -> None:
+    lines = [
+        Line("4001", "20260302", "97110", "1", kind="CD"),
+        Line("4002", "20260303", "97140", "1", kind="CD"),
+    ]
+    raw = dft("K-10", "20260304090000", lines)
+    assert [f.ft1_4.dr_1.to_er7()[:8] for f in segs(strict(raw), "FT1")] == [
+        "20260302",
+        "20260303",
+    ]
+    day1, day2 = parts(raw)
+    assert isinstance(day1, CreditPart) and isinstance(day2, CreditPart)
+    assert (day1.visit.text, day2.visit.text) == (
+        "CLINIC01:A5001@2026-03-02",
+        "CLINIC01:A5001@2026-03-03",
+    )
+    assert [ln.cpt for ln in day1.lines] == ["97110"] and [ln.cpt for ln in day2.lines] == ["97140"]
