@@ -4,10 +4,11 @@ docs/integration-hl7.md. The public surface is re-exported here."""
 
 from ehr.ack import ack_code_for, build_ack, rejection_ack
 from ehr.convert import convert_main
+from ehr.credits import CreditRefused
 from ehr.fhir import FhirResult, parse_fhir, parse_resources
 from ehr.hl7header import MessageHeader, read_header
 from ehr.hl7text import mllp_frame, split_messages
-from ehr.hl7v2 import parse_hl7v2
+from ehr.hl7v2 import parse_hl7v2, parse_hl7v2_parts
 from ehr.join import (
     AssemblyProblem,
     VisitState,
@@ -17,15 +18,29 @@ from ehr.join import (
     is_newer,
     missing_part,
 )
-from ehr.parts import PART_ADAPTER, ChargeLine, ChargePart, DocumentationPart, PartVersion, VisitKey
+from ehr.parts import (
+    PART_ADAPTER,
+    AnyPart,
+    ChargeLine,
+    ChargePart,
+    CreditLine,
+    CreditPart,
+    DocumentationPart,
+    PartVersion,
+    VisitKey,
+)
 from ehr.profile import EhrConfig, Profile, ProfileError, load_config, load_profile
 from ehr.rejection import EhrWarning, Problem, Rejection, RejectReason, WarnReason
 
 __all__ = [
     "PART_ADAPTER",
+    "AnyPart",
     "AssemblyProblem",
     "ChargeLine",
     "ChargePart",
+    "CreditLine",
+    "CreditPart",
+    "CreditRefused",
     "DocumentationPart",
     "EhrConfig",
     "EhrWarning",
@@ -53,6 +68,7 @@ __all__ = [
     "mllp_frame",
     "parse_fhir",
     "parse_hl7v2",
+    "parse_hl7v2_parts",
     "parse_resources",
     "read_header",
     "rejection_ack",

@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal, TextIO
 
+from ehr.credits import CreditRefused
 from ehr.fhir import FhirResult, duplicate_keys, parse_fhir, parse_resources
 from ehr.hl7text import split_messages
-from ehr.hl7v2 import parse_hl7v2
+from ehr.hl7v2 import parse_hl7v2_parts
 from ehr.join import AssemblyProblem, VisitState, add_part, assemble
-from ehr.parts import ChargePart, DocumentationPart
+from ehr.parts import AnyPart
 from ehr.profile import EhrConfig
 from ehr.rejection import EhrWarning, Rejection
 from schemas.decode import UTF8_BOM
@@ -65,7 +66,9 @@ def convert_main(
         elif isinstance(result, EhrWarning):
             run.warn(number, result)
         else:
-            touched.append(run.add(result))
+            key = run.add(number, result)
+            if key is not None:
+                touched.append(key)
     run.emit(touched)
     run.flush_partials()
     err.write(json.dumps({"summary": run.summary()}) + "\n")
@@ -75,7 +78,9 @@ def convert_main(
 
 def _hl7(data: bytes, config: EhrConfig) -> Iterator[tuple[int, Any]]:
     for number, raw in enumerate(split_messages(data), start=1):
-        yield number, raw if isinstance(raw, Rejection) else parse_hl7v2(raw, config)
+        parsed = raw if isinstance(raw, Rejection) else parse_hl7v2_parts(raw, config)
+        for result in [parsed] if isinstance(parsed, Rejection) else parsed:
+            yield number, result
 
 
 def _fhir(data: bytes, config: EhrConfig, received: datetime) -> Iterator[tuple[int, Any]]:
@@ -148,10 +153,17 @@ class _Run:
             + "\n"
         )
 
-    def add(self, part: ChargePart | DocumentationPart) -> str:
+    def add(self, number: int, part: AnyPart) -> str | None:
+        """The part's visit key, or None when the join refused it (a credit that cannot apply:
+        reported like a rejected message, as the worker dead-letters it)."""
         self.parts += 1
         key = part.visit.text
-        self.states[key] = add_part(self.states.get(key), part)
+        try:
+            self.states[key] = add_part(self.states.get(key), part)
+        except CreditRefused as refused:
+            self.parts -= 1
+            self.reject(number, refused.rejection(part.message_id))
+            return None
         return key
 
     def emit(self, keys: list[str]) -> None:

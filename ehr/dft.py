@@ -9,12 +9,14 @@ CPT/HCPCS code, FT1-10 quantity = units, FT1-26 modifiers (CE, repeating), FT1-2
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 from pydantic import ValidationError
 
 from ehr import hl7tree
 from ehr.codes import DISCIPLINE_MODIFIERS, modifier, procedure_code
 from ehr.hl7common import (
+    Common,
     common_fields,
     credential_of,
     department_discipline,
@@ -25,7 +27,7 @@ from ehr.hl7common import (
 )
 from ehr.hl7header import MessageHeader
 from ehr.hl7time import parse_dt_date
-from ehr.parts import ChargeLine, ChargePart
+from ehr.parts import AnyPart, ChargeLine, ChargePart, CreditLine, CreditPart
 from ehr.profile import EhrConfig, Profile
 from ehr.rejection import Problem, Rejection, RejectReason, shown
 from schemas.common import Credential, Discipline
@@ -54,6 +56,9 @@ class LineReading:
     credential: Credential | None = None
     department: str = ""
     transaction_id: str | None = None
+    credit: bool = False
+    #: FT1-31 Transaction Reference Key of a credit: the FT1-2 of the charge it reverses.
+    reference: str | None = None
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -86,15 +91,7 @@ def read_line(group: list[hl7tree.Segment], index: int, profile: Profile) -> Lin
     if not line.transaction_type:
         bad(RejectReason.MISSING_FIELD, "FT1-6 (transaction type) is empty", 6)
     elif line.transaction_type in tx.credit:
-        # Decision (docs/integration-hl7.md): a DFT carries the visit's whole charge set and a newer
-        # one replaces it, so a credit line has nothing to reverse here.
-        bad(
-            RejectReason.UNSUPPORTED_TRANSACTION,
-            f"FT1-6 {shown(line.transaction_type)} is a credit; this profile takes the visit's full "
-            "charge set per DFT: send the corrected charges as a new DFT (it replaces the earlier "
-            "one) instead of a credit",
-            6,
-        )
+        line.credit = True  # table 0017 CD: reverses charged units (ehr/credits.py)
     elif line.transaction_type not in tx.charge:
         bad(
             RejectReason.BAD_VALUE,
@@ -108,22 +105,21 @@ def read_line(group: list[hl7tree.Segment], index: int, profile: Profile) -> Lin
         bad(RejectReason.NO_PROCEDURE_CODE, "FT1-25 and FT1-7 hold no CPT/HCPCS code", 25)
 
     quantity = ft1.value(10)
-    line.units = integer(quantity, 0, MAX_UNITS) if quantity else None
+    if line.credit and quantity.startswith("-"):
+        # Some senders sign a credit's quantity; FT1-6 CD already says it is taken off.
+        quantity = quantity[1:]
+    low = 1 if line.credit else 0
+    line.units = integer(quantity, low, MAX_UNITS) if quantity else None
     if not quantity:
         bad(RejectReason.MISSING_FIELD, "FT1-10 (transaction quantity = units) is empty", 10)
     elif line.units is None:
-        bad(RejectReason.BAD_VALUE, f"FT1-10 is not a whole number of units 0-{MAX_UNITS}", 10)
+        bad(RejectReason.BAD_VALUE, f"FT1-10 is not a whole number of units {low}-{MAX_UNITS}", 10)
 
-    for n, rep in enumerate(ft1.reps(26), start=1):
-        code = modifier(hl7tree.leaf(rep))
-        if code is None:
-            bad(
-                RejectReason.BAD_VALUE, f"FT1-26 repetition {n} is not a two-character modifier", 26
-            )
-        elif code not in line.modifiers:
-            line.modifiers.append(code)
-    if len(line.modifiers) > 4:
-        bad(RejectReason.BAD_VALUE, "FT1-26 has more than 4 modifiers", 26)
+    _read_modifiers(group, line)
+    if line.credit and ft1.value(31):
+        line.reference = opaque(ft1.value(31))
+        if line.reference is None:
+            bad(RejectReason.BAD_VALUE, "FT1-31 is not printable ASCII", 31)
 
     line.date_of_service_text = ft1.value(4, 1)
     if not line.date_of_service_text:
@@ -139,6 +135,26 @@ def read_line(group: list[hl7tree.Segment], index: int, profile: Profile) -> Lin
     line.transaction_id = opaque(ft1.value(2)) if ft1.value(2) else None
     line.minutes = _pr1_minutes(group, index, line.problems)
     return line
+
+
+def _read_modifiers(group: list[hl7tree.Segment], line: LineReading) -> None:
+    # FT1-26 Procedure Code Modifier (CE, repeating, table 0340) first, then PR1-16 (the same
+    # field in the line's PROCEDURE group, HL7 v2.5.1 ch. 6.5.4.16): read when FT1-26 is empty,
+    # merged without duplicates otherwise. Any bad repetition is refused, wherever it sits.
+    pr1 = next((s for s in group if s.name == "PR1"), None)
+    sources = [(group[0], 26), *([(pr1, 16)] if pr1 is not None else [])]
+    for seg, fld in sources:
+        for n, rep in enumerate(seg.reps(fld), start=1):
+            code = modifier(hl7tree.leaf(rep))
+            if code is None:
+                detail = f"FT1#{line.index}: {seg.name}-{fld} repetition {n} is not a two-character modifier"
+                at = line.index if seg.name == "FT1" else 1
+                line.problems.append(problem(RejectReason.BAD_VALUE, detail, seg.name, fld, at))
+            elif code not in line.modifiers:
+                line.modifiers.append(code)
+    if len(line.modifiers) > 4:
+        detail = f"FT1#{line.index}: FT1-26 and PR1-16 give more than 4 modifiers"
+        line.problems.append(problem(RejectReason.BAD_VALUE, detail, "FT1", 26, line.index))
 
 
 def line_cpt(ft1: hl7tree.Segment) -> str | None:
@@ -174,7 +190,9 @@ def _pr1_minutes(group: list[hl7tree.Segment], index: int, problems: list[Proble
 
 def charges_from_dft(
     msg: hl7tree.Message, header: MessageHeader, config: EhrConfig
-) -> ChargePart | Rejection:
+) -> list[AnyPart] | Rejection:
+    """One part, or for a recurring account (PV1-2 in `recurring_patient_classes`, HL7 table
+    0004 `R`) one part per FT1-4 date, each keyed `<PV1-19>@<date>` (docs/integration-hl7.md)."""
     profile = config.profile
     problems: list[Problem] = []
     common = common_fields(msg, header, config, problems)
@@ -188,31 +206,135 @@ def charges_from_dft(
         problems.append(
             problem(RejectReason.NOT_A_VISIT, "every FT1-6 is a payment or adjustment type", "FT1")
         )
-    discipline = _discipline(msg, lines, profile, problems)
-    payer = _payer(msg, profile, problems)
-    npi, credential = _provider(lines, profile, problems)
-    dos = _date_of_service(lines, problems)
+    credits = [r for r in lines if r.credit]
+    if credits and len(credits) < len(lines):
+        # A DFT of charges is the visit's full set (it replaces the earlier one); credits are
+        # taken off the stored charges. One message cannot be both.
+        problems.append(
+            problem(
+                RejectReason.UNSUPPORTED_TRANSACTION,
+                "FT1-6: the DFT mixes charges and credits (HL7 table 0017 CG and CD): send the "
+                "visit's corrected charges as a new DFT (it replaces the earlier one), or the "
+                "credits in a DFT of their own",
+                "FT1",
+                6,
+                credits[0].index,
+            )
+        )
+    date_problems: list[Problem] = []
+    days = _days(lines, date_problems)
+    recurring = common is not None and common.recurring
+    groups = list(days.values()) if recurring and days else [lines]
+    if credits:
+        return _credit_parts(common, days, problems + date_problems, header)
+    payer = None
+    per_day: list[tuple[Discipline | None, str | None, Credential | None]] = []
+    for n, group in enumerate(groups):
+        # One discipline and one rendering provider per visit: per day for a recurring account.
+        discipline = _discipline(msg, group, profile, problems)
+        if n == 0:
+            payer = _payer(msg, profile, problems)  # IN1 is the message's, for every day
+        npi, credential = _provider(group, profile, problems)
+        per_day.append((discipline, npi, credential))
+    if len(days) > 1 and not recurring:
+        date_problems.append(
+            problem(
+                RejectReason.BAD_VALUE,
+                "FT1-4 dates differ between lines: one visit has one date of service (only a "
+                "recurring account, PV1-2 in the profile's recurring_patient_classes, is split "
+                "into one visit per date)",
+                "FT1",
+                4,
+            )
+        )
+    problems = _distinct(problems + date_problems)
     if problems:
         return Rejection.of(problems, header.control_id or None)
-    assert common is not None and discipline is not None and payer is not None
-    assert npi is not None and dos is not None
+    assert common is not None and payer is not None
+    parts: list[AnyPart] = []
     try:
-        return ChargePart(
-            source="hl7v2",
-            message_id=common.message_id,
-            version=common.version,
-            visit=common.visit,
-            patient_ref=common.patient_ref,
-            date_of_service=parse_dt_date(dos),
-            discipline=discipline,
-            payer=payer,
-            rendering_npi=npi,
-            rendering_credential=credential,
-            lines=[_charge_line(r, ids) for r, ids in zip(lines, _line_ids(lines), strict=True)],
-        )
+        for (day, group), (discipline, npi, credential) in zip(
+            days.items() if recurring else [next(iter(days.items()))], per_day, strict=True
+        ):
+            assert discipline is not None and npi is not None
+            parts.append(
+                ChargePart(
+                    source="hl7v2",
+                    message_id=common.message_id,
+                    version=common.version,
+                    visit=common.visit.on(day) if recurring else common.visit,
+                    patient_ref=common.patient_ref,
+                    date_of_service=day,
+                    discipline=discipline,
+                    payer=payer,
+                    rendering_npi=npi,
+                    rendering_credential=credential,
+                    lines=[
+                        _charge_line(r, ids) for r, ids in zip(group, _line_ids(group), strict=True)
+                    ],
+                )
+            )
     except (ValidationError, ValueError) as exc:
         detail = f"the charges do not form a valid visit part ({_first_error(exc)})"
         return Rejection.one(RejectReason.BAD_VALUE, detail, header.control_id or None)
+    return parts
+
+
+def _credit_parts(
+    common: Common | None,
+    days: dict[date, list[LineReading]],
+    problems: list[Problem],
+    header: MessageHeader,
+) -> list[AnyPart] | Rejection:
+    """A DFT of credits: one CreditPart per visit it credits (per date for a recurring account;
+    the visit's date otherwise, where the lines must share one date as charges do)."""
+    if common is not None and not common.recurring and len(days) > 1:
+        problems.append(
+            problem(
+                RejectReason.BAD_VALUE,
+                "FT1-4 dates differ between credit lines: one visit has one date of service",
+                "FT1",
+                4,
+            )
+        )
+    problems = _distinct(problems)
+    if problems:
+        return Rejection.of(problems, header.control_id or None)
+    assert common is not None
+    parts: list[AnyPart] = []
+    try:
+        for day, group in days.items():
+            parts.append(
+                CreditPart(
+                    source="hl7v2",
+                    message_id=common.message_id,
+                    version=common.version,
+                    visit=common.visit.on(day) if common.recurring else common.visit,
+                    patient_ref=common.patient_ref,
+                    date_of_service=day,
+                    lines=[_credit_line(r) for r in group],
+                )
+            )
+    except (ValidationError, ValueError) as exc:
+        detail = f"the credits do not form a valid part ({_first_error(exc)})"
+        return Rejection.one(RejectReason.BAD_VALUE, detail, header.control_id or None)
+    return parts
+
+
+def _credit_line(r: LineReading) -> CreditLine:
+    assert r.cpt is not None and r.units is not None
+    return CreditLine(
+        cpt=r.cpt,
+        units=r.units,
+        modifiers=r.modifiers,
+        reference=r.reference,
+        transaction_id=r.transaction_id,
+    )
+
+
+def _distinct(problems: list[Problem]) -> list[Problem]:
+    # A problem found on each day of a recurring account is reported once.
+    return list(dict.fromkeys(problems))
 
 
 def _first_error(exc: Exception) -> str:
@@ -343,13 +465,14 @@ def _provider(
     return npi, credential or profile.providers.get(npi)
 
 
-def _date_of_service(lines: list[LineReading], problems: list[Problem]) -> str | None:
-    dates: dict[str, str] = {}
+def _days(lines: list[LineReading], problems: list[Problem]) -> dict[date, list[LineReading]]:
+    """The lines by date of service (FT1-4 DR component 1), in order of first appearance."""
+    days: dict[date, list[LineReading]] = {}
     for r in lines:
         if not r.date_of_service_text:
             continue
         try:
-            dates[parse_dt_date(r.date_of_service_text).isoformat()] = r.date_of_service_text
+            day = parse_dt_date(r.date_of_service_text)
         except ValueError:
             problems.append(
                 problem(
@@ -360,15 +483,6 @@ def _date_of_service(lines: list[LineReading], problems: list[Problem]) -> str |
                     r.index,
                 )
             )
-            return None
-    if len(dates) > 1:
-        problems.append(
-            problem(
-                RejectReason.BAD_VALUE,
-                "FT1-4 dates differ between lines: one visit has one date of service",
-                "FT1",
-                4,
-            )
-        )
-        return None
-    return next(iter(dates.values()), None)
+            continue
+        days.setdefault(day, []).append(r)
+    return days

@@ -19,6 +19,8 @@ from schemas.common import Credential, Discipline
 _OPAQUE = re.compile(r"^[\x20-\x7E]{1,120}$")
 _NPI = re.compile(r"^\d{10}$")
 _NUMBER = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
+#: A visit number's room in the 128-character key when `@YYYY-MM-DD` is appended (VisitKey.on).
+_MAX_ACCOUNT = 128 - 11
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,9 @@ class Common:
     patient_ref: str
     version: PartVersion
     message_id: str
+    #: PV1-2 is one of the profile's recurring patient classes (HL7 table 0004 `R`): `visit` is
+    #: the account; each date of service is a visit of its own (`visit.on(day)`).
+    recurring: bool = False
 
 
 def problem(
@@ -54,11 +59,26 @@ def common_fields(
         return None
     if config.profile.visit_id == "hashed":
         visit_number = hashed_visit_number(config.patient_key, facility, visit_number)
+    pv1 = msg.first("PV1")
+    patient_class = pv1.value(2).upper() if pv1 is not None else ""
+    recurring = patient_class in {c.upper() for c in config.profile.recurring_patient_classes}
+    if recurring and len(visit_number) > _MAX_ACCOUNT:
+        problems.append(
+            problem(
+                RejectReason.BAD_VALUE,
+                f"PV1-19 is longer than {_MAX_ACCOUNT} characters: a recurring account's visit "
+                "key adds its date of service",
+                "PV1",
+                19,
+            )
+        )
+        return None
     return Common(
         visit=VisitKey(facility=facility, visit_number=visit_number),
         patient_ref=ref,
         version=version,
         message_id=header.control_id,
+        recurring=recurring,
     )
 
 

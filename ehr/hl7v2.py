@@ -11,16 +11,31 @@ from ehr import hl7text, hl7tree
 from ehr.dft import charges_from_dft
 from ehr.hl7header import MessageHeader, header_of
 from ehr.notes import CANCEL_EVENT, CONTENT_EVENTS, documentation_from_mdm, documentation_from_oru
-from ehr.parts import ChargePart, DocumentationPart
+from ehr.parts import AnyPart, ChargePart, CreditPart, DocumentationPart
 from ehr.profile import EhrConfig
 from ehr.rejection import Rejection, RejectReason, shown
 from schemas.decode import UTF8_BOM
 
-Hl7Result = ChargePart | DocumentationPart | Rejection
+Hl7Result = ChargePart | CreditPart | DocumentationPart | Rejection
+#: What one message gives: its parts (several only for a DFT of a recurring account whose lines
+#: carry several dates: one per date) or a rejection.
+Hl7Parts = list[AnyPart] | Rejection
 
 
 def parse_hl7v2(raw: bytes, config: EhrConfig) -> Hl7Result:
-    """One message (no MLLP framing) -> a part, or a typed rejection."""
+    """One message -> its part, or a typed rejection. For a message that gives several parts (a
+    recurring account's DFT over several dates) this raises ValueError: callers that take any
+    input (the gateway, the worker, `convert`) use `parse_hl7v2_parts`."""
+    result = parse_hl7v2_parts(raw, config)
+    if isinstance(result, Rejection):
+        return result
+    if len(result) != 1:
+        raise ValueError(f"the message gives {len(result)} parts: use parse_hl7v2_parts")
+    return result[0]
+
+
+def parse_hl7v2_parts(raw: bytes, config: EhrConfig) -> Hl7Parts:
+    """One message (no MLLP framing) -> its parts, or a typed rejection."""
     if raw.startswith(UTF8_BOM):
         # A message starts with MSH and names its charset in MSH-18; a BOM is an editor's
         # artefact, refused like a visit record's (docs/rules.md "Input hygiene"). `convert`
@@ -53,7 +68,7 @@ def parse_hl7v2(raw: bytes, config: EhrConfig) -> Hl7Result:
     return parse_message(msg, header_of(msg, config.profile.zone), config)
 
 
-def parse_message(msg: hl7tree.Message, header: MessageHeader, config: EhrConfig) -> Hl7Result:
+def parse_message(msg: hl7tree.Message, header: MessageHeader, config: EhrConfig) -> Hl7Parts:
     profile = config.profile
     mid = header.control_id or None
     if header.version not in profile.hl7_versions:
@@ -78,9 +93,9 @@ def parse_message(msg: hl7tree.Message, header: MessageHeader, config: EhrConfig
     if header.message_code == "MDM" and (
         header.trigger_event in CONTENT_EVENTS or header.trigger_event == CANCEL_EVENT
     ):
-        return documentation_from_mdm(msg, header, config)
+        return _listed(documentation_from_mdm(msg, header, config))
     if kind == ("ORU", "R01"):
-        return documentation_from_oru(msg, header, config)
+        return _listed(documentation_from_oru(msg, header, config))
     return Rejection.one(
         RejectReason.UNSUPPORTED_TYPE,
         f"MSH-9 {shown(header.message_code + '^' + header.trigger_event)} is not in this profile "
@@ -89,3 +104,7 @@ def parse_message(msg: hl7tree.Message, header: MessageHeader, config: EhrConfig
         segment="MSH",
         field=9,
     )
+
+
+def _listed(result: DocumentationPart | Rejection) -> Hl7Parts:
+    return result if isinstance(result, Rejection) else [result]

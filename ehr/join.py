@@ -20,11 +20,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ehr.parts import ChargePart, DocumentationPart, VisitKey
+from ehr.credits import CreditProblem, CreditRefused, apply_credits
+from ehr.parts import ChargePart, CreditPart, DocumentationPart, VisitKey
+from ehr.rejection import RejectReason
 from schemas.common import Credential, Discipline, PayerKind
 
 MissingPart = Literal["charges", "documentation"]
-Part = ChargePart | DocumentationPart
+Part = ChargePart | CreditPart | DocumentationPart
 
 #: event_id namespace (uuid5): the same visit key and part versions always give the same id.
 EVENT_NAMESPACE = uuid.UUID("6f1d7c2e-6a0b-5d8e-9c41-3b7a2f0e9d15")
@@ -43,6 +45,8 @@ class VisitState(BaseModel):
     visit: VisitKey
     charges: ChargePart | None = None
     documentation: dict[str, DocumentationPart] = Field(default_factory=dict)
+    #: Credits (FT1-6 CD) by their control id (MSH-10); those newer than `charges` apply.
+    credits: dict[str, CreditPart] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +70,13 @@ def is_newer(candidate: Part, current: Part) -> bool:
 
 
 def add_part(state: VisitState | None, part: Part) -> VisitState:
-    """Fold one part into the visit's state. Idempotent and commutative."""
+    """Fold one part into the visit's state. Idempotent and commutative, except that a credit
+    that cannot apply to the charges held now raises `CreditRefused` (state unchanged)."""
     state = state or VisitState(visit=part.visit)
     if part.visit != state.visit:
         raise ValueError("the part belongs to another visit")
+    if isinstance(part, CreditPart):
+        return _add_credit(state, part)
     if isinstance(part, ChargePart):
         if state.charges is None or is_newer(part, state.charges):
             return state.model_copy(update={"charges": part})
@@ -79,6 +86,48 @@ def add_part(state: VisitState | None, part: Part) -> VisitState:
         docs = {**state.documentation, part.source_id: part}
         return state.model_copy(update={"documentation": docs})
     return state
+
+
+def _add_credit(state: VisitState, part: CreditPart) -> VisitState:
+    key = part.version.control_id
+    current = state.credits.get(key)
+    if current is not None and not is_newer(part, current):
+        return state  # a re-delivery: taken off once
+    if state.charges is None:
+        raise CreditRefused(
+            CreditProblem(RejectReason.CREDIT_UNMATCHED, "the visit has no charges to credit")
+        )
+    if not is_newer(part, state.charges):
+        # A DFT of charges is the visit's full set: a newer one already holds any correction.
+        raise CreditRefused(
+            CreditProblem(
+                RejectReason.CREDIT_UNMATCHED,
+                "the credit is older (MSH-7) than the visit's current charges, which replaced the "
+                "charges it reverses",
+            )
+        )
+    added = state.model_copy(update={"credits": {**state.credits, key: part}})
+    made = charges_after_credits(added)
+    if isinstance(made, CreditProblem):
+        raise CreditRefused(made)
+    return added
+
+
+def applied_credits(state: VisitState) -> list[CreditPart]:
+    """The credits that apply, oldest first: those newer than the charges (an older credit was
+    reversing charges that a newer DFT replaced)."""
+    if state.charges is None:
+        return []
+    charges = state.charges
+    return sorted((c for c in state.credits.values() if is_newer(c, charges)), key=version_key)
+
+
+def charges_after_credits(state: VisitState) -> ChargePart | CreditProblem | None:
+    """The visit's charges less its credits (ehr/credits.py); None without charges."""
+    if state.charges is None:
+        return None
+    credits = applied_credits(state)
+    return apply_credits(state.charges, credits) if credits else state.charges
 
 
 def _active_docs(state: VisitState) -> list[DocumentationPart]:
@@ -108,13 +157,20 @@ def assemble(
         return None
     if state.charges is None and not docs:
         return AssemblyProblem("the visit has no charges and no active documentation")
-    used: list[Part] = [*([state.charges] if state.charges else []), *docs]
+    charges = charges_after_credits(state)
+    if isinstance(charges, CreditProblem):  # a credit stored before older charges arrived
+        return AssemblyProblem(f"{charges.reason.value}: {charges.detail}")
+    used: list[Part] = [
+        *([state.charges] if state.charges else []),
+        *applied_credits(state),
+        *docs,
+    ]
     refs = {p.patient_ref for p in used}
     if len(refs) != 1:
         return AssemblyProblem("charges and documentation name different patients for one visit")
     minutes_source = next((d for d in reversed(docs) if d.has_minutes), None)
-    if state.charges is not None:
-        body = _from_charges(state.charges, docs, minutes_source)
+    if charges is not None:
+        body = _from_charges(charges, docs, minutes_source)
     else:
         made = _from_documentation(docs)
         if isinstance(made, AssemblyProblem):

@@ -23,7 +23,7 @@ from ehr.hl7common import (
 )
 from ehr.hl7header import MessageHeader
 from ehr.hl7time import parse_dt_date, parse_dtm, to_utc
-from ehr.parts import DocumentationPart
+from ehr.parts import DocumentationPart, VisitKey
 from ehr.profile import DocumentTypeEntry, EhrConfig, Profile
 from ehr.rejection import Problem, Rejection, RejectReason, shown
 from schemas.common import Credential, Discipline
@@ -162,9 +162,10 @@ def documentation_from_mdm(
     # MSH-9.2 is the event; EVN-1 is kept for backward compatibility only (HL7 v2.5 ch. 3.4.1.1)
     # and is ignored, also when it disagrees (mdm_t02_msft_fhirconverter_01: EVN-1 T10, MSH-9 T02).
     if header.trigger_event == CANCEL_EVENT:
+        visit = _visit(common, _txa_date(txa, problems), problems, "TXA", 4)
         if problems or common is None:
             return Rejection.of(problems, header.control_id or None)
-        return _part(common, f"mdm:{doc_id}", "cancelled", config)
+        return _part(common, f"mdm:{doc_id}", "cancelled", config, visit=visit)
 
     type_code = txa.value(2)
     entry = profile.documents.types.get(type_code.upper()) if type_code else None
@@ -184,6 +185,7 @@ def documentation_from_mdm(
     obx = read_obx(msg, config, problems)
     signature = read_signature(txa, profile, problems)
     document_date = _txa_date(txa, problems)
+    visit = _visit(common, document_date, problems, "TXA", 4)
     if problems or common is None or entry is None:
         return Rejection.of(problems, header.control_id or None)
     # TXA-19 CA/OB (HL7 table 0273): the document is not valid; it leaves the visit.
@@ -217,6 +219,7 @@ def documentation_from_mdm(
         date_of_service=document_date or _pv1_date(msg),
         discipline=discipline,
         signature=signature,
+        visit=visit,
     )
 
 
@@ -268,6 +271,27 @@ def _txa_date(txa: hl7tree.Segment, problems: list[Problem]) -> date | None:
         return None
 
 
+def _visit(
+    common: Common | None, day: date | None, problems: list[Problem], segment: str, fld: int
+) -> VisitKey | None:
+    """The note's visit: for a recurring account (PV1-2 `R`, HL7 table 0004) the account on the
+    note's own date (TXA-4, OBR-7), never PV1-44, which is the series' admit date."""
+    if common is None or not common.recurring:
+        return common.visit if common else None
+    if day is None:
+        problems.append(
+            problem(
+                RejectReason.MISSING_FIELD,
+                f"{segment}-{fld} (the note's date) is empty: a recurring account's visit (PV1-2 "
+                "in the profile's recurring_patient_classes) is keyed by its date of service",
+                segment,
+                fld,
+            )
+        )
+        return None
+    return common.visit.on(day)
+
+
 def _pv1_date(msg: hl7tree.Message) -> date | None:
     pv1 = msg.first("PV1")
     try:
@@ -310,6 +334,7 @@ def documentation_from_oru(
             dos = parse_dt_date(obr.value(7))  # OBR-7 observation date/time
         except ValueError:
             problems.append(problem(RejectReason.BAD_VALUE, "OBR-7 is not a date", "OBR", 7))
+    visit = _visit(common, dos, problems, "OBR", 7)
     if problems or common is None:
         return Rejection.of(problems, header.control_id or None)
     return _part(
@@ -320,6 +345,7 @@ def documentation_from_oru(
         obx=obx,
         date_of_service=dos or _pv1_date(msg),
         discipline=department_discipline(msg, [], config.profile)[0],
+        visit=visit,
     )
 
 
@@ -334,13 +360,14 @@ def _part(
     date_of_service: date | None = None,
     discipline: Discipline | None = None,
     signature: Signature | None = None,
+    visit: VisitKey | None = None,
 ) -> DocumentationPart:
     obx = obx or ObxReading()
     return DocumentationPart(
         source="hl7v2",
         message_id=common.message_id,
         version=common.version,
-        visit=common.visit,
+        visit=visit or common.visit,
         patient_ref=common.patient_ref,
         source_id=source_id[:128],
         status="cancelled" if status == "cancelled" else "active",

@@ -44,6 +44,10 @@ class VisitKey(BaseModel):
         """The table / Kafka key and the contract's `visit_id`."""
         return f"{self.facility}:{self.visit_number}"
 
+    def on(self, day: date) -> VisitKey:
+        """The visit of one day of a recurring (series) account: `<PV1-19>@<YYYY-MM-DD>`."""
+        return VisitKey(facility=self.facility, visit_number=f"{self.visit_number}@{day}")
+
 
 class PartVersion(BaseModel):
     """When the source produced this version (HL7 MSH-7; FHIR meta.lastUpdated or Bundle.timestamp)
@@ -89,6 +93,36 @@ class ChargePart(BaseModel):
     lines: Annotated[list[ChargeLine], Field(min_length=1, max_length=MAX_SERVICE_LINES)]
 
 
+class CreditLine(BaseModel):
+    """One FT1 with FT1-6 a credit type (HL7 table 0017 `CD`): units to take off a charged line."""
+
+    model_config = _PART
+
+    cpt: ProcedureCode
+    units: Annotated[int, Field(ge=1, le=96)]
+    modifiers: Annotated[list[Modifier], Field(max_length=4)] = Field(default_factory=list)
+    #: FT1-31 Transaction Reference Key: the original charge's FT1-2 (transaction id).
+    reference: OpaqueRef | None = None
+    transaction_id: OpaqueRef | None = None
+
+
+class CreditPart(BaseModel):
+    """Credits against a visit's charges (a DFT whose lines are all credits). Unlike a ChargePart
+    it does not replace the charges: the join subtracts its units from the matching lines of the
+    charges it finds (ehr/credits.py), keyed by its own control id so a re-delivery counts once."""
+
+    model_config = _PART
+
+    part: Literal["credit"] = "credit"
+    source: Source
+    message_id: OpaqueRef
+    version: PartVersion
+    visit: VisitKey
+    patient_ref: OpaqueRef
+    date_of_service: date
+    lines: Annotated[list[CreditLine], Field(min_length=1, max_length=MAX_SERVICE_LINES)]
+
+
 class DocumentationPart(BaseModel):
     """One clinical source for the visit: an MDM document (TXA-12), an ORU result (OBR-3), a FHIR
     DocumentReference, or the FHIR Procedures of one encounter. `source_id` is the key under which
@@ -127,6 +161,7 @@ class DocumentationPart(BaseModel):
         )
 
 
-Part = Annotated[ChargePart | DocumentationPart, Field(discriminator="part")]
+AnyPart = ChargePart | CreditPart | DocumentationPart
+Part = Annotated[AnyPart, Field(discriminator="part")]
 #: Decode a part from its JSON (the Kafka value): `PART_ADAPTER.validate_json(raw)`.
-PART_ADAPTER: TypeAdapter[ChargePart | DocumentationPart] = TypeAdapter(Part)
+PART_ADAPTER: TypeAdapter[AnyPart] = TypeAdapter(Part)

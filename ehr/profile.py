@@ -127,6 +127,9 @@ class Profile(BaseModel):
     hl7_versions: list[str] = ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8"]
     accepted_facilities: list[Code] = []
     visit_id: Literal["clear", "hashed"] = "clear"
+    #: PV1-2 patient classes (HL7 table 0004) billed as one account over many days (`R`
+    #: recurring patient): their visits are keyed by account + date of service.
+    recurring_patient_classes: list[Code] = ["R"]
     transactions: Transactions = Transactions()
     documents: Documents = Documents()
     departments: dict[Code, Discipline] = {}

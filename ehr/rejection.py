@@ -28,6 +28,12 @@ class RejectReason(StrEnum):
     NO_PROCEDURE_CODE = "no_procedure_code"
     #: A FHIR searchset whose OperationOutcome says the search failed (error, fatal).
     SEARCH_FAILED = "search_failed"
+    #: A credit (FT1-6 CD, table 0017) finds no charges or no matching line to take units off.
+    CREDIT_UNMATCHED = "credit_unmatched"
+    #: A credit would take a charged line below zero units.
+    CREDIT_BELOW_ZERO = "credit_below_zero"
+    #: A credit would leave the visit with no charged units.
+    CREDIT_EMPTIES_VISIT = "credit_empties_visit"
 
 
 class Problem(BaseModel):

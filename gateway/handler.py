@@ -34,7 +34,7 @@ from ehr import (
     Rejection,
     RejectReason,
     build_ack,
-    parse_hl7v2,
+    parse_hl7v2_parts,
     read_header,
     rejection_ack,
 )
@@ -118,7 +118,7 @@ class MessageHandler:
     async def message(self, raw: bytes) -> Answer:
         header = self.header(raw)
         try:
-            result = parse_hl7v2(raw, self.config)
+            result = parse_hl7v2_parts(raw, self.config)
         except Exception as exc:  # a parser bug must not take the connection down
             log.error("processing_error while parsing: %s", type(exc).__name__)
             detail = f"unexpected {type(exc).__name__} while parsing the message"
@@ -127,7 +127,8 @@ class MessageHandler:
             return await self._reject(
                 raw, len(raw), header, result.reason.value, result.detail, result
             )
-        error = await self._write(self.topic_inbound, raw, result.patient_ref.encode())
+        # Every part of one message names the same patient (PID-3): one key.
+        error = await self._write(self.topic_inbound, raw, result[0].patient_ref.encode())
         if error is not None:
             # AR (table 0008: rejected for a reason unrelated to content or format, e.g. system
             # down, HL7 v2.5 ch. 2.9.2.2): nothing stored, the sender resends; ERR-3 207.

@@ -24,9 +24,10 @@ from pydantic import ValidationError
 from ehr import PART_ADAPTER, AssemblyProblem, EhrConfig, Rejection, VisitState
 from ehr import add_part as join_part
 from ehr import assemble as assemble_visit
+from ehr.credits import CreditRefused
 from ehr.fhir import parse_fhir
-from ehr.hl7v2 import parse_hl7v2
-from ehr.parts import ChargePart, DocumentationPart
+from ehr.hl7v2 import parse_hl7v2_parts
+from ehr.parts import AnyPart
 from runtime.deadletters import fit, with_notes
 from runtime.settings import Settings
 from schemas.ehr_deadletter import EhrDeadLetter, EhrSource
@@ -36,7 +37,7 @@ from streams.transaction import StaleTransaction, Store, Transaction
 
 log = logging.getLogger("streams.ehr")
 
-Part = ChargePart | DocumentationPart
+Part = AnyPart
 #: Separates patient_ref and visit key in the join table's key (neither contains it).
 KEY_SEP = "\x1f"
 
@@ -155,8 +156,11 @@ class EhrParser:
                 )
             ]
         if fmt == "hl7v2":
-            result = parse_hl7v2(rec.value, self.config)
-            results: list[Part | Rejection] = [result]
+            # A recurring account's DFT over several dates gives one part per date.
+            parsed = parse_hl7v2_parts(rec.value, self.config)
+            results: list[Part | Rejection] = (
+                [parsed] if isinstance(parsed, Rejection) else list(parsed)
+            )
         else:
             # The record's time versions resources without meta.lastUpdated: deterministic on
             # a replay (the wall clock would give a re-delivered bundle new event ids).
@@ -288,7 +292,17 @@ class VisitJoiner:
         key = f"{part.patient_ref}{KEY_SEP}{part.visit.text}".encode()
         stored = txn.get(self.table, rec.partition, key)
         old = JoinRecord.from_bytes(stored) if stored else None
-        state = join_part(old.state if old else None, part)
+        try:
+            state = join_part(old.state if old else None, part)
+        except CreditRefused as refused:
+            # A credit that cannot apply (no matching line, below zero, no charges left): the
+            # visit stays as it was, the credit is dead-lettered with the reason and counted.
+            rejection = refused.rejection(part.message_id)
+            return [
+                self.dead.letter(
+                    rec, part.source, rejection.reason.value, rejection.detail, part.message_id
+                )
+            ]
         now_ms = int(self.clock().timestamp() * 1000)
         record = JoinRecord(
             state,

@@ -350,8 +350,8 @@ async def test_rejections_get_ae_and_a_dead_letter_and_no_pid_content_leaks(
     gw.start()
     good = with_markers((FIX / "dft_p03_pt_v1001.hl7").read_bytes())
     missing_visit = good.replace(b"V1001^^^CLINIC01^VN", b"")
-    credit = with_markers((FIX / "dft_p03_credit.hl7").read_bytes())
-    answers = await send_all(gw.port, [good, missing_visit, credit])
+    mixed = with_markers((FIX / "dft_p03_charge_and_credit.hl7").read_bytes())
+    answers = await send_all(gw.port, [good, missing_visit, mixed])
     assert [(x.code, x.control_id) for x in answers] == [
         ("AA", "DFT-1001-1"),
         ("AE", "DFT-1001-1"),

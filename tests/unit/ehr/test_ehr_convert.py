@@ -62,7 +62,7 @@ def test_hl7_file_joins_and_emits_partials_at_the_end(tmp_path: Path) -> None:
 def test_rejected_messages_go_to_stderr_and_exit_1(tmp_path: Path) -> None:
     path = tmp_path / "feed.hl7"
     path.write_bytes(
-        fx("dft_p03_credit.hl7").replace(b"\r", b"\n")
+        fx("dft_p03_charge_and_credit.hl7").replace(b"\r", b"\n")
         + b"\n"
         + fx("dft_p03_pt_v1001.hl7").replace(b"\r", b"\n")
         + b"\nthis is not hl7\n"

@@ -76,11 +76,13 @@ def test_discipline_from_the_department_table_when_no_modifier() -> None:
     assert part.discipline == "OT" and part.lines[0].modifiers == []
 
 
-def test_credit_is_rejected_with_the_reason() -> None:
-    rej = parse_hl7v2(fixture("dft_p03_credit.hl7"), CONFIG)
+def test_charges_and_credits_in_one_dft_are_rejected_with_the_reason() -> None:
+    # Table 0017 CG and CD in one message: a DFT of charges replaces the visit's set, credits
+    # are taken off it; one message cannot be both (docs/integration-hl7.md "Credits").
+    rej = parse_hl7v2(fixture("dft_p03_charge_and_credit.hl7"), CONFIG)
     assert isinstance(rej, Rejection)
     assert rej.reason == "unsupported_transaction"
-    assert "send the corrected charges as a new DFT" in rej.detail
+    assert "send the visit's corrected charges as a new DFT" in rej.detail
     assert (rej.problems[0].segment, rej.problems[0].field) == ("FT1", 6)
 
 

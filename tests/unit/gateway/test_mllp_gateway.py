@@ -380,7 +380,7 @@ async def test_a_bom_before_msh_is_refused_naming_it_in_an_ae_addressed_by_its_h
 
 @pytest.mark.asyncio
 async def test_ar_when_the_dead_letter_cannot_be_written() -> None:
-    raw = fixture("dft_p03_credit.hl7")
+    raw = fixture("dft_p03_charge_and_credit.hl7")
     async with running(mode="fail_deadletter") as gw:
         c = await gw.connect()
         await c.send(frame(raw))
@@ -394,7 +394,7 @@ async def test_a_parser_crash_is_dead_lettered_not_fatal(monkeypatch: pytest.Mon
     def boom(*_args: Any) -> Any:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("gateway.handler.parse_hl7v2", boom)
+    monkeypatch.setattr("gateway.handler.parse_hl7v2_parts", boom)
     async with running() as gw:
         c = await gw.connect()
         await c.send(frame(fixture("dft_p03_pt_v1001.hl7")))
@@ -560,7 +560,7 @@ async def test_metrics_count_messages_by_type_and_ack_and_dead_letters_by_reason
         for raw in (
             fixture("dft_p03_pt_v1001.hl7"),
             fixture("mdm_t02_pt_daily_v1001.hl7"),
-            fixture("dft_p03_credit.hl7"),
+            fixture("dft_p03_charge_and_credit.hl7"),
             fixture("dft_p03_pt_v1001.hl7").replace(b"DFT^P03^DFT_P03", b"ADT^A01^ADT_A01"),
         ):
             await c.send(frame(raw))
