@@ -84,6 +84,7 @@ def _fhir(data: bytes, config: EhrConfig, received: datetime) -> Iterator[tuple[
         whole = json.loads(text)
     except ValueError:
         loose: list[dict[str, Any]] = []
+        loose_lines: list[int] = []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -100,10 +101,17 @@ def _fhir(data: bytes, config: EhrConfig, received: datetime) -> Iterator[tuple[
                 results.append((number, parse_fhir(obj, config, received)))
             elif isinstance(obj, dict):
                 loose.append(obj)
+                loose_lines.append(number)
             else:
                 results.append((number, parse_fhir(line, config, received)))
         if loose:
-            results.append((0, parse_resources(loose, config, received)))
+            # Read together, reported by line: each rejection names its resource's line (its
+            # `entry`), one about no single resource the first; the parts are applied together.
+            together = parse_resources(loose, config, received, loose_lines)
+            for rejection in together.rejections:
+                at = rejection.entry if rejection.entry is not None else loose_lines[0]
+                results.append((at, FhirResult(rejections=(rejection,))))
+            results.append((loose_lines[-1], FhirResult(parts=together.parts)))
     else:
         duplicate = duplicate_keys(text)
         if duplicate is not None:

@@ -48,6 +48,8 @@ class Rejection(BaseModel):
     detail: str
     problems: tuple[Problem, ...] = ()
     message_id: str | None = None
+    #: The FHIR bundle entry (1-based) or NDJSON line the rejection is about, when it is one.
+    entry: int | None = None
 
     @classmethod
     def of(cls, problems: list[Problem], message_id: str | None = None) -> Rejection:
