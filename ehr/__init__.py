@@ -10,9 +10,11 @@ from ehr.hl7text import mllp_frame, split_messages
 from ehr.hl7v2 import parse_hl7v2
 from ehr.join import (
     AssemblyProblem,
+    ControlIdConflict,
     VisitState,
     add_part,
     assemble,
+    conflict,
     event_id,
     is_newer,
     missing_part,
@@ -26,6 +28,7 @@ __all__ = [
     "AssemblyProblem",
     "ChargeLine",
     "ChargePart",
+    "ControlIdConflict",
     "DocumentationPart",
     "EhrConfig",
     "FhirResult",
@@ -42,6 +45,7 @@ __all__ = [
     "add_part",
     "assemble",
     "build_ack",
+    "conflict",
     "convert_main",
     "event_id",
     "is_newer",

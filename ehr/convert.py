@@ -21,10 +21,10 @@ from typing import Any, BinaryIO, Literal, TextIO
 from ehr.fhir import FhirResult, duplicate_keys, parse_fhir, parse_resources
 from ehr.hl7text import split_messages
 from ehr.hl7v2 import parse_hl7v2
-from ehr.join import AssemblyProblem, VisitState, add_part, assemble
+from ehr.join import AssemblyProblem, VisitState, add_part, assemble, conflict
 from ehr.parts import ChargePart, DocumentationPart
 from ehr.profile import EhrConfig
-from ehr.rejection import Rejection
+from ehr.rejection import Rejection, RejectReason
 from schemas.decode import UTF8_BOM
 
 Source = Literal["hl7", "fhir"]
@@ -62,7 +62,9 @@ def convert_main(
         if isinstance(result, Rejection):
             run.reject(number, result)
         else:
-            touched.append(run.add(result))
+            key = run.add(number, result)
+            if key is not None:
+                touched.append(key)
     run.emit(touched)
     run.flush_partials()
     err.write(json.dumps({"summary": run.summary()}) + "\n")
@@ -141,9 +143,20 @@ class _Run:
             + "\n"
         )
 
-    def add(self, part: ChargePart | DocumentationPart) -> str:
-        self.parts += 1
+    def add(self, number: int, part: ChargePart | DocumentationPart) -> str | None:
+        """The visit's key, or None when the part was refused (the join's control id conflict,
+        as the stream dead-letters it)."""
         key = part.visit.text
+        clash = conflict(self.states.get(key), part)
+        if clash is not None:
+            self.reject(
+                number,
+                Rejection.one(
+                    RejectReason.CONTROL_ID_CONFLICT, clash.detail, part.version.control_id
+                ),
+            )
+            return None
+        self.parts += 1
         self.states[key] = add_part(self.states.get(key), part)
         return key
 

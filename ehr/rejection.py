@@ -25,6 +25,8 @@ class RejectReason(StrEnum):
     NOT_THERAPY = "not_therapy"
     NOT_A_VISIT = "not_a_visit"
     NO_PROCEDURE_CODE = "no_procedure_code"
+    #: The join: an HL7 MSH-10 the visit already took with other content (ehr/join.py).
+    CONTROL_ID_CONFLICT = "control_id_conflict"
 
 
 class Problem(BaseModel):
