@@ -134,7 +134,7 @@ def _shown_char(ch: str) -> str:
 def msh_cut_problem(msg: hl7tree.Message) -> Rejection | None:
     """MSH ending before MSH-12 (version id, required like MSH-9 and MSH-10: HL7 v2.5.1 ch.
     2.14.9): said as such, and when the next segment has no segment ID (a line that starts with
-    a field separator or lower case), as a line break inside MSH: segments end at CR (ch. 2.5.1),
+    a field separator or lower case), as a line break inside MSH: segments end at CR (ch. 2.5.4),
     and this reader also takes LF and CRLF as segment ends (ehr/hl7text.py)."""
     msh = msg.segments[0]
     if len(msh.fields) > 12:
@@ -150,13 +150,13 @@ def msh_cut_problem(msg: hl7tree.Message) -> Rejection | None:
         )
     return Rejection.one(
         RejectReason.NOT_HL7,
-        f"{detail} (HL7 v2.5.1 ch. 2.5.1, 2.14.9)",
+        f"{detail} (HL7 v2.5.1 ch. 2.5.2, 2.5.4, 2.14.9)",
         msh.value(10) or None,
         segment="MSH",
         field=last + 1,
     )
 
 
-#: A segment ID: three upper-case letters or digits, the first a letter (HL7 v2.5.1 ch. 2.5.1;
+#: A segment ID: three upper-case letters or digits, the first a letter (HL7 v2.5.1 ch. 2.5.2;
 #: Z segments included).
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")

@@ -113,8 +113,9 @@ def _profile_code(
     obx: hl7tree.Segment, names: dict[str, str], listed: list[str]
 ) -> tuple[str, str | None, str | None]:
     """(code, the profile's name for it, None) for the OBX-3 identifier that is a profile code
-    under a local system: CE.1/CE.3, else the alternate identifier CE.4/CE.6 (HL7 v2.5.1 ch. 2A.8:
-    an EHR sending a standard code first may carry its local code second). When the only profile
+    under a local system: CE.1/CE.3, else the alternate identifier CE.4/CE.6 (HL7 v2.5.1 ch. 2A, CE:
+    components 4-6 are "the alternate or local coding system"; CE.6 absent means the locally
+    defined system). When the only profile
     code stands under a non-local system: (code, None, that system). Else (CE.1, None, None)."""
     foreign: tuple[str, str] | None = None
     for code_comp, system_comp in ((1, 3), (4, 6)):

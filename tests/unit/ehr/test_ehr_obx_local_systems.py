@@ -70,7 +70,8 @@ def test_minutes_under_99epc_are_read() -> None:
 
 
 def test_local_code_as_the_alternate_identifier_is_read() -> None:
-    # CE.4-6 alternate identifier (HL7 v2.5.1 ch. 2A.8): a standard code first, the local second.
+    # CE.4-6 alternate identifier (HL7 v2.5.1 ch. 2A, CE): a standard code first, the local one
+    # second.
     raw = with_obx3(
         MDM,
         b"|TC-TIMED-MIN^Total timed minutes^L|",
