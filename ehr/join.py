@@ -110,18 +110,19 @@ def _seen(part: Part) -> SeenMessage:
     return SeenMessage(digest=digest(part), at=part.version.at, part=part.part)
 
 
-def _messages(state: VisitState) -> dict[str, SeenMessage]:
-    """The visit's HL7 control ids: those recorded, and those of the stored parts (a record
-    written before `messages` existed)."""
-    out: dict[str, SeenMessage] = {}
+def _taken(state: VisitState, control_id: str) -> SeenMessage | None:
+    """What the visit took under this HL7 control id: as recorded, else from a stored part (a
+    record written before `messages` existed)."""
+    if control_id in state.messages:
+        return state.messages[control_id]
     stored: list[Part] = [
         *([state.charges] if state.charges else []),
         *state.documentation.values(),
     ]
-    for p in stored:
-        if p.source == "hl7v2":
-            out.setdefault(p.version.control_id, _seen(p))
-    return {**out, **state.messages}
+    return next(
+        (_seen(p) for p in stored if p.source == "hl7v2" and p.version.control_id == control_id),
+        None,
+    )
 
 
 def conflict(state: VisitState | None, part: Part) -> ControlIdConflict | None:
@@ -130,9 +131,11 @@ def conflict(state: VisitState | None, part: Part) -> ControlIdConflict | None:
     one bundle's parts share its Bundle.id as their control id."""
     if state is None or part.source != "hl7v2":
         return None
-    first = _messages(state).get(part.version.control_id)
+    first = _taken(state, part.version.control_id)
+    if first is None:
+        return None
     second = _seen(part)
-    if first is None or first.digest == second.digest:
+    if first.digest == second.digest:
         return None
     return ControlIdConflict(part.version.control_id, first, second)
 
