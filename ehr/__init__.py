@@ -11,9 +11,11 @@ from ehr.hl7text import mllp_frame, split_messages
 from ehr.hl7v2 import parse_hl7v2, parse_hl7v2_parts
 from ehr.join import (
     AssemblyProblem,
+    ControlIdConflict,
     VisitState,
     add_part,
     assemble,
+    conflict,
     event_id,
     is_newer,
     missing_part,
@@ -38,6 +40,7 @@ __all__ = [
     "AssemblyProblem",
     "ChargeLine",
     "ChargePart",
+    "ControlIdConflict",
     "CreditLine",
     "CreditPart",
     "CreditRefused",
@@ -59,6 +62,7 @@ __all__ = [
     "add_part",
     "assemble",
     "build_ack",
+    "conflict",
     "convert_main",
     "event_id",
     "is_newer",

@@ -36,6 +36,7 @@ ERROR_CODES: dict[RejectReason, tuple[str, str]] = {
     RejectReason.NOT_THERAPY: ("103", "Table value not found"),
     RejectReason.NOT_A_VISIT: ("200", "Unsupported message type"),
     RejectReason.NO_PROCEDURE_CODE: ("101", "Required field missing"),
+    RejectReason.CONTROL_ID_CONFLICT: ("205", "Duplicate key identifier"),
 }
 _INTERNAL = ("207", "Application internal error")
 MAX_ERR_SEGMENTS = 10

@@ -23,10 +23,10 @@ from ehr.credits import CreditRefused
 from ehr.fhir import FhirResult, duplicate_keys, parse_fhir, parse_resources
 from ehr.hl7text import split_messages
 from ehr.hl7v2 import parse_hl7v2_parts
-from ehr.join import AssemblyProblem, VisitState, add_part, assemble
+from ehr.join import AssemblyProblem, VisitState, add_part, assemble, conflict
 from ehr.parts import AnyPart
 from ehr.profile import EhrConfig
-from ehr.rejection import EhrWarning, Rejection
+from ehr.rejection import EhrWarning, Rejection, RejectReason
 from schemas.decode import UTF8_BOM
 
 Source = Literal["hl7", "fhir"]
@@ -92,6 +92,7 @@ def _fhir(data: bytes, config: EhrConfig, received: datetime) -> Iterator[tuple[
         whole = json.loads(text)
     except ValueError:
         loose: list[dict[str, Any]] = []
+        loose_lines: list[int] = []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -108,10 +109,17 @@ def _fhir(data: bytes, config: EhrConfig, received: datetime) -> Iterator[tuple[
                 results.append((number, parse_fhir(obj, config, received)))
             elif isinstance(obj, dict):
                 loose.append(obj)
+                loose_lines.append(number)
             else:
                 results.append((number, parse_fhir(line, config, received)))
         if loose:
-            results.append((0, parse_resources(loose, config, received)))
+            # Read together, reported by line: each rejection names its resource's line (its
+            # `entry`), one about no single resource the first; the parts are applied together.
+            together = parse_resources(loose, config, received, loose_lines)
+            for rejection in together.rejections:
+                at = rejection.entry if rejection.entry is not None else loose_lines[0]
+                results.append((at, FhirResult(rejections=(rejection,))))
+            results.append((loose_lines[-1], FhirResult(parts=together.parts)))
     else:
         duplicate = duplicate_keys(text)
         if duplicate is not None:
@@ -154,16 +162,25 @@ class _Run:
         )
 
     def add(self, number: int, part: AnyPart) -> str | None:
-        """The part's visit key, or None when the join refused it (a credit that cannot apply:
-        reported like a rejected message, as the worker dead-letters it)."""
-        self.parts += 1
+        """The part's visit key, or None when the join refused it (the join's control id
+        conflict, or a credit that cannot apply: reported like a rejected message, as the worker
+        dead-letters it)."""
         key = part.visit.text
+        clash = conflict(self.states.get(key), part)
+        if clash is not None:
+            self.reject(
+                number,
+                Rejection.one(
+                    RejectReason.CONTROL_ID_CONFLICT, clash.detail, part.version.control_id
+                ),
+            )
+            return None
         try:
             self.states[key] = add_part(self.states.get(key), part)
         except CreditRefused as refused:
-            self.parts -= 1
             self.reject(number, refused.rejection(part.message_id))
             return None
+        self.parts += 1
         return key
 
     def emit(self, keys: list[str]) -> None:

@@ -69,23 +69,30 @@ def parse_fhir(
 
 
 def parse_resources(
-    resources: Sequence[Mapping[str, Any]], config: EhrConfig, received_at: datetime
+    resources: Sequence[Mapping[str, Any]],
+    config: EhrConfig,
+    received_at: datetime,
+    lines: Sequence[int] | None = None,
 ) -> FhirResult:
-    """Bare resources read together as one collection (an NDJSON bulk export)."""
+    """Bare resources read together as one collection (an NDJSON bulk export). `lines`: each
+    resource's 1-based line in its file (default 1..n); a rejection names it (`entry`)."""
+    numbers = list(lines) if lines is not None else list(range(1, len(resources) + 1))
     entries: list[Entry] = []
     rejections: list[Rejection] = []
-    for i, obj in enumerate(resources, start=1):
+    for line, obj in zip(numbers, resources, strict=True):
         resource = validate(obj)
         if isinstance(resource, Rejection):
-            rejections.append(_located(resource, f"line {i}"))
+            rejections.append(_located(resource, line))
         else:
-            entries.append(Entry(i, resource))
-    result = parse_index(BundleIndex(entries, config), received_at)
+            entries.append(Entry(line, resource))
+    result = parse_index(BundleIndex(entries, config, by_line=True), received_at)
     return FhirResult(result.parts, (*rejections, *result.rejections), result.warnings)
 
 
-def _located(rej: Rejection, where: str) -> Rejection:
-    return Rejection.one(rej.reason, f"{where}: {rej.detail}", rej.message_id)
+def _located(rej: Rejection, line: int) -> Rejection:
+    return Rejection.one(rej.reason, f"line {line}: {rej.detail}", rej.message_id).model_copy(
+        update={"entry": line}
+    )
 
 
 def parse_index(index: BundleIndex, received_at: datetime) -> FhirResult:

@@ -40,21 +40,29 @@ class BundleReading:
         return self.index.config
 
     def reject(self, i: int, r: Resource, reason: RejectReason, detail: str) -> None:
-        self.rejections.append(
-            Rejection.one(reason, f"{_where(i, r)}: {detail}", self.index.ref_of(r))
-        )
+        rejection = Rejection.one(reason, f"{self._where(i, r)}: {detail}", self.index.ref_of(r))
+        self.rejections.append(rejection.model_copy(update={"entry": i}))
 
     def warn(self, i: int, r: Resource, reason: WarnReason, detail: str) -> None:
         self.warnings.append(
             EhrWarning(
-                reason=reason, detail=f"{_where(i, r)}: {detail}", message_id=self.index.ref_of(r)
+                reason=reason,
+                detail=f"{self._where(i, r)}: {detail}",
+                message_id=self.index.ref_of(r),
             )
         )
 
     def reject_all(self, i: int, r: Resource, problems: Sequence[Problem]) -> None:
         """One rejection listing every problem, each located at the entry."""
-        located = [Problem(reason=p.reason, detail=f"{_where(i, r)}: {p.detail}") for p in problems]
-        self.rejections.append(Rejection.of(located, self.index.ref_of(r)))
+        where = self._where(i, r)
+        located = [Problem(reason=p.reason, detail=f"{where}: {p.detail}") for p in problems]
+        rejection = Rejection.of(located, self.index.ref_of(r))
+        self.rejections.append(rejection.model_copy(update={"entry": i}))
+
+    def _where(self, i: int, r: Resource) -> str:
+        # NDJSON: entries are numbered by their line in the file (parse_resources).
+        word = f"line {i}" if self.index.by_line else f"entry[{i}]"
+        return f"{word} {r.get_resource_type()}"
 
     def version(self, resources: Sequence[Resource]) -> PartVersion:
         """Newest meta.lastUpdated of the resources, else Bundle.timestamp, else received_at;
@@ -68,10 +76,6 @@ class BundleReading:
             ids.append(f"{ref}/_history/{r.meta.versionId}" if r.meta and r.meta.versionId else ref)
         control = self.index.bundle_id or ",".join(sorted(ids))
         return PartVersion(at=at, control_id=control[:128])
-
-
-def _where(i: int, r: Resource) -> str:
-    return f"entry[{i}] {r.get_resource_type()}"
 
 
 def required_visit_key(

@@ -57,8 +57,12 @@ class BundleIndex:
         bundle_id: str = "",
         timestamp: datetime | None = None,
         warnings: Sequence[EhrWarning] = (),
+        *,
+        by_line: bool = False,
     ) -> None:
         self.entries = entries
+        #: Entries are numbered by their NDJSON line (bare resources), not their bundle position.
+        self.by_line = by_line
         self.config = config
         self.bundle_id = bundle_id
         self.timestamp = timestamp

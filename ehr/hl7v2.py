@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from ehr import hl7text, hl7tree
 from ehr.dft import charges_from_dft
-from ehr.hl7header import MessageHeader, header_of
+from ehr.hl7header import (
+    MessageHeader,
+    delimiter_problem,
+    header_of,
+    msh_cut_problem,
+    not_msh,
+)
 from ehr.notes import CANCEL_EVENT, CONTENT_EVENTS, documentation_from_mdm, documentation_from_oru
 from ehr.parts import AnyPart, ChargePart, CreditPart, DocumentationPart
 from ehr.profile import EhrConfig
@@ -49,11 +55,16 @@ def parse_hl7v2_parts(raw: bytes, config: EhrConfig) -> Hl7Parts:
     text = hl7text.decode_message(raw, config.profile.default_charset)
     if isinstance(text, Rejection):
         return text
+    # MSH-1/MSH-2 first: python-hl7 fails (or silently reads defaults) on bad delimiters.
+    bad = delimiter_problem(text)
+    if bad is not None:
+        return bad
     msg = hl7tree.parse(text)
     if msg is None:
-        return Rejection.one(
-            RejectReason.NOT_HL7, "the data does not start with an MSH segment", segment="MSH"
-        )
+        return not_msh()
+    cut = msh_cut_problem(msg)
+    if cut is not None:
+        return cut
     later = [i for i, seg in enumerate(msg.segments[1:], 2) if seg.name.lstrip("\ufeff") == "MSH"]
     if later:
         # Two messages in one block (a sender that batches without FHS/BHS, or a lost frame

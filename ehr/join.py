@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ehr.credits import CreditProblem, CreditRefused, apply_credits
 from ehr.parts import ChargePart, CreditPart, DocumentationPart, VisitKey
@@ -36,9 +36,22 @@ UNKNOWN_PAYER = {"payer_id": "UNKNOWN", "kind": PayerKind.OTHER.value}
 UNKNOWN_NPI = "0000000000"
 
 
+class SeenMessage(BaseModel):
+    """What one HL7 message (by its MSH-10) brought to the visit: its content digest and MSH-7."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+    digest: str
+    at: AwareDatetime
+    part: Literal["charges", "credit", "documentation"]
+
+
 class VisitState(BaseModel):
     """The stored parts of one visit (the join table's value). Documentation parts are keyed by
-    their `source_id` (MDM TXA-12, ORU OBR-3, FHIR document / encounter procedures)."""
+    their `source_id` (MDM TXA-12, ORU OBR-3, FHIR document / encounter procedures).
+    `messages`: every HL7 v2 message control id (MSH-10) the visit took, with its content digest,
+    also of versions since replaced, so a control id reused for other content is caught however
+    late it comes (a record written before this field existed reads as empty)."""
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
@@ -47,6 +60,31 @@ class VisitState(BaseModel):
     documentation: dict[str, DocumentationPart] = Field(default_factory=dict)
     #: Credits (FT1-6 CD) by their control id (MSH-10); those newer than `charges` apply.
     credits: dict[str, CreditPart] = Field(default_factory=dict)
+    messages: dict[str, SeenMessage] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlIdConflict:
+    """An HL7 message whose MSH-10 the visit already took with other content. HL7 v2.5.1 ch.
+    2.14.9.10: MSH-10 "uniquely identifies the message" (the ACK's MSA-2 echoes it), so the same
+    id with different content is a sender fault: the second is refused, never a correction of
+    the first. `detail` names the control id, both digests and MSH-7 times: no patient data."""
+
+    control_id: str
+    first: SeenMessage
+    second: SeenMessage
+
+    @property
+    def detail(self) -> str:
+        def one(m: SeenMessage) -> str:
+            return f"{m.part}, content sha256 {m.digest[:16]}, MSH-7 {_utc_text(m.at)}"
+
+        return (
+            f"MSH-10 control id {self.control_id!r} was already taken for this visit with other "
+            f"content (first: {one(self.first)}; this one: {one(self.second)}): a control id "
+            "identifies one message (HL7 v2.5.1 ch. 2.14.9.10); send a correction under a new "
+            "MSH-10"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +94,55 @@ class AssemblyProblem:
     detail: str
 
 
+def digest(part: Part) -> str:
+    """SHA-256 of the part's JSON: equal for a re-delivery of the same message, different for
+    any change of content."""
+    return hashlib.sha256(part.model_dump_json().encode()).hexdigest()
+
+
 def version_key(part: Part) -> tuple[datetime, str, str]:
     """Order of versions: source time (MSH-7, FHIR lastUpdated), then control id, then a digest of
     the content, so two different parts never tie and every arrival order gives one winner."""
-    digest = hashlib.sha256(part.model_dump_json().encode()).hexdigest()
-    return (part.version.at, part.version.control_id, digest)
+    return (part.version.at, part.version.control_id, digest(part))
+
+
+def _utc_text(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _seen(part: Part) -> SeenMessage:
+    return SeenMessage(digest=digest(part), at=part.version.at, part=part.part)
+
+
+def _taken(state: VisitState, control_id: str) -> SeenMessage | None:
+    """What the visit took under this HL7 control id: as recorded, else from a stored part (a
+    record written before `messages` existed)."""
+    if control_id in state.messages:
+        return state.messages[control_id]
+    stored: list[Part] = [
+        *([state.charges] if state.charges else []),
+        *state.documentation.values(),
+        *state.credits.values(),
+    ]
+    return next(
+        (_seen(p) for p in stored if p.source == "hl7v2" and p.version.control_id == control_id),
+        None,
+    )
+
+
+def conflict(state: VisitState | None, part: Part) -> ControlIdConflict | None:
+    """The clash when `part` is an HL7 v2 message whose MSH-10 the visit already took with other
+    content; None for a first message or an identical re-delivery. FHIR parts are not checked:
+    one bundle's parts share its Bundle.id as their control id."""
+    if state is None or part.source != "hl7v2":
+        return None
+    first = _taken(state, part.version.control_id)
+    if first is None:
+        return None
+    second = _seen(part)
+    if first.digest == second.digest:
+        return None
+    return ControlIdConflict(part.version.control_id, first, second)
 
 
 def is_newer(candidate: Part, current: Part) -> bool:
@@ -70,11 +152,18 @@ def is_newer(candidate: Part, current: Part) -> bool:
 
 
 def add_part(state: VisitState | None, part: Part) -> VisitState:
-    """Fold one part into the visit's state. Idempotent and commutative, except that a credit
-    that cannot apply to the charges held now raises `CreditRefused` (state unchanged)."""
+    """Fold one part into the visit's state. Idempotent and commutative, except that an HL7 part
+    whose control id the visit took with other content (`conflict`) leaves the state unchanged
+    (the first message with a control id stands; callers report the second), and a credit that
+    cannot apply to the charges held now raises `CreditRefused` (state unchanged)."""
     state = state or VisitState(visit=part.visit)
     if part.visit != state.visit:
         raise ValueError("the part belongs to another visit")
+    if conflict(state, part) is not None:
+        return state
+    if part.source == "hl7v2" and part.version.control_id not in state.messages:
+        messages = {**state.messages, part.version.control_id: _seen(part)}
+        state = state.model_copy(update={"messages": messages})
     if isinstance(part, CreditPart):
         return _add_credit(state, part)
     if isinstance(part, ChargePart):

@@ -62,10 +62,25 @@ def read_obx(msg: hl7tree.Message, config: EhrConfig, problems: list[Problem]) -
     names = obx_codes.names_by_code()
     out = ObxReading()
     for seq, obx in enumerate(msg.all("OBX"), start=1):
-        code = obx.value(3, 1)
-        system = obx.value(3, 3)
-        name = names.get(code)
-        if name is None or (system and system not in obx_codes.coding_systems):
+        code, name, foreign = _profile_code(obx, names, obx_codes.coding_systems)
+        if foreign is not None:
+            # The profile's code under a system that is not local: a sender that codes its
+            # minutes under another system would otherwise lose them without a word (and get
+            # minutes alerts). Rejected, so the profile (or the sender) is fixed and the message
+            # replayed, as an unreadable minutes value is.
+            problems.append(
+                problem(
+                    RejectReason.UNMAPPED_CODE,
+                    f"OBX#{seq}: OBX-3 code {shown(code)} is one of the profile's [obx] codes but "
+                    f"its coding system {shown(foreign)} is not local (HL7 table 0396: L or "
+                    "99zzz) nor in [obx].coding_systems",
+                    "OBX",
+                    3,
+                    seq,
+                )
+            )
+            continue
+        if name is None:
             continue  # document content or someone else's observation
         out.found += 1
 
@@ -84,6 +99,37 @@ def read_obx(msg: hl7tree.Message, config: EhrConfig, problems: list[Problem]) -
         value = obx.value(5)
         _read_one(name, value, obx, out, config, bad)
     return out
+
+
+def is_local_system(system: str, listed: list[str]) -> bool:
+    """HL7 v2.5.1 table 0396 (coding system): `L` and `99zzz` ("99" followed by any characters)
+    are both local coding systems; the profile's [obx].coding_systems adds others. Empty: the
+    code is read as local (CE.3 is optional)."""
+    text = system.upper()
+    return not text or text == "L" or text.startswith("99") or text in {s.upper() for s in listed}
+
+
+def _profile_code(
+    obx: hl7tree.Segment, names: dict[str, str], listed: list[str]
+) -> tuple[str, str | None, str | None]:
+    """(code, the profile's name for it, None) for the OBX-3 identifier that is a profile code
+    under a local system: CE.1/CE.3, else the alternate identifier CE.4/CE.6 (HL7 v2.5.1 ch. 2A, CE:
+    components 4-6 are "the alternate or local coding system"; CE.6 absent means the locally
+    defined system). When the only profile
+    code stands under a non-local system: (code, None, that system). Else (CE.1, None, None)."""
+    foreign: tuple[str, str] | None = None
+    for code_comp, system_comp in ((1, 3), (4, 6)):
+        code = obx.value(3, code_comp)
+        name = names.get(code)
+        if name is None:
+            continue
+        system = obx.value(3, system_comp)
+        if is_local_system(system, listed):
+            return code, name, None
+        foreign = foreign or (code, system)
+    if foreign is not None:
+        return foreign[0], None, foreign[1]
+    return obx.value(3, 1), None, None
 
 
 def _read_one(
@@ -185,6 +231,14 @@ def documentation_from_mdm(
     obx = read_obx(msg, config, problems)
     signature = read_signature(txa, profile, problems)
     document_date = _txa_date(txa, problems)
+    # Date of service: TXA-4 (activity date/time, "the date/time identified in the document as
+    # the date a procedure or activity occurred"), else TXA-6 (origination date/time, when the
+    # document was created: the note is written at or after the visit, by the same clinic), else
+    # PV1-44 (admit date/time: for a series account the series' first day, not this visit's).
+    # HL7 v2.5.1 ch. 9.6.1.4, 9.6.1.6; ch. 3.4.3.44.
+    origination = _txa_date(txa, problems, 6) if document_date is None else None
+    # A series account's visit is keyed by TXA-4 only: TXA-6 may be a later day (a note written
+    # the next morning) and would key the note to a day without its charges.
     visit = _visit(common, document_date, problems, "TXA", 4)
     if problems or common is None or entry is None:
         return Rejection.of(problems, header.control_id or None)
@@ -216,7 +270,7 @@ def documentation_from_mdm(
         config,
         obx=obx,
         documents=[document],
-        date_of_service=document_date or _pv1_date(msg),
+        date_of_service=document_date or origination or _pv1_date(msg),
         discipline=discipline,
         signature=signature,
         visit=visit,
@@ -260,14 +314,14 @@ def read_signature(txa: hl7tree.Segment, profile: Profile, problems: list[Proble
     return Signature(signed_at=best[0] if signed and best else None, npi=npi, credential=credential)
 
 
-def _txa_date(txa: hl7tree.Segment, problems: list[Problem]) -> date | None:
+def _txa_date(txa: hl7tree.Segment, problems: list[Problem], fld: int = 4) -> date | None:
     # TXA-4 activity date/time: the date of the visit the note documents (ehr_ncci.md 2.2).
-    if not txa.value(4):
+    if not txa.value(fld):
         return None
     try:
-        return parse_dt_date(txa.value(4))
+        return parse_dt_date(txa.value(fld))
     except ValueError:
-        problems.append(problem(RejectReason.BAD_VALUE, "TXA-4 is not a date", "TXA", 4))
+        problems.append(problem(RejectReason.BAD_VALUE, f"TXA-{fld} is not a date", "TXA", fld))
         return None
 
 
@@ -307,7 +361,7 @@ def documentation_from_oru(
     is not therapy documentation and is rejected (not_therapy), not silently dropped."""
     problems: list[Problem] = []
     obx = read_obx(msg, config, problems)
-    if obx.found == 0:
+    if obx.found == 0 and not problems:
         return Rejection.one(
             RejectReason.NOT_THERAPY,
             "ORU^R01 carries no OBX with a code of the profile's [obx] table: not therapy "

@@ -34,6 +34,8 @@ class RejectReason(StrEnum):
     CREDIT_BELOW_ZERO = "credit_below_zero"
     #: A credit would leave the visit with no charged units.
     CREDIT_EMPTIES_VISIT = "credit_empties_visit"
+    #: The join: an HL7 MSH-10 the visit already took with other content (ehr/join.py).
+    CONTROL_ID_CONFLICT = "control_id_conflict"
 
 
 class Problem(BaseModel):
@@ -57,6 +59,8 @@ class Rejection(BaseModel):
     detail: str
     problems: tuple[Problem, ...] = ()
     message_id: str | None = None
+    #: The FHIR bundle entry (1-based) or NDJSON line the rejection is about, when it is one.
+    entry: int | None = None
 
     @classmethod
     def of(cls, problems: list[Problem], message_id: str | None = None) -> Rejection:

@@ -21,9 +21,10 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from pydantic import ValidationError
 
-from ehr import PART_ADAPTER, AssemblyProblem, EhrConfig, Rejection, VisitState
+from ehr import PART_ADAPTER, AssemblyProblem, EhrConfig, Rejection, RejectReason, VisitState
 from ehr import add_part as join_part
 from ehr import assemble as assemble_visit
+from ehr import conflict as join_conflict
 from ehr.credits import CreditRefused
 from ehr.fhir import parse_fhir
 from ehr.hl7v2 import parse_hl7v2_parts
@@ -292,6 +293,23 @@ class VisitJoiner:
         key = f"{part.patient_ref}{KEY_SEP}{part.visit.text}".encode()
         stored = txn.get(self.table, rec.partition, key)
         old = JoinRecord.from_bytes(stored) if stored else None
+        clash = join_conflict(old.state if old else None, part)
+        if clash is not None:
+            # The first message with this MSH-10 stands; the state is not touched, so a
+            # re-delivery of this record gives this same dead letter again.
+            log.warning(
+                "control_id_conflict on partition %d: a control id reused with other content",
+                rec.partition,
+            )
+            return [
+                self.dead.letter(
+                    rec,
+                    part.source,
+                    RejectReason.CONTROL_ID_CONFLICT.value,
+                    clash.detail,
+                    part.version.control_id,
+                )
+            ]
         try:
             state = join_part(old.state if old else None, part)
         except CreditRefused as refused:

@@ -386,3 +386,57 @@ async def test_ehr_dead_letters_fit_the_topics_real_limit(make_worker: Any) -> N
     assert letter["reason"] == "not_hl7" and letter["value_b64"] is None
     assert "200000 bytes not attached" in letter["detail"]
     assert "accepts records up to 16384 bytes" in worker.tail(400)
+
+
+@pytest.mark.asyncio
+async def test_a_control_id_reused_with_other_content_is_dead_lettered_not_a_correction(
+    make_worker: Any, tmp_path: Path
+) -> None:
+    """Issue 20 item 6 through the worker's join (HL7 v2.5.1 ch. 2.14.9.10: MSH-10 identifies
+    one message). A second MDM with the first's MSH-10 and MSH-7 but another signing time (TXA-22
+    PPN.15; positions checked with hl7apy in tests/unit/ehr/test_ehr_control_id_conflict.py) is
+    dead-lettered `control_id_conflict`, naming the control id and both parts' digests, counted;
+    the visit is not re-emitted. After a SIGKILL and a restart, the same message again gives the
+    same conflict (the join record still holds the first), and the first's re-send nothing."""
+    import hashlib
+
+    resigned = MDM.replace(b"^^20260302165500", b"^^20260302170500")
+    assert resigned != MDM and resigned.count(b"|MDM-1001-1|") == 1
+    t, env = ehr_topics("ehr-msh10")
+    dead_topic, parts_topic = env["TC_TOPIC_EHR_DEADLETTER"], env["TC_TOPIC_EHR_PARTS"]
+    worker: Worker = make_worker(t, **env)
+    worker.start()
+    await produce(env["TC_TOPIC_HL7_INBOUND"], [(b"k", DFT), (b"k", MDM), (b"k", resigned)])
+    recs = await consume(
+        [t.visits, dead_topic, parts_topic],
+        until=lambda rs: any(r.topic == dead_topic for r in rs),
+        timeout=60,
+        idle_after=3,
+    )
+    expected = offline_visit(DFT, MDM, resigned, tmp=tmp_path)  # convert refuses the third too
+    assert by_topic(recs, t.visits) == [expected]
+    assert expected["documents"][0]["signed_at"] == "2026-03-02T16:55:00Z"  # the first's
+    parts = [r.value for r in recs if r.topic == parts_topic]
+    assert len(parts) == 3
+    first, second = (hashlib.sha256(p).hexdigest() for p in parts[1:])
+    (letter,) = by_topic(recs, dead_topic)
+    assert letter["reason"] == "control_id_conflict"
+    assert letter["source"]["control_id"] == "MDM-1001-1"
+    assert first[:16] in letter["detail"] and second[:16] in letter["detail"]
+    metric = 'therapy_compliance_ehr_rejected_total{reason="control_id_conflict"} 1.0'
+    assert metric in worker.metrics()
+
+    worker.stop(signal.SIGKILL)
+    worker.start()
+    await produce(env["TC_TOPIC_HL7_INBOUND"], [(b"k", resigned), (b"k", MDM)])
+    recs = await consume(
+        [t.visits, dead_topic],
+        until=lambda rs: sum(r.topic == dead_topic for r in rs) >= 2,
+        timeout=60,
+        idle_after=4,
+    )
+    letters = by_topic(recs, dead_topic)
+    assert [d["reason"] for d in letters] == ["control_id_conflict"] * 2
+    assert letters[-1]["detail"] == letter["detail"]  # the same answer after the restart
+    assert by_topic(recs, t.visits) == [expected]  # never replaced, never re-emitted
+    worker.stop()

@@ -5,6 +5,7 @@ other half, emits it partial after TC_JOIN_WAIT_S, and forgets visits after the 
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -192,3 +193,35 @@ def test_a_stored_join_record_that_cannot_be_read_is_dead_lettered_and_dropped()
         o for o in join.handle(part_record(docs, 2)) if o.topic == SETTINGS.topic_ehr_deadletter
     ]
     assert later == []  # the replayed part now joins from scratch
+
+
+def test_a_control_id_reused_with_other_content_is_dead_lettered_and_changes_nothing() -> None:
+    """Issue 20 item 6 (HL7 v2.5.1 ch. 2.14.9.10: MSH-10 identifies one message): the second
+    MDM with the first's MSH-10 and MSH-7 but another signing time (TXA-22 PPN.15; positions
+    checked with hl7apy in tests/unit/ehr/test_ehr_control_id_conflict.py) is a conflict: a dead
+    letter naming the control id and both digests, counted, the join record untouched; its
+    re-delivery (after a crash) gives the same letter again, and the first's re-send nothing."""
+    from prometheus_client import generate_latest
+
+    resigned = MDM.replace(b"^^20260302165500", b"^^20260302170500")
+    [charges], [docs], [other] = parsed(DFT), parsed(MDM), parsed(resigned)
+    join = Join()
+    join.handle(part_record(charges, 0))
+    [visit] = join.handle(part_record(docs, 1))
+    assert visit.topic == SETTINGS.topic_visits
+    before = dict(join.store.items(2))
+    for offset in (2, 3):  # delivered, then re-delivered
+        [letter] = join.handle(part_record(other, offset))
+        assert letter.topic == SETTINGS.topic_ehr_deadletter
+        dead = EhrDeadLetter.model_validate_json(letter.value or b"")
+        assert dead.reason == "control_id_conflict"
+        assert (dead.source.control_id, dead.source.offset) == ("MDM-1001-1", offset)
+        assert base64.b64decode(dead.value_b64 or "") == other.value
+        # The parts' JSON as the parse stage wrote them: the digests the join computes.
+        first = hashlib.sha256(docs.value or b"").hexdigest()
+        second = hashlib.sha256(other.value or b"").hexdigest()
+        assert first[:16] in dead.detail and second[:16] in dead.detail
+        assert dict(join.store.items(2)) == before  # the first stands
+    assert join.handle(part_record(docs, 4)) == []  # the first again: a duplicate
+    text = generate_latest(join.joiner.metrics.registry).decode()
+    assert 'therapy_compliance_ehr_rejected_total{reason="control_id_conflict"} 2.0' in text
