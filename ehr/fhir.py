@@ -174,7 +174,8 @@ def load(
             for i, e in enumerate(bundle.entry or [], start=1)
             if e.resource is not None
         ]
-    return BundleIndex(entries, config, bundle.id or "", as_time(bundle.timestamp), warnings)
+    stamp = as_time(bundle.timestamp, config.profile.zone)
+    return BundleIndex(entries, config, bundle.id or "", stamp, warnings)
 
 
 def duplicate_keys(data: bytes | str) -> Rejection | None:

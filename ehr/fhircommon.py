@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime, tzinfo
 
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.encounter import Encounter
@@ -16,6 +16,7 @@ from fhir.resources.R4B.resource import Resource
 
 from ehr.codes import fhir_procedure_code
 from ehr.fhirindex import BundleIndex
+from ehr.hl7time import fixed_offset, to_utc
 from ehr.parts import ChargePart, DocumentationPart, PartVersion, VisitKey
 from ehr.profile import EhrConfig
 from ehr.rejection import EhrWarning, Problem, Rejection, RejectReason, WarnReason
@@ -67,9 +68,11 @@ class BundleReading:
     def version(self, resources: Sequence[Resource]) -> PartVersion:
         """Newest meta.lastUpdated of the resources, else Bundle.timestamp, else received_at;
         control id = Bundle.id, else the resources' Type/id/_history/versionId."""
-        times = [as_time(r.meta.lastUpdated) for r in resources if r.meta is not None]
+        zone = self.config.profile.zone
+        times = [as_time(r.meta.lastUpdated, zone) for r in resources if r.meta is not None]
         known = [t for t in times if t is not None]
-        at = max(known) if known else self.index.timestamp or self.received_at
+        # An ordering key, not a clinical time: UTC, like MSH-7's (ehr/hl7common.py).
+        at = to_utc(max(known) if known else self.index.timestamp or self.received_at)
         ids: list[str] = []
         for r in resources:
             ref = self.index.ref_of(r)
@@ -129,10 +132,13 @@ def as_date(value: object) -> date | None:
     return None
 
 
-def as_time(value: object) -> datetime | None:
-    """FHIR dateTime/instant -> an aware UTC time (one written without an offset is read as
-    UTC); None for a date or a partial date, which name no time."""
+def as_time(value: object, zone: tzinfo) -> datetime | None:
+    """FHIR dateTime/instant -> an aware time with the offset as written (never converted to
+    UTC: dates are taken from it in the sender's zone, as for HL7, ehr/hl7time.py). FHIR R4
+    dateTime (datatypes 2.24.0.1): "If hours and minutes are specified, a time zone SHALL be
+    populated", and fhir.resources' dateTime/instant patterns refuse a time without one; a naive
+    value (built in code) takes the profile's `timezone`. None for a date or a partial date,
+    which name no time (a date-only value is a local date: `as_date`)."""
     if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return aware.astimezone(UTC)
+        return fixed_offset(value if value.tzinfo is not None else value.replace(tzinfo=zone))
     return None

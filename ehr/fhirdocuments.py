@@ -53,7 +53,9 @@ def documentation_from_document(reading: BundleReading, i: int, doc: DocumentRef
     # no signing time; DocumentReference.date ("when this document reference was created") is it.
     signed = doc.docStatus in ("final", "amended") and doc.status == "current"
     signer = doc.authenticator if doc.authenticator is not None else None
-    signed_at = as_time(doc.date) if signed and signer is not None else None
+    # The offset as written (FHIR R4 dateTime): the signature's date is the sender's local date.
+    zone = reading.config.profile.zone
+    signed_at = as_time(doc.date, zone) if signed and signer is not None else None
     author = index.clinician(signer or next(iter(doc.author or []), None), doc)
     period_start = as_date(doc.context.period.start) if doc.context and doc.context.period else None
     try:

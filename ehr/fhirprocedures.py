@@ -38,8 +38,9 @@ def procedure_minutes(proc: Procedure, config: EhrConfig) -> int | None:
             if ext.valueQuantity is not None and ext.valueQuantity.value is not None:
                 return int(ext.valueQuantity.value)
     period = proc.performedPeriod
-    start = as_time(period.start) if period else None
-    end = as_time(period.end) if period else None
+    zone = config.profile.zone
+    start = as_time(period.start, zone) if period else None
+    end = as_time(period.end, zone) if period else None
     if start is None or end is None:
         return None
     return int((end - start).total_seconds() // 60)

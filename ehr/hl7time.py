@@ -1,6 +1,13 @@
 """HL7 v2 DTM/DT values -> dates and aware datetimes (HL7 v2.5 ch. 2A: DTM
 YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]). python-hl7's parse_datetime returns naive
-values and float offsets; this is stricter and always aware (the profile's zone when no offset)."""
+values and float offsets; this is stricter and always aware.
+
+Decision (issue 20 item 2): a time keeps the sender's clock. The offset is the one written
+(DTM's +/-ZZZZ, HL7 v2.5.1 ch. 2A.22), else the one the profile's `timezone` has at that wall
+time; it is never converted to UTC, because the rules take calendar dates from these values
+(signature within 14 or 30 days) and a clinic's day is its local day: 20:30 in Chicago is
+2026-03-02T20:30:00-06:00, not 2026-03-03T02:30:00Z. Only ordering keys (MSH-7 as a part's
+version, `to_utc`) are UTC."""
 
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ def parse_dtm(text: str, zone: tzinfo) -> datetime:
         if hours > 14 or minutes > 59:
             raise ValueError("UTC offset out of range")
         tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
-    return datetime(
+    wall = datetime(
         int(parts["y"]),
         int(parts["mo"] or 1),
         int(parts["d"] or 1),
@@ -39,6 +46,16 @@ def parse_dtm(text: str, zone: tzinfo) -> datetime:
         micro,
         tzinfo=tz,
     )
+    return fixed_offset(wall)
+
+
+def fixed_offset(value: datetime) -> datetime:
+    """The same wall time with the UTC offset in effect then as a fixed zone (a named zone's
+    offset is resolved once, so the value serialises as written: 20:30-06:00). A wall time a DST
+    change skips or repeats takes the offset before the change (PEP 495 fold=0)."""
+    offset = value.utcoffset()
+    assert offset is not None, "an aware datetime"
+    return value.replace(tzinfo=UTC if not offset else timezone(offset))
 
 
 def parse_dt_date(text: str) -> date:
@@ -51,4 +68,5 @@ def parse_dt_date(text: str) -> date:
 
 
 def to_utc(value: datetime) -> datetime:
+    """For ordering keys only (a part's version): dates are never taken from the result."""
     return value.astimezone(UTC)

@@ -22,7 +22,7 @@ from ehr.hl7common import (
     problem,
 )
 from ehr.hl7header import MessageHeader
-from ehr.hl7time import parse_dt_date, parse_dtm, to_utc
+from ehr.hl7time import parse_dt_date, parse_dtm
 from ehr.parts import DocumentationPart, VisitKey
 from ehr.profile import DocumentTypeEntry, EhrConfig, Profile
 from ehr.rejection import Problem, Rejection, RejectReason, shown
@@ -175,7 +175,7 @@ def _read_one(
             else:
                 out.document[name] = day
         elif name in _DOC_FIELDS_TIME:
-            out.document[name] = to_utc(parse_dtm(value, zone))
+            out.document[name] = parse_dtm(value, zone)  # sender's offset kept (hl7time)
         elif name == "delay_reason_documented":
             if value.upper() not in ("Y", "N"):
                 raise ValueError
@@ -294,7 +294,7 @@ def read_signature(txa: hl7tree.Segment, profile: Profile, problems: list[Proble
         if not when or not (hl7tree.leaf(rep, 1) or hl7tree.leaf(rep, 2)):
             continue
         try:
-            at = to_utc(parse_dtm(when, profile.zone))
+            at = parse_dtm(when, profile.zone)  # sender's offset kept: its date is the local one
         except ValueError:
             problems.append(
                 problem(RejectReason.BAD_VALUE, "TXA-22 PPN.15 is not a valid DTM", "TXA", 22)

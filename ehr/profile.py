@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 
 from compliance.catalog import load_catalog
 from schemas.common import (
@@ -38,6 +39,11 @@ from schemas.common import (
 DEFAULT_PROFILE_PATH = Path(__file__).with_name("profile.toml")
 
 _CONF = ConfigDict(frozen=True, extra="forbid")
+#: A profile must name its senders' zone: a default would turn 14:20 in Wisconsin into 14:20Z.
+MISSING_TIMEZONE = (
+    "missing: set the IANA zone of the senders' clock times (e.g. timezone = "
+    '"America/Chicago"; write timezone = "UTC" only if they send UTC)'
+)
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7E]+$")]
 
 
@@ -122,7 +128,9 @@ class Profile(BaseModel):
 
     model_config = _CONF
 
-    timezone: str = "UTC"
+    #: Required, no default: the clock of DTM values without an offset decides the local dates
+    #: the rules count (signatures within 14/30 days); UTC must be written, never assumed.
+    timezone: str
     default_charset: str = "utf-8"
     hl7_versions: list[str] = ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8"]
     accepted_facilities: list[Code] = []
@@ -220,10 +228,16 @@ def load_profile(path: Path | None = None) -> Profile:
         return Profile.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {_message(err)}"
             for err in exc.errors(include_url=False)
         )
         raise ProfileError(f"ehr profile {path}: {problems}") from None
+
+
+def _message(err: ErrorDetails) -> str:
+    if err["type"] == "missing" and err["loc"] == ("timezone",):
+        return MISSING_TIMEZONE
+    return err["msg"]
 
 
 def load_config(

@@ -37,7 +37,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from compliance.catalog import parse_catalog
 from compliance.ruleset import CATALOG
 from ehr.patient import patient_ref as ehr_patient_ref
-from ehr.profile import EhrConfig, load_config
+from ehr.profile import EhrConfig, ProfileError, load_config, load_profile
 from schemas.decode import DEFAULT_MAX_BYTES
 from schemas.patient_ref import DEFAULT_PATIENT_REF_PATTERN, compile_pattern
 
@@ -234,6 +234,13 @@ class EhrSection(CommonSection):
                 )
         if self.ehr_profile is not None and not Path(self.ehr_profile).is_file():
             raise ValueError(f"TC_EHR_PROFILE={self.ehr_profile} is not a readable file")
+        if self.ehr_patient_key is not None:
+            # At start, not at the first message: a profile without `timezone` (or any bad
+            # entry) stops the worker, gateway and convert with the file and entry named.
+            try:
+                load_profile(self.ehr_profile)
+            except ProfileError as exc:
+                raise ValueError(f"TC_EHR_PROFILE: {exc}") from None
         return self
 
     @property

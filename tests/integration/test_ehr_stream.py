@@ -190,6 +190,34 @@ async def test_sigkill_between_the_halves_still_emits_the_visit_once(
 
 
 @pytest.mark.asyncio
+async def test_a_note_signed_late_evening_keeps_its_local_date_and_offset(
+    make_worker: Any, tmp_path: Path
+) -> None:
+    """Issue 20 item 2 (docs/integration-hl7.md "Times and dates"): an MDM signed 20:30 in
+    Chicago (TXA-22 PPN.15 without offset, HL7 v2.5.1 ch. 2A.22: the sender's zone, the profile's
+    `timezone`) joins into a visit whose signature is 2026-03-02T20:30:00-06:00 (US Central
+    standard time until 2026-03-08, 15 U.S.C. 260a), not 2026-03-03T02:30:00Z."""
+    text = (ROOT / "ehr/profile.toml").read_text()
+    assert '\ntimezone = "UTC"\n' in text
+    profile = tmp_path / "chicago.toml"
+    profile.write_text(text.replace('\ntimezone = "UTC"\n', '\ntimezone = "America/Chicago"\n'))
+    late = MDM.replace(b"^^20260302165500", b"^^202603022030")
+    t, env = ehr_topics("ehr-local-time")
+    worker: Worker = make_worker(t, TC_EHR_PROFILE=str(profile), **env)
+    worker.start()
+    await produce(env["TC_TOPIC_HL7_INBOUND"], [(b"k", DFT), (b"k", late)])
+    visits = await visits_on(t, 1, idle=3)
+    assert visits == [offline_visit(DFT, late, tmp=tmp_path, profile=profile)]
+    (doc,) = visits[0]["documents"]
+    assert doc["signed_at"] == "2026-03-02T20:30:00-06:00"
+    assert visits[0]["date_of_service"] == "2026-03-02"
+    # MSH-7 17:00 Chicago orders the parts; occurred_at, an event time, is UTC.
+    assert visits[0]["occurred_at"] == "2026-03-02T23:00:00Z"
+    checked = await consume([t.checked], until=1)
+    assert by_topic(checked, t.checked)[0]["event_id"] == visits[0]["event_id"]
+
+
+@pytest.mark.asyncio
 async def test_no_pid_content_reaches_visits_alerts_logs_or_metrics(make_worker: Any) -> None:
     t, env = ehr_topics("ehr-phi")
     await create_topics(t)

@@ -189,7 +189,8 @@ def test_fhir_bundle_joins_like_hl7() -> None:
     ]
     assert (event["total_timed_minutes"], event["total_treatment_minutes"]) == (40, 45)
     (doc,) = event["documents"]
-    assert doc["kind"] == "progress_report" and doc["signed_at"] == "2026-03-04T16:00:00Z"
+    # DocumentReference.date as the fixture writes it (FHIR R4 dateTime keeps its offset).
+    assert doc["kind"] == "progress_report" and doc["signed_at"] == "2026-03-04T11:00:00-05:00"
 
 
 PARTS = [DFT, DFT_RESENT, MDM, MDM_EDIT, MDM_CANCEL, REPORT, ORU]

@@ -1,0 +1,233 @@
+"""Local times and dates (issue 20 item 2; docs/integration-hl7.md "Times and dates").
+
+Sources: HL7 v2.5.1 ch. 2A.22 DTM (`YYYY[MM[DD[HH[MM[SS[.S...]]]]]][+/-ZZZZ]`; no offset: the
+sender's local time zone); FHIR R4 datatypes 2.24.0.1 dateTime ("If hours and minutes are
+specified, a time zone SHALL be populated"; a date has no time zone). The offsets expected below
+come from the zones' rules, not from the code: US Central time is UTC-6, and UTC-5 from the second
+Sunday of March to the first Sunday of November (15 U.S.C. 260a; 2026: 8 March - 1 November);
+Germany is UTC+1, and UTC+2 from the last Sunday of March to the last Sunday of October (EU
+Directive 2000/84/EC; 2026: 29 March - 25 October). Wisconsin keeps US Central time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message
+
+from ehr import (
+    ChargePart,
+    DocumentationPart,
+    EhrConfig,
+    ProfileError,
+    add_part,
+    assemble,
+    load_profile,
+    parse_fhir,
+    parse_hl7v2,
+)
+from ehr.profile import DEFAULT_PROFILE_PATH
+
+FIX = Path(__file__).resolve().parents[2] / "fixtures/ehr"
+EXE = str(Path(sys.executable).parent / "therapy-compliance")
+KEY = b"test-key-0123456789abcdef"
+CST, CDT = timezone(timedelta(hours=-6)), timezone(timedelta(hours=-5))
+CET, CEST = timezone(timedelta(hours=1)), timezone(timedelta(hours=2))
+
+
+def config(zone: str) -> EhrConfig:
+    """The shipped profile with `timezone` set, as an operator of these senders writes it."""
+    profile = load_profile().model_copy(update={"timezone": zone})
+    return EhrConfig(profile=profile, patient_key=KEY)
+
+
+def mdm(signed: str, *, sent: str = "20260302170000", day: str = "20260302") -> bytes:
+    """The daily-note fixture with TXA-22 PPN.15 (time signed), MSH-7 and TXA-4 (activity
+    date) replaced; positions checked by hl7apy below."""
+    raw = (FIX / "mdm_t02_pt_daily_v1001.hl7").read_bytes().decode()
+    raw = raw.replace("^^20260302165500", f"^^{signed}").replace("20260302170000", sent)
+    raw = raw.replace("|TX|20260302090000|", f"|TX|{day}090000|")
+    return raw.encode()
+
+
+def dft(day: str = "20260302") -> bytes:
+    raw = (FIX / "dft_p03_pt_v1001.hl7").read_bytes().decode()
+    return raw.replace("20260302", day).encode()
+
+
+def checked_251(raw: bytes) -> Any:
+    """hl7apy STRICT v2.5.1: the message is valid and the fields sit where the test says."""
+    msg = parse_message(raw.decode(), find_groups=True, validation_level=VALIDATION_LEVEL.STRICT)
+    msg.validate()
+    return msg
+
+
+def signed_at(raw: bytes, cfg: EhrConfig) -> datetime:
+    part = parse_hl7v2(raw, cfg)
+    assert isinstance(part, DocumentationPart), part
+    (doc,) = part.documents
+    assert doc.signed_at is not None
+    return doc.signed_at
+
+
+def visit(cfg: EhrConfig, *raws: bytes) -> dict[str, Any]:
+    state = None
+    for raw in raws:
+        part = parse_hl7v2(raw, cfg)
+        assert isinstance(part, ChargePart | DocumentationPart), part
+        state = add_part(state, part)
+    assert state is not None
+    event = assemble(state)
+    assert isinstance(event, dict), event
+    return event
+
+
+# ---- HL7 v2 --------------------------------------------------------------------------------
+
+
+def test_a_note_signed_2030_in_chicago_keeps_its_offset_and_its_day() -> None:
+    raw = mdm("202603022030")
+    msg = checked_251(raw)
+    assert msg.txa.txa_22.ppn_15.ts_1.to_er7() == "202603022030"  # TXA-22 PPN.15 time signed
+    assert msg.txa.txa_17.to_er7() == "LA"  # TXA-17 (table 0271) legally authenticated
+    at = signed_at(raw, config("America/Chicago"))
+    assert at == datetime(2026, 3, 3, 2, 30, tzinfo=UTC)  # the same instant ...
+    assert (at.utcoffset(), at.date()) == (CST.utcoffset(None), date(2026, 3, 2))  # ... on 3/2
+    event = visit(config("America/Chicago"), dft(), raw)
+    (doc,) = event["documents"]
+    assert doc["signed_at"] == "2026-03-02T20:30:00-06:00"  # not 2026-03-03T02:30:00Z
+    assert event["date_of_service"] == "2026-03-02"
+
+
+def test_the_senders_own_offset_wins_over_the_profile_zone() -> None:
+    raw = mdm("202603022030-0600")
+    assert checked_251(raw).txa.txa_22.ppn_15.ts_1.to_er7() == "202603022030-0600"
+    for zone in ("UTC", "Europe/Berlin"):
+        at = signed_at(raw, config(zone))
+        assert at.isoformat() == "2026-03-02T20:30:00-06:00", zone
+
+
+@pytest.mark.parametrize(
+    ("zone", "signed", "offset"),
+    [
+        ("America/Chicago", "20260302142000", CST),  # Wisconsin, winter
+        ("America/Chicago", "20260714142000", CDT),  # Wisconsin, summer
+        ("Europe/Berlin", "20260302142000", CET),
+        ("Europe/Berlin", "20260714142000", CEST),
+    ],
+)
+def test_a_1420_note_keeps_the_local_offset_of_its_date(
+    zone: str, signed: str, offset: timezone
+) -> None:
+    raw = mdm(signed, sent=signed, day=signed[:8])
+    msg = checked_251(raw)
+    assert msg.msh.msh_7.ts_1.to_er7() == signed  # MSH-7 date/time of message
+    assert msg.txa.txa_4.ts_1.to_er7() == f"{signed[:8]}090000"  # TXA-4 activity date/time
+    at = signed_at(raw, config(zone))
+    assert (at.hour, at.minute, at.utcoffset()) == (14, 20, offset.utcoffset(None))
+    event = visit(config(zone), dft(signed[:8]), raw)
+    wall = f"{signed[:4]}-{signed[4:6]}-{signed[6:8]}T14:20:00"
+    assert event["documents"][0]["signed_at"] == wall + str(offset)[3:]  # e.g. -06:00
+
+
+def test_obx_times_keep_the_offset_and_part_versions_stay_utc_for_ordering() -> None:
+    # TC-VERBAL-ORDER is a DTM OBX (profile [obx]); MSH-7 orders versions and is UTC.
+    obx = "OBX|6|DTM|TC-VERBAL-ORDER^Verbal order^L||202603022215||||||F"
+    raw = (mdm("202603022030").decode().rstrip("\r") + "\r" + obx + "\r").encode()
+    msg = checked_251(raw)
+    groups = [c for c in msg.children if c.name == "MDM_T02_OBXNTE_SUPPGRP"]
+    assert groups[-1].obx.obx_3.ce_1.to_er7() == "TC-VERBAL-ORDER"
+    assert groups[-1].obx.obx_5.to_er7() == "202603022215"
+    assert groups[-1].obx.obx_11.to_er7() == "F"  # OBX-11 result status final
+    part = parse_hl7v2(raw, config("America/Chicago"))
+    assert isinstance(part, DocumentationPart)
+    order = part.documents[0].verbal_order_at
+    assert order is not None and order.isoformat() == "2026-03-02T22:15:00-06:00"
+    assert part.version.at.isoformat() == "2026-03-02T23:00:00+00:00"  # 17:00 CST
+
+
+def test_date_fields_are_the_dates_written() -> None:
+    # FT1-4 and TXA-4 are the clinic's dates: no zone moves them (a 23:30 treatment stays 3/2).
+    raw = dft().replace(b"20260302090500^20260302093000", b"20260302233000^20260302235900")
+    charge = parse_hl7v2(raw, config("Pacific/Kiritimati"))  # UTC+14
+    assert isinstance(charge, ChargePart) and charge.date_of_service == date(2026, 3, 2)
+
+
+# ---- FHIR ----------------------------------------------------------------------------------
+
+
+def fhir_bundle(doc_date: str) -> bytes:
+    bundle = json.loads((FIX / "fhir_bundle_pt_v4004.json").read_text())
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "DocumentReference":
+            entry["resource"]["date"] = doc_date
+    return json.dumps(bundle).encode()
+
+
+def fhir_doc(doc_date: str, zone: str = "UTC") -> Any:
+    result = parse_fhir(fhir_bundle(doc_date), config(zone), datetime(2026, 3, 5, tzinfo=UTC))
+    assert result.rejections == (), result.rejections
+    (docs,) = [p for p in result.parts if isinstance(p, DocumentationPart) and p.documents]
+    (doc,) = docs.documents
+    return doc
+
+
+def test_fhir_datetime_keeps_its_offset_and_its_day() -> None:
+    doc = fhir_doc("2026-03-04T20:30:00-06:00")
+    assert doc.signed_at.isoformat() == "2026-03-04T20:30:00-06:00"
+    assert doc.signed_at.date() == date(2026, 3, 4)  # UTC would say 3/5
+    german = fhir_doc("2026-07-14T14:20:00+02:00", zone="America/Chicago")
+    assert german.signed_at.isoformat() == "2026-07-14T14:20:00+02:00"  # the sender's, kept
+
+
+def test_fhir_datetime_without_offset_is_refused_not_guessed() -> None:
+    # DocumentReference.date is an instant (FHIR R4 "SHALL include a time zone"), dateTime the
+    # same once it has a time: fhir.resources' patterns refuse the value, and so do we.
+    result = parse_fhir(
+        fhir_bundle("2026-03-04T20:30:00"), config("UTC"), datetime(2026, 3, 5, tzinfo=UTC)
+    )
+    assert result.parts == () and len(result.rejections) == 1
+    assert result.rejections[0].reason == "not_fhir"
+    assert "resource.date" in result.rejections[0].detail
+
+
+# ---- the profile ---------------------------------------------------------------------------
+
+
+def without_timezone(tmp_path: Path) -> Path:
+    text = DEFAULT_PROFILE_PATH.read_text()
+    lines = [ln for ln in text.splitlines() if not ln.startswith("timezone =")]
+    assert len(lines) == len(text.splitlines()) - 1  # the shipped file writes it
+    path = tmp_path / "no-zone.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_profile_without_timezone_is_refused_naming_file_and_setting(tmp_path: Path) -> None:
+    path = without_timezone(tmp_path)
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+    text = str(caught.value)
+    assert str(path) in text and "timezone: missing" in text and '"UTC"' in text
+    assert load_profile().timezone == "UTC"  # the shipped profile writes it explicitly
+
+
+@pytest.mark.parametrize("program", ["convert", "worker"])
+def test_convert_and_worker_refuse_to_start_without_timezone(tmp_path: Path, program: str) -> None:
+    path = without_timezone(tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "TC_EHR_PATIENT_KEY": KEY.decode(), "TC_EHR_PROFILE": str(path)}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    args = ["convert", "--from", "hl7", os.devnull] if program == "convert" else ["worker"]
+    # The worker stops before it looks for a broker: none is configured or needed here.
+    proc = subprocess.run([EXE, *args], capture_output=True, timeout=60, env=env, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert f"ehr profile {path}: timezone: missing" in proc.stderr
+    assert "TC_EHR_PROFILE" in proc.stderr
