@@ -13,6 +13,7 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
 from ehr.codes import FHIR_CPT
+from ehr.fhircharges import billed_as_therapy
 from ehr.fhircommon import (
     BundleReading,
     as_date,
@@ -69,7 +70,11 @@ def documentation_from_procedures(
         if key is None:
             reading.reject(i, proc, problems[0].reason, problems[0].detail)
             continue
-        if not reading.config.is_therapy_code(cpt):
+        if not reading.config.is_therapy_code(cpt) and not billed_as_therapy(
+            reading.index, key, cpt
+        ):
+            # A code the catalog lacks counts when the bundle bills it on this visit with GP/GO/GN
+            # (ehr/fhircharges.py billed_as_therapy, Pub. 100-04 Ch. 5 sec. 20.1).
             # Not therapy documentation (a defibrillator implant, 33249, on the encounter of a
             # PT Claim): neither minutes nor a 0-unit line, and it does not make the visit's
             # documentation "received" (docs/integration-hl7.md "FHIR R4B"). The code alone is
@@ -78,8 +83,9 @@ def documentation_from_procedures(
                 i,
                 proc,
                 WarnReason.NOT_THERAPY_PROCEDURE,
-                f"Procedure.code {cpt} is not a therapy code (the catalog, or the profile's "
-                "[fhir] therapy_procedure_codes): not documentation of the visit",
+                f"Procedure.code {cpt} is not a therapy code (the catalog, the profile's "
+                "[fhir] therapy_procedure_codes, or billed on this visit with GP/GO/GN in the "
+                "same bundle): not documentation of the visit",
             )
             continue
         minutes = procedure_minutes(proc, reading.config)

@@ -147,3 +147,66 @@ def test_a_non_therapy_procedure_without_encounter_is_still_refused() -> None:
     result = parse_fhir(collection([*people()[:3], implant]), CONFIG, NOW)
     [rejection] = result.rejections
     assert rejection.reason == "missing_field" and result.warnings == ()
+
+
+def _with_modifier(bundle_claim: dict[str, object], mod: str) -> dict[str, object]:
+    items = bundle_claim["item"]
+    assert isinstance(items, list)
+    for item in items:
+        item["modifier"] = [{"coding": [{"code": mod}]}]
+    return bundle_claim
+
+
+def test_a_code_billed_with_gp_on_the_visit_is_therapy_documentation(tmp_path: Path) -> None:
+    # Pub. 100-04 Ch. 5 sec. 20.1: GP/GO/GN identify services delivered under a therapy plan of
+    # care. 92609 (CMS "always therapy", speech-generating device services) and 97597 (CMS
+    # "sometimes therapy", debridement) are not in the shipped catalog; billed with GP on the
+    # same encounter in the same bundle, a completed Procedure with that code documents them.
+    for code in ("92609", "97597"):
+        assert code not in catalog_codes()
+        bundle = collection([*people(), claim((code, 1)), procedure("pc1", code, 30)])
+        rc, [visit], err = convert(bundle, CONFIG, tmp_path)
+        assert rc == 0 and "parts_missing" not in visit, code
+        # 30 minutes: performedPeriod 09:05-09:35.
+        assert [(s["cpt"], s["units"], s.get("minutes")) for s in visit["services"]] == [
+            (code, 1, 30)
+        ]
+        assert [e for e in err if "warning" in e] == []
+
+
+def test_a_code_billed_without_a_therapy_modifier_or_on_another_visit_is_not() -> None:
+    # 59 (distinct procedural service) is no therapy modifier: still not documentation.
+    plain = _with_modifier(claim(("97597", 1)), "59")
+    result = parse_fhir(collection([*people(), plain, procedure("pc1", "97597", 30)]), CONFIG, NOW)
+    assert [w.reason for w in result.warnings] == [WarnReason.NOT_THERAPY_PROCEDURE]
+    assert "97597" in result.warnings[0].detail
+    # GP on another encounter (e2) does not make e1's Procedure therapy.
+    other = claim(("97597", 1))
+    other["item"][0]["encounter"] = [{"reference": "Encounter/e2"}]
+    result = parse_fhir(collection([*people(), other, procedure("pc1", "97597", 30)]), CONFIG, NOW)
+    assert WarnReason.NOT_THERAPY_PROCEDURE in [w.reason for w in result.warnings]
+    assert not [p for p in result.parts if p.part == "documentation"]
+    # Alone (the charges in another bundle): the catalog or the profile's list must know it.
+    alone = parse_fhir(collection([*people(), procedure("pc1", "92609", 30)]), CONFIG, NOW)
+    assert alone.parts == () and [w.reason for w in alone.warnings] == [
+        WarnReason.NOT_THERAPY_PROCEDURE
+    ]
+
+
+def test_a_chargeitem_with_go_makes_the_code_therapy() -> None:
+    # ChargeItem has no modifier element in R4B: the profile's chargeitem_modifier_extension.
+    url = CONFIG.profile.fhir.chargeitem_modifier_extension
+    item = {
+        "resourceType": "ChargeItem",
+        "id": "ci1",
+        "status": "billable",
+        "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "92609"}]},
+        "subject": {"reference": "Patient/p1"},
+        "context": {"reference": "Encounter/e1"},
+        "quantity": {"value": 1},
+        "extension": [{"url": url, "valueCode": "GO"}],
+    }
+    result = parse_fhir(collection([*people(), item, procedure("pc1", "92609", 30)]), CONFIG, NOW)
+    assert result.warnings == ()
+    [doc] = [p for p in result.parts if p.part == "documentation"]
+    assert doc.minutes_by_cpt == {"92609": 30}
