@@ -5,7 +5,9 @@ FHIR R4 Bundle.entry.search.mode (0..1, value set SearchEntryMode, required bind
 - `match` "This resource matched the search specification" and `include` "returned because it
   is referred to from another resource in the search set": both read, as in a collection (an
   included Encounter or Practitioner is what a matched Claim's references resolve to).
-- absent: read as `match`. The element is 0..1, and the spec's search example (bundle-example,
+- absent: read as `match`, except an OperationOutcome, which is an outcome whatever its mode
+  (absent, match or include: R4 search.html "Handling Errors", an OperationOutcome in a
+  searchset carries information about the search, never a visit's resource). The element is 0..1, and the spec's search example (bundle-example,
   as published since DSTU2) notes servers "are not required to populate this, but should if they
   support _include"; a server without _include returns matches only.
 - `outcome` "An OperationOutcome that provides additional information about the processing of a
@@ -16,6 +18,8 @@ FHIR R4 Bundle.entry.search.mode (0..1, value set SearchEntryMode, required bind
   information/warning: a counted warning naming severity and issue code only (diagnostics and
   details text may quote an MRN, as R4's bundle-search-warning example does).
 - any other value (fhir.resources does not check the binding): the bundle is refused.
+No match or include entry at all (an empty page, or only outcomes): warning `search_empty`,
+nothing converted (a system polling by search receives empty pages often).
 A page with a `next` link (Bundle.link.relation, R4 IANA link relations) is read as it is, with
 a warning: the rest of the result comes in other bundles, and a later page's procedures of the
 same encounter replace this page's (one part per encounter and bundle).
@@ -43,41 +47,39 @@ def search_entries(bundle: Bundle) -> tuple[list[Entry], list[EhrWarning]] | Rej
         if e.resource is None:
             continue
         mode = e.search.mode if e.search is not None else None
-        if mode is None or mode in READ_MODES:
-            entries.append(Entry(i, e.resource, e.fullUrl or ""))
-            continue
         where = f"entry[{i}]"
-        if mode != "outcome":
+        if mode is not None and mode not in (*READ_MODES, "outcome"):
             return Rejection.one(
                 RejectReason.BAD_VALUE,
                 f"{where}.search.mode {shown(str(mode))} is not match, include or outcome "
                 "(FHIR R4 SearchEntryMode)",
                 bundle.id or None,
             )
-        outcome = e.resource
-        if not isinstance(outcome, OperationOutcome):
+        if isinstance(e.resource, OperationOutcome):
+            # Whatever its mode (absent, match, include): an OperationOutcome in a searchset is
+            # information about the search (R4 search.html "Handling Errors"), never a visit's
+            # resource, and an error in it must not pass unseen.
+            found = _outcome(e.resource, where, str(mode or "absent"), bundle)
+            if isinstance(found, Rejection):
+                return found
+            warnings.append(found)
+            continue
+        if mode == "outcome":
             return Rejection.one(
                 RejectReason.BAD_VALUE,
-                f"{where} has search.mode outcome but holds a {outcome.get_resource_type()}, "
-                "not an OperationOutcome",
+                f"{where} has search.mode outcome but holds a "
+                f"{e.resource.get_resource_type()}, not an OperationOutcome",
                 bundle.id or None,
             )
-        issues = ", ".join(
-            f"{shown(str(x.severity), 12)}/{shown(str(x.code), 24)}" for x in outcome.issue or []
-        )
-        if any(x.severity not in HARMLESS_SEVERITIES for x in outcome.issue or []):
-            return Rejection.one(
-                RejectReason.SEARCH_FAILED,
-                f"{where} OperationOutcome (search.mode outcome) reports the search failed "
-                f"(severity/code: {issues}): its matches may be incomplete",
-                bundle.id or None,
-            )
+        entries.append(Entry(i, e.resource, e.fullUrl or ""))
+    if not entries:
+        # An empty page (nothing matched, or only outcomes): what a system polling by search
+        # receives often; a counted warning with nothing converted, not a dead letter.
         warnings.append(
             EhrWarning(
-                reason=WarnReason.SEARCH_OUTCOME,
-                detail=f"{where} OperationOutcome (search.mode outcome) not converted "
-                f"(severity/code: {issues or 'no issue'})",
-                message_id=f"OperationOutcome/{outcome.id}" if outcome.id else None,
+                reason=WarnReason.SEARCH_EMPTY,
+                detail="searchset with no match or include entry: nothing to convert",
+                message_id=bundle.id or None,
             )
         )
     if any(link.relation == "next" for link in bundle.link or []):
@@ -90,3 +92,25 @@ def search_entries(bundle: Bundle) -> tuple[list[Entry], list[EhrWarning]] | Rej
             )
         )
     return entries, warnings
+
+
+def _outcome(
+    outcome: OperationOutcome, where: str, mode: str, bundle: Bundle
+) -> EhrWarning | Rejection:
+    """search_failed for an error/fatal (or unknown) severity, else a search_outcome warning."""
+    issues = ", ".join(
+        f"{shown(str(x.severity), 12)}/{shown(str(x.code), 24)}" for x in outcome.issue or []
+    )
+    if any(x.severity not in HARMLESS_SEVERITIES for x in outcome.issue or []):
+        return Rejection.one(
+            RejectReason.SEARCH_FAILED,
+            f"{where} OperationOutcome (search.mode {mode}) reports the search failed "
+            f"(severity/code: {issues}): its matches may be incomplete",
+            bundle.id or None,
+        )
+    return EhrWarning(
+        reason=WarnReason.SEARCH_OUTCOME,
+        detail=f"{where} OperationOutcome (search.mode {mode}) not converted "
+        f"(severity/code: {issues or 'no issue'})",
+        message_id=f"OperationOutcome/{outcome.id}" if outcome.id else None,
+    )

@@ -94,6 +94,8 @@ class WarnReason(StrEnum):
     NOT_THERAPY_PROCEDURE = "not_therapy_procedure"
     #: An OperationOutcome a searchset carries (search.mode outcome) with no error in it.
     SEARCH_OUTCOME = "search_outcome"
+    #: A searchset with no match or include entry (an empty search result page).
+    SEARCH_EMPTY = "search_empty"
     #: A searchset page with a `next` link: the rest of the result is not in this bundle.
     SEARCH_PAGED = "search_paged"
 

@@ -114,12 +114,42 @@ def test_an_empty_result_with_a_warning_is_no_visit_and_no_rejection() -> None:
     bundle = searchset([], [], [outcome("warning", "not-found")])
     result = parse_fhir(bundle, CONFIG, NOW)
     assert result.parts == () and result.rejections == ()
+    # Changed by the review (defect 9): the empty page is said too (search_empty).
+    assert [w.reason for w in result.warnings] == [
+        WarnReason.SEARCH_OUTCOME,
+        WarnReason.SEARCH_EMPTY,
+    ]
+
+
+def test_an_empty_result_is_a_counted_warning_not_a_dead_letter() -> None:
+    # Changed by the review (defect 9; was not_a_visit): a search with no match (Bundle.total 0,
+    # no entry) is an ordinary answer to a polling system, not a bad message.
+    for bundle in (searchset([], []), searchset([], [], [outcome("information", "informational")])):
+        result = parse_fhir(bundle, CONFIG, NOW)
+        assert result.parts == () and result.rejections == ()
+        assert result.warnings[-1].reason == WarnReason.SEARCH_EMPTY == "search_empty"
+        assert result.warnings[-1].message_id == "8f1c2b7e-search"
+
+
+def test_an_error_outcome_without_mode_or_as_a_match_refuses_the_bundle() -> None:
+    # R4 search.html "Handling Errors": an OperationOutcome in a searchset is about the search,
+    # whatever search.mode says (the reviewer's cases C and C2).
+    for mode in (None, "match", "include"):
+        bundle = searchset(matches(), includes(), [outcome("error", "too-costly")])
+        if mode is None:
+            del bundle["entry"][-1]["search"]
+        else:
+            bundle["entry"][-1]["search"]["mode"] = mode
+        result = parse_fhir(bundle, CONFIG, NOW)
+        assert result.parts == () and result.warnings == (), mode
+        [rejection] = result.rejections
+        assert rejection.reason == RejectReason.SEARCH_FAILED, mode
+        assert "'error'/'too-costly'" in rejection.detail and MRN not in rejection.detail
+    bundle = searchset(matches(), includes(), [outcome("warning", "too-costly")])
+    del bundle["entry"][-1]["search"]
+    result = parse_fhir(bundle, CONFIG, NOW)
+    assert len(result.parts) == 2 and result.rejections == ()
     assert [w.reason for w in result.warnings] == [WarnReason.SEARCH_OUTCOME]
-
-
-def test_an_empty_result_is_not_a_visit() -> None:
-    (rejection,) = parse_fhir(searchset([], []), CONFIG, NOW).rejections
-    assert rejection.reason == RejectReason.NOT_A_VISIT
 
 
 def test_an_error_outcome_refuses_the_bundle_naming_severity_and_code_only() -> None:

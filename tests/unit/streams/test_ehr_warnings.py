@@ -70,3 +70,30 @@ def test_warnings_are_counted_and_logged_without_patient_data(
     assert f"{SETTINGS.topic_fhir_inbound}[0]@5" in lines[1] and "33249" in lines[1]
     for line in lines:
         assert MRN not in line and "Doe" not in line and "Jane" not in line
+
+
+def test_an_empty_searchset_is_counted_not_dead_lettered(caplog: pytest.LogCaptureFixture) -> None:
+    # Review defect 9: a search that matched nothing (no entry, Bundle.total 0) gives no part,
+    # no dead letter, and a search_empty count and log line.
+    metrics = Metrics()
+    parser = EhrParser(SETTINGS, load_config(KEY), metrics)
+    raw = orjson.dumps(searchset([], []))
+    with caplog.at_level(logging.WARNING, logger="streams.ehr"):
+        outs = parser.handle(
+            Record(SETTINGS.topic_fhir_inbound, 0, 9, b"k", raw, 1_772_470_800_000)
+        )
+    assert outs == []
+    assert (
+        metrics.registry.get_sample_value(
+            "therapy_compliance_ehr_warnings_total", {"reason": "search_empty"}
+        )
+        == 1
+    )
+    assert (
+        metrics.registry.get_sample_value(
+            "therapy_compliance_ehr_rejected_total", {"reason": "not_a_visit"}
+        )
+        is None
+    )
+    [line] = [r.getMessage() for r in caplog.records if r.name == "streams.ehr"]
+    assert line.startswith("search_empty") and f"{SETTINGS.topic_fhir_inbound}[0]@9" in line
