@@ -69,6 +69,9 @@ def parse_fee_rows(text: str, name: str) -> list[FeeRow]:
     """Rows of one fee schedule file. Skipped: the header (first non-blank record, exactly
     COLUMNS) and blank records, nothing else: any other record that is not a valid row is an
     error naming file, line and column (a skipped row would be an amount silently lost)."""
+    # A UTF-8 byte-order mark (Excel's "CSV UTF-8", Notepad) is not part of the header's
+    # first cell: dropped, as Python's "utf-8-sig" codec does.
+    text = text.removeprefix("\ufeff")
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[FeeRow] = []
     header_seen = False

@@ -26,7 +26,7 @@ from enum import IntEnum
 from itertools import pairwise
 from pathlib import Path
 
-from compliance.ncci_ptp import NcciFileError
+from compliance.ncci_ptp import NcciFileError, decode_cms
 
 _NAME = re.compile(
     r"^MCR_MUE_PractitionerServices_Eff_(\d{2})-(\d{2})-(\d{4})\.csv$", re.IGNORECASE
@@ -100,12 +100,32 @@ def _cells(record: list[str]) -> list[str]:
     return cells
 
 
+_EXPECTED = (
+    "the documented lines are the AMA notice 'Current Procedural Terminology (CPT) codes, "
+    "descriptions and other data only are copyright <year> American Medical Association...' "
+    "(one quoted cell) and the header 'HCPCS/CPT Code','Practitioner Services MUE Values',... "
+    "before the first row; variant wordings are not recognised"
+)
+
+
 def _row(cells: list[str], where: str, base: str) -> Mue:
     """One MUE row; every check names its column (1 to 4)."""
     if not _CODE.match(cells[0]):
-        hint = " (columns separated by something other than commas?)" if " " in cells[0] else ""
+        cell = cells[0][:40]
+        # The hint only for a one-cell record holding another separator; a record that is
+        # neither a row (no value in column 2) nor a documented line is said to be so.
+        if len(cells) == 1 and any(sep in cells[0] for sep in (" ", "\t", ";")):
+            if _CODE.match(cells[0].replace("\t", " ").replace(";", " ").split(" ", 1)[0]):
+                raise NcciFileError(
+                    f"{where}, column 1: {cell!r} is not a 5-character HCPCS/CPT code "
+                    "(columns separated by something other than commas?)"
+                )
+        if (len(cells) > 1 and _VALUE.match(cells[1])) or len(cells[0]) <= 7:
+            raise NcciFileError(f"{where}, column 1: {cell!r} is not a 5-character HCPCS/CPT code")
         raise NcciFileError(
-            f"{where}, column 1: {cells[0][:40]!r} is not a 5-character HCPCS/CPT code{hint}"
+            f"{where}, column 1: {cell!r}: line {where.rsplit(' ', 1)[-1]} is not one of the "
+            f"documented header/notice lines of a CMS MUE file ({_EXPECTED}), nor an MUE row "
+            "(column 1 is not a 5-character HCPCS/CPT code)"
         )
     if len(cells) < 3:
         raise NcciFileError(
@@ -138,7 +158,7 @@ def parse_mue(raw: bytes, name: str) -> MueFile:
     error naming file, line and column)."""
     effective = mue_effective_date(name)
     base = Path(name).name
-    text = raw.decode("latin-1")
+    text = decode_cms(raw, base)  # a UTF-8 byte-order mark is dropped (ncci_ptp.decode_cms)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: dict[str, Mue] = {}
     header_seen = False
@@ -160,9 +180,11 @@ def parse_mue(raw: bytes, name: str) -> MueFile:
             if len(cells) == 1 and _NOTICE.match(first):
                 continue
             if first not in _HEADERS:
+                row = " (a data row before the header?)" if _CODE.match(first) else ""
                 raise NcciFileError(
-                    f"{where}, column 1: neither CMS's AMA notice nor the 'HCPCS/CPT Code' "
-                    "header, before the header (a data row before the header?)"
+                    f"{where}, column 1: {first[:50]!r}: line {where.rsplit(' ', 1)[-1]} is not "
+                    f"one of the documented header/notice lines of a CMS MUE file before the "
+                    f"header ({_EXPECTED}){row}"
                 )
             if len(cells) < 2 or cells[1] != VALUE_HEADER:
                 got = cells[1] if len(cells) > 1 else "(none)"

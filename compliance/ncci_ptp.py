@@ -31,6 +31,8 @@ from pathlib import Path
 _CODE = re.compile(r"^[0-9A-Z]{5}$")
 _YMD = re.compile(r"^[0-9]{8}$")
 _NAME = re.compile(r"^cci(pra|oph)-v(\d+)r(\d+)-f(\d+)", re.IGNORECASE)
+_LINE_END = re.compile(r"\r\n|\r|\n")
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class NcciFileError(ValueError):
@@ -141,16 +143,79 @@ def _skipped(cells: tuple[str, ...]) -> bool:
 
 def _code(cell: str, where: str, column: int) -> str:
     if not _CODE.match(cell):
-        hint = " (columns separated by spaces, not tabs?)" if " " in cell else ""
         raise NcciFileError(
-            f"{where}, column {column}: {cell[:40]!r} is not a 5-character HCPCS/CPT code{hint}"
+            f"{where}, column {column}: {cell[:40]!r} is not a 5-character HCPCS/CPT code"
         )
     return cell
 
 
-def _row(cells: tuple[str, ...], where: str, source: str) -> PtpEdit:
+_HEADER_SHOWN = "'Column 1<TAB>Column 2<TAB>*=in existence<TAB>Effective<TAB>Deletion<TAB>Modifier"
+
+
+def _not_a_row(cells: tuple[str, ...], line: str, where: str) -> NcciFileError:
+    """The error for a line whose column 1 is no code: a row with a bad code (more cells that
+    look like codes or dates), a row whose columns are separated by spaces (the hint only when
+    the line has spaces and no tab), or a line that is not one of the documented preamble lines,
+    said with what was expected (a variant wording is refused, not guessed: ehr_ncci.md 5.1)."""
+    cell = cells[0]
+    if "\t" not in line and " " in line and _CODE.match(line.split(" ", 1)[0]):
+        return NcciFileError(
+            f"{where}, column 1: {cell[:40]!r} is not a 5-character HCPCS/CPT code "
+            "(columns separated by spaces, not tabs?)"
+        )
+    if any(_CODE.match(c) or _YMD.match(c) for c in cells[1:]) or (
+        len(cells) == 1 and len(cell) <= 7 and " " not in cell
+    ):
+        return NcciFileError(
+            f"{where}, column 1: {cell[:40]!r} is not a 5-character HCPCS/CPT code"
+        )
+    same = [p for p in _PREAMBLE if len(p) == len(cells) and len(p) > 1]
+    if same:
+        best = max(same, key=lambda p: sum(a == b for a, b in zip(p, cells, strict=True)))
+        k = next(n for n, (a, b) in enumerate(zip(best, cells, strict=True)) if a != b)
+        expected = (
+            f"its cell {k + 1} is {cells[k][:40]!r} where the documented header line has "
+            f"{best[k]!r}"
+        )
+    else:
+        expected = (
+            "the documented lines are the AMA notice 'CPT only copyright <year> American Medical "
+            "Association...', the title 'Column1/Column2 Edits' and the column header "
+            f"{_HEADER_SHOWN}<TAB>PTP Edit Rationale' with its three continuation lines; "
+            "variant wordings are not recognised"
+        )
+    return NcciFileError(
+        f"{where}, column 1: {cell[:40]!r}: line {where.rsplit(' ', 1)[-1]} is not one of the "
+        f"documented header/notice lines of a CMS PTP file ({expected}), nor an edit row "
+        "(column 1 is not a 5-character HCPCS/CPT code)"
+    )
+
+
+def decode_cms(raw: bytes, base: str) -> str:
+    """A CMS file's text: Latin-1 as CMS publishes it (never fails). A UTF-8 byte-order mark
+    (Excel's "CSV UTF-8" and Notepad write one when an operator re-saves the file) is dropped
+    and the rest read as UTF-8 when it is UTF-8, else as Latin-1: codes, dates and values are
+    ASCII either way; only a rationale's accented characters depend on it. UTF-16 is refused
+    by name (every other byte would be a NUL in a cell)."""
+    if raw.startswith(UTF8_BOM):
+        rest = raw[len(UTF8_BOM) :]
+        try:
+            return rest.decode("utf-8")
+        except UnicodeDecodeError:
+            return rest.decode("latin-1")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise NcciFileError(
+            f"{base}: UTF-16 text (byte-order mark {raw[:2].hex(' ').upper()}); save it as "
+            "Latin-1 or UTF-8 text"
+        )
+    return raw.decode("latin-1")  # CMS publishes these in Latin-1/cp1252; never fails
+
+
+def _row(cells: tuple[str, ...], line: str, where: str, source: str) -> PtpEdit:
     """One edit row; every check names its column (CMS's numbering, 1 to 7)."""
-    c1 = _code(cells[0], where, 1)
+    if not _CODE.match(cells[0]):
+        raise _not_a_row(cells, line, where)
+    c1 = cells[0]
     if len(cells) >= 3 and _YMD.match(cells[2]):
         raise NcciFileError(f"{where}, column 3: an effective date here: {_MEDICAID}")
     if len(cells) < 6:
@@ -182,19 +247,20 @@ def _row(cells: tuple[str, ...], where: str, source: str) -> PtpEdit:
 
 def parse_ptp(raw: bytes, name: str) -> PtpFile:
     """Parse one practitioner PTP file's bytes. `name` is its file name (carries the version)."""
-    text = raw.decode("latin-1")  # CMS publishes these in Latin-1/cp1252; never fails
     base = Path(name).name
+    text = decode_cms(raw, base)
     edits: list[PtpEdit] = []
-    # Split on LF only (CRLF's CR is stripped with the cells): str.splitlines() would also
-    # split on \x85, which Latin-1 decodes from cp1252's ellipsis inside a rationale.
-    for lineno, line in enumerate(text.split("\n"), start=1):
+    # Line ends: CRLF (CMS's), LF, or CR alone (old Mac text; Python's csv reader takes the
+    # same three for the MUE and fee files). Not str.splitlines(): it would also split on
+    # \x85, which Latin-1 decodes from cp1252's ellipsis inside a rationale.
+    for lineno, line in enumerate(_LINE_END.split(text), start=1):
         cells = _cells(line.split("\t"))
         where = f"{base} line {lineno}"
         if cells == _MEDICAID_HEADER:
             raise NcciFileError(f"{where}: the header names no 'prior to 1996' column: {_MEDICAID}")
         if _skipped(cells):
             continue
-        edits.append(_row(cells, where, where))
+        edits.append(_row(cells, line, where, where))
     if not edits:
         raise NcciFileError(f"{name}: no PTP edit rows found")
     m = _NAME.match(base)

@@ -149,3 +149,107 @@ def test_ptp_lines_are_split_on_line_feeds_only() -> None:
     assert [e.rationale for e in edits if e.column1 == "97140"] == [
         "Mutually exclusive procedures \x85 test row"
     ]
+
+
+# Review defect 5: what loaded on main loads again (a UTF-8 byte-order mark, CR-only line
+# ends), and a line that is not a documented preamble line is said to be so.
+BOM = b"\xef\xbb\xbf"  # U+FEFF in UTF-8 (Unicode ch. 23.8): Excel's "CSV UTF-8", Notepad
+RATIONALE = "Mutually exclusive procedures \u00b7 test row"  # the fixture's byte 0xB7, Latin-1
+
+
+def test_ptp_with_a_utf8_byte_order_mark_loads() -> None:
+    raw = PTP.read_bytes()
+    plain = parse_ptp(raw, PTP.name).edits
+    assert len(plain) == 11
+    # The mark before the Latin-1 bytes as CMS ships them, or before the file re-saved as UTF-8:
+    # the same 11 edits, the rationale's middle dot read right both times.
+    resaved = BOM + raw.decode("latin-1").encode("utf-8")
+    for data in (BOM + raw, resaved):
+        edits = parse_ptp(data, PTP.name).edits
+        assert [(e.column1, e.column2, e.effective) for e in edits] == [
+            (e.column1, e.column2, e.effective) for e in plain
+        ]
+        assert [e.rationale for e in edits if e.column1 == "97140"] == [RATIONALE]
+
+
+def test_ptp_with_cr_only_line_ends_loads_and_counts_lines() -> None:
+    # Decision: CR alone is a line end (old Mac text), as Python's csv reader takes it for the
+    # MUE and fee files; lines are still counted one per CR.
+    raw = PTP.read_bytes().replace(b"\r\n", b"\r")
+    assert b"\n" not in raw
+    assert len(parse_ptp(raw, PTP.name).edits) == 11
+    bad = _insert(raw, 8, b"9714\t97530\t\t20200101\t*\t1\tx", b"\r")
+    with pytest.raises(NcciFileError, match=rf"^{PTP.name} line 8, column 1: '9714'"):
+        parse_ptp(bad, PTP.name)
+
+
+def test_ptp_utf16_is_refused_by_name() -> None:
+    raw = PTP.read_bytes().decode("latin-1").encode("utf-16")
+    with pytest.raises(NcciFileError, match="UTF-16"):
+        parse_ptp(raw, PTP.name)
+
+
+def test_ptp_a_variant_preamble_line_is_refused_saying_what_was_expected() -> None:
+    raw = PTP.read_bytes()
+    # The title is line 2 of the fixture (sec. 5.1), written here with spaces CMS does not use.
+    title = raw.replace(b"Column1/Column2 Edits", b"Column 1/Column 2 Edits")
+    with pytest.raises(NcciFileError) as exc:
+        parse_ptp(title, PTP.name)
+    message = str(exc.value)
+    assert message.startswith(f"{PTP.name} line 2, column 1:")
+    assert "line 2 is not one of the documented header/notice lines of a CMS PTP file" in message
+    assert "'Column1/Column2 Edits'" in message and "spaces, not tabs" not in message
+    # The header's first line (line 3) with a longer third cell: the cell is named.
+    header = raw.replace(b"*=in existence\tEffective", b"*=in existence prior to 1996\tEffective")
+    with pytest.raises(NcciFileError) as exc:
+        parse_ptp(header, PTP.name)
+    message = str(exc.value)
+    assert "line 3 is not one of the documented header/notice lines" in message
+    assert "cell 3 is '*=in existence prior to 1996'" in message and "'*=in existence'" in message
+    assert "spaces, not tabs" not in message
+    # Text after the rows ("End of file", line 18): neither a row nor a documented line.
+    tail = raw + b"End of file\r\n"
+    with pytest.raises(NcciFileError, match="line 18 is not one of the documented") as exc:
+        parse_ptp(tail, PTP.name)
+    assert "spaces, not tabs" not in str(exc.value)
+
+
+def test_ptp_the_spaces_hint_only_for_a_line_with_spaces_and_no_tab() -> None:
+    spaced = b"97140 97530  20200101 * 1 x"
+    tabbed = b"97140 X\t97530\t\t20200101\t*\t1\tx"  # a tab-separated row, a bad column 1
+    for line, hinted in ((spaced, True), (tabbed, False)):
+        with pytest.raises(NcciFileError) as exc:
+            parse_ptp(_insert(PTP.read_bytes(), 8, line, b"\r\n"), PTP.name)
+        assert ("(columns separated by spaces, not tabs?)" in str(exc.value)) is hinted
+
+
+def test_mue_with_a_utf8_byte_order_mark_loads() -> None:
+    raw = MUE.read_bytes()
+    rows = parse_mue(raw, MUE.name).rows
+    assert len(rows) == 6
+    for data in (BOM + raw, BOM + raw.decode("latin-1").encode("utf-8")):
+        assert parse_mue(data, MUE.name).rows == rows
+
+
+def test_mue_a_variant_notice_or_text_after_the_rows_is_refused_naming_the_line() -> None:
+    raw = MUE.read_bytes()
+    variant = raw.replace(b"Current Procedural Terminology (CPT) codes", b"CPT codes")
+    with pytest.raises(NcciFileError) as exc:
+        parse_mue(variant, MUE.name)
+    message = str(exc.value)
+    assert message.startswith(f"{MUE.name} line 1, column 1:")
+    assert "line 1 is not one of the documented header/notice lines of a CMS MUE file" in message
+    assert "data row" not in message
+    # The fixture's last record ends line 15 (notice 1-7, header 8-9, six rows 10-15).
+    tail = raw + b'"CPT is a registered trademark",,,\r\n'
+    with pytest.raises(NcciFileError) as exc:
+        parse_mue(tail, MUE.name)
+    message = str(exc.value)
+    assert "line 16 is not one of the documented header/notice lines" in message
+    assert "other than commas" not in message
+
+
+def test_fee_file_with_a_utf8_byte_order_mark_loads() -> None:
+    text = FEE.read_bytes().decode("utf-8")
+    assert len(parse_fee_rows(text, FEE.name)) == 9
+    assert parse_fee_rows("\ufeff" + text, FEE.name) == parse_fee_rows(text, FEE.name)
