@@ -114,12 +114,12 @@ def _row(cells: list[str], where: str, base: str) -> Mue:
         cell = cells[0][:40]
         # The hint only for a one-cell record holding another separator; a record that is
         # neither a row (no value in column 2) nor a documented line is said to be so.
-        if len(cells) == 1 and any(sep in cells[0] for sep in (" ", "\t", ";")):
-            if _CODE.match(cells[0].replace("\t", " ").replace(";", " ").split(" ", 1)[0]):
-                raise NcciFileError(
-                    f"{where}, column 1: {cell!r} is not a 5-character HCPCS/CPT code "
-                    "(columns separated by something other than commas?)"
-                )
+        spaced = cells[0].replace("\t", " ").replace(";", " ")
+        if len(cells) == 1 and " " in spaced and _CODE.match(spaced.split(" ", 1)[0]):
+            raise NcciFileError(
+                f"{where}, column 1: {cell!r} is not a 5-character HCPCS/CPT code "
+                "(columns separated by something other than commas?)"
+            )
         if (len(cells) > 1 and _VALUE.match(cells[1])) or len(cells[0]) <= 7:
             raise NcciFileError(f"{where}, column 1: {cell!r} is not a 5-character HCPCS/CPT code")
         raise NcciFileError(
