@@ -11,13 +11,18 @@ Output: a table naming each rule set's files (role, name, first 12 hex digits of
 whether the update keeps, changes, adds or removes it), or one JSON object with `--json`. The
 history's invalid lines are reported as `audit` reports them (one {"line", "reason", "detail"}
 object per line on stderr, counted in the report) and the valid lines are still compared.
-Exit 0; 1 when any history line was invalid; 2 when a rule set (the message says OLD or NEW)
-or the history cannot be read.
+The history is read as `audit` reads it (the same decoder and validation), with the same
+patient_ref alphabet: `--patient-ref-pattern`, else the worker's TC_PATIENT_REF_PATTERN from the
+environment (runtime/settings.py patient_ref_pattern_from_env, as audit), so both count the same
+invalid lines.
+Exit 0; 1 when any history line was invalid; 2 when a rule set (the message says OLD or NEW),
+the history or the patient_ref pattern cannot be read.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,6 +33,8 @@ import orjson
 from cli.audit import AuditSummary, run_audit
 from compliance import Engine
 from compliance.ruleset import RuleSet, load_ruleset
+from runtime.settings import patient_ref_pattern_from_env
+from schemas.patient_ref import DEFAULT_PATTERN, compile_pattern
 
 
 class CompareError(ValueError):
@@ -41,12 +48,23 @@ def _ruleset(label: str, directory: Path) -> RuleSet:
         raise CompareError(f"{label} rule set {directory}: {exc}") from exc
 
 
-def _audit(engine: Engine, history: Path) -> tuple[dict[str, dict[str, object]], AuditSummary, str]:
+def patient_ref_pattern(option: str | None) -> re.Pattern[str]:
+    """audit's reading: the option, else TC_PATIENT_REF_PATTERN from the environment, else the
+    default alphabet; CompareError when it is not a usable pattern."""
+    try:
+        return compile_pattern(patient_ref_pattern_from_env() if option is None else option)
+    except ValueError as exc:
+        raise CompareError(f"patient_ref pattern: {exc}") from None
+
+
+def _audit(
+    engine: Engine, history: Path, pattern: re.Pattern[str]
+) -> tuple[dict[str, dict[str, object]], AuditSummary, str]:
     """Alerts by id, the summary and the invalid lines' reports (audit's stderr lines)."""
     out, err = io.BytesIO(), io.StringIO()
     try:
         with history.open("rb") as stream:
-            summary = run_audit(stream, out, err, engine=engine)
+            summary = run_audit(stream, out, err, engine=engine, patient_ref_pattern=pattern)
     except OSError as exc:
         raise CompareError(f"HISTORY {history}: {exc.strerror or exc}") from exc
     alerts = {}
@@ -61,11 +79,14 @@ def _files(rules: RuleSet) -> list[dict[str, str]]:
     return [{"role": r, "name": n, "sha256": h} for r, n, h in rules.files]
 
 
-def compare(old_dir: Path, new_dir: Path, history: Path) -> dict[str, object]:
-    """The report; its `invalid` holds the history's invalid-line reports (audit's form)."""
+def compare(
+    old_dir: Path, new_dir: Path, history: Path, pattern: re.Pattern[str] = DEFAULT_PATTERN
+) -> dict[str, object]:
+    """The report; its `invalid` holds the history's invalid-line reports (audit's form).
+    `pattern`: patient_ref's accepted alphabet (`patient_ref_pattern`)."""
     old_rules, new_rules = _ruleset("OLD", old_dir), _ruleset("NEW", new_dir)
-    old, summary, invalid = _audit(Engine(ruleset=old_rules), history)
-    new, _, _ = _audit(Engine(ruleset=new_rules), history)  # the same lines are invalid
+    old, summary, invalid = _audit(Engine(ruleset=old_rules), history, pattern)
+    new, _, _ = _audit(Engine(ruleset=new_rules), history, pattern)  # the same lines invalid
     added = [new[k] for k in sorted(new.keys() - old.keys())]
     removed = [old[k] for k in sorted(old.keys() - new.keys())]
     added_by = Counter(str(a["rule_id"]) for a in added)
@@ -144,9 +165,16 @@ def _table(report: dict[str, object], out: TextIO) -> None:
         out.write(f"{rule:<{width}}  {counts['added']:>7}  {counts['removed']:>7}\n")
 
 
-def compare_main(old_dir: str, new_dir: str, history: str, as_json: bool = False) -> int:
+def compare_main(
+    old_dir: str,
+    new_dir: str,
+    history: str,
+    as_json: bool = False,
+    patient_ref_pattern_option: str | None = None,
+) -> int:
     try:
-        report = compare(Path(old_dir), Path(new_dir), Path(history))
+        pattern = patient_ref_pattern(patient_ref_pattern_option)
+        report = compare(Path(old_dir), Path(new_dir), Path(history), pattern)
     except CompareError as exc:
         print(f"therapy-compliance compare-rulesets: {exc}", file=sys.stderr)
         return 2

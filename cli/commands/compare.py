@@ -14,10 +14,19 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("new_dir", metavar="NEW_DIR", help="the updated rule set")
     p.add_argument("history", metavar="HISTORY.jsonl", help="visits, as for audit")
     p.add_argument("--json", action="store_true", help="one JSON object, not a table")
+    p.add_argument(
+        "--patient-ref-pattern",
+        metavar="REGEX",
+        default=None,
+        help="accepted alphabet of patient_ref, as for audit (default: the worker's "
+        "TC_PATIENT_REF_PATTERN, else printable ASCII without spaces)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from cli.compare import compare_main
 
-    return compare_main(args.old_dir, args.new_dir, args.history, args.json)
+    return compare_main(
+        args.old_dir, args.new_dir, args.history, args.json, args.patient_ref_pattern
+    )

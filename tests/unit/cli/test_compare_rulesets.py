@@ -100,3 +100,38 @@ def test_the_table_names_each_rule_sets_files(
     assert rows["payer_policies.toml"] == [policies, policies, "same"]
     ptp_sha = hashlib.sha256(PTP.read_bytes()).hexdigest()[:12]
     assert rows["ptp:"] == [PTP.name, "-", ptp_sha, "added"]
+
+
+def test_the_patient_ref_pattern_is_audits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review defect 6: compare-rulesets reads TC_PATIENT_REF_PATTERN (and --patient-ref-pattern)
+    # as audit does, so both count the same invalid lines. A third line with patient_ref
+    # "Q-1234" is refused by the pattern P-[0-9a-f]+ (the other two lines' "P-88f1" is not):
+    # a schema_violation (docs/rules.md "patient_ref alphabet").
+    from cli.audit import audit_main
+
+    hist = _history(tmp_path)
+    hist.write_bytes(
+        hist.read_bytes()
+        + raw(other_visit("V-C", [line("1", "97110", 1, 15)], patient_ref="Q-1234"))
+        + b"\n"
+    )
+    new = _new_dir(tmp_path)
+    monkeypatch.setenv("TC_PATIENT_REF_PATTERN", "P-[0-9a-f]+")
+    assert audit_main(str(hist)) == 1
+    audit_err = [orjson.loads(x) for x in capsys.readouterr().err.splitlines()]
+    audit_invalid = [(e["line"], e["reason"]) for e in audit_err if "line" in e]
+    assert audit_invalid == [(3, "schema_violation")]
+    assert compare_main(str(DATA), str(new), str(hist), as_json=True) == 1
+    got = capsys.readouterr()
+    errs = [orjson.loads(x) for x in got.err.splitlines()]
+    assert [(e["line"], e["reason"]) for e in errs] == audit_invalid
+    assert orjson.loads(got.out)["invalid_lines"] == 1
+    # The option replaces the environment's pattern, as audit's --patient-ref-pattern does.
+    assert compare_main(str(DATA), str(new), str(hist), True, "[PQ]-[0-9a-f]+") == 0
+    capsys.readouterr()
+    # A pattern that cannot be used stops it (exit 2), naming the setting.
+    monkeypatch.setenv("TC_PATIENT_REF_PATTERN", "(")
+    assert compare_main(str(DATA), str(new), str(hist)) == 2
+    assert "TC_PATIENT_REF_PATTERN" in capsys.readouterr().err
