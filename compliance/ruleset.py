@@ -16,9 +16,10 @@ Directory layout (the package's `compliance/data/` is the default rule set):
 
 Files can also be given explicitly (`ptp_files`, `mue_files`, `fee_files`), in addition. A
 file the loader would not read where it lies (a CMS file at the top level instead of
-`ncci/ptp/`, `ncci/mue/`, `fees/`; a `.xlsx` in `ncci/mue/`; an unknown subdirectory) is refused
-with a message naming where it belongs: silently ignored, it would run without the edits the
-operator meant to load.
+`ncci/ptp/`, `ncci/mue/`, `fees/`; a `.xlsx` in `ncci/mue/`; an unknown subdirectory, a folder
+inside `ncci/ptp/`; a CMS file in `fees/`) is refused with a message naming where it belongs:
+silently ignored, it would run without the edits the operator meant to load. Notes (README*,
+NOTES*, *.md: `is_note`) are left alone everywhere.
 
 `ruleset_version` = "rs-" + the first 16 hex digits of SHA-256 over the engine version and, per
 file actually used, its role, its base name and the SHA-256 of its bytes, in a fixed order:
@@ -119,14 +120,28 @@ def _belongs(name: str) -> str:
     return f"nowhere: the top level holds only {', '.join(sorted(_CORE))}"
 
 
+def is_note(p: Path) -> bool:
+    """A note an operator keeps beside the data (README.md, NOTES.txt, any .md): left alone
+    wherever it lies, never read as rule data, never refused."""
+    upper = p.name.upper()
+    return p.is_file() and (
+        p.suffix.lower() in (".md", ".markdown") or upper.startswith(("README", "NOTES"))
+    )
+
+
+def _ignored(p: Path) -> bool:
+    return p.name.startswith(".") or p.name == "__pycache__" or is_note(p)
+
+
 def _layout_problems(base: Path) -> list[str]:
     """Files and directories the loader would not read where they are (a CMS file at the top
-    level instead of ncci/ptp/, a .xlsx in ncci/mue/ ...): refused, naming where they belong,
-    since ignoring them would run without edits the operator meant to load. Hidden files and
-    files with no data suffix (README.md) are left alone."""
+    level instead of ncci/ptp/, a .xlsx in ncci/mue/, a folder inside ncci/ptp/ ...): refused,
+    naming where they belong, since ignoring them would run without edits the operator meant to
+    load. Hidden entries, notes (`is_note`) and top-level files with no data suffix are left
+    alone."""
     problems: list[str] = []
     for p in sorted(base.iterdir()):
-        if p.name.startswith(".") or p.name == "__pycache__":  # the package's own data dir
+        if _ignored(p):  # __pycache__: the package's own data dir
             continue
         if p.is_dir():
             if p.name not in ("ncci", FEES_DIR.name):
@@ -139,13 +154,31 @@ def _layout_problems(base: Path) -> list[str]:
     ncci = base / "ncci"
     if ncci.is_dir():
         for p in sorted(ncci.iterdir()):
-            if not p.name.startswith(".") and not (p.is_dir() and p.name in ("ptp", "mue")):
+            if _ignored(p) or (p.is_dir() and p.name in ("ptp", "mue")):
+                continue
+            if p.is_dir():
+                problems.append(
+                    f"ncci/{p.name}/ is not a rule set directory (CMS files go in {PTP_DIR}/, "
+                    f"{MUE_DIR}/)"
+                )
+            else:
                 problems.append(f"ncci/{p.name} is not read: it belongs in {_belongs(p.name)}")
     for sub, suffix in _PLACES:
         if not (base / sub).is_dir():
             continue
         for p in sorted((base / sub).iterdir()):
-            if not p.name.startswith(".") and not (p.is_file() and p.suffix.lower() == suffix):
+            if _ignored(p):
+                continue
+            if p.is_dir():
+                problems.append(
+                    f"{sub}/{p.name}/ is a folder: sub-folders are not read; move its files up "
+                    f"into {sub}/"
+                )
+            elif sub == FEES_DIR and (_PTP_NAME.match(p.name) or _MUE_NAME.match(p.name)):
+                problems.append(
+                    f"{sub}/{p.name} is not a fee schedule: it belongs in {_belongs(p.name)}"
+                )
+            elif p.suffix.lower() != suffix:
                 problems.append(
                     f"{sub}/{p.name} is not read there (only {suffix} files): it belongs in "
                     f"{_belongs(p.name)}"
@@ -157,7 +190,9 @@ def _listed(directory: Path | None, sub: Path, suffixes: tuple[str, ...]) -> lis
     if directory is None or not (directory / sub).is_dir():
         return []
     return sorted(
-        p for p in (directory / sub).iterdir() if p.is_file() and p.suffix.lower() in suffixes
+        p
+        for p in (directory / sub).iterdir()
+        if p.is_file() and p.suffix.lower() in suffixes and not _ignored(p)
     )
 
 
@@ -209,6 +244,8 @@ def build_ruleset(
     ptp_list, mue_list, fee_list = list(ptp), list(mue), [fee_src, *fees]
     ptp_table = PtpTable([parse_ptp(s.data, s.name) for s in ptp_list], ncci_policy.ptp_edits)
     mue_table = MueTable([parse_mue(s.data, s.name) for s in mue_list])
+    for s in fee_list[1:]:
+        _not_cms(s)
     fee_rows = [r for s in fee_list for r in parse_fee_rows(_text(s), s.name)]
     fee_schedule = FeeSchedule(fee_rows)
     used = [
@@ -233,6 +270,29 @@ def build_ruleset(
         "rs-" + h.hexdigest()[:16],
         files,
     )
+
+
+#: The first line of a CMS file (ehr_ncci.md 5.1 and 5.2): PTP's AMA notice, MUE's quoted one.
+_CMS_FIRST_LINES = (
+    (b"CPT only copyright ", PTP_DIR, "PTP"),
+    (b'"Current Procedural Terminology (CPT) codes', MUE_DIR, "MUE"),
+    (b"Current Procedural Terminology (CPT) codes", MUE_DIR, "MUE"),
+)
+
+
+def _not_cms(s: _Source) -> None:
+    """A fee file that is a CMS PTP or MUE file (by its name or its first line) is refused
+    saying where it belongs, before it is decoded as UTF-8 (CMS files are Latin-1: "not UTF-8
+    text" would not say what is wrong)."""
+    if _PTP_NAME.match(s.name) or _MUE_NAME.match(s.name):
+        raise RuleSetError(f"{s.name}: not a fee schedule: it belongs in {_belongs(s.name)}")
+    head = s.data.removeprefix(b"\xef\xbb\xbf")
+    for start, place, kind in _CMS_FIRST_LINES:
+        if head.startswith(start):
+            raise RuleSetError(
+                f"{s.name}: not a fee schedule: its first line is a CMS {kind} file's AMA "
+                f"notice; it belongs in {place}/ (under CMS's file name)"
+            )
 
 
 def _text(s: _Source) -> str:

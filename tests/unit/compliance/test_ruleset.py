@@ -203,3 +203,61 @@ def test_a_fee_file_not_in_utf8_is_refused_naming_it(tmp_path: Path) -> None:
     (d / "fees" / "latin1.csv").write_bytes(text.encode("latin-1"))  # \xf1: not UTF-8
     with pytest.raises(RuleSetError, match=r"^latin1\.csv: not UTF-8 text"):
         load_ruleset(d)
+
+
+# Review defect 7: the placement messages say what is wrong.
+
+
+def test_a_folder_inside_ncci_ptp_is_said_to_be_a_sub_folder(tmp_path: Path) -> None:
+    # CMS's zip unpacked into ncci/ptp/ as a folder of its own name: not read there.
+    d = tmp_path / "rules"
+    (d / "ncci" / "ptp" / "ccipra-v322r0-f4").mkdir(parents=True)
+    shutil.copy(FIX / "ccipra-v322r0-f4.TXT", d / "ncci" / "ptp" / "ccipra-v322r0-f4")
+    with pytest.raises(RuleSetError) as exc:
+        load_ruleset(d)
+    message = str(exc.value)
+    assert "ncci/ptp/ccipra-v322r0-f4/ is a folder: sub-folders are not read" in message
+    assert "move its files up into ncci/ptp/" in message and "belongs in" not in message
+
+
+def test_notes_are_left_alone_everywhere(tmp_path: Path) -> None:
+    # docs/rules.md: README files, NOTES files and markdown are an operator's notes; they are
+    # neither read as data (README.txt in ncci/ptp/ would otherwise be read as a PTP file) nor
+    # refused, at the top level, in ncci/, ncci/ptp/, ncci/mue/ and fees/.
+    d = ncci_dir(tmp_path)
+    (d / "fees").mkdir()
+    for where in ("", "ncci", "ncci/ptp", "ncci/mue", "fees"):
+        (d / where / "README.md").write_text("Q1 2026\n")
+    (d / "ncci" / "ptp" / "README.txt").write_text("from CMS's zip\n")
+    (d / "NOTES.txt").write_text("who loaded what\n")
+    (d / "fees" / "changes.md").write_text("x\n")
+    rs = load_ruleset(d)
+    assert [name for role, name, _ in rs.files if role in ("ptp", "mue", "fees")] == [
+        "ccipra-v322r0-f4.TXT",
+        "MCR_MUE_PractitionerServices_Eff_01-01-2026.csv",
+    ]
+    assert rs.version == load_ruleset(ncci_dir(tmp_path / "clean")).version
+
+
+def test_a_cms_file_in_fees_is_said_to_belong_in_ncci(tmp_path: Path) -> None:
+    mue = FIX / "MCR_MUE_PractitionerServices_Eff_01-01-2026.csv"
+    d = tmp_path / "rules"
+    (d / "fees").mkdir(parents=True)
+    shutil.copy(mue, d / "fees")
+    with pytest.raises(RuleSetError) as exc:
+        load_ruleset(d)
+    assert "fees/MCR_MUE_PractitionerServices_Eff_01-01-2026.csv is not a fee schedule" in str(
+        exc.value
+    )
+    assert "belongs in ncci/mue/" in str(exc.value) and "UTF-8" not in str(exc.value)
+    # Renamed (or given by TC_FEE_FILES): recognised by its first line, CMS's MUE notice
+    # (ehr_ncci.md 5.2), before it is decoded.
+    renamed = tmp_path / "q1-values.csv"
+    renamed.write_bytes(mue.read_bytes())
+    with pytest.raises(RuleSetError) as exc:
+        load_ruleset(None, fee_files=[renamed])
+    assert "CMS MUE file's AMA notice" in str(exc.value) and "ncci/mue/" in str(exc.value)
+    ptp = tmp_path / "edits.csv"
+    ptp.write_bytes((FIX / "ccipra-v322r0-f4.TXT").read_bytes())
+    with pytest.raises(RuleSetError, match="CMS PTP file's AMA notice; it belongs in ncci/ptp/"):
+        load_ruleset(None, fee_files=[ptp])
