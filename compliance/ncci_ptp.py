@@ -7,9 +7,11 @@ effective date YYYYMMDD, deletion date YYYYMMDD or `*` (no deletion), modifier i
 (0 = not allowed, 1 = allowed, 9 = not applicable), rationale. Only those documented preamble
 lines and blank lines are skipped, wherever they are; every other line must be a valid edit
 row, else the load fails naming file, line and column (a skipped malformed row would be an
-edit silently lost). A pair may appear several times with disjoint windows; a
-row with indicator 9 (deleted edit, e.g. effective = deletion) is never in force and never
-bypassable. The Medicaid files put the dates one column left (no "prior to 1996" column) and
+edit silently lost); a line that is neither says which documented line it differs from. A
+UTF-8 byte-order mark (a file re-saved by Excel or Notepad) is dropped, and CRLF, LF or CR
+alone end a line (`decode_cms`, docs/rules.md "PTP file semantics"). A pair may appear
+several times with disjoint windows; a row with indicator 9 (deleted edit, e.g. effective =
+deletion) is never in force and never bypassable. The Medicaid files put the dates one column left (no "prior to 1996" column) and
 are rejected; hospital outpatient files (`ccioph`) are rejected too (this checks
 practitioner claims).
 
@@ -28,11 +30,12 @@ from datetime import date
 from enum import IntEnum
 from pathlib import Path
 
+from schemas.decode import UTF8_BOM
+
 _CODE = re.compile(r"^[0-9A-Z]{5}$")
 _YMD = re.compile(r"^[0-9]{8}$")
 _NAME = re.compile(r"^cci(pra|oph)-v(\d+)r(\d+)-f(\d+)", re.IGNORECASE)
 _LINE_END = re.compile(r"\r\n|\r|\n")
-UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class NcciFileError(ValueError):
