@@ -217,7 +217,8 @@ def charges_from_dft(
     msg: hl7tree.Message, header: MessageHeader, config: EhrConfig
 ) -> list[AnyPart] | Rejection:
     """One part, or for a recurring account (PV1-2 in `recurring_patient_classes`, HL7 table
-    0004 `R`) one part per FT1-4 date, each keyed `<PV1-19>@<date>` (docs/integration-hl7.md)."""
+    0004 `R`) one charge part per FT1-4 date, each keyed `<PV1-19>@<date>` (a credit DFT is
+    always one date's: `_credit_parts`; docs/integration-hl7.md)."""
     profile = config.profile
     problems: list[Problem] = []
     common = common_fields(msg, header, config, problems)
