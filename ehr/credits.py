@@ -41,7 +41,9 @@ def apply_credits(charges: ChargePart, credits: list[CreditPart]) -> ChargePart 
     units = [line.units for line in charges.lines]
     for credit in credits:
         for n, line in enumerate(credit.lines, start=1):
-            found = _match(charges.lines, units, line, n)
+            # "FT1#n" names the FT1 in the sender's message (as the parser's problems do);
+            # a part parsed before `position` existed numbers its own lines.
+            found = _match(charges.lines, units, line, line.position or n)
             if isinstance(found, CreditProblem):
                 return found
             units[found] -= line.units

@@ -76,7 +76,20 @@ def financial_groups(msg: hl7tree.Message) -> list[list[hl7tree.Segment]]:
     return [g for g in groups if g[0].name == "FT1"]
 
 
-def read_line(group: list[hl7tree.Segment], index: int, profile: Profile) -> LineReading:
+def pr1_sequences(msg: hl7tree.Message, groups: list[list[hl7tree.Segment]]) -> list[int]:
+    """Each group's first PR1 (the one read): its sequence among the message's PR1 segments, the
+    ERR-2 ERL.2 Segment Sequence (HL7 v2.5.1 ch. 2.15.5.2) of a problem found in it; 0 for a
+    group without a PR1."""
+    pr1s = [s for s in msg.segments if s.name == "PR1"]
+    firsts = [next((s for s in g if s.name == "PR1"), None) for g in groups]
+    return [next((n for n, s in enumerate(pr1s, 1) if s is f), 0) for f in firsts]
+
+
+def read_line(
+    group: list[hl7tree.Segment], index: int, profile: Profile, pr1_sequence: int = 0
+) -> LineReading:
+    """One FT1 (the `index`th of the message) with its FINANCIAL group; `pr1_sequence` locates
+    a problem in its PR1 (`pr1_sequences`; 0 = unknown, reported without a sequence)."""
     ft1 = group[0]
     line = LineReading(index=index, set_id=ft1.value(1))
 
@@ -115,7 +128,7 @@ def read_line(group: list[hl7tree.Segment], index: int, profile: Profile) -> Lin
     elif line.units is None:
         bad(RejectReason.BAD_VALUE, f"FT1-10 is not a whole number of units {low}-{MAX_UNITS}", 10)
 
-    _read_modifiers(group, line)
+    _read_modifiers(group, line, pr1_sequence)
     if line.credit and ft1.value(31):
         line.reference = opaque(ft1.value(31))
         if line.reference is None:
@@ -133,11 +146,11 @@ def read_line(group: list[hl7tree.Segment], index: int, profile: Profile) -> Lin
             break
     line.department = ft1.value(13)
     line.transaction_id = opaque(ft1.value(2)) if ft1.value(2) else None
-    line.minutes = _pr1_minutes(group, index, line.problems)
+    line.minutes = _pr1_minutes(group, index, line.problems, pr1_sequence)
     return line
 
 
-def _read_modifiers(group: list[hl7tree.Segment], line: LineReading) -> None:
+def _read_modifiers(group: list[hl7tree.Segment], line: LineReading, pr1_sequence: int) -> None:
     # FT1-26 Procedure Code Modifier (CE, repeating, table 0340) first, then PR1-16 (the same
     # field in the line's PROCEDURE group, HL7 v2.5.1 ch. 6.5.4.16): read when FT1-26 is empty,
     # merged without duplicates otherwise. Any bad repetition is refused, wherever it sits.
@@ -148,8 +161,17 @@ def _read_modifiers(group: list[hl7tree.Segment], line: LineReading) -> None:
             code = modifier(hl7tree.leaf(rep))
             if code is None:
                 detail = f"FT1#{line.index}: {seg.name}-{fld} repetition {n} is not a two-character modifier"
-                at = line.index if seg.name == "FT1" else 1
-                line.problems.append(problem(RejectReason.BAD_VALUE, detail, seg.name, fld, at))
+                # ERL.2: the segment's own occurrence in the message (FT1#n, the line's PR1).
+                at = line.index if seg.name == "FT1" else (pr1_sequence or None)
+                line.problems.append(
+                    Problem(
+                        reason=RejectReason.BAD_VALUE,
+                        detail=detail,
+                        segment=seg.name,
+                        sequence=at,
+                        field=fld,
+                    )
+                )
             elif code not in line.modifiers:
                 line.modifiers.append(code)
     if len(line.modifiers) > 4:
@@ -169,7 +191,9 @@ def line_cpt(ft1: hl7tree.Segment) -> str | None:
     return None
 
 
-def _pr1_minutes(group: list[hl7tree.Segment], index: int, problems: list[Problem]) -> int | None:
+def _pr1_minutes(
+    group: list[hl7tree.Segment], index: int, problems: list[Problem], pr1_sequence: int
+) -> int | None:
     # PR1-7 procedure minutes (NM) is the one field the standard defines for minutes
     # (ehr_ncci.md 1.3); the first PR1 of the line's PROCEDURE group counts.
     pr1 = next((s for s in group if s.name == "PR1"), None)
@@ -178,11 +202,12 @@ def _pr1_minutes(group: list[hl7tree.Segment], index: int, problems: list[Proble
     minutes = integer(pr1.value(7), 0, 1440)
     if minutes is None:
         problems.append(
-            problem(
-                RejectReason.BAD_VALUE,
-                f"FT1#{index}: PR1-7 (procedure minutes) is not a whole number 0-1440",
-                "PR1",
-                7,
+            Problem(
+                reason=RejectReason.BAD_VALUE,
+                detail=f"FT1#{index}: PR1-7 (procedure minutes) is not a whole number 0-1440",
+                segment="PR1",
+                sequence=pr1_sequence or None,
+                field=7,
             )
         )
     return minutes
@@ -192,11 +217,16 @@ def charges_from_dft(
     msg: hl7tree.Message, header: MessageHeader, config: EhrConfig
 ) -> list[AnyPart] | Rejection:
     """One part, or for a recurring account (PV1-2 in `recurring_patient_classes`, HL7 table
-    0004 `R`) one part per FT1-4 date, each keyed `<PV1-19>@<date>` (docs/integration-hl7.md)."""
+    0004 `R`) one charge part per FT1-4 date, each keyed `<PV1-19>@<date>` (a credit DFT is
+    always one date's: `_credit_parts`; docs/integration-hl7.md)."""
     profile = config.profile
     problems: list[Problem] = []
     common = common_fields(msg, header, config, problems)
-    readings = [read_line(g, i, profile) for i, g in enumerate(financial_groups(msg), start=1)]
+    groups_of = financial_groups(msg)
+    readings = [
+        read_line(g, i, profile, pr1)
+        for i, (g, pr1) in enumerate(zip(groups_of, pr1_sequences(msg, groups_of), strict=True), 1)
+    ]
     for reading in readings:
         problems += reading.problems
     lines = [r for r in readings if not r.skipped]
@@ -286,17 +316,19 @@ def _credit_parts(
     problems: list[Problem],
     header: MessageHeader,
 ) -> list[AnyPart] | Rejection:
-    """A DFT of credits: one CreditPart per visit it credits (per date for a recurring account;
-    the visit's date otherwise, where the lines must share one date as charges do)."""
-    if common is not None and not common.recurring and len(days) > 1:
-        problems.append(
-            problem(
-                RejectReason.BAD_VALUE,
-                "FT1-4 dates differ between credit lines: one visit has one date of service",
-                "FT1",
-                4,
-            )
+    """A DFT of credits: one CreditPart, for the one visit it credits. Its lines share one FT1-4
+    date, also for a recurring account: the join applies a credit message whole or not at all
+    (one visit, one join record), so one message never half-applies over several days' visits
+    and a re-send never credits a day twice (docs/integration-hl7.md "Credits")."""
+    if common is not None and len(days) > 1:
+        detail = (
+            "FT1-4 dates differ between the credit lines of a recurring account: a credit "
+            "message is applied whole or not at all, to one day's visit; send one credit message "
+            "(DFT) per day"
+            if common.recurring
+            else "FT1-4 dates differ between credit lines: one visit has one date of service"
         )
+        problems.append(problem(RejectReason.BAD_VALUE, detail, "FT1", 4))
     problems = _distinct(problems)
     if problems:
         return Rejection.of(problems, header.control_id or None)
@@ -329,6 +361,7 @@ def _credit_line(r: LineReading) -> CreditLine:
         modifiers=r.modifiers,
         reference=r.reference,
         transaction_id=r.transaction_id,
+        position=r.index,
     )
 
 

@@ -7,6 +7,8 @@ that: MSH-18 charset, MSH-12 version, MSH-4 sending facility.
 
 from __future__ import annotations
 
+import hashlib
+
 from ehr import hl7text, hl7tree
 from ehr.dft import charges_from_dft
 from ehr.hl7header import (
@@ -40,8 +42,31 @@ def parse_hl7v2(raw: bytes, config: EhrConfig) -> Hl7Result:
     return result[0]
 
 
+def message_sha256(raw: bytes) -> str:
+    """SHA-256 (hex) of one message as sent, independent of how it is parsed or of the profile:
+    MLLP framing (<SB> ... <EB><CR>, HL7 MLLP Release 2) removed, segment terminators
+    normalised (HL7 v2.5.1 ch. 2.5.2: a segment ends with CR; senders and files also use LF or
+    CRLF) to CR, trailing terminators removed. The join compares it for a reused MSH-10."""
+    body = raw.removeprefix(hl7text.SB)
+    body = body.removesuffix(hl7text.EB + hl7text.CR).removesuffix(hl7text.EB)
+    body = body.replace(b"\r\n", b"\r").replace(b"\n", b"\r").rstrip(b"\r")
+    return hashlib.sha256(body).hexdigest()
+
+
 def parse_hl7v2_parts(raw: bytes, config: EhrConfig) -> Hl7Parts:
-    """One message (no MLLP framing) -> its parts, or a typed rejection."""
+    """One message (no MLLP framing) -> its parts, or a typed rejection. Every part carries the
+    message's `message_sha256` in its version (the parts of one split message share it)."""
+    result = _parse(raw, config)
+    if isinstance(result, Rejection):
+        return result
+    sha = message_sha256(raw)
+    return [
+        p.model_copy(update={"version": p.version.model_copy(update={"message_sha256": sha})})
+        for p in result
+    ]
+
+
+def _parse(raw: bytes, config: EhrConfig) -> Hl7Parts:
     if raw.startswith(UTF8_BOM):
         # A message starts with MSH and names its charset in MSH-18; a BOM is an editor's
         # artefact, refused like a visit record's (docs/rules.md "Input hygiene"). `convert`

@@ -37,11 +37,13 @@ UNKNOWN_NPI = "0000000000"
 
 
 class SeenMessage(BaseModel):
-    """What one HL7 message (by its MSH-10) brought to the visit: its content digest and MSH-7."""
+    """What one HL7 message (by its MSH-10) brought to the visit: the SHA-256 of the message
+    itself (`PartVersion.message_sha256`; None for a part parsed before that field existed) and
+    its MSH-7."""
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
-    digest: str
+    digest: str | None = None
     at: AwareDatetime
     part: Literal["charges", "credit", "documentation"]
 
@@ -49,9 +51,10 @@ class SeenMessage(BaseModel):
 class VisitState(BaseModel):
     """The stored parts of one visit (the join table's value). Documentation parts are keyed by
     their `source_id` (MDM TXA-12, ORU OBR-3, FHIR document / encounter procedures).
-    `messages`: every HL7 v2 message control id (MSH-10) the visit took, with its content digest,
-    also of versions since replaced, so a control id reused for other content is caught however
-    late it comes (a record written before this field existed reads as empty)."""
+    `messages`: every HL7 v2 message control id (MSH-10) the visit took, with the message's
+    digest, also of versions since replaced, so a control id reused for other content is caught
+    however late it comes (a record written before this field existed reads as empty: its
+    control ids are not checked, docs/integration-hl7.md "The join")."""
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
@@ -68,7 +71,8 @@ class ControlIdConflict:
     """An HL7 message whose MSH-10 the visit already took with other content. HL7 v2.5.1 ch.
     2.14.9.10: MSH-10 "uniquely identifies the message" (the ACK's MSA-2 echoes it), so the same
     id with different content is a sender fault: the second is refused, never a correction of
-    the first. `detail` names the control id, both digests and MSH-7 times: no patient data."""
+    the first. `detail` names the control id, both message digests and MSH-7 times: no patient
+    data."""
 
     control_id: str
     first: SeenMessage
@@ -77,7 +81,7 @@ class ControlIdConflict:
     @property
     def detail(self) -> str:
         def one(m: SeenMessage) -> str:
-            return f"{m.part}, content sha256 {m.digest[:16]}, MSH-7 {_utc_text(m.at)}"
+            return f"{m.part}, message sha256 {(m.digest or '')[:16]}, MSH-7 {_utc_text(m.at)}"
 
         return (
             f"MSH-10 control id {self.control_id!r} was already taken for this visit with other "
@@ -95,8 +99,8 @@ class AssemblyProblem:
 
 
 def digest(part: Part) -> str:
-    """SHA-256 of the part's JSON: equal for a re-delivery of the same message, different for
-    any change of content."""
+    """SHA-256 of the part's JSON: the last tie-break of `version_key` (two different parts
+    never tie). Not the control id check's digest: that is the message's own (`_seen`)."""
     return hashlib.sha256(part.model_dump_json().encode()).hexdigest()
 
 
@@ -111,35 +115,22 @@ def _utc_text(at: datetime) -> str:
 
 
 def _seen(part: Part) -> SeenMessage:
-    return SeenMessage(digest=digest(part), at=part.version.at, part=part.part)
-
-
-def _taken(state: VisitState, control_id: str) -> SeenMessage | None:
-    """What the visit took under this HL7 control id: as recorded, else from a stored part (a
-    record written before `messages` existed)."""
-    if control_id in state.messages:
-        return state.messages[control_id]
-    stored: list[Part] = [
-        *([state.charges] if state.charges else []),
-        *state.documentation.values(),
-        *state.credits.values(),
-    ]
-    return next(
-        (_seen(p) for p in stored if p.source == "hl7v2" and p.version.control_id == control_id),
-        None,
-    )
+    return SeenMessage(digest=part.version.message_sha256, at=part.version.at, part=part.part)
 
 
 def conflict(state: VisitState | None, part: Part) -> ControlIdConflict | None:
-    """The clash when `part` is an HL7 v2 message whose MSH-10 the visit already took with other
-    content; None for a first message or an identical re-delivery. FHIR parts are not checked:
-    one bundle's parts share its Bundle.id as their control id."""
+    """The clash when `part` is an HL7 v2 message whose MSH-10 the visit already took with
+    another message (a different SHA-256 of the message bytes: how a parser version or the
+    profile reads them plays no part); None for a first message or an identical re-delivery.
+    Without both digests (a join record or a part from before `message_sha256` existed) there is
+    no check: version order decides, as it did then (no false conflict after an upgrade). FHIR
+    parts are not checked: one bundle's parts share its Bundle.id as their control id."""
     if state is None or part.source != "hl7v2":
         return None
-    first = _taken(state, part.version.control_id)
-    if first is None:
-        return None
+    first = state.messages.get(part.version.control_id)
     second = _seen(part)
+    if first is None or first.digest is None or second.digest is None:
+        return None
     if first.digest == second.digest:
         return None
     return ControlIdConflict(part.version.control_id, first, second)
@@ -161,9 +152,13 @@ def add_part(state: VisitState | None, part: Part) -> VisitState:
         raise ValueError("the part belongs to another visit")
     if conflict(state, part) is not None:
         return state
-    if part.source == "hl7v2" and part.version.control_id not in state.messages:
-        messages = {**state.messages, part.version.control_id: _seen(part)}
-        state = state.model_copy(update={"messages": messages})
+    if part.source == "hl7v2":
+        known = state.messages.get(part.version.control_id)
+        # Recorded once; an entry without a digest (a part parsed before message_sha256) takes
+        # the first digest that comes.
+        if known is None or (known.digest is None and part.version.message_sha256 is not None):
+            messages = {**state.messages, part.version.control_id: _seen(part)}
+            state = state.model_copy(update={"messages": messages})
     if isinstance(part, CreditPart):
         return _add_credit(state, part)
     if isinstance(part, ChargePart):
@@ -186,7 +181,7 @@ def _add_credit(state: VisitState, part: CreditPart) -> VisitState:
         raise CreditRefused(
             CreditProblem(RejectReason.CREDIT_UNMATCHED, "the visit has no charges to credit")
         )
-    if not is_newer(part, state.charges):
+    if not _credit_applies(part, state.charges):
         # A DFT of charges is the visit's full set: a newer one already holds any correction.
         raise CreditRefused(
             CreditProblem(
@@ -202,13 +197,22 @@ def _add_credit(state: VisitState, part: CreditPart) -> VisitState:
     return added
 
 
+def _credit_applies(credit: CreditPart, charges: ChargePart) -> bool:
+    """A credit applies to the charges unless their MSH-7 is strictly later (then a newer DFT,
+    the visit's full set, replaced the charges it reversed). On equal MSH-7 it applies: a credit
+    follows the charge it reverses, and MSH-10 (HL7 v2.5.1 ch. 2.14.9.10) is an identifier, not
+    an order, so control ids are never compared for this."""
+    return credit.version.at >= charges.version.at
+
+
 def applied_credits(state: VisitState) -> list[CreditPart]:
-    """The credits that apply, oldest first: those newer than the charges (an older credit was
-    reversing charges that a newer DFT replaced)."""
+    """The credits that apply (`_credit_applies`), oldest first: an older credit was reversing
+    charges that a newer DFT replaced."""
     if state.charges is None:
         return []
     charges = state.charges
-    return sorted((c for c in state.credits.values() if is_newer(c, charges)), key=version_key)
+    applying = (c for c in state.credits.values() if _credit_applies(c, charges))
+    return sorted(applying, key=version_key)
 
 
 def charges_after_credits(state: VisitState) -> ChargePart | CreditProblem | None:

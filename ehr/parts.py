@@ -57,6 +57,11 @@ class PartVersion(BaseModel):
 
     at: AwareDatetime
     control_id: OpaqueRef
+    #: HL7 v2 only: SHA-256 (hex) of the message itself, segment terminators normalised
+    #: (ehr/hl7v2.py `message_sha256`), so the join's MSH-10 conflict check compares what was
+    #: sent, not how this parser version and profile read it. Optional and additive: a part
+    #: parsed before it existed (or a FHIR part) has None, and the check then does not apply.
+    message_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
 class ChargeLine(BaseModel):
@@ -104,6 +109,9 @@ class CreditLine(BaseModel):
     #: FT1-31 Transaction Reference Key: the original charge's FT1-2 (transaction id).
     reference: OpaqueRef | None = None
     transaction_id: OpaqueRef | None = None
+    #: The FT1's ordinal in its message (as the parser's "FT1#n"), so a refusal names the FT1
+    #: the sender wrote; optional (a part parsed before it existed numbers lines in the part).
+    position: Annotated[int, Field(ge=1)] | None = None
 
 
 class CreditPart(BaseModel):

@@ -423,7 +423,7 @@ async def test_a_control_id_reused_with_other_content_is_dead_lettered_not_a_cor
     """Issue 20 item 6 through the worker's join (HL7 v2.5.1 ch. 2.14.9.10: MSH-10 identifies
     one message). A second MDM with the first's MSH-10 and MSH-7 but another signing time (TXA-22
     PPN.15; positions checked with hl7apy in tests/unit/ehr/test_ehr_control_id_conflict.py) is
-    dead-lettered `control_id_conflict`, naming the control id and both parts' digests, counted;
+    dead-lettered `control_id_conflict`, naming the control id and both messages' SHA-256, counted;
     the visit is not re-emitted. After a SIGKILL and a restart, the same message again gives the
     same conflict (the join record still holds the first), and the first's re-send nothing."""
     import hashlib
@@ -446,7 +446,9 @@ async def test_a_control_id_reused_with_other_content_is_dead_lettered_not_a_cor
     assert expected["documents"][0]["signed_at"] == "2026-03-02T16:55:00Z"  # the first's
     parts = [r.value for r in recs if r.topic == parts_topic]
     assert len(parts) == 3
-    first, second = (hashlib.sha256(p).hexdigest() for p in parts[1:])
+    # The messages as sent: CR-terminated segments, the last terminator not hashed.
+    assert MDM.endswith(b"|F\r") and resigned.endswith(b"|F\r")
+    first, second = (hashlib.sha256(m[:-1]).hexdigest() for m in (MDM, resigned))
     (letter,) = by_topic(recs, dead_topic)
     assert letter["reason"] == "control_id_conflict"
     assert letter["source"]["control_id"] == "MDM-1001-1"

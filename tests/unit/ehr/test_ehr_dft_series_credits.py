@@ -273,6 +273,31 @@ def test_a_bad_or_fifth_modifier_in_pr1_16_is_refused() -> None:
     assert many.reason == "bad_value" and "more than 4 modifiers" in many.detail
 
 
+def test_a_bad_pr1_field_is_located_at_its_own_pr1() -> None:
+    # Review defect 9: ERR-2 ERL.2 Segment Sequence (HL7 v2.5.1 ch. 2.15.5.2) is the segment's
+    # occurrence in the message; the bad PR1-16 is in the message's second PR1 (the second
+    # line's), whose PR1-1 set id the builder also writes as 1.
+    lines = [
+        Line("1", "20260302", "97110", "2", ["GP"], "CG", ["KX"]),
+        Line("2", "20260302", "97140", "1", ["GP"], "CG", ["XYZ"]),
+    ]
+    raw = dft("P-5", "20260302180000", lines, patient_class="O")
+    pr1s = segs(strict(raw), "PR1")
+    assert [[r.ce_1.to_er7() for r in s.pr1_16] for s in pr1s] == [["KX"], ["XYZ"]]
+    bad = rejected(raw)
+    assert [(x.segment, x.sequence, x.field) for x in bad.problems] == [("PR1", 2, 16)]
+    assert bad.detail.startswith("FT1#2: PR1-16 repetition 1")
+    # PR1-7 (procedure minutes, NM) of the second PR1, a number but over a day's 1440: located
+    # the same way.
+    second = [ln for ln in raw.split(b"\r") if ln.startswith(b"PR1|")][1]
+    fields = second.split(b"|")
+    fields[7], fields[16] = b"2000", b"GP^^HCPCS"
+    minutes = raw.replace(second, b"|".join(fields))
+    assert segs(strict(minutes), "PR1")[1].pr1_7.to_er7() == "2000"
+    bad = rejected(minutes)
+    assert [(x.segment, x.sequence, x.field) for x in bad.problems] == [("PR1", 2, 7)]
+
+
 # ---- item 8: credits (FT1-6 CD) -------------------------------------------------------------
 
 VISIT = [
@@ -425,20 +450,122 @@ def test_convert_applies_credits_and_reports_refused_ones(tmp_path: Path) -> Non
     assert err[-1]["summary"]["rejected"] == 1
 
 
-def test_a_recurring_accounts_credits_go_to_the_day_each_line_names() -> None:
+def test_a_recurring_accounts_credit_over_two_days_is_refused_whole() -> None:
+    # Review defect 1: one message, one join record: a credit message over two days' visits
+    # could apply on one day and be refused on the other, and its re-send would credit the first
+    # day twice. So all or nothing: the whole message is refused at parse (bad_value).
     lines = [
         Line("4001", "20260302", "97110", "1", kind="CD"),
         Line("4002", "20260303", "97140", "1", kind="CD"),
     ]
     raw = dft("K-10", "20260304090000", lines)
-    assert [f.ft1_4.dr_1.to_er7()[:8] for f in segs(strict(raw), "FT1")] == [
-        "20260302",
-        "20260303",
+    msg = strict(raw)
+    assert segs(msg, "PV1")[0].pv1_2.to_er7() == "R"
+    assert [(f.ft1_4.dr_1.to_er7()[:8], f.ft1_6.to_er7()) for f in segs(msg, "FT1")] == [
+        ("20260302", "CD"),
+        ("20260303", "CD"),
     ]
-    day1, day2 = parts(raw)
-    assert isinstance(day1, CreditPart) and isinstance(day2, CreditPart)
-    assert (day1.visit.text, day2.visit.text) == (
-        "CLINIC01:A5001@2026-03-02",
-        "CLINIC01:A5001@2026-03-03",
+    rej = rejected(raw)
+    assert rej.reason == "bad_value" and "one credit message (DFT) per day" in rej.detail
+    assert [(p.segment, p.field) for p in rej.problems] == [("FT1", 4)]
+
+
+def test_a_recurring_accounts_one_day_credit_applies_to_that_day_only() -> None:
+    day1, day2 = parts(dft("S-1", "20260303180000", SERIES))
+    cd = dft("K-11", "20260304090000", [Line("4003", "20260303", "97110", "1", kind="CD")])
+    assert segs(strict(cd), "FT1")[0].ft1_4.dr_1.to_er7()[:8] == "20260303"
+    (credit_part,) = parts(cd)
+    assert isinstance(credit_part, CreditPart)
+    assert credit_part.visit.text == "CLINIC01:A5001@2026-03-03"
+    state2 = add_part(add_part(None, day2), credit_part)
+    # SERIES day 2: 97110 x1 and 97140 x1 (GP); less 1 unit of 97110 leaves 97140 x1.
+    assert state2.charges is not None
+    after = assemble(state2, partial_ok=True)
+    assert isinstance(after, dict)
+    assert [(s["cpt"], s["units"]) for s in after["services"] if s["units"]] == [("97140", 1)]
+    with pytest.raises(ValueError, match="another visit"):
+        add_part(add_part(None, day1), credit_part)  # never day 1's
+
+
+def test_a_refused_series_credit_then_one_per_day_credits_each_day_once(tmp_path: Path) -> None:
+    # The reviewer's sequence: 3 units on each of two days; a credit message over both days
+    # (day 2's too large); the sender's fix, one credit message per day. By hand: each day
+    # 3 - 1 = 2 units; nothing half-applied, nothing credited twice.
+    both = [
+        Line("1", "20260302", "97110", "3"),
+        Line("2", "20260303", "97110", "3"),
+    ]
+    charges_raw = dft("C1", "20260303180000", both)
+    two_days = dft(
+        "K1",
+        "20260304090000",
+        [
+            Line("9", "20260302", "97110", "1", kind="CD"),
+            Line("10", "20260303", "97110", "5", kind="CD"),
+        ],
     )
-    assert [ln.cpt for ln in day1.lines] == ["97110"] and [ln.cpt for ln in day2.lines] == ["97140"]
+    day1 = dft("K2", "20260304100000", [Line("9", "20260302", "97110", "1", kind="CD")])
+    day2 = dft("K3", "20260304100000", [Line("10", "20260303", "97110", "1", kind="CD")])
+    for raw in (charges_raw, two_days, day1, day2):
+        strict(raw)
+    code, visits, err = run_convert(tmp_path, [charges_raw, two_days, day1, day2])
+    assert code == 1
+    assert (err[0]["message"], err[0]["reason"]) == (2, "bad_value")
+    assert err[-1]["summary"]["rejected"] == 1
+    last = {v["visit_id"]: [s["units"] for s in v["services"]] for v in visits}
+    assert last == {"CLINIC01:A5001@2026-03-02": [2], "CLINIC01:A5001@2026-03-03": [2]}
+
+
+def test_a_refused_credit_line_is_named_by_its_ft1_in_the_message() -> None:
+    # Review defect 1: "FT1#n" counts the message's FT1 segments (as every parse problem does);
+    # an ignored PY line (table 0017 PY payment) before it still counts.
+    raw = dft(
+        "K-12",
+        "20260303090000",
+        [
+            Line("5001", "20260302", "97110", "1", kind="PY"),
+            Line("5002", "20260302", "97110", "1", kind="CD"),
+            Line("5003", "20260302", "97530", "1", kind="CD"),
+        ],
+        patient_class="O",
+    )
+    msg = strict(raw)
+    assert [f.ft1_6.to_er7() for f in segs(msg, "FT1")] == ["PY", "CD", "CD"]
+    assert segs(msg, "FT1")[2].ft1_25.ce_1.to_er7() == "97530"
+    (cd,) = parts(raw)
+    state = add_part(add_part(None, charges()), note())
+    with pytest.raises(CreditRefused) as refused:
+        add_part(state, cd)
+    assert refused.value.problem.reason == "credit_unmatched"
+    assert refused.value.problem.detail.startswith("FT1#3: ")  # the third FT1: 97530
+
+
+# ---- review defect 4: a credit whose MSH-7 ties with the charges' ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("charge_id", "credit_id"),
+    [("DFT-9", "DFT-10"), ("DFT-10", "DFT-9"), ("99999", "100000"), ("100000", "99999")],
+)
+def test_a_credit_with_the_charges_msh7_applies_whatever_the_control_ids(
+    charge_id: str, credit_id: str
+) -> None:
+    # MSH-10 identifies a message (HL7 v2.5.1 ch. 2.14.9.10), it does not order messages: on an
+    # equal MSH-7 the credit follows the charge it reverses. By hand: 97110 3 - 1 = 2.
+    at = "20260302190000"
+    charge_raw = dft(charge_id, at, VISIT, patient_class="O")
+    credit_raw = dft(
+        credit_id, at, [Line("3", "20260302", "97110", "1", kind="CD")], patient_class="O"
+    )
+    for raw, control in ((charge_raw, charge_id), (credit_raw, credit_id)):
+        msh = strict(raw).children[0]
+        assert (msh.msh_7.to_er7(), msh.msh_10.to_er7()) == (at, control)
+    (base,) = parts(charge_raw)
+    (cd,) = parts(credit_raw)
+    state = add_part(add_part(add_part(None, base), note()), cd)
+    assert billed(state) == [("97110", 2, ["GP"]), ("97140", 1, ["GP", "59"])]
+    # One second earlier than the charges: refused as older, as before.
+    early = credit_raw.replace(f"|{at}||DFT".encode(), b"|20260302185959||DFT", 1)
+    (older,) = parts(early)
+    with pytest.raises(CreditRefused, match="older"):
+        add_part(add_part(None, base), older)

@@ -199,7 +199,7 @@ def test_a_control_id_reused_with_other_content_is_dead_lettered_and_changes_not
     """Issue 20 item 6 (HL7 v2.5.1 ch. 2.14.9.10: MSH-10 identifies one message): the second
     MDM with the first's MSH-10 and MSH-7 but another signing time (TXA-22 PPN.15; positions
     checked with hl7apy in tests/unit/ehr/test_ehr_control_id_conflict.py) is a conflict: a dead
-    letter naming the control id and both digests, counted, the join record untouched; its
+    letter naming the control id and both messages' SHA-256, counted, the join record untouched; its
     re-delivery (after a crash) gives the same letter again, and the first's re-send nothing."""
     from prometheus_client import generate_latest
 
@@ -217,9 +217,10 @@ def test_a_control_id_reused_with_other_content_is_dead_lettered_and_changes_not
         assert dead.reason == "control_id_conflict"
         assert (dead.source.control_id, dead.source.offset) == ("MDM-1001-1", offset)
         assert base64.b64decode(dead.value_b64 or "") == other.value
-        # The parts' JSON as the parse stage wrote them: the digests the join computes.
-        first = hashlib.sha256(docs.value or b"").hexdigest()
-        second = hashlib.sha256(other.value or b"").hexdigest()
+        # The messages as sent (CR-terminated segments, the last terminator not hashed).
+        assert MDM.endswith(b"|F\r") and resigned.endswith(b"|F\r")
+        first = hashlib.sha256(MDM[:-1]).hexdigest()
+        second = hashlib.sha256(resigned[:-1]).hexdigest()
         assert first[:16] in dead.detail and second[:16] in dead.detail
         assert dict(join.store.items(2)) == before  # the first stands
     assert join.handle(part_record(docs, 4)) == []  # the first again: a duplicate
