@@ -22,7 +22,7 @@ from ehr.hl7common import (
     problem,
 )
 from ehr.hl7header import MessageHeader
-from ehr.hl7time import parse_dt_date, parse_dtm
+from ehr.hl7time import local_date, parse_dtm
 from ehr.parts import DocumentationPart, VisitKey
 from ehr.profile import DocumentTypeEntry, EhrConfig, Profile
 from ehr.rejection import Problem, Rejection, RejectReason, shown
@@ -169,13 +169,13 @@ def _read_one(
                 raise ValueError
             out.document["cpt"] = cpt
         elif name in _DOC_FIELDS_DATE or name == "episode_start_date":
-            day = parse_dt_date(value)
+            day = local_date(value, zone)  # DT as written; a DTM instant: the clinic's day
             if name == "episode_start_date":
                 out.episode_start = day
             else:
                 out.document[name] = day
         elif name in _DOC_FIELDS_TIME:
-            out.document[name] = parse_dtm(value, zone)  # sender's offset kept (hl7time)
+            out.document[name] = parse_dtm(value, zone)  # in the clinic's zone (hl7time)
         elif name == "delay_reason_documented":
             if value.upper() not in ("Y", "N"):
                 raise ValueError
@@ -208,7 +208,7 @@ def documentation_from_mdm(
     # MSH-9.2 is the event; EVN-1 is kept for backward compatibility only (HL7 v2.5 ch. 3.4.1.1)
     # and is ignored, also when it disagrees (mdm_t02_msft_fhirconverter_01: EVN-1 T10, MSH-9 T02).
     if header.trigger_event == CANCEL_EVENT:
-        visit = _visit(common, _txa_date(txa, problems), problems, "TXA", 4)
+        visit = _visit(common, _txa_date(txa, profile, problems), problems, "TXA", 4)
         if problems or common is None:
             return Rejection.of(problems, header.control_id or None)
         return _part(common, f"mdm:{doc_id}", "cancelled", config, visit=visit)
@@ -230,13 +230,13 @@ def documentation_from_mdm(
         )
     obx = read_obx(msg, config, problems)
     signature = read_signature(txa, profile, problems)
-    document_date = _txa_date(txa, problems)
+    document_date = _txa_date(txa, profile, problems)
     # Date of service: TXA-4 (activity date/time, "the date/time identified in the document as
     # the date a procedure or activity occurred"), else TXA-6 (origination date/time, when the
     # document was created: the note is written at or after the visit, by the same clinic), else
     # PV1-44 (admit date/time: for a series account the series' first day, not this visit's).
     # HL7 v2.5.1 ch. 9.6.1.4, 9.6.1.6; ch. 3.4.3.44.
-    origination = _txa_date(txa, problems, 6) if document_date is None else None
+    origination = _txa_date(txa, profile, problems, 6) if document_date is None else None
     # A series account's visit is keyed by TXA-4 only: TXA-6 may be a later day (a note written
     # the next morning) and would key the note to a day without its charges.
     visit = _visit(common, document_date, problems, "TXA", 4)
@@ -270,7 +270,7 @@ def documentation_from_mdm(
         config,
         obx=obx,
         documents=[document],
-        date_of_service=document_date or origination or _pv1_date(msg),
+        date_of_service=document_date or origination or _pv1_date(msg, profile),
         discipline=discipline,
         signature=signature,
         visit=visit,
@@ -294,7 +294,7 @@ def read_signature(txa: hl7tree.Segment, profile: Profile, problems: list[Proble
         if not when or not (hl7tree.leaf(rep, 1) or hl7tree.leaf(rep, 2)):
             continue
         try:
-            at = parse_dtm(when, profile.zone)  # sender's offset kept: its date is the local one
+            at = parse_dtm(when, profile.zone)  # the clinic's offset: its date is the local one
         except ValueError:
             problems.append(
                 problem(RejectReason.BAD_VALUE, "TXA-22 PPN.15 is not a valid DTM", "TXA", 22)
@@ -314,12 +314,16 @@ def read_signature(txa: hl7tree.Segment, profile: Profile, problems: list[Proble
     return Signature(signed_at=best[0] if signed and best else None, npi=npi, credential=credential)
 
 
-def _txa_date(txa: hl7tree.Segment, problems: list[Problem], fld: int = 4) -> date | None:
-    # TXA-4 activity date/time: the date of the visit the note documents (ehr_ncci.md 2.2).
+def _txa_date(
+    txa: hl7tree.Segment, profile: Profile, problems: list[Problem], fld: int = 4
+) -> date | None:
+    # TXA-4 activity date/time: the date of the visit the note documents (ehr_ncci.md 2.2). A
+    # time written in another offset (20260303013000+0000) is dated on the clinic's clock
+    # (ehr/hl7time.py local_date), so the note keys the same day as the charges' FT1-4.
     if not txa.value(fld):
         return None
     try:
-        return parse_dt_date(txa.value(fld))
+        return local_date(txa.value(fld), profile.zone)
     except ValueError:
         problems.append(problem(RejectReason.BAD_VALUE, f"TXA-{fld} is not a date", "TXA", fld))
         return None
@@ -346,10 +350,11 @@ def _visit(
     return common.visit.on(day)
 
 
-def _pv1_date(msg: hl7tree.Message) -> date | None:
+def _pv1_date(msg: hl7tree.Message, profile: Profile) -> date | None:
     pv1 = msg.first("PV1")
     try:
-        return parse_dt_date(pv1.value(44)) if pv1 and pv1.value(44) else None  # admit date
+        # PV1-44 admit date/time, dated on the clinic's clock like TXA-4.
+        return local_date(pv1.value(44), profile.zone) if pv1 and pv1.value(44) else None
     except ValueError:
         return None
 
@@ -385,7 +390,7 @@ def documentation_from_oru(
     dos = None
     if obr is not None and obr.value(7):
         try:
-            dos = parse_dt_date(obr.value(7))  # OBR-7 observation date/time
+            dos = local_date(obr.value(7), config.profile.zone)  # OBR-7, the clinic's day
         except ValueError:
             problems.append(problem(RejectReason.BAD_VALUE, "OBR-7 is not a date", "OBR", 7))
     visit = _visit(common, dos, problems, "OBR", 7)
@@ -397,7 +402,7 @@ def documentation_from_oru(
         "active",
         config,
         obx=obx,
-        date_of_service=dos or _pv1_date(msg),
+        date_of_service=dos or _pv1_date(msg, config.profile),
         discipline=department_discipline(msg, [], config.profile)[0],
         visit=visit,
     )
