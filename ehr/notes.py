@@ -24,7 +24,7 @@ from ehr.hl7common import (
 from ehr.hl7header import MessageHeader
 from ehr.hl7time import local_date, parse_dtm
 from ehr.parts import DocumentationPart, VisitKey
-from ehr.profile import DocumentTypeEntry, EhrConfig, Profile
+from ehr.profile import DocumentTypeEntry, EhrConfig, ObxCodes, Profile
 from ehr.rejection import Problem, Rejection, RejectReason, shown
 from schemas.common import Credential, Discipline
 from schemas.visit import Document
@@ -81,7 +81,14 @@ def read_obx(msg: hl7tree.Message, config: EhrConfig, problems: list[Problem]) -
             )
             continue
         if name is None:
-            continue  # document content or someone else's observation
+            unread = _unread_profile_value(obx, names, obx_codes)
+            if unread is not None:
+                # Issue 20 item 4: an OBX that looks like the profile's (minutes, or a profile
+                # code in other letters) but is not read is reported, never dropped in silence.
+                problems.append(
+                    problem(RejectReason.UNMAPPED_CODE, f"OBX#{seq}: {unread}", "OBX", 3, seq)
+                )
+            continue  # else document content or someone else's observation
         out.found += 1
 
         def bad(detail: str, fld: int, seq: int = seq, code: str = code) -> None:
@@ -132,6 +139,43 @@ def _profile_code(
     return obx.value(3, 1), None, None
 
 
+#: OBX-6 units (CE.1, compared without letter case) that say minutes: UCUM `min`, the only unit
+#: the profile's minutes OBX accepts (`_read_one`).
+MINUTE_UNITS = frozenset({"min"})
+
+
+def _unread_profile_value(
+    obx: hl7tree.Segment, names: dict[str, str], codes: ObxCodes
+) -> str | None:
+    """Why an OBX whose OBX-3 is not one of the profile's codes must not be skipped, else None:
+    its code differs from a profile code only in letter case (codes are case-sensitive, HL7
+    v2.5.1 ch. 2A CE: not read, but said), or its unit OBX-6 is minutes (a sender's own code for
+    therapy minutes the profile does not know). Codes in [obx].ignored_codes are skipped."""
+    code, system = obx.value(3, 1), obx.value(3, 3)
+    identifiers = [(code, system), (obx.value(3, 4), obx.value(3, 6))]
+    if any(c in codes.ignored_codes for c, _ in identifiers if c):
+        return None
+    by_upper = {known.upper(): known for known in names}
+    for text, text_system in identifiers:
+        known = by_upper.get(text.upper()) if text else None
+        if known is not None:
+            return (
+                f"OBX-3 code {shown(text)} (system {shown(text_system)}) differs from the "
+                f"profile's [obx] code {shown(known)} ({names[known]}) only in letter case: "
+                "codes are case-sensitive (HL7 v2.5.1 ch. 2A, CE), so it is not read; send "
+                f"{shown(known)}, or list the code in [obx].ignored_codes if it means something else"
+            )
+    unit = obx.value(6)
+    if unit.lower() in MINUTE_UNITS:
+        return (
+            f"OBX-3 code {shown(code)} (system {shown(system)}) is not one of the profile's "
+            f"[obx] codes, but OBX-6 unit {shown(unit)} says minutes: add it to the profile's "
+            "[obx] codes (total_timed_minutes, cpt_minutes, ...) if it carries therapy minutes, "
+            "or to [obx].ignored_codes if not (e.g. travel time)"
+        )
+    return None
+
+
 def _read_one(
     name: str, value: str, obx: hl7tree.Segment, out: ObxReading, config: EhrConfig, bad: Any
 ) -> None:
@@ -147,7 +191,7 @@ def _read_one(
         if minutes is None:
             bad("OBX-5 is not a whole number of minutes 0-1440", 5)
             return
-        if unit not in ("", "min"):
+        if unit and unit not in MINUTE_UNITS:
             bad("OBX-6 unit must be min (UCUM) or empty", 6)
             return
         if name in ("total_timed_minutes", "total_treatment_minutes"):
