@@ -357,3 +357,46 @@ def test_convert_and_worker_refuse_to_start_without_timezone(tmp_path: Path, pro
     assert proc.returncode == 2, proc.stderr
     assert f"ehr profile {path}: timezone: missing" in proc.stderr
     assert "TC_EHR_PROFILE" in proc.stderr
+
+
+# ---- no silent example profile (review defect 8) -------------------------------------------
+
+
+def program_env(**extra: str) -> dict[str, str]:
+    env = {"PATH": "/usr/bin:/bin", "TC_EHR_PATIENT_KEY": KEY.decode(), **extra}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
+
+
+@pytest.mark.parametrize("program", ["worker", "mllp-gateway"])
+def test_worker_and_gateway_refuse_the_ehr_path_without_a_profile(program: str) -> None:
+    # The shipped profile is an example (timezone "UTC"): run silently it would turn 14:20 in
+    # Wisconsin into 14:20Z. Both stop before they look for a broker (none is configured here).
+    proc = subprocess.run(
+        [EXE, program], capture_output=True, timeout=60, env=program_env(), text=True
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"therapy-compliance {program}: ")
+    assert "needs TC_EHR_PROFILE" in lines[0] and "copy it, set `timezone`" in lines[0]
+
+
+def test_convert_without_a_profile_says_it_uses_the_example_and_its_timezone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "visit.hl7"
+    path.write_bytes(dft() + b"\n" + mdm("20260302165500"))
+    args = [EXE, "convert", "--from", "hl7", str(path)]
+    proc = subprocess.run(args, capture_output=True, timeout=60, env=program_env())
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 1  # the visit, converted as before
+    notes = [json.loads(ln) for ln in proc.stderr.splitlines()]
+    (warning,) = [n for n in notes if n.get("warning") == "example_profile"]
+    assert str(DEFAULT_PROFILE_PATH) in warning["detail"]
+    assert "timezone 'UTC'" in warning["detail"] and "TC_EHR_PROFILE" in warning["detail"]
+    # With a profile named, nothing to say.
+    named = program_env(TC_EHR_PROFILE=str(DEFAULT_PROFILE_PATH))
+    proc = subprocess.run(args, capture_output=True, timeout=60, env=named)
+    assert proc.returncode == 0 and b"example_profile" not in proc.stderr
