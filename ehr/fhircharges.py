@@ -104,8 +104,9 @@ def _claim_item(
                 f"{where}.productOrService has no CPT ({FHIR_CPT}) or HCPCS coding",
             )
         )
-    dos = as_date(item.servicedDate) or (
-        as_date(item.servicedPeriod.start) if item.servicedPeriod else None
+    zone = reading.config.profile.zone  # dateTimes are dated on the clinic's clock
+    dos = as_date(item.servicedDate, zone) or (
+        as_date(item.servicedPeriod.start, zone) if item.servicedPeriod else None
     )
     provider: Reference | None = claim.provider
     for seq in item.careTeamSequence or []:
@@ -155,8 +156,9 @@ def charges_from_charge_items(reading: BundleReading, items: list[tuple[int, Cha
         if units is None or mods is None or key is None:
             continue
         performer = next((p.actor for p in ci.performer or []), None)
-        dos = as_date(ci.occurrenceDateTime) or (
-            as_date(ci.occurrencePeriod.start) if ci.occurrencePeriod else None
+        zone = reading.config.profile.zone  # dateTimes are dated on the clinic's clock
+        dos = as_date(ci.occurrenceDateTime, zone) or (
+            as_date(ci.occurrencePeriod.start, zone) if ci.occurrencePeriod else None
         )
         patient = index.patient_ref(ci.subject, ci)
         group = groups.setdefault(key.text, _ChargeGroup(key, patient))
@@ -292,7 +294,7 @@ def _charge_part(
             if not npis
             else _p(RejectReason.BAD_VALUE, f"{where}: items name different rendering NPIs")
         )
-    day = encounter_date(encounter)
+    day = encounter_date(encounter, reading.config.profile.zone)
     dates = {line.dos for line in group.lines if line.dos} or ({day} if day else set())
     if len(dates) != 1:
         problems.append(

@@ -110,8 +110,8 @@ def encounter_discipline(enc: Encounter | None, config: EhrConfig) -> Discipline
     return None
 
 
-def encounter_date(enc: Encounter | None) -> date | None:
-    return as_date(enc.period.start) if enc and enc.period else None
+def encounter_date(enc: Encounter | None, zone: tzinfo) -> date | None:
+    return as_date(enc.period.start, zone) if enc and enc.period else None
 
 
 def cpt_of(concept: CodeableConcept | None) -> str | None:
@@ -122,23 +122,31 @@ def cpt_of(concept: CodeableConcept | None) -> str | None:
     return None
 
 
-def as_date(value: object) -> date | None:
+def as_date(value: object, zone: tzinfo) -> date | None:
     """FHIR date/dateTime as parsed by fhir.resources (date, datetime, or a partial 'YYYY-MM'
-    string) -> the calendar date as written, or None when partial."""
+    string) -> the clinic's calendar date, or None when partial. A `date` (FHIR R4: "There is no
+    time zone") is the date as written; a dateTime/instant with a time is an instant, dated in
+    the profile's zone (`2026-03-04T02:30:00Z` is 2026-03-03 in Chicago), as HL7 DTMs are
+    (ehr/hl7time.py local_date)."""
     if isinstance(value, datetime):
-        return value.date()
+        at = as_time(value, zone)
+        assert at is not None
+        return at.date()
     if isinstance(value, date):
         return value
     return None
 
 
 def as_time(value: object, zone: tzinfo) -> datetime | None:
-    """FHIR dateTime/instant -> an aware time with the offset as written (never converted to
-    UTC: dates are taken from it in the sender's zone, as for HL7, ehr/hl7time.py). FHIR R4
-    dateTime (datatypes 2.24.0.1): "If hours and minutes are specified, a time zone SHALL be
-    populated", and fhir.resources' dateTime/instant patterns refuse a time without one; a naive
-    value (built in code) takes the profile's `timezone`. None for a date or a partial date,
-    which name no time (a date-only value is a local date: `as_date`)."""
+    """FHIR dateTime/instant -> an aware time in the clinic's zone (the profile's `timezone`):
+    the offset as written when it is the clinic's own at that instant, else the same instant
+    re-expressed on the clinic's clock (`2026-03-04T02:30:00Z` -> `2026-03-03T20:30:00-06:00`),
+    never UTC, as for HL7 (ehr/hl7time.py). FHIR R4 dateTime (datatypes 2.24.0.1): "If hours and
+    minutes are specified, a time zone SHALL be populated", and fhir.resources' dateTime/instant
+    patterns refuse a time without one; a naive value (built in code) takes the profile's
+    `timezone`. None for a date or a partial date, which name no time (a date-only value is a
+    local date: `as_date`)."""
     if isinstance(value, datetime):
-        return fixed_offset(value if value.tzinfo is not None else value.replace(tzinfo=zone))
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=zone)
+        return fixed_offset(aware.astimezone(zone))
     return None

@@ -53,11 +53,12 @@ def documentation_from_document(reading: BundleReading, i: int, doc: DocumentRef
     # no signing time; DocumentReference.date ("when this document reference was created") is it.
     signed = doc.docStatus in ("final", "amended") and doc.status == "current"
     signer = doc.authenticator if doc.authenticator is not None else None
-    # The offset as written (FHIR R4 dateTime): the signature's date is the sender's local date.
+    # In the clinic's zone (its offset, the same instant): the signature's date is the clinic's.
     zone = reading.config.profile.zone
     signed_at = as_time(doc.date, zone) if signed and signer is not None else None
     author = index.clinician(signer or next(iter(doc.author or []), None), doc)
-    period_start = as_date(doc.context.period.start) if doc.context and doc.context.period else None
+    period = doc.context.period if doc.context else None
+    period_start = as_date(period.start, zone) if period else None
     try:
         document = Document(
             doc_id=doc_id[:128],
@@ -65,7 +66,7 @@ def documentation_from_document(reading: BundleReading, i: int, doc: DocumentRef
             cpt=entry.cpt,
             signed_at=signed_at,
             author_credential=author.credential,
-            document_date=period_start or as_date(doc.date),
+            document_date=period_start or as_date(doc.date, zone),
             discipline=entry.discipline if entry.kind == "referral" else None,
         )
         version = reading.version([doc])

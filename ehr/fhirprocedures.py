@@ -120,8 +120,9 @@ def _procedure_part(
     enc = index.encounter(key)
     total_timed, total_treatment = _encounter_totals(enc, reading.config)
     performer = index.clinician(next((p.actor for p in first.performer or []), None), first)
-    dos = as_date(first.performedDateTime) or (
-        as_date(first.performedPeriod.start) if first.performedPeriod else None
+    zone = reading.config.profile.zone  # dateTimes are dated on the clinic's clock
+    dos = as_date(first.performedDateTime, zone) or (
+        as_date(first.performedPeriod.start, zone) if first.performedPeriod else None
     )
     resources: list[Resource] = [m[1] for m in members]
     try:
@@ -134,7 +135,7 @@ def _procedure_part(
                 visit=key,
                 patient_ref=patient,
                 source_id=f"fhir-procedures:{key.text}"[:128],
-                date_of_service=dos or encounter_date(enc),
+                date_of_service=dos or encounter_date(enc, zone),
                 discipline=encounter_discipline(enc, reading.config),
                 author_npi=performer.npi,
                 author_credential=performer.credential,

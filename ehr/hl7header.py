@@ -134,15 +134,22 @@ def _shown_char(ch: str) -> str:
 def msh_cut_problem(msg: hl7tree.Message) -> Rejection | None:
     """MSH ending before MSH-12 (version id, required like MSH-9 and MSH-10: HL7 v2.5.1 ch.
     2.14.9): said as such, and when the next segment has no segment ID (a line that starts with
-    a field separator or lower case), as a line break inside MSH: segments end at CR (ch. 2.5.4),
-    and this reader also takes LF and CRLF as segment ends (ehr/hl7text.py)."""
+    a field separator, a digit or lower case), as a line break inside MSH: segments end at CR
+    (ch. 2.5.4), and this reader also takes LF and CRLF as segment ends (ehr/hl7text.py). An MSH
+    whose last field is an empty MSH-12 followed by such a line is cut after MSH-11 (not
+    "MSH-12 ''")."""
     msh = msg.segments[0]
-    if len(msh.fields) > 12:
-        return None
-    last = len(msh.fields) - 1
     follows = msg.segments[1].name if len(msg.segments) > 1 else None
+    broken = follows is not None and not _SEGMENT_ID.match(follows)
+    last = len(msh.fields) - 1
+    if last == 12 and not msh.value(12) and broken:
+        # `...|P|` CR `2.5.1`: MSH-12 is present but empty only because the line break came
+        # right after MSH-11's field separator; the version is the start of the next line.
+        last = 11
+    elif last > 11:
+        return None  # MSH-12 written (or empty in a complete MSH: a version problem, not a cut)
     detail = f"the MSH segment ends after MSH-{last}: MSH-9, MSH-10 and MSH-12 are required"
-    if follows is not None and not _SEGMENT_ID.match(follows):
+    if broken:
         detail = (
             f"the MSH segment is cut by a line break after MSH-{last}: the next line does not "
             "start with a segment ID, so the rest of MSH was read as another segment; send MSH "

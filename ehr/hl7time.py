@@ -2,11 +2,15 @@
 YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]). python-hl7's parse_datetime returns naive
 values and float offsets; this is stricter and always aware.
 
-Decision (issue 20 item 2): a time keeps the sender's clock. The offset is the one written
-(DTM's +/-ZZZZ, HL7 v2.5.1 ch. 2A.22), else the one the profile's `timezone` has at that wall
-time; it is never converted to UTC, because the rules take calendar dates from these values
-(signature within 14 or 30 days) and a clinic's day is its local day: 20:30 in Chicago is
-2026-03-02T20:30:00-06:00, not 2026-03-03T02:30:00Z. Only ordering keys (MSH-7 as a part's
+Decision (issue 20 item 2; docs/integration-hl7.md "Times and dates"): the local zone is the
+clinic's, the profile's `timezone`, and every time is emitted in that zone's offset at its
+instant. A DTM without an offset is a wall time in that zone (HL7 v2.5.1 ch. 2A.22: no offset =
+the sender's local time); one written with the clinic's own offset keeps it unchanged (the
+normal case); one written in another offset (typically UTC, normalised by an interface engine)
+is the same instant re-expressed in the clinic's zone. Never UTC, because the rules take
+calendar dates from these values (signature within 14 or 30 days, CMS Pub. 100-02 Ch. 15 sec.
+220.1.3) and count the clinic's days: 20:30 in Chicago is 2026-03-02T20:30:00-06:00, whether it
+was written 202603022030-0600 or 202603030230+0000. Only ordering keys (MSH-7 as a part's
 version, `to_utc`) are UTC."""
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def parse_dtm(text: str, zone: tzinfo) -> datetime:
         if hours > 14 or minutes > 59:
             raise ValueError("UTC offset out of range")
         tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
-    wall = datetime(
+    written = datetime(
         int(parts["y"]),
         int(parts["mo"] or 1),
         int(parts["d"] or 1),
@@ -46,7 +50,11 @@ def parse_dtm(text: str, zone: tzinfo) -> datetime:
         micro,
         tzinfo=tz,
     )
-    return fixed_offset(wall)
+    # A time written with an offset: the same instant on the clinic's clock (its offset kept
+    # when it is the clinic's own); without one: the clinic's wall time. A date alone (no hour)
+    # names a day, not an instant: as written.
+    instant = parts["tz"] is not None and parts["h"] is not None
+    return fixed_offset(written.astimezone(zone) if instant else written)
 
 
 def fixed_offset(value: datetime) -> datetime:
@@ -59,12 +67,22 @@ def fixed_offset(value: datetime) -> datetime:
 
 
 def parse_dt_date(text: str) -> date:
-    """The calendar date a DT/DTM value names, as written (no zone conversion: a date of service
-    is the clinic's local date). Needs at least YYYYMMDD."""
+    """The calendar date a DT/DTM value names, as written (no zone conversion). Needs at least
+    YYYYMMDD. A DTM that may carry a time and another offset is dated with `local_date`."""
     m = _DTM.match(text.strip())
     if not m or m.group("d") is None:
         raise ValueError("not an HL7 date (YYYYMMDD...)")
     return date(int(m.group("y")), int(m.group("mo")), int(m.group("d")))
+
+
+def local_date(text: str, zone: tzinfo) -> date:
+    """The clinic's calendar date of a DT/DTM value: a DTM with a time and an offset is an
+    instant, dated in the profile's zone (`20260303013000+0000` is 2026-03-02 in Chicago); a date,
+    or a time without an offset (already the clinic's wall time), is the date as written."""
+    m = _DTM.match(text.strip())
+    if m and m.group("h") is not None and m.group("tz") is not None:
+        return parse_dtm(text, zone).date()
+    return parse_dt_date(text)
 
 
 def to_utc(value: datetime) -> datetime:

@@ -22,9 +22,9 @@ from ehr.hl7common import (
     problem,
 )
 from ehr.hl7header import MessageHeader
-from ehr.hl7time import parse_dt_date, parse_dtm
+from ehr.hl7time import local_date, parse_dtm
 from ehr.parts import DocumentationPart, VisitKey
-from ehr.profile import DocumentTypeEntry, EhrConfig, Profile
+from ehr.profile import DocumentTypeEntry, EhrConfig, ObxCodes, Profile
 from ehr.rejection import Problem, Rejection, RejectReason, shown
 from schemas.common import Credential, Discipline
 from schemas.visit import Document
@@ -81,7 +81,14 @@ def read_obx(msg: hl7tree.Message, config: EhrConfig, problems: list[Problem]) -
             )
             continue
         if name is None:
-            continue  # document content or someone else's observation
+            unread = _unread_profile_value(obx, names, obx_codes)
+            if unread is not None:
+                # Issue 20 item 4: an OBX that looks like the profile's (minutes, or a profile
+                # code in other letters) but is not read is reported, never dropped in silence.
+                problems.append(
+                    problem(RejectReason.UNMAPPED_CODE, f"OBX#{seq}: {unread}", "OBX", 3, seq)
+                )
+            continue  # else document content or someone else's observation
         out.found += 1
 
         def bad(detail: str, fld: int, seq: int = seq, code: str = code) -> None:
@@ -132,6 +139,43 @@ def _profile_code(
     return obx.value(3, 1), None, None
 
 
+#: OBX-6 units (CE.1, compared without letter case) that say minutes: UCUM `min`, the only unit
+#: the profile's minutes OBX accepts (`_read_one`).
+MINUTE_UNITS = frozenset({"min"})
+
+
+def _unread_profile_value(
+    obx: hl7tree.Segment, names: dict[str, str], codes: ObxCodes
+) -> str | None:
+    """Why an OBX whose OBX-3 is not one of the profile's codes must not be skipped, else None:
+    its code differs from a profile code only in letter case (codes are case-sensitive, HL7
+    v2.5.1 ch. 2A CE: not read, but said), or its unit OBX-6 is minutes (a sender's own code for
+    therapy minutes the profile does not know). Codes in [obx].ignored_codes are skipped."""
+    code, system = obx.value(3, 1), obx.value(3, 3)
+    identifiers = [(code, system), (obx.value(3, 4), obx.value(3, 6))]
+    if any(c in codes.ignored_codes for c, _ in identifiers if c):
+        return None
+    by_upper = {known.upper(): known for known in names}
+    for text, text_system in identifiers:
+        known = by_upper.get(text.upper()) if text else None
+        if known is not None:
+            return (
+                f"OBX-3 code {shown(text)} (system {shown(text_system)}) differs from the "
+                f"profile's [obx] code {shown(known)} ({names[known]}) only in letter case: "
+                "codes are case-sensitive (HL7 v2.5.1 ch. 2A, CE), so it is not read; send "
+                f"{shown(known)}, or list the code in [obx].ignored_codes if it means something else"
+            )
+    unit = obx.value(6)
+    if unit.lower() in MINUTE_UNITS:
+        return (
+            f"OBX-3 code {shown(code)} (system {shown(system)}) is not one of the profile's "
+            f"[obx] codes, but OBX-6 unit {shown(unit)} says minutes: add it to the profile's "
+            "[obx] codes (total_timed_minutes, cpt_minutes, ...) if it carries therapy minutes, "
+            "or to [obx].ignored_codes if not (e.g. travel time)"
+        )
+    return None
+
+
 def _read_one(
     name: str, value: str, obx: hl7tree.Segment, out: ObxReading, config: EhrConfig, bad: Any
 ) -> None:
@@ -147,7 +191,7 @@ def _read_one(
         if minutes is None:
             bad("OBX-5 is not a whole number of minutes 0-1440", 5)
             return
-        if unit not in ("", "min"):
+        if unit and unit not in MINUTE_UNITS:
             bad("OBX-6 unit must be min (UCUM) or empty", 6)
             return
         if name in ("total_timed_minutes", "total_treatment_minutes"):
@@ -169,13 +213,13 @@ def _read_one(
                 raise ValueError
             out.document["cpt"] = cpt
         elif name in _DOC_FIELDS_DATE or name == "episode_start_date":
-            day = parse_dt_date(value)
+            day = local_date(value, zone)  # DT as written; a DTM instant: the clinic's day
             if name == "episode_start_date":
                 out.episode_start = day
             else:
                 out.document[name] = day
         elif name in _DOC_FIELDS_TIME:
-            out.document[name] = parse_dtm(value, zone)  # sender's offset kept (hl7time)
+            out.document[name] = parse_dtm(value, zone)  # in the clinic's zone (hl7time)
         elif name == "delay_reason_documented":
             if value.upper() not in ("Y", "N"):
                 raise ValueError
@@ -208,7 +252,7 @@ def documentation_from_mdm(
     # MSH-9.2 is the event; EVN-1 is kept for backward compatibility only (HL7 v2.5 ch. 3.4.1.1)
     # and is ignored, also when it disagrees (mdm_t02_msft_fhirconverter_01: EVN-1 T10, MSH-9 T02).
     if header.trigger_event == CANCEL_EVENT:
-        visit = _visit(common, _txa_date(txa, problems), problems, "TXA", 4)
+        visit = _visit(common, _txa_date(txa, profile, problems), problems, "TXA", 4)
         if problems or common is None:
             return Rejection.of(problems, header.control_id or None)
         return _part(common, f"mdm:{doc_id}", "cancelled", config, visit=visit)
@@ -230,13 +274,13 @@ def documentation_from_mdm(
         )
     obx = read_obx(msg, config, problems)
     signature = read_signature(txa, profile, problems)
-    document_date = _txa_date(txa, problems)
+    document_date = _txa_date(txa, profile, problems)
     # Date of service: TXA-4 (activity date/time, "the date/time identified in the document as
     # the date a procedure or activity occurred"), else TXA-6 (origination date/time, when the
     # document was created: the note is written at or after the visit, by the same clinic), else
     # PV1-44 (admit date/time: for a series account the series' first day, not this visit's).
     # HL7 v2.5.1 ch. 9.6.1.4, 9.6.1.6; ch. 3.4.3.44.
-    origination = _txa_date(txa, problems, 6) if document_date is None else None
+    origination = _txa_date(txa, profile, problems, 6) if document_date is None else None
     # A series account's visit is keyed by TXA-4 only: TXA-6 may be a later day (a note written
     # the next morning) and would key the note to a day without its charges.
     visit = _visit(common, document_date, problems, "TXA", 4)
@@ -270,7 +314,7 @@ def documentation_from_mdm(
         config,
         obx=obx,
         documents=[document],
-        date_of_service=document_date or origination or _pv1_date(msg),
+        date_of_service=document_date or origination or _pv1_date(msg, profile),
         discipline=discipline,
         signature=signature,
         visit=visit,
@@ -294,7 +338,7 @@ def read_signature(txa: hl7tree.Segment, profile: Profile, problems: list[Proble
         if not when or not (hl7tree.leaf(rep, 1) or hl7tree.leaf(rep, 2)):
             continue
         try:
-            at = parse_dtm(when, profile.zone)  # sender's offset kept: its date is the local one
+            at = parse_dtm(when, profile.zone)  # the clinic's offset: its date is the local one
         except ValueError:
             problems.append(
                 problem(RejectReason.BAD_VALUE, "TXA-22 PPN.15 is not a valid DTM", "TXA", 22)
@@ -314,12 +358,16 @@ def read_signature(txa: hl7tree.Segment, profile: Profile, problems: list[Proble
     return Signature(signed_at=best[0] if signed and best else None, npi=npi, credential=credential)
 
 
-def _txa_date(txa: hl7tree.Segment, problems: list[Problem], fld: int = 4) -> date | None:
-    # TXA-4 activity date/time: the date of the visit the note documents (ehr_ncci.md 2.2).
+def _txa_date(
+    txa: hl7tree.Segment, profile: Profile, problems: list[Problem], fld: int = 4
+) -> date | None:
+    # TXA-4 activity date/time: the date of the visit the note documents (ehr_ncci.md 2.2). A
+    # time written in another offset (20260303013000+0000) is dated on the clinic's clock
+    # (ehr/hl7time.py local_date), so the note keys the same day as the charges' FT1-4.
     if not txa.value(fld):
         return None
     try:
-        return parse_dt_date(txa.value(fld))
+        return local_date(txa.value(fld), profile.zone)
     except ValueError:
         problems.append(problem(RejectReason.BAD_VALUE, f"TXA-{fld} is not a date", "TXA", fld))
         return None
@@ -346,10 +394,11 @@ def _visit(
     return common.visit.on(day)
 
 
-def _pv1_date(msg: hl7tree.Message) -> date | None:
+def _pv1_date(msg: hl7tree.Message, profile: Profile) -> date | None:
     pv1 = msg.first("PV1")
     try:
-        return parse_dt_date(pv1.value(44)) if pv1 and pv1.value(44) else None  # admit date
+        # PV1-44 admit date/time, dated on the clinic's clock like TXA-4.
+        return local_date(pv1.value(44), profile.zone) if pv1 and pv1.value(44) else None
     except ValueError:
         return None
 
@@ -385,7 +434,7 @@ def documentation_from_oru(
     dos = None
     if obr is not None and obr.value(7):
         try:
-            dos = parse_dt_date(obr.value(7))  # OBR-7 observation date/time
+            dos = local_date(obr.value(7), config.profile.zone)  # OBR-7, the clinic's day
         except ValueError:
             problems.append(problem(RejectReason.BAD_VALUE, "OBR-7 is not a date", "OBR", 7))
     visit = _visit(common, dos, problems, "OBR", 7)
@@ -397,7 +446,7 @@ def documentation_from_oru(
         "active",
         config,
         obx=obx,
-        date_of_service=dos or _pv1_date(msg),
+        date_of_service=dos or _pv1_date(msg, config.profile),
         discipline=department_discipline(msg, [], config.profile)[0],
         visit=visit,
     )

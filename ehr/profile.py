@@ -79,10 +79,18 @@ class Documents(BaseModel):
     types: dict[Code, DocumentTypeEntry] = {}
 
 
+#: ObxCodes fields that are settings, not OBX-3 codes with a meaning.
+_OBX_SETTINGS = ("coding_systems", "result_status", "ignored_codes")
+
+
 class ObxCodes(BaseModel):
     model_config = _CONF
     coding_systems: list[str] = ["L", "99TC"]
     result_status: list[Code] = ["F", "C"]
+    #: OBX-3 codes of minute-valued observations that are not therapy minutes (travel time,
+    #: documentation time): skipped. Any other OBX with a minutes unit (OBX-6 `min`) and a code
+    #: the profile does not know rejects the note (unmapped_code), never skipped in silence.
+    ignored_codes: list[Code] = []
     total_timed_minutes: Code = "TC-TIMED-MIN"
     total_treatment_minutes: Code = "TC-TREAT-MIN"
     cpt_minutes: Code = "TC-CPT-MIN"
@@ -102,7 +110,7 @@ class ObxCodes(BaseModel):
         """OBX-3 code -> the profile's name for it (one code may not serve two meanings)."""
         out: dict[str, str] = {}
         for name, value in self:
-            if name in ("coding_systems", "result_status"):
+            if name in _OBX_SETTINGS:
                 continue
             assert isinstance(value, str)
             out[value] = name
@@ -170,9 +178,12 @@ class Profile(BaseModel):
     @field_validator("obx")
     @classmethod
     def _distinct_obx_codes(cls, value: ObxCodes) -> ObxCodes:
-        names = [n for n, _ in value if n not in ("coding_systems", "result_status")]
+        names = [n for n, _ in value if n not in _OBX_SETTINGS]
         if len(value.names_by_code()) != len(names):
             raise ValueError("two OBX meanings share one code")
+        both = sorted(set(value.ignored_codes) & set(value.names_by_code()))
+        if both:
+            raise ValueError(f"ignored_codes lists a code the profile reads: {', '.join(both)}")
         return value
 
     @property

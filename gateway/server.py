@@ -46,6 +46,10 @@ PROG = "therapy-compliance mllp-gateway"
 
 def gateway_main(settings: GatewaySettings) -> int:
     configure_logging(settings)
+    missing = settings.ehr_profile_problem()
+    if missing is not None:
+        _say(missing)
+        return 2
     try:
         config = settings.ehr_config()
     except (ProfileError, ValueError) as exc:

@@ -204,6 +204,14 @@ class CommonSection(BaseModel):
         return out
 
 
+#: One line: the EHR path on (TC_EHR_PATIENT_KEY) without TC_EHR_PROFILE (worker, gateway).
+NO_EHR_PROFILE = (
+    "the EHR path (TC_EHR_PATIENT_KEY is set) needs TC_EHR_PROFILE: the shipped ehr/profile.toml "
+    "is an example (timezone UTC); copy it, set `timezone` and your senders' tables, and point "
+    "TC_EHR_PROFILE at the copy"
+)
+
+
 class EhrSection(CommonSection):
     """The EHR path (docs/integration-hl7.md): the worker's parse and join stages, the MLLP
     gateway and `convert`."""
@@ -211,7 +219,9 @@ class EhrSection(CommonSection):
     #: Secret for patient_ref = HMAC-SHA256(key, patient identifier), at least 16 bytes. The EHR
     #: path (gateway, parse and join agents) runs only when it is set.
     ehr_patient_key: SecretStr | None = None
-    #: Integration profile (local code tables, OBX codes); unset: the shipped ehr/profile.toml.
+    #: Integration profile (local code tables, OBX codes, the clinic's timezone). Required by the
+    #: worker and the gateway when the EHR path is on (`ehr_profile_problem`); `convert` without it
+    #: uses the shipped example ehr/profile.toml and says so.
     ehr_profile: Path | None = None
     topic_hl7_inbound: str = "ehr.hl7v2.inbound.v1"
     topic_fhir_inbound: str = "ehr.fhir.inbound.v1"
@@ -246,6 +256,14 @@ class EhrSection(CommonSection):
     @property
     def ehr_enabled(self) -> bool:
         return self.ehr_patient_key is not None
+
+    def ehr_profile_problem(self) -> str | None:
+        """Why the worker or the gateway must not start, else None: the EHR path on without
+        TC_EHR_PROFILE would run on the shipped example profile, whose `timezone = "UTC"` turns
+        14:20 in Wisconsin into 14:20Z (issue 20 item 2: UTC must be written, not assumed)."""
+        if self.ehr_enabled and self.ehr_profile is None:
+            return NO_EHR_PROFILE
+        return None
 
     def ehr_config(self) -> EhrConfig:
         """The integration profile and patient key (raises ProfileError naming the entry)."""

@@ -199,6 +199,10 @@ def get_app() -> ComplianceApp:
     global _APP
     if _APP is None:
         settings = settings_from_env_or_exit()
+        missing = settings.ehr_profile_problem()
+        if missing is not None:  # before any broker or rule set: a setting, exit 2 like one
+            sys.stderr.write(f"therapy-compliance worker: {missing}\n")
+            raise SystemExit(2)
         if settings.event_loop == "uvloop":
             # uvloop's C event loop: +20-25% end-to-end throughput (bench/RESULTS.md). Set
             # before faust creates the worker's loop (faust's CLI does so after loading the app).

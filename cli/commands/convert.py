@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Literal
 
@@ -21,6 +22,7 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ehr import ProfileError, convert_main
+    from ehr.profile import DEFAULT_PROFILE_PATH
 
     settings = settings_from_env_or_exit()
     try:
@@ -31,5 +33,13 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if settings.ehr_profile is None:
+        # Offline, the shipped example may do (the tests, the samples), but never silently: its
+        # timezone decides every date. One JSON line, like the rest of convert's stderr.
+        detail = (
+            f"TC_EHR_PROFILE is unset: using the shipped example profile {DEFAULT_PROFILE_PATH} "
+            f"(timezone {config.profile.timezone!r}); set TC_EHR_PROFILE to your copy"
+        )
+        print(json.dumps({"warning": "example_profile", "detail": detail}), file=sys.stderr)
     kind: Literal["hl7", "fhir"] = "hl7" if args.source == "hl7" else "fhir"
     return convert_main(kind, args.path, sys.stdout.buffer, sys.stderr, config)

@@ -35,6 +35,7 @@ from tests.tools import EHR_SAMPLES, require_samples
 pytestmark = pytest.mark.timeout(240)
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "ehr"
 ROOT = Path(__file__).resolve().parents[2]
+TEST_PROFILE = ROOT / "ehr/profile.toml"
 SAMPLES = EHR_SAMPLES
 KEY = "integration-test-key-0123456789"
 DFT = (FIX / "dft_p03_pt_v1001.hl7").read_bytes()
@@ -68,6 +69,9 @@ def ehr_topics(tag: str) -> tuple[Topics, dict[str, str]]:
     t = Topics.unique(tag)
     env = {
         "TC_EHR_PATIENT_KEY": KEY,
+        # Explicit: the worker refuses the EHR path without a profile (its timezone decides the
+        # dates). The shipped example, timezone "UTC", is what these fixtures are written for.
+        "TC_EHR_PROFILE": str(TEST_PROFILE),
         "TC_TOPIC_HL7_INBOUND": f"{t.visits}.hl7",
         "TC_TOPIC_FHIR_INBOUND": f"{t.visits}.fhir",
         "TC_TOPIC_EHR_PARTS": f"{t.visits}.parts",
@@ -86,8 +90,7 @@ def offline_visit(
     env = {"TC_EHR_PATIENT_KEY": KEY, "PATH": "/usr/bin:/bin"}
     if "PYTHONPATH" in os.environ:  # a checkout sharing another's venv: this checkout's code
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    if profile is not None:
-        env["TC_EHR_PROFILE"] = str(profile)
+    env["TC_EHR_PROFILE"] = str(profile or TEST_PROFILE)  # the worker's, explicitly
     proc = subprocess.run(
         [EXE, "convert", "--from", source, str(path)],
         capture_output=True,
@@ -203,7 +206,7 @@ async def test_a_note_signed_late_evening_keeps_its_local_date_and_offset(
     profile.write_text(text.replace('\ntimezone = "UTC"\n', '\ntimezone = "America/Chicago"\n'))
     late = MDM.replace(b"^^20260302165500", b"^^202603022030")
     t, env = ehr_topics("ehr-local-time")
-    worker: Worker = make_worker(t, TC_EHR_PROFILE=str(profile), **env)
+    worker: Worker = make_worker(t, **{**env, "TC_EHR_PROFILE": str(profile)})
     worker.start()
     await produce(env["TC_TOPIC_HL7_INBOUND"], [(b"k", DFT), (b"k", late)])
     visits = await visits_on(t, 1, idle=3)
@@ -328,7 +331,7 @@ async def test_the_third_party_samples_through_the_worker(make_worker: Any, tmp_
     assert sum(expected_letters.values()) == 9 + 52
 
     t, env = ehr_topics("ehr-samples")
-    worker: Worker = make_worker(t, TC_EHR_PROFILE=str(profile), TC_JOIN_WAIT_S="3", **env)
+    worker: Worker = make_worker(t, TC_JOIN_WAIT_S="3", **{**env, "TC_EHR_PROFILE": str(profile)})
     worker.start()
     await produce(env["TC_TOPIC_HL7_INBOUND"], [(b"sample", raw) for raw in hl7])
     await produce(env["TC_TOPIC_FHIR_INBOUND"], [(b"sample", raw) for raw in fhir])

@@ -53,6 +53,7 @@ class GatewayProc:
             {
                 "TC_BROKERS": BROKERS,
                 "TC_EHR_PATIENT_KEY": KEY,
+                "TC_EHR_PROFILE": str(ROOT / "ehr/profile.toml"),  # required with the key
                 "TC_TOPIC_HL7_INBOUND": self.topics.visits,
                 "TC_TOPIC_EHR_DEADLETTER": self.topics.deadletter,
                 "TC_PARTITIONS": "4",
@@ -456,6 +457,7 @@ async def test_no_broker_at_start_exits_69_with_one_line(tmp_path: Path) -> None
     env.update(
         TC_BROKERS=f"127.0.0.1:{free_port()}",
         TC_EHR_PATIENT_KEY=KEY,
+        TC_EHR_PROFILE=str(ROOT / "ehr/profile.toml"),
         TC_STARTUP_WAIT_S="0",
         TC_MLLP_PORT=str(free_port()),
         TC_MLLP_WEB_PORT=str(free_port()),
@@ -466,6 +468,11 @@ async def test_no_broker_at_start_exits_69_with_one_line(tmp_path: Path) -> None
     assert proc.returncode == 69, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("therapy-compliance")]
     assert len(lines) == 1 and "cannot connect to Kafka" in lines[0]
+    del env["TC_EHR_PROFILE"]  # the EHR path on without a profile: one line, exit 2
+    proc = await asyncio.to_thread(
+        subprocess.run, [EXE, "mllp-gateway"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "needs TC_EHR_PROFILE" in proc.stderr, proc.stderr
     del env["TC_EHR_PATIENT_KEY"]
     proc = await asyncio.to_thread(
         subprocess.run, [EXE, "mllp-gateway"], env=env, capture_output=True, text=True, timeout=60

@@ -6,6 +6,7 @@ patient's history written, answers 404 there while /health and /metrics still an
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ async def test_table_and_router_endpoints_are_not_served(make_worker: Any) -> No
         t,
         # The EHR path declares the second table (ehr-visit-join); its topics the worker creates.
         TC_EHR_PATIENT_KEY="integration-test-key-0123456789",
+        TC_EHR_PROFILE=str(Path(__file__).resolve().parents[2] / "ehr/profile.toml"),
         TC_TOPIC_HL7_INBOUND=f"{t.visits}.hl7",
         TC_TOPIC_FHIR_INBOUND=f"{t.visits}.fhir",
         TC_TOPIC_EHR_PARTS=f"{t.visits}.parts",

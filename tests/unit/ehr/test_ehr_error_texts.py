@@ -113,6 +113,36 @@ def test_msh_that_just_ends_early_says_which_fields_are_missing() -> None:
     assert rej.detail.startswith("the MSH segment ends after MSH-9: MSH-9, MSH-10 and MSH-12")
 
 
+@pytest.mark.parametrize("sep", [b"\r", b"\n", b"\r\n"])
+def test_a_line_break_right_before_msh12_is_a_cut_not_msh12_empty(sep: bytes) -> None:
+    # `...|P|` + line break + `2.5.1`: MSH-12 (version id, HL7 v2.5.1 ch. 2.14.9.12) is empty only
+    # because the segment ended (ch. 2.5.4: CR ends a segment); "2.5.1" has no segment ID (three
+    # upper-case letters/digits, ch. 2.5.2), so the MSH was cut after MSH-11.
+    msh = strict(MDM).children[0]
+    assert (msh.msh_11.to_er7(), msh.msh_12.to_er7()) == ("P", "2.5.1")
+    text = MDM.replace(b"|P|2.5.1", b"|P|" + sep + b"2.5.1", 1)
+    (raw,) = split_messages(text)
+    assert isinstance(raw, bytes)
+    rej = parse_hl7v2(raw, CONFIG)
+    assert isinstance(rej, Rejection) and rej.reason == "not_hl7", rej
+    assert "MSH segment is cut by a line break after MSH-11" in rej.detail
+    assert "MSH-12 ''" not in rej.detail
+    assert (rej.problems[0].segment, rej.problems[0].field) == ("MSH", 12)
+
+
+def test_convert_names_a_line_break_before_msh12_in_an_lf_file(tmp_path: Path) -> None:
+    # A file whose segments end with LF (as editors write them), cut right before MSH-12.
+    text = MDM.replace(b"\r", b"\n").replace(b"|P|2.5.1", b"|P|\n2.5.1", 1)
+    path = tmp_path / "cut.hl7"
+    path.write_bytes(text)
+    out, err = io.BytesIO(), io.StringIO()
+    assert convert_main("hl7", str(path), out, err, CONFIG, now=NOW) == 1
+    (rejected,) = [json.loads(x) for x in err.getvalue().splitlines() if '"reason"' in x]
+    assert rejected["reason"] == "not_hl7"
+    assert "cut by a line break after MSH-11" in rejected["detail"]
+    assert "MSH-12 ''" not in rejected["detail"] and out.getvalue() == b""
+
+
 def test_an_empty_msh12_is_still_a_version_problem() -> None:
     rej = parse_hl7v2(MDM.replace(b"|P|2.5.1", b"|P|", 1), CONFIG)
     assert isinstance(rej, Rejection) and rej.reason == "unsupported_version"

@@ -250,7 +250,9 @@ def test_ack_for_a_v23_sender_uses_err1() -> None:
 def test_dtm_offsets_and_profile_zone() -> None:
     from zoneinfo import ZoneInfo
 
-    assert parse_dtm("202108181126+0215", UTC).utcoffset().total_seconds() == 8100  # type: ignore[union-attr]
+    # +0215 read as written (11:26 - 2:15 = 09:11 UTC), emitted in the clinic's zone (UTC here;
+    # docs/integration-hl7.md "Times and dates").
+    assert parse_dtm("202108181126+0215", UTC).isoformat() == "2021-08-18T09:11:00+00:00"
     chicago = parse_dtm("20260302090000", ZoneInfo("America/Chicago"))
     assert chicago.astimezone(UTC).hour == 15
     for bad in ("2026", "20261302", "2026030209+2500", "abc"):

@@ -189,8 +189,9 @@ def test_fhir_bundle_joins_like_hl7() -> None:
     ]
     assert (event["total_timed_minutes"], event["total_treatment_minutes"]) == (40, 45)
     (doc,) = event["documents"]
-    # DocumentReference.date as the fixture writes it (FHIR R4 dateTime keeps its offset).
-    assert doc["kind"] == "progress_report" and doc["signed_at"] == "2026-03-04T11:00:00-05:00"
+    # DocumentReference.date 2026-03-04T11:00:00-05:00, the same instant in the profile's zone
+    # (the shipped profile's UTC: 16:00Z; docs/integration-hl7.md "Times and dates").
+    assert doc["kind"] == "progress_report" and doc["signed_at"] == "2026-03-04T16:00:00Z"
 
 
 PARTS = [DFT, DFT_RESENT, MDM, MDM_EDIT, MDM_CANCEL, REPORT, ORU]

@@ -34,6 +34,7 @@ from ehr import (
     parse_hl7v2,
 )
 from ehr.profile import DEFAULT_PROFILE_PATH
+from tests.unit.ehr import fhirbuild as fb
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures/ehr"
 EXE = str(Path(sys.executable).parent / "therapy-compliance")
@@ -106,12 +107,53 @@ def test_a_note_signed_2030_in_chicago_keeps_its_offset_and_its_day() -> None:
     assert event["date_of_service"] == "2026-03-02"
 
 
-def test_the_senders_own_offset_wins_over_the_profile_zone() -> None:
+@pytest.mark.parametrize(
+    ("zone", "expected"),
+    [
+        ("America/Chicago", "2026-03-02T20:30:00-06:00"),  # the clinic's own offset: kept
+        ("UTC", "2026-03-03T02:30:00+00:00"),  # 20:30 + 6 h
+        ("Europe/Berlin", "2026-03-03T03:30:00+01:00"),  # 02:30Z + 1 h (CET)
+    ],
+)
+def test_a_time_in_another_offset_is_the_same_instant_on_the_clinics_clock(
+    zone: str, expected: str
+) -> None:
+    # Was test_the_senders_own_offset_wins_over_the_profile_zone (the offset as written, whatever
+    # the zone): the decision is now the clinic's zone's offset at that instant (review defect 2).
     raw = mdm("202603022030-0600")
     assert checked_251(raw).txa.txa_22.ppn_15.ts_1.to_er7() == "202603022030-0600"
-    for zone in ("UTC", "Europe/Berlin"):
-        at = signed_at(raw, config(zone))
-        assert at.isoformat() == "2026-03-02T20:30:00-06:00", zone
+    at = signed_at(raw, config(zone))
+    assert at.isoformat() == expected
+    assert at == datetime(2026, 3, 3, 2, 30, tzinfo=UTC)  # one instant in every zone
+
+
+def test_a_note_written_in_utc_keys_the_same_series_day_as_its_charges() -> None:
+    # The reviewer's case: a recurring account (PV1-2 R, HL7 table 0004) whose charges say FT1-4
+    # 2026-03-02 and whose note an interface engine normalised to UTC: TXA-4 and TXA-22 PPN.15
+    # 2026-03-03 01:30 +0000 = 2026-03-02 19:30 in Chicago (UTC-6). One visit, on 03-02.
+    charges = dft().replace(b"PV1|1|O|", b"PV1|1|R|")
+    note = mdm("20260303013000+0000", sent="20260303020000+0000").replace(b"PV1|1|O|", b"PV1|1|R|")
+    note = note.replace(b"|TX|20260302090000|", b"|TX|20260303013000+0000|")
+    for raw in (charges, note):
+        assert checked_251(raw).pv1.pv1_2.to_er7() == "R"  # PV1-2 patient class
+    msg = checked_251(note)
+    assert msg.txa.txa_4.ts_1.to_er7() == "20260303013000+0000"  # TXA-4 activity date/time
+    assert msg.txa.txa_22.ppn_15.ts_1.to_er7() == "20260303013000+0000"
+    financial = [c for c in checked_251(charges).children if c.name == "DFT_P03_FINANCIAL"]
+    assert financial[0].ft1.ft1_4.to_er7().startswith("20260302")  # FT1-4 transaction date
+    cfg = config("America/Chicago")
+    keys = set()
+    for raw in (charges, note):
+        part = parse_hl7v2(raw, cfg)
+        assert isinstance(part, ChargePart | DocumentationPart), part
+        keys.add(part.visit.text)
+        assert part.date_of_service == date(2026, 3, 2)
+    assert keys == {"CLINIC01:V1001@2026-03-02"}  # not two partial visits
+    event = visit(cfg, charges, note)
+    assert event["visit_id"] == "CLINIC01:V1001@2026-03-02"
+    (doc,) = event["documents"]
+    assert doc["signed_at"] == "2026-03-02T19:30:00-06:00"
+    assert doc["document_date"] == "2026-03-02"
 
 
 @pytest.mark.parametrize(
@@ -179,12 +221,96 @@ def fhir_doc(doc_date: str, zone: str = "UTC") -> Any:
     return doc
 
 
-def test_fhir_datetime_keeps_its_offset_and_its_day() -> None:
-    doc = fhir_doc("2026-03-04T20:30:00-06:00")
-    assert doc.signed_at.isoformat() == "2026-03-04T20:30:00-06:00"
+def test_fhir_datetime_is_emitted_in_the_clinics_zone_and_dated_there() -> None:
+    doc = fhir_doc("2026-03-04T20:30:00-06:00", zone="America/Chicago")
+    assert doc.signed_at.isoformat() == "2026-03-04T20:30:00-06:00"  # the clinic's own: kept
     assert doc.signed_at.date() == date(2026, 3, 4)  # UTC would say 3/5
+    # Was: kept as written (+02:00). Now the same instant on the clinic's clock: 14:20+02:00 is
+    # 12:20Z, 07:20 in Chicago (CDT, UTC-5, in July).
     german = fhir_doc("2026-07-14T14:20:00+02:00", zone="America/Chicago")
-    assert german.signed_at.isoformat() == "2026-07-14T14:20:00+02:00"  # the sender's, kept
+    assert german.signed_at.isoformat() == "2026-07-14T07:20:00-05:00"
+
+
+def test_fhir_instants_in_utc_are_dated_on_the_clinics_day() -> None:
+    # DocumentReference.date 2026-03-04T02:30:00Z (an instant, as many servers write it) is
+    # 2026-03-03 20:30 in Chicago (UTC-6 until 8 March); every dateTime with a time read as a
+    # date (Encounter.period.start, Procedure.performedDateTime, Claim.item.servicedPeriod.start)
+    # is dated there too: 01:00Z on 03-04 is 03-03 19:00 in Chicago. FHIR R4 datatypes 2.24.0.1.
+    enc = fb.encounter()
+    enc["period"] = {"start": "2026-03-04T01:00:00Z", "end": "2026-03-04T01:50:00Z"}
+    claim = fb.claim(("97110", 2))
+    for item in claim["item"]:
+        del item["servicedDate"]
+        item["servicedPeriod"] = {"start": "2026-03-04T01:00:00Z", "end": "2026-03-04T01:30:00Z"}
+    proc = fb.procedure("pr-1", "97110", None, performedDateTime="2026-03-04T01:05:00Z")
+    doc = {
+        "resourceType": "DocumentReference",
+        "id": "d1",
+        "status": "current",
+        "docStatus": "final",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3"}]},
+        "subject": {"reference": "Patient/p1"},
+        "date": "2026-03-04T02:30:00Z",
+        "author": [{"reference": "Practitioner/pr1"}],
+        "authenticator": {"reference": "Practitioner/pr1"},
+        "content": [{"attachment": {"contentType": "text/plain", "data": "eA=="}}],
+        "context": {"encounter": [{"reference": "Encounter/e1"}]},
+    }
+    bundle = fb.collection(
+        [fb.patient(), fb.practitioner(), fb.organization(), enc, claim, proc, doc]
+    )
+    result = parse_fhir(json.dumps(bundle), config("America/Chicago"), fb.NOW)
+    assert result.rejections == (), result.rejections
+    # The charges (Claim servicedPeriod.start) and the procedures (performedDateTime); the
+    # DocumentReference's part names no date of service of its own (its document_date, below).
+    dated = {type(p).__name__: p.date_of_service for p in result.parts if p.date_of_service}
+    assert dated == {"ChargePart": date(2026, 3, 3), "DocumentationPart": date(2026, 3, 3)}
+    (signed,) = [d for p in result.parts if isinstance(p, DocumentationPart) for d in p.documents]
+    assert signed.signed_at.isoformat() == "2026-03-03T20:30:00-06:00"  # not ...04T02:30:00Z
+    assert signed.document_date == date(2026, 3, 3)
+    # The encounter's date when nothing else names one (Procedure without a time of its own).
+    del proc["performedDateTime"]
+    result = parse_fhir(json.dumps(bundle), config("America/Chicago"), fb.NOW)
+    (procedures,) = [
+        p
+        for p in result.parts
+        if isinstance(p, DocumentationPart) and p.source_id.startswith("fhir-procedures:")
+    ]
+    assert procedures.date_of_service == date(2026, 3, 3)
+
+
+def test_fhir_chargeitem_occurrence_in_utc_is_dated_on_the_clinics_day() -> None:
+    # ChargeItem.occurrenceDateTime 2026-03-04T01:30:00Z = 2026-03-03 19:30 in Chicago.
+    item = {
+        "resourceType": "ChargeItem",
+        "id": "ci1",
+        "status": "billable",
+        "code": {"coding": [{"system": fb.CPT, "code": "97110"}]},
+        "subject": {"reference": "Patient/p1"},
+        "context": {"reference": "Encounter/e1"},
+        "occurrenceDateTime": "2026-03-04T01:30:00Z",
+        "quantity": {"value": 2},
+        "performer": [{"actor": {"reference": "Practitioner/pr1"}}],
+        "extension": [
+            {
+                "url": "urn:therapy-compliance:fhir:modifier",
+                "valueCoding": {"system": fb.HCPCS, "code": "GP"},
+            }
+        ],
+    }
+    coverage = {
+        "resourceType": "Coverage",
+        "id": "cov1",
+        "status": "active",
+        "beneficiary": {"reference": "Patient/p1"},
+        "payor": [{"reference": "Organization/o1"}],
+    }
+    bundle = fb.collection([*fb.people(), coverage, item])
+    for zone, day in (("America/Chicago", date(2026, 3, 3)), ("UTC", date(2026, 3, 4))):
+        result = parse_fhir(json.dumps(bundle), config(zone), fb.NOW)
+        charges = [p for p in result.parts if isinstance(p, ChargePart)]
+        assert len(charges) == 1, (result.rejections, result.parts)
+        assert charges[0].date_of_service == day, zone
 
 
 def test_fhir_datetime_without_offset_is_refused_not_guessed() -> None:
@@ -231,3 +357,46 @@ def test_convert_and_worker_refuse_to_start_without_timezone(tmp_path: Path, pro
     assert proc.returncode == 2, proc.stderr
     assert f"ehr profile {path}: timezone: missing" in proc.stderr
     assert "TC_EHR_PROFILE" in proc.stderr
+
+
+# ---- no silent example profile (review defect 8) -------------------------------------------
+
+
+def program_env(**extra: str) -> dict[str, str]:
+    env = {"PATH": "/usr/bin:/bin", "TC_EHR_PATIENT_KEY": KEY.decode(), **extra}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
+
+
+@pytest.mark.parametrize("program", ["worker", "mllp-gateway"])
+def test_worker_and_gateway_refuse_the_ehr_path_without_a_profile(program: str) -> None:
+    # The shipped profile is an example (timezone "UTC"): run silently it would turn 14:20 in
+    # Wisconsin into 14:20Z. Both stop before they look for a broker (none is configured here).
+    proc = subprocess.run(
+        [EXE, program], capture_output=True, timeout=60, env=program_env(), text=True
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"therapy-compliance {program}: ")
+    assert "needs TC_EHR_PROFILE" in lines[0] and "copy it, set `timezone`" in lines[0]
+
+
+def test_convert_without_a_profile_says_it_uses_the_example_and_its_timezone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "visit.hl7"
+    path.write_bytes(dft() + b"\n" + mdm("20260302165500"))
+    args = [EXE, "convert", "--from", "hl7", str(path)]
+    proc = subprocess.run(args, capture_output=True, timeout=60, env=program_env())
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 1  # the visit, converted as before
+    notes = [json.loads(ln) for ln in proc.stderr.splitlines()]
+    (warning,) = [n for n in notes if n.get("warning") == "example_profile"]
+    assert str(DEFAULT_PROFILE_PATH) in warning["detail"]
+    assert "timezone 'UTC'" in warning["detail"] and "TC_EHR_PROFILE" in warning["detail"]
+    # With a profile named, nothing to say.
+    named = program_env(TC_EHR_PROFILE=str(DEFAULT_PROFILE_PATH))
+    proc = subprocess.run(args, capture_output=True, timeout=60, env=named)
+    assert proc.returncode == 0 and b"example_profile" not in proc.stderr

@@ -130,3 +130,92 @@ def test_minutes_obx_that_cannot_be_read_rejects_the_note(
     rej = parse_hl7v2(raw, CONFIG)
     assert isinstance(rej, Rejection) and rej.reason == "bad_value"
     assert [(p.segment, p.field) for p in rej.problems] == [("OBX", field)]
+
+
+# ---- minutes under a code the profile does not know (review defect 6) -------------------------
+
+
+def config_ignoring(*codes: str) -> Any:
+    """The shipped profile with [obx].ignored_codes set, as an operator writes it."""
+    profile = CONFIG.profile
+    obx = profile.obx.model_copy(update={"ignored_codes": list(codes)})
+    return CONFIG.model_copy(update={"profile": profile.model_copy(update={"obx": obx})})
+
+
+EPIC_TIMED = b"|1234^PT TIMED MINUTES^99EPC|"
+
+
+@pytest.mark.parametrize("raw", [MDM, ORU], ids=["mdm", "oru"])
+@pytest.mark.parametrize("unit", [b"min^minute^UCUM", b"MIN"])
+def test_an_unknown_code_with_a_minutes_unit_rejects_the_note(raw: bytes, unit: bytes) -> None:
+    # OBX-3 a local code the profile does not know, OBX-6 minutes (UCUM "min"): the sender's own
+    # code for therapy minutes. Skipped, the note would lack its minutes without a word.
+    raw = with_obx3(
+        raw,
+        b"|TC-TIMED-MIN^Total timed minutes^L||40|min^minute^UCUM|",
+        EPIC_TIMED + b"|40|" + unit + b"|",
+    )
+    (obx,) = [o for o in strict_obx(raw) if o.obx_3.ce_1.to_er7() == "1234"]
+    assert (obx.obx_3.ce_3.to_er7(), obx.obx_5.to_er7()) == ("99EPC", "40")
+    assert obx.obx_6.ce_1.to_er7() == unit.split(b"^")[0].decode()  # OBX-6 units
+    rej = parse_hl7v2(raw, CONFIG)
+    assert isinstance(rej, Rejection) and rej.reason == "unmapped_code", rej
+    assert "'1234'" in rej.detail and "'99EPC'" in rej.detail
+    assert "[obx] codes" in rej.detail and "[obx].ignored_codes" in rej.detail
+    assert (rej.problems[0].segment, rej.problems[0].field, rej.problems[0].sequence) == (
+        "OBX",
+        3,
+        4 if b"MDM^T02" in raw else 3,  # the 4th OBX of the MDM, the 3rd of the ORU
+    )
+
+
+def test_an_ignored_code_with_a_minutes_unit_is_skipped() -> None:
+    # [obx].ignored_codes: a minute-valued observation that is not therapy minutes (travel time).
+    obx = b"OBX|6|NM|TRAVEL^Travel time^99EPC||25|min^minute^UCUM|||||F\r"
+    raw = MDM + obx
+    (travel,) = [o for o in strict_obx(raw) if o.obx_3.ce_1.to_er7() == "TRAVEL"]
+    assert travel.obx_6.ce_1.to_er7() == "min"
+    assert isinstance(parse_hl7v2(raw, CONFIG), Rejection)
+    part = parse_hl7v2(raw, config_ignoring("TRAVEL"))
+    assert isinstance(part, DocumentationPart), part
+    assert (part.total_timed_minutes, part.minutes_by_cpt) == (40, {"97110": 33, "97140": 7})
+
+
+def test_an_unknown_code_with_another_unit_is_someone_elses_observation() -> None:
+    # Not minutes (a lab value in mg/dL): not the profile's, skipped as before.
+    raw = MDM + b"OBX|6|NM|2345-7^Glucose^LN||95|mg/dL^mg/dL^UCUM|||||F\r"
+    assert strict_obx(raw)[-1].obx_6.ce_1.to_er7() == "mg/dL"
+    part = parse_hl7v2(raw, CONFIG)
+    assert isinstance(part, DocumentationPart) and part.total_timed_minutes == 40
+
+
+@pytest.mark.parametrize("where", ["ce1", "ce4"])
+def test_a_profile_code_in_other_letters_is_reported_not_read(where: str) -> None:
+    # OBX-3 CE.1 is an ST: codes compare as written (HL7 v2.5.1 ch. 2A, CE), so tc-timed-min is
+    # not TC-TIMED-MIN. Not read as minutes, but not skipped either: said, naming both.
+    new = (
+        b"|tc-timed-min^Total timed minutes^L|"
+        if where == "ce1"
+        else b"|55411-3^Exercise duration^LN^Tc-Timed-Min^Total timed minutes^L|"
+    )
+    raw = with_obx3(MDM, b"|TC-TIMED-MIN^Total timed minutes^L|", new)
+    (obx,) = [o for o in strict_obx(raw) if o.obx_5.to_er7() == "40"]
+    code = obx.obx_3.ce_1.to_er7() if where == "ce1" else obx.obx_3.ce_4.to_er7()
+    assert code.upper() == "TC-TIMED-MIN" and code != "TC-TIMED-MIN"
+    rej = parse_hl7v2(raw, CONFIG)
+    assert isinstance(rej, Rejection) and rej.reason == "unmapped_code", rej
+    assert f"{code!r}" in rej.detail and "'TC-TIMED-MIN'" in rej.detail
+    assert "letter case" in rej.detail
+
+
+def test_ignored_codes_may_not_name_a_code_the_profile_reads(tmp_path: Path) -> None:
+    from ehr import ProfileError, load_profile
+    from ehr.profile import DEFAULT_PROFILE_PATH
+
+    text = DEFAULT_PROFILE_PATH.read_text()
+    assert "\nignored_codes = []\n" in text  # documented in the shipped example
+    path = tmp_path / "p.toml"
+    path.write_text(text.replace("\nignored_codes = []\n", '\nignored_codes = ["TC-TIMED-MIN"]\n'))
+    with pytest.raises(ProfileError, match="ignored_codes lists a code the profile reads"):
+        load_profile(path)
+    assert load_profile().obx.ignored_codes == []  # the shipped default: nothing ignored
