@@ -9,7 +9,7 @@ CPT/HCPCS code, FT1-10 quantity = units, FT1-26 modifiers (CE, repeating), FT1-2
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, tzinfo
 
 from pydantic import ValidationError
 
@@ -26,7 +26,7 @@ from ehr.hl7common import (
     problem,
 )
 from ehr.hl7header import MessageHeader
-from ehr.hl7time import parse_dt_date
+from ehr.hl7time import local_date
 from ehr.parts import AnyPart, ChargeLine, ChargePart, CreditLine, CreditPart
 from ehr.profile import EhrConfig, Profile
 from ehr.rejection import Problem, Rejection, RejectReason, shown
@@ -252,7 +252,7 @@ def charges_from_dft(
             )
         )
     date_problems: list[Problem] = []
-    days = _days(lines, date_problems)
+    days = _days(lines, date_problems, config.profile.zone)
     recurring = common is not None and common.recurring
     groups = list(days.values()) if recurring and days else [lines]
     if credits:
@@ -498,14 +498,17 @@ def _provider(
     return npi, credential or profile.providers.get(npi)
 
 
-def _days(lines: list[LineReading], problems: list[Problem]) -> dict[date, list[LineReading]]:
-    """The lines by date of service (FT1-4 DR component 1), in order of first appearance."""
+def _days(
+    lines: list[LineReading], problems: list[Problem], zone: tzinfo
+) -> dict[date, list[LineReading]]:
+    """The lines by date of service (FT1-4 DR component 1), in order of first appearance; a DTM
+    with a time and an offset is dated on the clinic's clock (`local_date`)."""
     days: dict[date, list[LineReading]] = {}
     for r in lines:
         if not r.date_of_service_text:
             continue
         try:
-            day = parse_dt_date(r.date_of_service_text)
+            day = local_date(r.date_of_service_text, zone)
         except ValueError:
             problems.append(
                 problem(

@@ -400,3 +400,22 @@ def test_convert_without_a_profile_says_it_uses_the_example_and_its_timezone(
     named = program_env(TC_EHR_PROFILE=str(DEFAULT_PROFILE_PATH))
     proc = subprocess.run(args, capture_output=True, timeout=60, env=named)
     assert proc.returncode == 0 and b"example_profile" not in proc.stderr
+
+
+def test_a_charge_dated_with_a_utc_time_is_on_the_clinics_day() -> None:
+    # FT1-4 (Transaction Date, DR of DTM) written with a time in UTC by an interface engine:
+    # 2026-03-03 01:30 +0000 is 2026-03-02 19:30 in Chicago (UTC-6), so the charge belongs to
+    # the clinic's 03-02, as its note does (HL7 v2.5.1 ch. 2A.22 DTM: the offset makes it an
+    # instant; the rules count the clinic's calendar days).
+    charges = dft().replace(b"PV1|1|O|", b"PV1|1|R|")
+    charges = charges.replace(b"|20260302090500^20260302093000|", b"|20260303013000+0000|")
+    charges = charges.replace(b"|20260302093000^20260302094500|", b"|20260303014500+0000|")
+    financial = [c for c in checked_251(charges).children if c.name == "DFT_P03_FINANCIAL"]
+    assert financial[0].ft1.ft1_4.to_er7().startswith("20260303013000+0000")  # FT1-4
+    part = parse_hl7v2(charges, config("America/Chicago"))
+    assert isinstance(part, ChargePart), part
+    assert part.date_of_service == date(2026, 3, 2)
+    assert part.visit.text == "CLINIC01:V1001@2026-03-02"
+    # The same text on a UTC clinic's profile is the UTC day.
+    utc = parse_hl7v2(charges, config("UTC"))
+    assert isinstance(utc, ChargePart) and utc.date_of_service == date(2026, 3, 3)
