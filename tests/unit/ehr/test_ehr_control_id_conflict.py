@@ -207,14 +207,19 @@ def old_record() -> VisitState:
     return JoinRecord.from_bytes(OLD_RECORD).state
 
 
-def test_a_record_stored_before_the_upgrade_gives_no_false_conflict() -> None:
-    # The very message the old record holds, re-sent after the upgrade: today's parser reads
-    # it differently (TXA-22 keeps -06:00), and the record has no message digest to compare.
+def test_a_record_stored_before_the_upgrade_gives_no_false_conflict(tmp_path: Path) -> None:
+    # The very message the old record holds, re-sent after the upgrade to a clinic profile in
+    # Chicago: today's parser reads it differently (TXA-22 on the clinic's clock, -06:00, where
+    # the old code stored UTC), and the record has no message digest to compare.
     assert strict(OLD_MDM_RAW).children[0].msh_10.to_er7() == "MDM-1001-1"
     state = old_record()
     assert state.messages == {} and state.credits == {}
     stored = state.documentation["mdm:DOC-1001-DAILY"]
-    resent = part(OLD_MDM_RAW)
+    chicago = tmp_path / "chicago.toml"
+    text = DEFAULT_PROFILE_PATH.read_text()
+    chicago.write_text(text.replace('timezone = "UTC"', 'timezone = "America/Chicago"'))
+    resent = parse_hl7v2(OLD_MDM_RAW, load_config(b"test-key-0123456789abcdef", chicago))
+    assert isinstance(resent, DocumentationPart)
     assert resent.documents[0].signed_at.isoformat() == "2026-03-02T16:55:00-06:00"
     assert stored.documents[0].signed_at.isoformat() == "2026-03-02T22:55:00+00:00"
     assert conflict(state, resent) is None
