@@ -336,8 +336,10 @@ async def test_the_third_party_samples_through_the_worker(make_worker: Any, tmp_
     await produce(env["TC_TOPIC_HL7_INBOUND"], [(b"sample", raw) for raw in hl7])
     await produce(env["TC_TOPIC_FHIR_INBOUND"], [(b"sample", raw) for raw in fhir])
     dead_topic, parts_topic = env["TC_TOPIC_EHR_DEADLETTER"], env["TC_TOPIC_EHR_PARTS"]
-    # + 2: the two notes that name no discipline cannot form a visit without charges.
-    want_letters = sum(expected_letters.values()) + 2
+    # + 3: the two notes that name no discipline cannot form a visit without charges, and
+    # FHIR-Converter's DFT _02 reuses _01's MSH-10 (MSG00001, same MSH-7) for other content: a
+    # control id conflict at the join (issue 20 item 6; HL7 v2.5.1 ch. 2.14.9.10).
+    want_letters = sum(expected_letters.values()) + 3
     recs = await consume(
         [dead_topic, parts_topic, t.visits, t.checked, t.alerts],
         until=lambda rs: (
@@ -367,8 +369,16 @@ async def test_the_third_party_samples_through_the_worker(make_worker: Any, tmp_
         (p["part"], f"{p['visit']['facility']}:{p['visit']['visit_number']}") for p in parts
     ) == (expected_parts)
     joined = [d for d in letters if d["source"]["topic"] == parts_topic]
-    assert sorted(d["reason"] for d in joined) == ["unassemblable", "unassemblable"]
-    assert all("names no discipline" in d["detail"] for d in joined)
+    assert sorted(d["reason"] for d in joined) == [
+        "control_id_conflict",
+        "unassemblable",
+        "unassemblable",
+    ]
+    assert all(
+        "names no discipline" in d["detail"] for d in joined if d["reason"] == "unassemblable"
+    )
+    (clash,) = [d for d in joined if d["reason"] == "control_id_conflict"]
+    assert "'MSG00001'" in clash["detail"]
     assert len(letters) == want_letters  # and nothing else (no processing_error)
     # The DFTs' visit, emitted after the wait with its charges alone: what convert gives.
     (visit,) = by_topic(recs, t.visits)

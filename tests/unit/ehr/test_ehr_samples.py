@@ -12,6 +12,8 @@ from ehr import (
     ChargePart,
     DocumentationPart,
     Rejection,
+    add_part,
+    conflict,
     load_config,
     parse_fhir,
     parse_hl7v2,
@@ -128,6 +130,29 @@ def test_msft_v28_dft_not_therapy_by_default_and_accepted_when_configured(name: 
         ("99011", 1, []),
     ]
     assert part.payer.payer_id == "BCBS-TX-HMO"
+
+
+def test_msft_v28_dfts_reuse_one_control_id_for_other_content_a_conflict_at_the_join() -> None:
+    # FHIR-Converter's DFT-P03-01 and -02 carry the same MSH-10 (MSG00001) and MSH-7 but other
+    # lines (their bytes differ): one control id for two messages is a sender fault (HL7 v2.5.1
+    # ch. 2.14.9.10, "uniquely identifies the message"), so the join keeps the first and refuses
+    # the second (issue 20 item 6), where it used to settle them silently.
+    first, second = (
+        raw("dft_p03_msft_fhirconverter_01.hl7"),
+        raw("dft_p03_msft_fhirconverter_02.hl7"),
+    )
+    assert first != second
+    assert [m.split(b"\r", 1)[0].split(b"|")[9] for m in (first, second)] == [b"MSG00001"] * 2
+    configured = variant(
+        departments={"RAD-1": "PT"},
+        payers={"BAV": {"payer_id": "BCBS-TX-HMO", "kind": "commercial"}},
+    )
+    a, b = parse_hl7v2(first, configured), parse_hl7v2(second, configured)
+    assert isinstance(a, ChargePart) and isinstance(b, ChargePart)
+    state = add_part(None, a)
+    clash = conflict(state, b)
+    assert clash is not None and clash.control_id == "MSG00001"
+    assert add_part(state, b) == state  # the first stands
 
 
 def test_ft1_segment_alone_is_not_a_message_but_its_line_reads() -> None:
