@@ -80,6 +80,10 @@ def _parse(raw: bytes, config: EhrConfig) -> Hl7Parts:
     text = hl7text.decode_message(raw, config.profile.default_charset)
     if isinstance(text, Rejection):
         return text
+    # HL7 v2 ends segments with CR (hex 0D, v2.5.1 ch. 2.5.4 figure 2-1); many senders and
+    # files use LF or CRLF. `convert` splits files on all three, so the gateway and the worker
+    # read a message the same way (a line break inside MSH is still found: `msh_cut_problem`).
+    text = text.replace("\r\n", "\r").replace("\n", "\r")
     # MSH-1/MSH-2 first: python-hl7 fails (or silently reads defaults) on bad delimiters.
     bad = delimiter_problem(text)
     if bad is not None:

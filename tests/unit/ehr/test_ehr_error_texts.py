@@ -26,6 +26,7 @@ from ehr import (
     convert_main,
     load_config,
     parse_hl7v2,
+    parse_hl7v2_parts,
     read_header,
     split_messages,
 )
@@ -208,3 +209,17 @@ def test_date_of_service_order(txa4: bytes, txa6: bytes, pv1_44: bytes, expected
 def test_bad_txa6_is_named_when_it_is_the_date_read() -> None:
     rej = parse_hl7v2(txa_dates(b"", b"2026", b"20260201"), CONFIG)
     assert isinstance(rej, Rejection) and "TXA-6 is not a date" in rej.detail
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_segments_ended_by_lf_or_crlf_read_as_with_cr(newline: bytes) -> None:
+    # HL7 v2 ends segments with CR (hex 0D); senders and files often use LF or CRLF. `convert`
+    # splits a file on all three, so the gateway and the worker (parse_hl7v2_parts on one
+    # message's bytes) must read the same message the same way, not refuse it with a misleading
+    # "MSH-12 '2.5.1\nEVN'" (issue 20 item 9; "convert ... the same answers as the worker").
+    cr = (FIX / "dft_p03_pt_v1001.hl7").read_bytes()
+    assert b"\n" not in cr
+    other = cr.replace(b"\r", newline)
+    expected = parse_hl7v2_parts(cr, CONFIG)
+    assert not isinstance(expected, Rejection), expected
+    assert parse_hl7v2_parts(other, CONFIG) == expected
