@@ -3,6 +3,7 @@ OBX codes (ehr_ncci.md 2.2, 2.3; OBX coding in ehr/profile.toml [obx])."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -165,14 +166,35 @@ def _unread_profile_value(
                 "codes are case-sensitive (HL7 v2.5.1 ch. 2A, CE), so it is not read; send "
                 f"{shown(known)}, or list the code in [obx].ignored_codes if it means something else"
             )
-    unit = obx.value(6)
-    if unit.lower() in MINUTE_UNITS:
+    says = _says_minutes(obx)
+    if says is not None:
         return (
             f"OBX-3 code {shown(code)} (system {shown(system)}) is not one of the profile's "
-            f"[obx] codes, but OBX-6 unit {shown(unit)} says minutes: add it to the profile's "
+            f"[obx] codes, but {says} says minutes: add it to the profile's "
             "[obx] codes (total_timed_minutes, cpt_minutes, ...) if it carries therapy minutes, "
             "or to [obx].ignored_codes if not (e.g. travel time)"
         )
+    return None
+
+
+#: Words for minutes in OBX-6 (CE.1 identifier or CE.2 text) or in a numeric OBX-3's text:
+#: UCUM `min` and the spellings senders write instead.
+_MINUTE_WORD = re.compile(r"\b(?:min|mins|minute|minutes)\b", re.IGNORECASE)
+
+
+def _says_minutes(obx: hl7tree.Segment) -> str | None:
+    """Which field says this OBX carries minutes, else None: the unit OBX-6 (identifier or text:
+    `min`, `mins`, `minute(s)`, any letter case), or, for a numeric value (OBX-2 NM), the text
+    of OBX-3 (CE.2 or CE.5: "PT timed minutes")."""
+    for comp in (1, 2):
+        unit = obx.value(6, comp).strip()
+        if unit and _MINUTE_WORD.fullmatch(unit):
+            return f"OBX-6 unit {shown(unit)}"
+    if obx.value(2).strip().upper() == "NM":
+        for comp in (2, 5):
+            text = obx.value(3, comp)
+            if _MINUTE_WORD.search(text):
+                return f"OBX-3 text {shown(text)} (a numeric value)"
     return None
 
 

@@ -146,18 +146,20 @@ EPIC_TIMED = b"|1234^PT TIMED MINUTES^99EPC|"
 
 
 @pytest.mark.parametrize("raw", [MDM, ORU], ids=["mdm", "oru"])
-@pytest.mark.parametrize("unit", [b"min^minute^UCUM", b"MIN"])
+@pytest.mark.parametrize(
+    "unit", [b"min^minute^UCUM", b"MIN", b"minutes", b"mins", b"Minutes^Minutes^L", b"^min"]
+)
 def test_an_unknown_code_with_a_minutes_unit_rejects_the_note(raw: bytes, unit: bytes) -> None:
     # OBX-3 a local code the profile does not know, OBX-6 minutes (UCUM "min"): the sender's own
     # code for therapy minutes. Skipped, the note would lack its minutes without a word.
     raw = with_obx3(
         raw,
         b"|TC-TIMED-MIN^Total timed minutes^L||40|min^minute^UCUM|",
-        EPIC_TIMED + b"|40|" + unit + b"|",
+        b"|1234^PT TIMED^99EPC|" + b"|40|" + unit + b"|",  # a text without "minutes"
     )
     (obx,) = [o for o in strict_obx(raw) if o.obx_3.ce_1.to_er7() == "1234"]
     assert (obx.obx_3.ce_3.to_er7(), obx.obx_5.to_er7()) == ("99EPC", "40")
-    assert obx.obx_6.ce_1.to_er7() == unit.split(b"^")[0].decode()  # OBX-6 units
+    assert obx.obx_6.to_er7() == unit.decode()  # OBX-6 units (CE.1 identifier, CE.2 text)
     rej = parse_hl7v2(raw, CONFIG)
     assert isinstance(rej, Rejection) and rej.reason == "unmapped_code", rej
     assert "'1234'" in rej.detail and "'99EPC'" in rej.detail
@@ -219,3 +221,20 @@ def test_ignored_codes_may_not_name_a_code_the_profile_reads(tmp_path: Path) -> 
     with pytest.raises(ProfileError, match="ignored_codes lists a code the profile reads"):
         load_profile(path)
     assert load_profile().obx.ignored_codes == []  # the shipped default: nothing ignored
+
+
+def test_an_unknown_numeric_code_whose_text_says_minutes_rejects_the_note() -> None:
+    # No unit, but OBX-2 NM and OBX-3 text "PT TIMED MINUTES" (CE.2): minutes by its name. The
+    # same text on a non-numeric value (OBX-2 TX) is narrative, not read and not reported.
+    obx = b"OBX|6|NM|1234^PT TIMED MINUTES^99EPC||38||||||F\r"
+    (seg,) = [o for o in strict_obx(MDM + obx) if o.obx_3.ce_1.to_er7() == "1234"]
+    assert (seg.obx_2.to_er7(), seg.obx_3.ce_2.to_er7(), seg.obx_6.to_er7()) == (
+        "NM",
+        "PT TIMED MINUTES",
+        "",
+    )
+    rej = parse_hl7v2(MDM + obx, CONFIG)
+    assert isinstance(rej, Rejection) and rej.reason == "unmapped_code", rej
+    assert "'PT TIMED MINUTES'" in rej.detail
+    text = b"OBX|6|TX|1234^PT TIMED MINUTES^99EPC||Tolerated well||||||F\r"
+    assert isinstance(parse_hl7v2(MDM + text, CONFIG), DocumentationPart)
