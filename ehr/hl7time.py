@@ -54,7 +54,12 @@ def parse_dtm(text: str, zone: tzinfo) -> datetime:
     # when it is the clinic's own); without one: the clinic's wall time. A date alone (no hour)
     # names a day, not an instant: as written.
     instant = parts["tz"] is not None and parts["h"] is not None
-    return fixed_offset(written.astimezone(zone) if instant else written)
+    if parts["h"] is not None and not instant:
+        # Through UTC and back: a wall time the spring-forward change skips (02:30 on the
+        # change day) becomes the zone's time at that instant (03:30, -05:00), so the value
+        # always carries the offset the zone has then; a repeated hour is its first occurrence.
+        written = written.astimezone(UTC)
+    return fixed_offset(written.astimezone(zone) if parts["h"] is not None else written)
 
 
 def fixed_offset(value: datetime) -> datetime:

@@ -17,6 +17,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hl7apy.consts import VALIDATION_LEVEL
@@ -33,6 +34,7 @@ from ehr import (
     parse_fhir,
     parse_hl7v2,
 )
+from ehr.hl7time import parse_dtm
 from ehr.profile import DEFAULT_PROFILE_PATH
 from tests.unit.ehr import fhirbuild as fb
 
@@ -419,3 +421,17 @@ def test_a_charge_dated_with_a_utc_time_is_on_the_clinics_day() -> None:
     # The same text on a UTC clinic's profile is the UTC day.
     utc = parse_hl7v2(charges, config("UTC"))
     assert isinstance(utc, ChargePart) and utc.date_of_service == date(2026, 3, 3)
+
+
+def test_a_wall_time_the_spring_change_skips_carries_the_zones_offset_at_that_instant() -> None:
+    # 2026-03-08 02:00 CST clocks jump to 03:00 CDT in Chicago (15 U.S.C. 260a: second Sunday
+    # of March): 02:30 does not exist there. Read with the offset before the change (-06:00,
+    # PEP 495 fold=0) it is 08:30Z, which the zone shows as 03:30-05:00: that is what is emitted,
+    # never 02:30-06:00 (an offset the zone does not have at that instant).
+    chicago = ZoneInfo("America/Chicago")
+    got = parse_dtm("202603080230", chicago)
+    assert got.astimezone(UTC) == datetime(2026, 3, 8, 8, 30, tzinfo=UTC)
+    assert (got.hour, got.minute, got.utcoffset()) == (3, 30, timedelta(hours=-5))
+    # The repeated hour in November (01:00-02:00 twice) is its first occurrence (CDT, -05:00).
+    first = parse_dtm("202611010130", chicago)
+    assert (first.hour, first.utcoffset()) == (1, timedelta(hours=-5))
