@@ -55,7 +55,7 @@ import orjson
 
 from compliance import Engine, PatientHistory
 from compliance.state import DEFAULT_HORIZON_DAYS
-from runtime.rules import load_rules
+from runtime.rules import RuleLoadError, load_rules
 from runtime.settings import patient_ref_pattern_from_env, rule_files_from_env
 from schemas.common import DeadLetterReason
 from schemas.decode import DEFAULT_MAX_BYTES, UTF8_BOM, Rejection, decode_visit
@@ -344,7 +344,10 @@ def audit_main(
         return 2
     try:  # the worker's loader (runtime/rules.py): the same environment, the same rules
         rules = load_rules(files, Path(ruleset) if ruleset is not None else None)
-    except (OSError, ValueError) as exc:
+    except RuleLoadError as exc:  # names the file and where it came from
+        print(f"therapy-compliance audit: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
         where = ruleset if ruleset is not None else files.ruleset_dir or "(the package's)"
         print(f"therapy-compliance audit: rule set {where}: {exc}", file=sys.stderr)
         return 2

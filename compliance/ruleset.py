@@ -117,7 +117,11 @@ def _belongs(name: str) -> str:
         return f"{MUE_DIR}/ (a CMS MUE file, .csv)"
     if suffix == ".csv":
         return f"{FEES_DIR}/ if it is a fee schedule"
-    return f"nowhere: the top level holds only {', '.join(sorted(_CORE))}"
+    return (
+        "no rule set place (not a CMS PTP/MUE file, a fee schedule or one of the top-level "
+        f"files {', '.join(sorted(_CORE))}): move it out of the rule set, or name it README* / "
+        "NOTES* / *.md to keep it as a note"
+    )
 
 
 def is_note(p: Path) -> bool:

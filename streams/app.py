@@ -27,7 +27,7 @@ from mode import CrashingSupervisor
 
 from compliance import Engine
 from runtime.process import EXIT_CONFIG
-from runtime.rules import load_rules
+from runtime.rules import RuleLoadError, load_rules
 from runtime.settings import SecurityProtocol, Settings, settings_from_env_or_exit
 from runtime.topics import ensure_topics, record_limit
 from streams.broker import Broker
@@ -211,6 +211,9 @@ def get_app() -> ComplianceApp:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         try:  # a rule set that does not load stops the worker in one line, naming the file
             engine = create_engine(settings)
+        except RuleLoadError as exc:  # names the file and where it came from
+            sys.stderr.write(f"therapy-compliance worker: {exc}\n")
+            raise SystemExit(EXIT_CONFIG) from None
         except (OSError, ValueError) as exc:
             sys.stderr.write(f"therapy-compliance worker: rule set: {exc}\n")
             raise SystemExit(EXIT_CONFIG) from None

@@ -120,6 +120,32 @@ def test_a_bad_rule_variable_stops_audit_naming_it(tmp_path: Path) -> None:
     assert code == 2 and "TC_RULESET_DIR" in err
 
 
+def test_a_bad_file_in_a_rule_variable_is_named_with_the_variable_and_its_path(
+    tmp_path: Path,
+) -> None:
+    # A CMS PTP file listed in TC_NCCI_PTP_FILES whose line 13 is cut after column 1 (the
+    # fixture's line 12 is its first data row): the error names the variable and the path as
+    # given, not "rule set (the package's)" (final review of issue 20 item 11).
+    bad = tmp_path / "lists" / "ccipra-v322r0-f4.TXT"
+    bad.parent.mkdir()
+    lines = (FIX / "ccipra-v322r0-f4.TXT").read_bytes().split(b"\n")
+    lines.insert(12, b"97110")
+    bad.write_bytes(b"\n".join(lines))
+    code, alerts, _, err = _audit(_history(tmp_path), {"TC_NCCI_PTP_FILES": str(bad)})
+    assert code == 2 and alerts == []
+    assert f"TC_NCCI_PTP_FILES entry {bad}: " in err and "line 13" in err
+    assert "(the package's)" not in err
+
+
+def test_a_stray_top_level_file_is_said_to_have_no_place(tmp_path: Path) -> None:
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "changes.txt").write_text("what changed this quarter\n")
+    code, _, _, err = _audit(_history(tmp_path), {"TC_RULESET_DIR": str(d)})
+    assert code == 2 and "changes.txt is at the top level" in err
+    assert "nowhere" not in err and "move it out of the rule set" in err
+
+
 def test_a_misplaced_cms_file_stops_audit_and_the_worker_alike(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -145,5 +171,5 @@ def test_a_misplaced_cms_file_stops_audit_and_the_worker_alike(
         streams.app.get_app()
     assert exit_.value.code == 78
     err = capsys.readouterr().err
-    assert err.startswith("therapy-compliance worker: rule set: ") and err.count("\n") == 1
+    assert err.startswith("therapy-compliance worker: rule set ") and err.count("\n") == 1
     assert "ccipra-v322r0-f4.TXT is at the top level: it belongs in ncci/ptp/" in err
