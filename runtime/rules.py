@@ -10,7 +10,6 @@ from pathlib import Path
 from compliance.ruleset import RuleSet, load_ruleset
 from runtime.settings import RuleFilesSection
 
-
 #: The variables that add files, by load_ruleset's argument.
 _VARIABLES = {
     "ptp_files": "TC_NCCI_PTP_FILES",
