@@ -111,9 +111,10 @@ def ruleset_dir(tmp_path: Path) -> Path:
 
 
 def audit_oracle(
-    records: list[Any], rules: Path | None, tmp_path: Path
+    records: list[Any], rules: Path | None, tmp_path: Path, env: dict[str, str] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """The alerts `therapy-compliance audit` gives for the history, in production order."""
+    """The alerts `therapy-compliance audit` gives for the history, in production order; `env`:
+    TC_* variables audit reads as the worker does (the rule files, issue 20 item 11)."""
     history = tmp_path / "history.jsonl"
     history.write_bytes(b"\n".join(v for _, v in records) + b"\n")
     ruleset = ["--ruleset", str(rules)] if rules is not None else []
@@ -122,6 +123,7 @@ def audit_oracle(
         capture_output=True,
         timeout=120,
         check=True,
+        env={**os.environ, **(env or {})},
     )
     return {a["alert_id"]: a for a in map(orjson.loads, proc.stdout.splitlines())}
 
@@ -188,12 +190,17 @@ async def test_same_day_findings_survive_sigkill_identical_to_audit(
     make_worker: Any, tmp_path: Path, report: Any
 ) -> None:
     t = Topics.unique("state-kill")
-    rules = ruleset_dir(tmp_path)
+    # The CMS files named by the variables (not a rule set directory): audit reads them as the
+    # worker does (one loader, runtime/rules.py), so the same environment gives the same alerts.
+    files = {
+        "TC_NCCI_PTP_FILES": str(FIXTURES / "ccipra-v322r0-f4.TXT"),
+        "TC_NCCI_MUE_FILES": str(FIXTURES / "MCR_MUE_PractitionerServices_Eff_01-01-2026.csv"),
+    }
     first, second = same_day_history(patients=80, seed=11)
-    expected = audit_oracle(first + second, rules, tmp_path)
+    expected = audit_oracle(first + second, None, tmp_path, env=files)
     check_oracle_covers_cross_visit_rules(expected)
     await create_topics(t)
-    worker: Worker = make_worker(t, TC_RULESET_DIR=str(rules))
+    worker: Worker = make_worker(t, **files)
     await produce(t.visits, first)
     worker.start()
     await wait_processed(worker, len(first) // 2)
