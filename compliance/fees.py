@@ -10,8 +10,6 @@ invented here; an operator adds the file of their locality to the rule set.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterable
 from decimal import Decimal
@@ -19,6 +17,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from compliance.csv_records import csv_records
 from schemas.common import Usd
 from schemas.decode import describe_errors
 
@@ -72,19 +71,9 @@ def parse_fee_rows(text: str, name: str) -> list[FeeRow]:
     # A UTF-8 byte-order mark (Excel's "CSV UTF-8", Notepad) is not part of the header's
     # first cell: dropped, as Python's "utf-8-sig" codec does.
     text = text.removeprefix("\ufeff")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[FeeRow] = []
     header_seen = False
-    end = 0  # last physical line of the previous record
-    while True:
-        try:
-            record = next(reader, None)
-        except csv.Error as exc:
-            raise FeeScheduleError(f"{name} line {reader.line_num}: not CSV: {exc}") from None
-        if record is None:
-            break
-        where = f"{name} line {end + 1}"
-        end = reader.line_num
+    for where, record in csv_records(text, name, FeeScheduleError):
         if not any(cell.strip() for cell in record):
             continue
         if not header_seen:

@@ -16,8 +16,6 @@ column): a skipped row would be a limit silently lost.
 from __future__ import annotations
 
 import bisect
-import csv
-import io
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from enum import IntEnum
 from itertools import pairwise
 from pathlib import Path
 
+from compliance.csv_records import csv_records
 from compliance.ncci_ptp import NcciFileError, decode_cms
 
 _NAME = re.compile(
@@ -159,19 +158,9 @@ def parse_mue(raw: bytes, name: str) -> MueFile:
     effective = mue_effective_date(name)
     base = Path(name).name
     text = decode_cms(raw, base)  # a UTF-8 byte-order mark is dropped (ncci_ptp.decode_cms)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: dict[str, Mue] = {}
     header_seen = False
-    end = 0  # last physical line of the previous record
-    while True:
-        try:
-            record = next(reader, None)
-        except csv.Error as exc:
-            raise NcciFileError(f"{base} line {reader.line_num}: not CSV: {exc}") from None
-        if record is None:
-            break
-        where = f"{base} line {end + 1}"  # a record's first line (the notice spans several)
-        end = reader.line_num
+    for where, record in csv_records(text, base, NcciFileError):
         cells = _cells(record)
         if not cells:
             continue

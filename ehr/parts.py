@@ -78,19 +78,29 @@ class ChargeLine(BaseModel):
     transaction_id: OpaqueRef | None = None
 
 
-class ChargePart(BaseModel):
-    """The visit's full charge set. A newer version for the same visit replaces it whole, so a
-    re-sent DFT never doubles the charges."""
+class _DatedVisitPart(BaseModel):
+    """The header a charge part and a credit part share: both are about one visit on one date of
+    service. Each subclass narrows `part` to its own discriminator value; the field keeps its
+    first place, so a part's JSON keeps its field order."""
 
     model_config = _PART
 
-    part: Literal["charges"] = "charges"
+    part: str
     source: Source
     message_id: OpaqueRef
     version: PartVersion
     visit: VisitKey
     patient_ref: OpaqueRef
     date_of_service: date
+
+
+class ChargePart(_DatedVisitPart):
+    """The visit's full charge set. A newer version for the same visit replaces it whole, so a
+    re-sent DFT never doubles the charges."""
+
+    model_config = _PART
+
+    part: Literal["charges"] = "charges"
     discipline: Discipline
     payer: Payer
     rendering_npi: Npi
@@ -114,7 +124,7 @@ class CreditLine(BaseModel):
     position: Annotated[int, Field(ge=1)] | None = None
 
 
-class CreditPart(BaseModel):
+class CreditPart(_DatedVisitPart):
     """Credits against a visit's charges (a DFT whose lines are all credits). Unlike a ChargePart
     it does not replace the charges: the join subtracts its units from the matching lines of the
     charges it finds (ehr/credits.py), keyed by its own control id so a re-delivery counts once."""
@@ -122,12 +132,6 @@ class CreditPart(BaseModel):
     model_config = _PART
 
     part: Literal["credit"] = "credit"
-    source: Source
-    message_id: OpaqueRef
-    version: PartVersion
-    visit: VisitKey
-    patient_ref: OpaqueRef
-    date_of_service: date
     lines: Annotated[list[CreditLine], Field(min_length=1, max_length=MAX_SERVICE_LINES)]
 
 

@@ -21,11 +21,8 @@ from tests.unit.ehr.fhirbuild import (
     MRN,
     claim,
     defibrillator_implant,
-    encounter,
-    organization,
     outcome,
-    patient,
-    practitioner,
+    people,
     searchset,
 )
 
@@ -42,7 +39,7 @@ async def test_a_searchset_with_a_non_therapy_procedure_gives_the_convert_visit(
     bundle = orjson.dumps(
         searchset(
             [claim(("97110", 2)), defibrillator_implant()],
-            [patient(), practitioner(), organization(), encounter()],
+            people(),
             [outcome("warning", "too-costly")],
         )
     )

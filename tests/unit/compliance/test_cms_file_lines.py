@@ -8,6 +8,7 @@ oracle is the line each test inserts: its number is counted from the fixture, no
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,21 @@ def _insert(raw: bytes, lineno: int, line: bytes, eol: bytes) -> bytes:
     """`raw` with `line` inserted so that it becomes physical line `lineno` (1-based)."""
     lines = raw.split(eol)
     return eol.join([*lines[: lineno - 1], line, *lines[lineno - 1 :]])
+
+
+def _refusal(
+    path: Path,
+    lineno: int,
+    line: bytes,
+    eol: bytes,
+    parse: Callable[[bytes], object],
+    error: type[Exception],
+) -> str:
+    """The message of the `error` that `parse` raises for the fixture at `path` with `line`
+    inserted as physical line `lineno`."""
+    with pytest.raises(error) as exc:
+        parse(_insert(path.read_bytes(), lineno, line, eol))
+    return str(exc.value)
 
 
 # PTP: the fixture's 6 preamble lines are lines 1-6 (sec. 5.1: notice, title, 4 header lines),
@@ -52,10 +68,7 @@ PTP_BAD = [
 
 @pytest.mark.parametrize(("line", "column", "text"), PTP_BAD)
 def test_ptp_bad_line_names_file_line_and_column(line: bytes, column: int, text: str) -> None:
-    raw = _insert(PTP.read_bytes(), 8, line, b"\r\n")
-    with pytest.raises(NcciFileError) as exc:
-        parse_ptp(raw, PTP.name)
-    message = str(exc.value)
+    message = _refusal(PTP, 8, line, b"\r\n", lambda raw: parse_ptp(raw, PTP.name), NcciFileError)
     assert message.startswith(f"{PTP.name} line 8, column {column}:"), message
     assert text in message
 
@@ -89,10 +102,7 @@ MUE_BAD = [
 def test_mue_bad_line_names_file_line_and_column(line: bytes, column: int, text: str) -> None:
     # The fixture's notice is lines 1-7 and its header (a cell with an embedded newline) lines
     # 8-9 (sec. 5.2); line 11 sits between data rows.
-    raw = _insert(MUE.read_bytes(), 11, line, b"\r\n")
-    with pytest.raises(NcciFileError) as exc:
-        parse_mue(raw, MUE.name)
-    message = str(exc.value)
+    message = _refusal(MUE, 11, line, b"\r\n", lambda raw: parse_mue(raw, MUE.name), NcciFileError)
     assert message.startswith(f"{MUE.name} line 11, column {column}:"), message
     assert text in message
 
@@ -122,10 +132,10 @@ FEE_BAD = [
 
 @pytest.mark.parametrize(("line", "column", "text"), FEE_BAD)
 def test_fee_bad_line_names_file_line_and_column(line: bytes, column: int, text: str) -> None:
-    raw = _insert(FEE.read_bytes(), 4, line, b"\n")  # line 1 is the header
-    with pytest.raises(FeeScheduleError) as exc:
-        parse_fee_rows(raw.decode(), FEE.name)
-    message = str(exc.value)
+    # line 1 is the header
+    message = _refusal(
+        FEE, 4, line, b"\n", lambda raw: parse_fee_rows(raw.decode(), FEE.name), FeeScheduleError
+    )
     assert message.startswith(f"{FEE.name} line 4, column {column}"), message
     assert text in message
 

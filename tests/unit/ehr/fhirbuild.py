@@ -121,6 +121,7 @@ def defibrillator_implant() -> dict[str, Any]:
 
 
 def people() -> list[dict[str, Any]]:
+    """The resources the claim refers to (a searchset's include entries)."""
     return [patient(), practitioner(), organization(), encounter()]
 
 

@@ -12,10 +12,6 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Any
-
-from hl7apy.consts import VALIDATION_LEVEL
-from hl7apy.parser import parse_message
 
 from ehr import (
     PART_ADAPTER,
@@ -31,21 +27,14 @@ from ehr import (
 )
 from ehr.hl7v2 import message_sha256
 from ehr.profile import DEFAULT_PROFILE_PATH
+from tests.unit.ehr.ehrtest import CONFIG, FIX, strict
 
-FIX = Path(__file__).resolve().parents[2] / "fixtures/ehr"
-CONFIG = load_config(b"test-key-0123456789abcdef")
 MDM_RAW = (FIX / "mdm_t02_pt_daily_v1001.hl7").read_bytes()
 DFT_RAW = (FIX / "dft_p03_pt_v1001.hl7").read_bytes()
 SIGNED = b"^^20260302165500"
 #: The same message (MSH-7 20260302170000, MSH-10 MDM-1001-1), signed ten minutes later.
 MDM_RESIGNED_RAW = MDM_RAW.replace(SIGNED, b"^^20260302170500")
 EDIT_RAW = (FIX / "mdm_t08_pt_daily_v1001_edit.hl7").read_bytes()
-
-
-def strict(raw: bytes) -> Any:
-    msg = parse_message(raw.decode(), find_groups=True, validation_level=VALIDATION_LEVEL.STRICT)
-    msg.validate()
-    return msg
 
 
 def part(raw: bytes) -> ChargePart | DocumentationPart:

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hl7apy.consts import VALIDATION_LEVEL
-from hl7apy.parser import parse_message
 
 from ehr import (
     ChargePart,
@@ -28,15 +26,14 @@ from ehr import (
     add_part,
     assemble,
     convert_main,
-    load_config,
     mllp_frame,
     parse_hl7v2,
     parse_hl7v2_parts,
 )
 from ehr.profile import EhrConfig
 from schemas.visit import TherapyVisitCompleted
+from tests.unit.ehr.ehrtest import CONFIG, strict
 
-CONFIG = load_config(b"test-key-0123456789abcdef")
 NPI = "1234567893"
 
 
@@ -99,12 +96,6 @@ def mdm(
         f"OBX|1|NM|TC-CPT-MIN^Minutes by procedure^L|97110|{minutes}|min^minute^UCUM|||||F",
     ]
     return hl7(segs)
-
-
-def strict(raw: bytes) -> Any:
-    msg = parse_message(raw.decode(), find_groups=True, validation_level=VALIDATION_LEVEL.STRICT)
-    msg.validate()
-    return msg
 
 
 def segs(node: Any, name: str) -> list[Any]:

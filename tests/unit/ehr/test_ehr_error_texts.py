@@ -14,33 +14,22 @@ import io
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from hl7apy.consts import VALIDATION_LEVEL
-from hl7apy.parser import parse_message
 
 from ehr import (
     DocumentationPart,
     Rejection,
     convert_main,
-    load_config,
     parse_hl7v2,
     parse_hl7v2_parts,
     read_header,
     split_messages,
 )
+from tests.unit.ehr.ehrtest import CONFIG, FIX, strict
 
-FIX = Path(__file__).resolve().parents[2] / "fixtures/ehr"
-CONFIG = load_config(b"test-key-0123456789abcdef")
 MDM = (FIX / "mdm_t02_pt_daily_v1001.hl7").read_bytes()
 NOW = datetime(2026, 3, 5, tzinfo=UTC)
-
-
-def strict(raw: bytes) -> Any:
-    msg = parse_message(raw.decode(), find_groups=True, validation_level=VALIDATION_LEVEL.STRICT)
-    msg.validate()
-    return msg
 
 
 # ---- MSH-2 -------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from ehr import RejectReason, WarnReason, load_config, parse_fhir
+from ehr import RejectReason, WarnReason, parse_fhir
+from tests.unit.ehr.ehrtest import CONFIG
 from tests.unit.ehr.fhirbuild import (
     MRN,
     NOW,
@@ -24,24 +25,16 @@ from tests.unit.ehr.fhirbuild import (
     collection,
     convert,
     defibrillator_implant,
-    encounter,
-    organization,
     outcome,
     patient,
-    practitioner,
+    people,
     procedure,
     searchset,
 )
 
-CONFIG = load_config(b"test-key-0123456789abcdef")
-
 
 def matches() -> list[dict[str, Any]]:
     return [claim(("97110", 2), ("97140", 1)), procedure("pc1", "97110", 33)]
-
-
-def includes() -> list[dict[str, Any]]:
-    return [patient(), practitioner(), organization(), encounter()]
 
 
 def as_collection(bundle: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +49,7 @@ def as_collection(bundle: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_rest_query_response_converts_like_the_same_collection(tmp_path: Path) -> None:
-    bundle = searchset(matches(), includes())
+    bundle = searchset(matches(), people())
     code, visits, err = convert(bundle, CONFIG, tmp_path)
     _, expected, _ = convert(as_collection(bundle), CONFIG, tmp_path)
     assert code == 0 and visits == expected
@@ -81,26 +74,26 @@ def test_a_rest_query_response_converts_like_the_same_collection(tmp_path: Path)
 
 def test_included_resources_are_read_too() -> None:
     # A Procedure reached by _revinclude is an include entry: still documentation.
-    bundle = searchset([claim(("97110", 2))], [*includes(), procedure("pc1", "97110", 33)])
+    bundle = searchset([claim(("97110", 2))], [*people(), procedure("pc1", "97110", 33)])
     result = parse_fhir(bundle, CONFIG, NOW)
     assert sorted(p.part for p in result.parts) == ["charges", "documentation"]
     assert result.rejections == () and result.warnings == ()
 
 
 def test_entries_without_search_mode_are_matches() -> None:
-    bundle = searchset(matches(), includes())
+    bundle = searchset(matches(), people())
     for e in bundle["entry"]:
         del e["search"]
-    with_modes = parse_fhir(searchset(matches(), includes()), CONFIG, NOW)
+    with_modes = parse_fhir(searchset(matches(), people()), CONFIG, NOW)
     without = parse_fhir(bundle, CONFIG, NOW)
     assert without.parts == with_modes.parts and len(without.parts) == 2
     assert without.rejections == () and without.warnings == ()
 
 
 def test_a_warning_outcome_is_counted_and_quotes_no_patient_data(tmp_path: Path) -> None:
-    bundle = searchset(matches(), includes(), [outcome("warning", "too-costly")])
+    bundle = searchset(matches(), people(), [outcome("warning", "too-costly")])
     code, visits, err = convert(bundle, CONFIG, tmp_path)
-    _, expected, _ = convert(searchset(matches(), includes()), CONFIG, tmp_path)
+    _, expected, _ = convert(searchset(matches(), people()), CONFIG, tmp_path)
     assert code == 0 and visits == expected
     [warning] = [e for e in err if "warning" in e]
     assert warning["warning"] == WarnReason.SEARCH_OUTCOME == "search_outcome"
@@ -135,7 +128,7 @@ def test_an_error_outcome_without_mode_or_as_a_match_refuses_the_bundle() -> Non
     # R4 search.html "Handling Errors": an OperationOutcome in a searchset is about the search,
     # whatever search.mode says (the reviewer's cases C and C2).
     for mode in (None, "match", "include"):
-        bundle = searchset(matches(), includes(), [outcome("error", "too-costly")])
+        bundle = searchset(matches(), people(), [outcome("error", "too-costly")])
         if mode is None:
             del bundle["entry"][-1]["search"]
         else:
@@ -145,7 +138,7 @@ def test_an_error_outcome_without_mode_or_as_a_match_refuses_the_bundle() -> Non
         [rejection] = result.rejections
         assert rejection.reason == RejectReason.SEARCH_FAILED, mode
         assert "'error'/'too-costly'" in rejection.detail and MRN not in rejection.detail
-    bundle = searchset(matches(), includes(), [outcome("warning", "too-costly")])
+    bundle = searchset(matches(), people(), [outcome("warning", "too-costly")])
     del bundle["entry"][-1]["search"]
     result = parse_fhir(bundle, CONFIG, NOW)
     assert len(result.parts) == 2 and result.rejections == ()
@@ -154,7 +147,7 @@ def test_an_error_outcome_without_mode_or_as_a_match_refuses_the_bundle() -> Non
 
 def test_an_error_outcome_refuses_the_bundle_naming_severity_and_code_only() -> None:
     for severity in ("error", "fatal"):
-        bundle = searchset(matches(), includes(), [outcome(severity, "too-costly")])
+        bundle = searchset(matches(), people(), [outcome(severity, "too-costly")])
         result = parse_fhir(bundle, CONFIG, NOW)
         assert result.parts == () and result.warnings == ()
         [rejection] = result.rejections
@@ -164,24 +157,24 @@ def test_an_error_outcome_refuses_the_bundle_naming_severity_and_code_only() -> 
 
 
 def test_an_unknown_mode_or_a_non_outcome_in_outcome_mode_is_refused() -> None:
-    bundle = searchset(matches(), includes())
+    bundle = searchset(matches(), people())
     bundle["entry"][0]["search"]["mode"] = "matched"
     [rej] = parse_fhir(bundle, CONFIG, NOW).rejections
     assert rej.reason == RejectReason.BAD_VALUE and "entry[1].search.mode 'matched'" in rej.detail
-    bundle = searchset(matches(), includes(), [patient()])
+    bundle = searchset(matches(), people(), [patient()])
     [rej] = parse_fhir(bundle, CONFIG, NOW).rejections
     assert rej.reason == RejectReason.BAD_VALUE and "holds a Patient" in rej.detail
 
 
 def test_a_paged_result_is_read_with_a_warning() -> None:
-    bundle = searchset(matches(), includes(), next_page=True)
+    bundle = searchset(matches(), people(), next_page=True)
     result = parse_fhir(bundle, CONFIG, NOW)
     assert len(result.parts) == 2 and result.rejections == ()
     assert [w.reason for w in result.warnings] == [WarnReason.SEARCH_PAGED]
 
 
 def test_non_therapy_procedures_of_a_searchset_are_warnings_too() -> None:
-    bundle = searchset([*matches(), defibrillator_implant()], includes())
+    bundle = searchset([*matches(), defibrillator_implant()], people())
     result = parse_fhir(bundle, CONFIG, NOW)
     docs = [p for p in result.parts if p.part == "documentation"]
     assert [d.minutes_by_cpt for d in docs] == [{"97110": 33}]

@@ -15,11 +15,10 @@ import pytest
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
-from ehr import DocumentationPart, Rejection, load_config, parse_hl7v2
+from ehr import DocumentationPart, Rejection, parse_hl7v2
 from ehr.notes import is_local_system
+from tests.unit.ehr.ehrtest import CONFIG, FIX
 
-FIX = Path(__file__).resolve().parents[2] / "fixtures/ehr"
-CONFIG = load_config(b"test-key-0123456789abcdef")
 MDM = (FIX / "mdm_t02_pt_daily_v1001.hl7").read_bytes()
 ORU = (FIX / "oru_r01_pt_minutes_v1001.hl7").read_bytes()
 

@@ -19,11 +19,8 @@ from tests.unit.ehr.fhirbuild import (
     MRN,
     claim,
     defibrillator_implant,
-    encounter,
-    organization,
     outcome,
-    patient,
-    practitioner,
+    people,
     searchset,
 )
 
@@ -36,7 +33,7 @@ def test_warnings_are_counted_and_logged_without_patient_data(
 ) -> None:
     bundle = searchset(
         [claim(("97110", 2)), defibrillator_implant()],
-        [patient(), practitioner(), organization(), encounter()],
+        people(),
         [outcome("information", "informational")],
     )
     metrics = Metrics()
