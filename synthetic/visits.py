@@ -743,7 +743,9 @@ class EpisodeGenerator:
         if flaw in ("no_plan", "late_cert"):
             cert_style = "signed"  # (a referral before the exception's start: see cohort())
         if cert_style == "referral":
-            plan_days = min(90, max(plan_days, length))  # keep it within the plan: no recert
+            # Keep it within the plan, and the plan within one interval (90 calendar days, the
+            # start included: start + 89): no recertification due.
+            plan_days = min(89, max(plan_days, length))
         if flaw == "late_cert":
             plan_days = max(plan_days, 56)  # the recertification comes after the late one
         plan_end = start + timedelta(days=plan_days)

@@ -70,9 +70,11 @@ def certified_intervals(view: EpisodeView, policy: EpisodePolicy) -> list[Interv
     RECERTIFICATION_MISSING): per certification on file, from `covers_from` (else the certified
     plan's `plan_start`, else the episode's first day for its first certification and the
     certification's date for later ones) through `covers_through` (else the plan's `plan_end`),
-    never more than `max_interval_days` after the start. When the initial certification is met
+    at most `max_interval_days` calendar days, the start included. When the initial certification is met
     by the CY 2025 referral exception, the plan's own duration is the first interval."""
-    cap = timedelta(days=policy.recertification.max_interval_days)
+    # "90 calendar days or less", the start included (sec. 220.1.3; EVENTS.md: never past the
+    # interval's start + 89 days): the last date an interval can cover is start + (max - 1).
+    cap = timedelta(days=policy.recertification.max_interval_days - 1)
     out: list[Interval] = []
     ordered = sorted(view.certifications, key=lambda c: _reference_day(c))
     first = ordered[0] if ordered else None

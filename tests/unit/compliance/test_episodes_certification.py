@@ -207,14 +207,17 @@ def test_recertification_due_after_the_plans_end_when_no_covers_through(engine: 
 
 
 def test_recertification_at_least_every_90_days(engine: Engine) -> None:
-    # "never more than 90 days after the interval's start" (EVENTS.md), even when the
-    # certification names a longer interval.
+    # The interval "consists of 90 calendar days or less" (sec. 220.1.3; EVENTS.md: never past
+    # the interval's start + 89 days), even when the certification names a longer one: from
+    # day 0 the 90th calendar day is day 89 (counted by hand: days 0..89 are 90 dates), so day
+    # 90 is the first after it.
+    assert len([day(D0, n) for n in range(0, 90)]) == 90
     long = cert(covers_from=D0.isoformat(), covers_through=day(D0, 200))
     for certification in (cert(), long):
         out = run(
-            engine, [ev([doc("plan_of_care"), certification]), tx("V-90", 90), tx("V-91", 91)]
+            engine, [ev([doc("plan_of_care"), certification]), tx("V-89", 89), tx("V-90", 90)]
         )
-        assert flagged(out, RECERT) == ["V-91"]
+        assert flagged(out, RECERT) == ["V-90"]
 
 
 def test_recertification_on_file_covers_the_next_interval(engine: Engine) -> None:
@@ -228,9 +231,10 @@ def test_recertification_on_file_covers_the_next_interval(engine: Engine) -> Non
     ]
     out = run(engine, visits)
     assert flagged(out, RECERT) == []
-    # capped at 90 days after its start (day 61 + 90 = day 151): day 152 is after it.
-    out = run(engine, [*visits, tx("V-152", 152)])
-    assert flagged(out, RECERT) == ["V-152"]
+    # The recertification names days 61..150 (90 calendar days, its start included): day 150
+    # is covered, day 151 is after it.
+    out = run(engine, [*visits, tx("V-150", 150), tx("V-151", 151)])
+    assert flagged(out, RECERT) == ["V-151"]
 
 
 def test_referral_exception_does_not_cover_recertification(engine: Engine) -> None:
