@@ -17,6 +17,7 @@ from ehr.join import (
     assemble,
     conflict,
     event_id,
+    fold,
     is_newer,
     missing_part,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "conflict",
     "convert_main",
     "event_id",
+    "fold",
     "is_newer",
     "load_config",
     "load_profile",

@@ -19,14 +19,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal, TextIO
 
-from ehr.credits import CreditRefused
 from ehr.fhir import FhirResult, duplicate_keys, parse_fhir, parse_resources
 from ehr.hl7text import split_messages
 from ehr.hl7v2 import parse_hl7v2_parts
-from ehr.join import AssemblyProblem, VisitState, add_part, assemble, conflict
+from ehr.join import AssemblyProblem, VisitState, assemble, fold
 from ehr.parts import AnyPart
 from ehr.profile import EhrConfig
-from ehr.rejection import EhrWarning, Rejection, RejectReason
+from ehr.rejection import EhrWarning, Rejection
 from schemas.decode import UTF8_BOM
 
 Source = Literal["hl7", "fhir"]
@@ -166,20 +165,11 @@ class _Run:
         conflict, or a credit that cannot apply: reported like a rejected message, as the worker
         dead-letters it)."""
         key = part.visit.text
-        clash = conflict(self.states.get(key), part)
-        if clash is not None:
-            self.reject(
-                number,
-                Rejection.one(
-                    RejectReason.CONTROL_ID_CONFLICT, clash.detail, part.version.control_id
-                ),
-            )
+        folded = fold(self.states.get(key), part)
+        if isinstance(folded, Rejection):
+            self.reject(number, folded)
             return None
-        try:
-            self.states[key] = add_part(self.states.get(key), part)
-        except CreditRefused as refused:
-            self.reject(number, refused.rejection(part.message_id))
-            return None
+        self.states[key] = folded
         self.parts += 1
         return key
 

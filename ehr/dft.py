@@ -128,7 +128,9 @@ def read_line(
     elif line.units is None:
         bad(RejectReason.BAD_VALUE, f"FT1-10 is not a whole number of units {low}-{MAX_UNITS}", 10)
 
-    _read_modifiers(group, line, pr1_sequence)
+    # The line's PROCEDURE group: its first PR1 is the one read (modifiers, minutes).
+    pr1 = next((s for s in group if s.name == "PR1"), None)
+    _read_modifiers(ft1, pr1, line, pr1_sequence)
     if line.credit and ft1.value(31):
         line.reference = opaque(ft1.value(31))
         if line.reference is None:
@@ -146,16 +148,17 @@ def read_line(
             break
     line.department = ft1.value(13)
     line.transaction_id = opaque(ft1.value(2)) if ft1.value(2) else None
-    line.minutes = _pr1_minutes(group, index, line.problems, pr1_sequence)
+    line.minutes = _pr1_minutes(pr1, index, line.problems, pr1_sequence)
     return line
 
 
-def _read_modifiers(group: list[hl7tree.Segment], line: LineReading, pr1_sequence: int) -> None:
+def _read_modifiers(
+    ft1: hl7tree.Segment, pr1: hl7tree.Segment | None, line: LineReading, pr1_sequence: int
+) -> None:
     # FT1-26 Procedure Code Modifier (CE, repeating, table 0340) first, then PR1-16 (the same
     # field in the line's PROCEDURE group, HL7 v2.5.1 ch. 6.5.4.16): read when FT1-26 is empty,
     # merged without duplicates otherwise. Any bad repetition is refused, wherever it sits.
-    pr1 = next((s for s in group if s.name == "PR1"), None)
-    sources = [(group[0], 26), *([(pr1, 16)] if pr1 is not None else [])]
+    sources = [(ft1, 26), *([(pr1, 16)] if pr1 is not None else [])]
     for seg, fld in sources:
         for n, rep in enumerate(seg.reps(fld), start=1):
             code = modifier(hl7tree.leaf(rep))
@@ -163,15 +166,7 @@ def _read_modifiers(group: list[hl7tree.Segment], line: LineReading, pr1_sequenc
                 detail = f"FT1#{line.index}: {seg.name}-{fld} repetition {n} is not a two-character modifier"
                 # ERL.2: the segment's own occurrence in the message (FT1#n, the line's PR1).
                 at = line.index if seg.name == "FT1" else (pr1_sequence or None)
-                line.problems.append(
-                    Problem(
-                        reason=RejectReason.BAD_VALUE,
-                        detail=detail,
-                        segment=seg.name,
-                        sequence=at,
-                        field=fld,
-                    )
-                )
+                line.problems.append(problem(RejectReason.BAD_VALUE, detail, seg.name, fld, at))
             elif code not in line.modifiers:
                 line.modifiers.append(code)
     if len(line.modifiers) > 4:
@@ -192,24 +187,16 @@ def line_cpt(ft1: hl7tree.Segment) -> str | None:
 
 
 def _pr1_minutes(
-    group: list[hl7tree.Segment], index: int, problems: list[Problem], pr1_sequence: int
+    pr1: hl7tree.Segment | None, index: int, problems: list[Problem], pr1_sequence: int
 ) -> int | None:
     # PR1-7 procedure minutes (NM) is the one field the standard defines for minutes
     # (ehr_ncci.md 1.3); the first PR1 of the line's PROCEDURE group counts.
-    pr1 = next((s for s in group if s.name == "PR1"), None)
     if pr1 is None or not pr1.value(7):
         return None
     minutes = integer(pr1.value(7), 0, 1440)
     if minutes is None:
-        problems.append(
-            Problem(
-                reason=RejectReason.BAD_VALUE,
-                detail=f"FT1#{index}: PR1-7 (procedure minutes) is not a whole number 0-1440",
-                segment="PR1",
-                sequence=pr1_sequence or None,
-                field=7,
-            )
-        )
+        detail = f"FT1#{index}: PR1-7 (procedure minutes) is not a whole number 0-1440"
+        problems.append(problem(RejectReason.BAD_VALUE, detail, "PR1", 7, pr1_sequence or None))
     return minutes
 
 

@@ -35,7 +35,11 @@ class Common:
 
 
 def problem(
-    reason: RejectReason, detail: str, segment: str, field: int | None = None, sequence: int = 1
+    reason: RejectReason,
+    detail: str,
+    segment: str,
+    field: int | None = None,
+    sequence: int | None = 1,
 ) -> Problem:
     return Problem(reason=reason, detail=detail, segment=segment, sequence=sequence, field=field)
 

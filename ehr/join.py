@@ -22,7 +22,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ehr.credits import CreditProblem, CreditRefused, apply_credits
 from ehr.parts import ChargePart, CreditPart, DocumentationPart, VisitKey
-from ehr.rejection import RejectReason
+from ehr.rejection import Rejection, RejectReason
 from schemas.common import Credential, Discipline, PayerKind
 
 MissingPart = Literal["charges", "documentation"]
@@ -170,6 +170,19 @@ def add_part(state: VisitState | None, part: Part) -> VisitState:
         docs = {**state.documentation, part.source_id: part}
         return state.model_copy(update={"documentation": docs})
     return state
+
+
+def fold(state: VisitState | None, part: Part) -> VisitState | Rejection:
+    """`add_part`, or the rejection the caller reports for a part the join refuses: a control id
+    the visit took with other content (`conflict`), or a credit that cannot apply
+    (`CreditRefused`). The one refusal path of the worker's join and of `convert`."""
+    clash = conflict(state, part)
+    if clash is not None:
+        return Rejection.one(RejectReason.CONTROL_ID_CONFLICT, clash.detail, part.message_id)
+    try:
+        return add_part(state, part)
+    except CreditRefused as refused:
+        return refused.rejection(part.message_id)
 
 
 def _add_credit(state: VisitState, part: CreditPart) -> VisitState:

@@ -22,10 +22,8 @@ import orjson
 from pydantic import ValidationError
 
 from ehr import PART_ADAPTER, AssemblyProblem, EhrConfig, Rejection, RejectReason, VisitState
-from ehr import add_part as join_part
 from ehr import assemble as assemble_visit
-from ehr import conflict as join_conflict
-from ehr.credits import CreditRefused
+from ehr import fold as join_fold
 from ehr.fhir import parse_fhir
 from ehr.hl7v2 import parse_hl7v2_parts
 from ehr.parts import AnyPart
@@ -293,32 +291,19 @@ class VisitJoiner:
         key = f"{part.patient_ref}{KEY_SEP}{part.visit.text}".encode()
         stored = txn.get(self.table, rec.partition, key)
         old = JoinRecord.from_bytes(stored) if stored else None
-        clash = join_conflict(old.state if old else None, part)
-        if clash is not None:
-            # The first message with this MSH-10 stands; the state is not touched, so a
-            # re-delivery of this record gives this same dead letter again.
-            log.warning(
-                "control_id_conflict on partition %d: a control id reused with other content",
-                rec.partition,
-            )
-            return [
-                self.dead.letter(
-                    rec,
-                    part.source,
-                    RejectReason.CONTROL_ID_CONFLICT.value,
-                    clash.detail,
-                    part.version.control_id,
+        state = join_fold(old.state if old else None, part)
+        if isinstance(state, Rejection):
+            # A control id reused with other content (the first message stands) or a credit
+            # that cannot apply (no matching line, below zero, no charges left): the state is
+            # not touched, so a re-delivery of this record gives this same dead letter again.
+            if state.reason == RejectReason.CONTROL_ID_CONFLICT:
+                log.warning(
+                    "control_id_conflict on partition %d: a control id reused with other content",
+                    rec.partition,
                 )
-            ]
-        try:
-            state = join_part(old.state if old else None, part)
-        except CreditRefused as refused:
-            # A credit that cannot apply (no matching line, below zero, no charges left): the
-            # visit stays as it was, the credit is dead-lettered with the reason and counted.
-            rejection = refused.rejection(part.message_id)
             return [
                 self.dead.letter(
-                    rec, part.source, rejection.reason.value, rejection.detail, part.message_id
+                    rec, part.source, state.reason.value, state.detail, part.message_id
                 )
             ]
         now_ms = int(self.clock().timestamp() * 1000)
