@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import IntEnum
@@ -25,7 +25,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from compliance.csv_records import csv_records
-from compliance.ncci_ptp import NcciFileError, decode_cms
+from compliance.ncci_ptp import NcciFileError, decode_cms, trimmed_cells
 
 _NAME = re.compile(
     r"^MCR_MUE_PractitionerServices_Eff_(\d{2})-(\d{2})-(\d{4})\.csv$", re.IGNORECASE
@@ -92,13 +92,6 @@ _VALUE = re.compile(r"^[0-9]+$")  # int() would also take "+4", "4_0" and non-AS
 _COLUMNS = 4
 
 
-def _cells(record: list[str]) -> list[str]:
-    cells = [c.strip() for c in record]
-    while cells and not cells[-1]:
-        cells.pop()
-    return cells
-
-
 _EXPECTED = (
     "the documented lines are the AMA notice 'Current Procedural Terminology (CPT) codes, "
     "descriptions and other data only are copyright <year> American Medical Association...' "
@@ -107,7 +100,7 @@ _EXPECTED = (
 )
 
 
-def _row(cells: list[str], where: str, base: str) -> Mue:
+def _row(cells: Sequence[str], where: str, base: str) -> Mue:
     """One MUE row; every check names its column (1 to 4)."""
     if not _CODE.match(cells[0]):
         cell = cells[0][:40]
@@ -161,7 +154,7 @@ def parse_mue(raw: bytes, name: str) -> MueFile:
     rows: dict[str, Mue] = {}
     header_seen = False
     for where, record in csv_records(text, base, NcciFileError):
-        cells = _cells(record)
+        cells = trimmed_cells(record)
         if not cells:
             continue
         first = cells[0].replace("\r", "").replace("\n", "")

@@ -34,7 +34,7 @@ from schemas.decode import UTF8_BOM
 
 _CODE = re.compile(r"^[0-9A-Z]{5}$")
 _YMD = re.compile(r"^[0-9]{8}$")
-_NAME = re.compile(r"^cci(pra|oph)-v(\d+)r(\d+)-f(\d+)", re.IGNORECASE)
+PTP_NAME = re.compile(r"^cci(pra|oph)-v(\d+)r(\d+)-f(\d+)", re.IGNORECASE)
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
@@ -128,7 +128,8 @@ _MEDICAID = (
 _COLUMNS = 7
 
 
-def _cells(fields: list[str]) -> tuple[str, ...]:
+def trimmed_cells(fields: list[str]) -> tuple[str, ...]:
+    """A CMS row's cells, stripped, without trailing empty ones (PTP and MUE files alike)."""
     cells = [x.strip() for x in fields]
     while cells and not cells[-1]:
         cells.pop()
@@ -257,7 +258,7 @@ def parse_ptp(raw: bytes, name: str) -> PtpFile:
     # same three for the MUE and fee files). Not str.splitlines(): it would also split on
     # \x85, which Latin-1 decodes from cp1252's ellipsis inside a rationale.
     for lineno, line in enumerate(_LINE_END.split(text), start=1):
-        cells = _cells(line.split("\t"))
+        cells = trimmed_cells(line.split("\t"))
         where = f"{base} line {lineno}"
         if cells == _MEDICAID_HEADER:
             raise NcciFileError(f"{where}: the header names no 'prior to 1996' column: {_MEDICAID}")
@@ -266,7 +267,7 @@ def parse_ptp(raw: bytes, name: str) -> PtpFile:
         edits.append(_row(cells, line, where, where))
     if not edits:
         raise NcciFileError(f"{name}: no PTP edit rows found")
-    m = _NAME.match(base)
+    m = PTP_NAME.match(base)
     if m is None:
         raise NcciFileError(
             f"{name}: cannot tell the PTP file's version from its name "

@@ -41,8 +41,9 @@ from compliance.fees import FeeSchedule, parse_fee_rows
 from compliance.kx_thresholds import KxThresholds, parse_kx_thresholds
 from compliance.mue import MueTable, parse_mue
 from compliance.ncci_policy import NcciPolicy, parse_ncci_policy
-from compliance.ncci_ptp import PtpTable, parse_ptp
+from compliance.ncci_ptp import PTP_NAME, PtpTable, parse_ptp
 from compliance.policy import PayerPolicies, parse_policies
+from schemas.decode import UTF8_BOM
 
 ENGINE_VERSION = "0.1.0"
 
@@ -97,7 +98,6 @@ def _read(path: Path, role: str) -> _Source:
 _CORE = frozenset({CATALOG, POLICIES, NCCI_POLICY, FEES, EPISODE_POLICY, KX_THRESHOLDS})
 #: Where each kind of file goes (directory, the suffix its loader takes).
 _PLACES = ((PTP_DIR, ".txt"), (MUE_DIR, ".csv"), (FEES_DIR, ".csv"))
-_PTP_NAME = re.compile(r"^cci(pra|oph)-v\d+r\d+-f\d+", re.IGNORECASE)
 _MUE_NAME = re.compile(r"^MCR_MUE_", re.IGNORECASE)
 #: Suffixes of rule data: a file with one of them outside its place would be ignored silently.
 _DATA_SUFFIXES = frozenset({".txt", ".csv", ".toml", ".tsv", ".zip", ".xlsx", ".xls"})
@@ -111,7 +111,7 @@ def _belongs(name: str) -> str:
             "nowhere as is: unpack CMS's zip and use the text form (PTP .TXT in ncci/ptp/, "
             "MUE .csv in ncci/mue/)"
         )
-    if _PTP_NAME.match(name):
+    if PTP_NAME.match(name):
         return f"{PTP_DIR}/ (a CMS PTP file, .TXT)"
     if _MUE_NAME.match(name):
         return f"{MUE_DIR}/ (a CMS MUE file, .csv)"
@@ -178,7 +178,7 @@ def _layout_problems(base: Path) -> list[str]:
                     f"{sub}/{p.name}/ is a folder: sub-folders are not read; move its files up "
                     f"into {sub}/"
                 )
-            elif sub == FEES_DIR and (_PTP_NAME.match(p.name) or _MUE_NAME.match(p.name)):
+            elif sub == FEES_DIR and (PTP_NAME.match(p.name) or _MUE_NAME.match(p.name)):
                 problems.append(
                     f"{sub}/{p.name} is not a fee schedule: it belongs in {_belongs(p.name)}"
                 )
@@ -288,9 +288,9 @@ def _not_cms(s: _Source) -> None:
     """A fee file that is a CMS PTP or MUE file (by its name or its first line) is refused
     saying where it belongs, before it is decoded as UTF-8 (CMS files are Latin-1: "not UTF-8
     text" would not say what is wrong)."""
-    if _PTP_NAME.match(s.name) or _MUE_NAME.match(s.name):
+    if PTP_NAME.match(s.name) or _MUE_NAME.match(s.name):
         raise RuleSetError(f"{s.name}: not a fee schedule: it belongs in {_belongs(s.name)}")
-    head = s.data.removeprefix(b"\xef\xbb\xbf")
+    head = s.data.removeprefix(UTF8_BOM)
     for start, place, kind in _CMS_FIRST_LINES:
         if head.startswith(start):
             raise RuleSetError(

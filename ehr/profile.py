@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import tomllib
-from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -251,16 +250,11 @@ def _message(err: ErrorDetails) -> str:
     return err["msg"]
 
 
-def load_config(
-    patient_key: bytes | str, path: Path | None = None, therapy_codes: Iterable[str] | None = None
-) -> EhrConfig:
-    """Profile + key (+ the therapy codes of a rule set's own catalog; None: the shipped one).
-    The key must be at least 16 bytes (HMAC-SHA256, RFC 2104 sec. 3)."""
+def load_config(patient_key: bytes | str, path: Path | None = None) -> EhrConfig:
+    """Profile + key, with the shipped catalog's therapy codes (a rule set's own catalog:
+    `runtime.settings.Settings.ehr_config`). The key must be at least 16 bytes (HMAC-SHA256,
+    RFC 2104 sec. 3)."""
     key = patient_key.encode() if isinstance(patient_key, str) else patient_key
     if len(key) < 16:
         raise ProfileError("the patient_ref key must be at least 16 bytes")
-    if therapy_codes is None:
-        return EhrConfig(profile=load_profile(path), patient_key=key)
-    return EhrConfig(
-        profile=load_profile(path), patient_key=key, therapy_codes=frozenset(therapy_codes)
-    )
+    return EhrConfig(profile=load_profile(path), patient_key=key)
