@@ -313,6 +313,12 @@ def run_audit_jobs(
     return summary
 
 
+def chosen_pattern(option: str | None) -> re.Pattern[str]:
+    """The patient_ref alphabet audit (and compare-rulesets) check against: the option, else
+    the worker's TC_PATIENT_REF_PATTERN, else the default; ValueError when it is unusable."""
+    return compile_pattern(patient_ref_pattern_from_env() if option is None else option)
+
+
 def audit_main(
     path: str,
     max_bytes: int = DEFAULT_MAX_BYTES,
@@ -331,9 +337,7 @@ def audit_main(
         print(f"therapy-compliance audit: --jobs must be 1 or more (got {jobs})", file=sys.stderr)
         return 2
     try:
-        pattern = compile_pattern(
-            patient_ref_pattern_from_env() if patient_ref_pattern is None else patient_ref_pattern
-        )
+        pattern = chosen_pattern(patient_ref_pattern)
     except ValueError as exc:
         print(f"therapy-compliance audit: patient_ref pattern: {exc}", file=sys.stderr)
         return 2

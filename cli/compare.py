@@ -30,11 +30,10 @@ from typing import TextIO
 
 import orjson
 
-from cli.audit import AuditSummary, run_audit
+from cli.audit import AuditSummary, chosen_pattern, run_audit
 from compliance import Engine
 from compliance.ruleset import RuleSet, load_ruleset
-from runtime.settings import patient_ref_pattern_from_env
-from schemas.patient_ref import DEFAULT_PATTERN, compile_pattern
+from schemas.patient_ref import DEFAULT_PATTERN
 
 
 class CompareError(ValueError):
@@ -52,7 +51,7 @@ def patient_ref_pattern(option: str | None) -> re.Pattern[str]:
     """audit's reading: the option, else TC_PATIENT_REF_PATTERN from the environment, else the
     default alphabet; CompareError when it is not a usable pattern."""
     try:
-        return compile_pattern(patient_ref_pattern_from_env() if option is None else option)
+        return chosen_pattern(option)
     except ValueError as exc:
         raise CompareError(f"patient_ref pattern: {exc}") from None
 
