@@ -177,44 +177,44 @@ def charges_from_charge_items(reading: BundleReading, items: list[tuple[int, Cha
     _finish_charges(reading, first_i, first, groups, problems)
 
 
-def billed_as_therapy(index: BundleIndex, key: VisitKey, cpt: str) -> bool:
-    """Whether the bundle bills `cpt` on the visit `key` with a therapy modifier GP/GO/GN, on an
-    item of a Claim (use claim, not cancelled) or a billable/billed ChargeItem. Pub. 100-04
-    Ch. 5 sec. 20.1: those modifiers identify a service delivered under a therapy plan of care,
-    so the bundle itself says the code was therapy (CMS's "always"/"sometimes therapy" codes the
-    catalog lacks: 92609, 97597). Read from the resources, not the charge parts, so the answer
-    does not depend on whether the charges are refused for another reason."""
+def billed_as_therapy(index: BundleIndex) -> set[tuple[VisitKey, str]]:
+    """The (visit, code) pairs the bundle bills with a therapy modifier GP/GO/GN, on an item of
+    a Claim (use claim, not cancelled) or a billable/billed ChargeItem; read once per bundle.
+    Pub. 100-04 Ch. 5 sec. 20.1: those modifiers identify a service delivered under a therapy
+    plan of care, so the bundle itself says the code was therapy (CMS's "always"/"sometimes
+    therapy" codes the catalog lacks: 92609, 97597). Read from the resources, not the charge
+    parts, so the answer does not depend on whether the charges are refused for another reason."""
+    billed: set[tuple[VisitKey, str]] = set()
     for _, claim in index.of_type(Claim):
         if claim.use != "claim" or claim.status in ("cancelled", "entered-in-error"):
             continue
         for item in claim.item or []:
             codings = [c for cc in item.modifier or [] for c in cc.coding or []]
             ref = item.encounter[0] if item.encounter else None
-            if _therapy_line(index, cpt_of(item.productOrService), codings, ref, claim, key, cpt):
-                return True
+            _add_therapy_line(billed, index, cpt_of(item.productOrService), codings, ref, claim)
     url = index.config.profile.fhir.chargeitem_modifier_extension
     for _, ci in index.of_type(ChargeItem):
         if ci.status not in ("billable", "billed"):
             continue
         codings = [c for ext in ci.extension or [] if ext.url == url for c in _ext_codings(ext)]
-        if _therapy_line(index, cpt_of(ci.code), codings, ci.context, ci, key, cpt):
-            return True
-    return False
+        _add_therapy_line(billed, index, cpt_of(ci.code), codings, ci.context, ci)
+    return billed
 
 
-def _therapy_line(
+def _add_therapy_line(
+    billed: set[tuple[VisitKey, str]],
     index: BundleIndex,
-    billed: str | None,
+    cpt: str | None,
     codings: Sequence[Any],
     ref: Reference | None,
     owner: Resource,
-    key: VisitKey,
-    cpt: str,
-) -> bool:
-    if billed != cpt:
-        return False
+) -> None:
     mods = {modifier(str(getattr(c, "code", "") or "")) for c in codings}
-    return bool(mods & DISCIPLINE_MODIFIERS.keys()) and index.visit_key(ref, owner) == key
+    if cpt is None or not mods & DISCIPLINE_MODIFIERS.keys():
+        return
+    key = index.visit_key(ref, owner)
+    if key is not None:
+        billed.add((key, cpt))
 
 
 def _ext_codings(ext: Extension) -> list[Any]:

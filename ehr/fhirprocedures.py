@@ -51,6 +51,7 @@ def documentation_from_procedures(
     reading: BundleReading, procs: list[tuple[int, Procedure]]
 ) -> None:
     groups: dict[str, tuple[VisitKey, list[tuple[int, Procedure, str, int | None]]]] = {}
+    therapy_billed: set[tuple[VisitKey, str]] | None = None  # read once, when first needed
     for i, proc in procs:
         if proc.status != "completed":
             reading.reject(i, proc, RejectReason.NOT_A_VISIT, f"Procedure.status is {proc.status}")
@@ -70,9 +71,12 @@ def documentation_from_procedures(
         if key is None:
             reading.reject(i, proc, problems[0].reason, problems[0].detail)
             continue
-        if not reading.config.is_therapy_code(cpt) and not billed_as_therapy(
-            reading.index, key, cpt
-        ):
+        therapy = reading.config.is_therapy_code(cpt)
+        if not therapy:
+            if therapy_billed is None:
+                therapy_billed = billed_as_therapy(reading.index)
+            therapy = (key, cpt) in therapy_billed
+        if not therapy:
             # A code the catalog lacks counts when the bundle bills it on this visit with GP/GO/GN
             # (ehr/fhircharges.py billed_as_therapy, Pub. 100-04 Ch. 5 sec. 20.1).
             # Not therapy documentation (a defibrillator implant, 33249, on the encounter of a
