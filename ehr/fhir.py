@@ -90,9 +90,7 @@ def parse_resources(
 
 
 def _located(rej: Rejection, line: int) -> Rejection:
-    return Rejection.one(rej.reason, f"line {line}: {rej.detail}", rej.message_id).model_copy(
-        update={"entry": line}
-    )
+    return Rejection.one(rej.reason, f"line {line}: {rej.detail}", rej.message_id, entry=line)
 
 
 def parse_index(index: BundleIndex, received_at: datetime) -> FhirResult:

@@ -41,8 +41,8 @@ class BundleReading:
         return self.index.config
 
     def reject(self, i: int, r: Resource, reason: RejectReason, detail: str) -> None:
-        rejection = Rejection.one(reason, f"{self._where(i, r)}: {detail}", self.index.ref_of(r))
-        self.rejections.append(rejection.model_copy(update={"entry": i}))
+        detail = f"{self._where(i, r)}: {detail}"
+        self.rejections.append(Rejection.one(reason, detail, self.index.ref_of(r), entry=i))
 
     def warn(self, i: int, r: Resource, reason: WarnReason, detail: str) -> None:
         self.warnings.append(
@@ -57,8 +57,7 @@ class BundleReading:
         """One rejection listing every problem, each located at the entry."""
         where = self._where(i, r)
         located = [Problem(reason=p.reason, detail=f"{where}: {p.detail}") for p in problems]
-        rejection = Rejection.of(located, self.index.ref_of(r))
-        self.rejections.append(rejection.model_copy(update={"entry": i}))
+        self.rejections.append(Rejection.of(located, self.index.ref_of(r), entry=i))
 
     def _where(self, i: int, r: Resource) -> str:
         # NDJSON: entries are numbered by their line in the file (parse_resources).

@@ -63,13 +63,16 @@ class Rejection(BaseModel):
     entry: int | None = None
 
     @classmethod
-    def of(cls, problems: list[Problem], message_id: str | None = None) -> Rejection:
+    def of(
+        cls, problems: list[Problem], message_id: str | None = None, *, entry: int | None = None
+    ) -> Rejection:
         assert problems, "a rejection needs at least one problem"
         return cls(
             reason=problems[0].reason,
             detail="; ".join(p.detail for p in problems),
             problems=tuple(problems),
             message_id=message_id,
+            entry=entry,
         )
 
     @classmethod
@@ -82,11 +85,12 @@ class Rejection(BaseModel):
         segment: str | None = None,
         sequence: int | None = None,
         field: int | None = None,
+        entry: int | None = None,
     ) -> Rejection:
         problem = Problem(
             reason=reason, detail=detail, segment=segment, sequence=sequence, field=field
         )
-        return cls.of([problem], message_id)
+        return cls.of([problem], message_id, entry=entry)
 
 
 class WarnReason(StrEnum):
