@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections import Counter, defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +157,15 @@ def patient_stream(patients: int, per_patient: int) -> list[tuple[bytes | None, 
 
 
 def assert_patient_order(recs: list[Any], t: Topics) -> None:
-    first_seen: dict[str, str] = {}
+    first_seen: dict[str, datetime] = {}
     for c in by_topic(recs, t.checked):  # first processing of each event, by checked_at
         ev = c["event_id"]
-        if ev not in first_seen or c["checked_at"] < first_seen[ev]:
-            first_seen[ev] = c["checked_at"]
-    by_patient: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        # Compared as instants, not strings: a time on a whole second is written without a
+        # fraction ("...:38Z"), which sorts after "...:38.031734Z" as text.
+        at = datetime.fromisoformat(c["checked_at"])
+        if ev not in first_seen or at < first_seen[ev]:
+            first_seen[ev] = at
+    by_patient: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
     for ev, at in first_seen.items():
         patient, seq = ev.split("-")
         by_patient[patient].append((seq, at))
