@@ -79,6 +79,8 @@ class CommonSection(BaseModel):
     topic_alerts: str = "billing.compliance.alert.v1"
     topic_checked: str = "therapy.visit.checked.v1"
     topic_deadletter: str = "therapy.visit.deadletter.v1"
+    #: VisitStatus v1, compacted (EVENTS.md "VisitStatus v1"): one current record per visit.
+    topic_status: str = "billing.visit.status.v1"
     #: Partitions for topics the worker creates when they are missing (existing topics are
     #: left alone). Input parallelism: one consumer per partition at most.
     partitions: Annotated[int, Field(ge=1, le=1024)] = 4

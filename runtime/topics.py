@@ -13,6 +13,8 @@ from runtime.settings import CommonSection, EhrSection
 
 log = logging.getLogger(__name__)
 
+STATUS_TOPIC_CONFIGS = {"cleanup.policy": "compact"}
+
 
 def topic_specs(settings: EhrSection) -> list[NewTopic]:
     input_max = settings.input_max_bytes
@@ -22,6 +24,9 @@ def topic_specs(settings: EhrSection) -> list[NewTopic]:
         NewTopic(settings.topic_visits, p, r, topic_configs={"max.message.bytes": str(input_max)}),
         NewTopic(settings.topic_alerts, p, r),
         NewTopic(settings.topic_checked, p, r),
+        # A table of visits (key visit_id): compacted, so a consumer that reads it from the
+        # start gets each visit's latest status without the whole history of changes.
+        NewTopic(settings.topic_status, p, r, topic_configs=STATUS_TOPIC_CONFIGS),
         NewTopic(settings.topic_deadletter, p, r, topic_configs={"max.message.bytes": str(dl_max)}),
     ]
     if settings.ehr_enabled:

@@ -16,6 +16,7 @@ from schemas.checked import VisitChecked
 from schemas.deadletter import DeadLetter
 from schemas.ehr_deadletter import EhrDeadLetter
 from schemas.visit import TherapyVisitCompleted
+from schemas.visit_status import VisitStatus
 
 HERE = Path(__file__).parent
 OUT_DIR = HERE / "json"
@@ -25,6 +26,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "visit_checked.v1": VisitChecked,
     "dead_letter.v1": DeadLetter,
     "ehr_dead_letter.v1": EhrDeadLetter,
+    "visit_status.v1": VisitStatus,
 }
 
 
@@ -35,6 +37,7 @@ CHANNELS = [
     ("therapy.visit.checked.v1", "send", "visit_id", "visit_checked.v1"),
     ("therapy.visit.deadletter.v1", "send", "original key", "dead_letter.v1"),
     ("ehr.deadletter.v1", "send", "patient_ref when known", "ehr_dead_letter.v1"),
+    ("billing.visit.status.v1", "send", "visit_id (compacted)", "visit_status.v1"),
 ]
 
 
