@@ -3,21 +3,35 @@ events and the updated history out. No I/O."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from compliance.alerts import AlertEvent, CheckedEvent, build_alerts, build_checked
 from compliance.catalog import Catalog
 from compliance.episodes.build import episode_part
 from compliance.episodes.judge import EpisodeJudgement, EpisodeStatus, judge
 from compliance.findings import Finding
+from compliance.kx_thresholds import KxBucket
 from compliance.policy import PayerPolicies
-from compliance.records import VisitRecord
-from compliance.rules import RULE_IDS, RULES, VisitContext
+from compliance.records import StatusState, VisitRecord
+from compliance.rejudge import affected
+from compliance.retention import MAX_VERSIONS
+from compliance.rules import RULE_IDS, RULES, SCOPE_OF, Scope, VisitContext, rules_of
 from compliance.rules.feed_parts import without_consequences
 from compliance.ruleset import ENGINE_VERSION, RuleSet, default_ruleset
 from compliance.state import DEFAULT_EPISODE_HORIZON_DAYS, DEFAULT_HORIZON_DAYS, PatientHistory
-from schemas.visit import TherapyVisitCompleted
+from compliance.status import (
+    StatusEvent,
+    Subject,
+    build_status,
+    ids,
+    merged,
+    next_state,
+    open_alerts,
+)
+from schemas.common import Credential, Discipline, PayerKind, UnitRule
+from schemas.visit import Payer, RenderingProvider, ServiceLine, TherapyVisitCompleted
+from schemas.visit_status import StatusCause
 
 __all__ = ["ENGINE_VERSION", "Engine", "EpisodeStatus", "Outcome"]
 
@@ -36,6 +50,12 @@ class Outcome:
     #: This visit's Medicare Part B therapy lines whose amount is unknown (no allowed_amount and
     #: no fee schedule row): they do not count toward the KX accrual.
     kx_unknown_amount_lines: int = 0
+    #: `VisitStatus` v1 records to publish, in order: this visit's first, then the other visits
+    #: whose open alerts the event changed (by date of service, visit id). Empty without a
+    #: history and for an event already applied (a re-delivery).
+    statuses: list[StatusEvent] = field(default_factory=list)
+    #: Alerts a re-judgement newly raised on other visits (ids from their current events).
+    raised: list[AlertEvent] = field(default_factory=list)
 
     @property
     def episode_start_unseen(self) -> bool:
@@ -123,16 +143,42 @@ class Engine:
             if seq is None:
                 raise ValueError("seq is required with a history")
             seen = list(history.seen_before(seq, visit.visit_id))
+            first = min((v.first for v in history.versions(visit.visit_id)), default=seq)
+            first = min(first, seq)
             day = visit.date_of_service
-            same_day = tuple(v for v in seen if v.date_of_service == day)
+            # The visits of its date placed before it (segments.order): a correction keeps
+            # its visit's place, so it is not judged against visits that came after it.
+            same_day = tuple(v for v in seen if v.date_of_service == day and v.first < first)
             ctx = VisitContext.build(visit, self.rules, policy, same_day)
-            record = VisitRecord.of(visit, seq, episode_part(ctx))
+            record = VisitRecord.of(visit, seq, episode_part(ctx), first)
             judgement = judge(record, history, seen, self.episode_horizon_days)
             ctx = ctx.with_episode(judgement)
         findings: list[Finding] = []
         for rule, _ in RULES:
             findings.extend(rule(ctx))
         return _Run(without_consequences(ctx, findings), judgement, record)
+
+    def judge_now(
+        self,
+        record: VisitRecord,
+        history: PatientHistory,
+        patient_ref: str,
+        scopes: frozenset[Scope],
+    ) -> list[AlertEvent]:
+        """The alerts of the rules of `scopes` for a visit's current record, judged with every
+        other visit of `history` as it stands now (re-judgement: compliance/rejudge.py). The
+        record must be `judgeable`; alert ids come from its event id."""
+        visit = _visit_of(record, patient_ref)
+        seen = [vs[-1] for vs in history.visits if vs[0].visit_id != record.visit_id]
+        day = record.date_of_service
+        same_day = tuple(v for v in seen if v.date_of_service == day and v.first < record.first)
+        ctx = VisitContext.build(visit, self.rules, self.policies.resolve(visit), same_day)
+        if Scope.EPISODE in scopes or Scope.KX in scopes:
+            ctx = ctx.with_episode(judge(record, history, seen, self.episode_horizon_days))
+        findings: list[Finding] = []
+        for rule in rules_of(scopes):
+            findings.extend(rule(ctx))
+        return build_alerts(visit, findings, _EPOCH, ENGINE_VERSION, self.rules.version)
 
     def evaluate(
         self,
@@ -141,18 +187,188 @@ class Engine:
         history: PatientHistory | None = None,
         seq: int | None = None,
     ) -> Outcome:
+        if history is None or seq is None:
+            return self._outcome(visit, now, self._run(visit, history, seq))
+        current = history.versions(visit.visit_id)
+        delivered = _delivered(current, visit.event_id)
+        if delivered is not None:
+            # An event already seen (EVENTS.md: re-delivery changes nothing; it "publishes no
+            # status"): judged as when it was applied, when its version is still kept.
+            run = self._run(visit, history, delivered if delivered >= 0 else seq)
+            return self._outcome(visit, now, run, history)
         run = self._run(visit, history, seq)
+        assert run.record is not None
+        if current and current[-1].seq >= seq:
+            return self._outcome(visit, now, run, history)  # a replay over its own result
+        outcome = self._outcome(visit, now, run)
+        old = current[-1] if current else None
+        previous = old.status if old is not None else None
+        kept_from = len(current) + 1 - MAX_VERSIONS
+        state = next_state(
+            previous,
+            open_alerts(outcome.alerts),
+            [v.event_id for v in current[: max(0, kept_from)] if v.event_id],
+        )
+        record = run.record.with_status(state)
+        cause = (visit.event_id, visit.visit_id)
+        statuses = [
+            self._status(
+                Subject.of(record, visit.patient_ref),
+                previous,
+                state,
+                StatusCause.VISIT if old is None else StatusCause.CORRECTION,
+                cause,
+                now,
+            )
+        ]
+        updated = history.apply(record, self.horizon_days, self.episode_horizon_days)
+        updated, related, raised = self._rejudge(history, updated, old, record, visit, now)
+        statuses.extend(related)
+        return replace(outcome, history=updated, statuses=statuses, raised=raised)
+
+    def _outcome(
+        self,
+        visit: TherapyVisitCompleted,
+        now: datetime,
+        run: _Run,
+        history: PatientHistory | None = None,
+    ) -> Outcome:
         version = self.rules.version
         alerts = build_alerts(visit, run.findings, now, ENGINE_VERSION, version)
         checked = build_checked(visit, alerts, self.rules_evaluated, now, ENGINE_VERSION, version)
-        if history is None or run.record is None or run.judgement is None:
-            return Outcome(alerts, checked)
-        updated = history.apply(run.record, self.horizon_days, self.episode_horizon_days)
+        if run.judgement is None:
+            return Outcome(alerts, checked, history)
         kx = run.judgement.kx
         return Outcome(
             alerts,
             checked,
-            updated,
+            history,
             run.judgement.status,
             len(kx.own.unknown) if kx is not None else 0,
         )
+
+    def _status(
+        self,
+        subject: Subject,
+        previous: StatusState | None,
+        state: StatusState,
+        kind: StatusCause,
+        cause: tuple[str, str],
+        now: datetime,
+    ) -> StatusEvent:
+        return build_status(
+            subject, previous, state, kind, cause, now, ENGINE_VERSION, self.rules.version
+        )
+
+    def _rejudge(
+        self,
+        before: PatientHistory,
+        after: PatientHistory,
+        old: VisitRecord | None,
+        new: VisitRecord,
+        visit: TherapyVisitCompleted,
+        now: datetime,
+    ) -> tuple[PatientHistory, list[StatusEvent], list[AlertEvent]]:
+        """Re-judge the other visits whose verdict the event can change; their new statuses
+        (only where the set of open alert ids changed) and newly raised alerts."""
+        scopes = affected(before, after, old, new, self._kx_sides)
+        if not scopes:
+            return after, [], []
+        changed: dict[str, VisitRecord] = {}
+        statuses: list[StatusEvent] = []
+        raised: list[AlertEvent] = []
+        records = [after.versions(v)[-1] for v in scopes]
+        records.sort(key=lambda r: (r.date_of_service, r.visit_id))
+        for r in records:
+            previous = r.status
+            assert previous is not None
+            judged = self.judge_now(r, after, visit.patient_ref, scopes[r.visit_id])
+            open_now = merged(
+                (a for a in previous.open if SCOPE_OF.get(a.rule_id) not in scopes[r.visit_id]),
+                open_alerts(judged),
+            )
+            was = ids(previous.open)
+            if ids(open_now) == was:
+                continue
+            state = next_state(previous, open_now)
+            changed[r.visit_id] = r.with_status(state)
+            statuses.append(
+                self._status(
+                    Subject.of(r, visit.patient_ref),
+                    previous,
+                    state,
+                    StatusCause.RELATED_VISIT,
+                    (visit.event_id, visit.visit_id),
+                    now,
+                )
+            )
+            raised.extend(
+                replace(a, body={**a.body, "detected_at": now})
+                for a in judged
+                if a.alert_id not in was
+            )
+        return after.with_current(changed), statuses, raised
+
+    def _kx_sides(self, year: int, bucket: str, cents: int) -> tuple[bool, bool] | None:
+        kx = self.rules.kx
+        threshold = kx.cents(year, KxBucket(bucket))
+        if threshold is None:
+            return None
+        return (cents > threshold, cents * 100 < kx.premature_share_percent * threshold)
+
+
+#: judge_now's alerts are built with a placeholder time; evaluate sets the real one.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _delivered(current: tuple[VisitRecord, ...], event_id: str) -> int | None:
+    """The seq of the kept version with this event id; -1 when only remembered in the
+    status (its version no longer kept); None for an event not seen."""
+    for v in current:
+        if v.event_id == event_id:
+            return v.seq
+    if current and (status := current[-1].status) is not None and event_id in status.seen:
+        return -1
+    return None
+
+
+def _visit_of(record: VisitRecord, patient_ref: str) -> TherapyVisitCompleted:
+    """The event as the cross-visit rules read it, rebuilt from its record (no validation: the
+    record was built from a validated event). Only what those rules and the alerts read."""
+    payer = record.payer
+    assert payer is not None
+    ep = record.episode
+    return TherapyVisitCompleted.model_construct(
+        schema_version=1,
+        event_id=record.event_id,
+        occurred_at=_EPOCH,  # not read by the rules
+        visit_id=record.visit_id,
+        patient_ref=patient_ref,
+        date_of_service=record.date_of_service,
+        discipline=Discipline(record.discipline),
+        payer=Payer.model_construct(
+            payer_id=payer.payer_id,
+            kind=PayerKind(payer.kind),
+            unit_rule=UnitRule(payer.unit_rule) if payer.unit_rule is not None else None,
+        ),
+        rendering_provider=RenderingProvider.model_construct(
+            npi=record.npi, credential=Credential.OTHER
+        ),
+        services=[
+            ServiceLine.model_construct(
+                line_id=ln.line_id,
+                cpt=ln.cpt,
+                units=ln.units,
+                minutes=None,
+                modifiers=list(ln.modifiers),
+                furnished_by=None,
+                assistant_minutes=None,
+                allowed_amount=ln.allowed_amount,
+            )
+            for ln in (*record.lines, *record.unbilled)
+        ],
+        documents=[],
+        parts_missing=None,
+        episode_ref=ep.episode_ref if ep is not None else None,
+        episode_start_date=ep.start if ep is not None else None,
+    )

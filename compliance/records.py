@@ -112,10 +112,49 @@ class LineRecord(_Record):
     allowed_amount: str | None = None
 
 
+class PayerRecord(_Record):
+    """The event's payer as the payer policy resolves it (compliance/policy.py)."""
+
+    payer_id: str
+    kind: str  # schemas.common.PayerKind value
+    unit_rule: str | None = None  # schemas.common.UnitRule value
+
+
+class OpenAlert(_Record):
+    """An alert open in a visit's current status (EVENTS.md "VisitStatus v1")."""
+
+    alert_id: str
+    rule_id: str
+    severity: str  # effective severity (after payer policy)
+    line_ids: tuple[str, ...] = ()
+    amount_at_risk: str | None = None  # decimal string, USD
+
+
+class StatusState(_Record):
+    """What the visit status needs between events, kept on a visit's current version only."""
+
+    #: The version of the last status published for the visit (1 = its first).
+    version: int
+    open: tuple[OpenAlert, ...] = ()
+    #: Event ids of the visit's earlier events no longer among its kept versions (newest last,
+    #: at most `SEEN_EVENT_IDS`): an event carrying one of them is a re-delivery.
+    seen: tuple[str, ...] = ()
+
+
+#: Event ids remembered per visit beyond its kept versions (bounded state per visit).
+SEEN_EVENT_IDS = 8
+
+
 class VisitRecord(_Record):
     """One version of a visit. `npi` and `lines` are the same-day part ("" and () once dropped);
     `episode` is None for records without episode data (upgraded from format 1, or built
-    without a rule set): the episode and KX rules do not read them."""
+    without a rule set): the episode and KX rules do not read them.
+
+    The trailing fields serve the visit status and re-judgement (EVENTS.md "VisitStatus v1"):
+    the event id, the payer, the units-0 lines (which the same-day part leaves out), the seq of
+    the visit's first event (its place among the patient's visits of a date: `first`) and the
+    visit's status. Records read from before them (empty event id) are never re-judged; their
+    first status comes with their next event."""
 
     visit_id: str
     seq: int
@@ -124,43 +163,80 @@ class VisitRecord(_Record):
     discipline: str
     lines: tuple[LineRecord, ...] = ()
     episode: EpisodePart | None = None
+    event_id: str = ""
+    payer: PayerRecord | None = None
+    unbilled: tuple[LineRecord, ...] = ()
+    #: The seq of the visit's first event (-1: not recorded, read from before this field).
+    first_seq: int = -1
+    status: StatusState | None = None
 
     @classmethod
     def of(
-        cls, visit: TherapyVisitCompleted, seq: int, episode: EpisodePart | None = None
+        cls,
+        visit: TherapyVisitCompleted,
+        seq: int,
+        episode: EpisodePart | None = None,
+        first_seq: int = -1,
     ) -> VisitRecord:
+        billed: list[LineRecord] = []
+        unbilled: list[LineRecord] = []
+        for s in visit.services:
+            line = LineRecord(s.line_id, s.cpt, s.units, tuple(s.modifiers), s.allowed_amount)
+            (billed if s.units > 0 else unbilled).append(line)
+        payer = visit.payer
         return cls(
             visit.visit_id,
             seq,
             visit.date_of_service,
             visit.rendering_provider.npi,
             visit.discipline.value,
-            tuple(
-                LineRecord(s.line_id, s.cpt, s.units, tuple(s.modifiers), s.allowed_amount)
-                for s in visit.services
-                if s.units > 0
-            ),
+            tuple(billed),
             episode,
+            visit.event_id,
+            PayerRecord(
+                payer.payer_id,
+                payer.kind.value,
+                payer.unit_rule.value if payer.unit_rule is not None else None,
+            ),
+            tuple(unbilled),
+            first_seq if first_seq >= 0 else seq,
         )
+
+    @property
+    def first(self) -> int:
+        """The visit's place among the patient's visits of one date: the seq of its first event
+        (a correction keeps its visit's place)."""
+        return self.first_seq if self.first_seq >= 0 else self.seq
+
+    @property
+    def judgeable(self) -> bool:
+        """Whether the record holds what re-judging its visit needs (the same-day part, the
+        event id and the payer): within `horizon_days`, and written by this version."""
+        return bool(self.npi) and bool(self.event_id) and self.payer is not None
 
     def stripped(self) -> VisitRecord:
         """Without the same-day part (kept past `horizon_days` for the episode rules only)."""
-        if not self.npi and not self.lines:
+        if not self.npi and not self.lines and not self.unbilled:
             return self
-        return VisitRecord(
-            self.visit_id, self.seq, self.date_of_service, "", self.discipline, (), self.episode
-        )
+        return msgspec.structs.replace(self, npi="", lines=(), unbilled=())
+
+    def with_status(self, status: StatusState | None) -> VisitRecord:
+        return msgspec.structs.replace(self, status=status)
 
 
 __all__ = [
     "INITIAL_EVALUATION",
     "RE_EVALUATION",
+    "SEEN_EVENT_IDS",
     "SERVICE",
     "DocKind",
     "DocRecord",
     "EpisodePart",
     "KxEntry",
     "LineRecord",
+    "OpenAlert",
+    "PayerRecord",
     "Role",
+    "StatusState",
     "VisitRecord",
 ]

@@ -130,6 +130,9 @@ class PatientHistory:
         if current and current[-1].seq >= record.seq:
             return self  # re-delivery, or an older event than the one stored
         visits = list(self.visits)
+        if current and current[-1].status is not None:
+            # The status lives on the current version only.
+            current = (*current[:-1], current[-1].with_status(None))
         kept = (*current, record)[-MAX_VERSIONS:]
         i = self._index.get(record.visit_id)
         if i is None:
@@ -141,6 +144,16 @@ class PatientHistory:
         )
         pruned.sort(key=_visit_id)  # nearly sorted already: linear
         return PatientHistory(tuple(pruned), folds, through, {}, self._json)
+
+    def with_current(self, records: dict[str, VisitRecord]) -> PatientHistory:
+        """The history with these visits' current versions replaced (their status changed)."""
+        if not records:
+            return self
+        visits = list(self.visits)
+        for visit_id, record in records.items():
+            i = self._index[visit_id]
+            visits[i] = (*visits[i][:-1], record)
+        return PatientHistory(tuple(visits), self.kx_folds, self.folded_through, {}, self._json)
 
     # --- serialisation -----------------------------------------------------------------------
 

@@ -18,6 +18,9 @@ Format 2:
     doc: {"k": kind, "d": date, "g": signed, "c": credential, "w": role, "ps"/"pe": plan dates,
           "st": sent to certifier, "vo": verbal order, "cf"/"ct": covers, "dr": 1, "rd": disc.}
 
+    "z": [event_id, payer, [unbilled line, ...], first_seq, status] (records.py: the visit
+         status's fields, arrays by position; absent on records written before them)
+
 Empty and default fields are omitted ("n"/"l" once the same-day part is dropped; a record
 without "f" has no episode part). Format 1 (same-day records only) is read and upgraded: its
 records are kept as they were, without an episode part.
@@ -29,6 +32,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+import msgspec
 import orjson
 
 from compliance.episodes.accrual import KxFold
@@ -38,7 +42,9 @@ from compliance.records import (
     EpisodePart,
     KxEntry,
     LineRecord,
+    PayerRecord,
     Role,
+    StatusState,
     VisitRecord,
 )
 
@@ -157,7 +163,12 @@ def _record_json(v: VisitRecord) -> dict[str, Any]:
             out["o"] = [_doc_json(d, v.date_of_service) for d in ep.docs]
         if ep.kx:
             out["x"] = [_kx_json(e) for e in ep.kx]
+    if v.event_id or v.payer is not None or v.unbilled or v.first_seq >= 0 or v.status:
+        out["z"] = msgspec.to_builtins((v.event_id, v.payer, v.unbilled, v.first_seq, v.status))
     return out
+
+
+_Trailing = tuple[str, PayerRecord | None, tuple[LineRecord, ...], int, StatusState | None]
 
 
 def _kx_json(e: KxEntry) -> list[Any]:
@@ -191,8 +202,20 @@ def _record_of(obj: dict[str, Any]) -> VisitRecord:
             tuple([_doc_of(d, day) for d in docs]) if docs else (),
             (_kx_of(kx[0]),) if kx and len(kx) == 1 else tuple(map(_kx_of, kx or ())),
         )
-    return VisitRecord(
+    record = VisitRecord(
         str(obj["id"]), int(obj["s"]), day, obj.get("n", ""), str(obj["p"]), lines, episode
+    )
+    trailing = obj.get("z")
+    if trailing is None:
+        return record
+    event_id, payer, unbilled, first_seq, status = msgspec.convert(trailing, _Trailing)
+    return msgspec.structs.replace(
+        record,
+        event_id=event_id,
+        payer=payer,
+        unbilled=unbilled,
+        first_seq=first_seq,
+        status=status,
     )
 
 

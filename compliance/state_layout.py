@@ -167,6 +167,17 @@ def _history(
     return PatientHistory(tuple(records[k] for k in sorted(records)), folds, through)
 
 
+#: The partition's tally of open statuses (compliance/status.py `Tally`): 0x00 never starts a
+#: printable patient_ref, so the key is no patient's.
+TALLY_KEY = b"\x00visit-status-tally"
+
+
+def applied(before: Stored, visit_id: str, seq: int) -> bool:
+    """A visit no longer stored whose seq is at or below the patient's high-water seq was
+    applied and then folded or dropped: its event is a re-delivery (module docstring)."""
+    return not before.history.versions(visit_id) and seq <= before.high_water
+
+
 def changes(
     patient: bytes, before: Stored, after: PatientHistory, visit: tuple[str, int] | None = None
 ) -> tuple[list[tuple[bytes, bytes | None]], Stored]:
@@ -175,7 +186,7 @@ def changes(
     once they are written. `visit`: the (visit_id, seq) applied, for the high-water seq; one no
     longer stored at or below it is a re-delivery and changes nothing (module docstring)."""
     old = before.history
-    if visit is not None and not old.versions(visit[0]) and visit[1] <= before.high_water:
+    if visit is not None and applied(before, *visit):
         return [], before
     out: list[tuple[bytes, bytes | None]] = []
     for versions in after.visits:
@@ -215,8 +226,10 @@ __all__ = [
     "EMPTY",
     "FORMAT",
     "SEP",
+    "TALLY_KEY",
     "Head",
     "Stored",
+    "applied",
     "changes",
     "decode_visit",
     "encode_head",

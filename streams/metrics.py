@@ -4,6 +4,7 @@ never a patient, visit or event id (those are unbounded and, for patients, PHI-a
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -18,6 +19,7 @@ from prometheus_client import (
 from compliance import ENGINE_VERSION
 from compliance.episodes.judge import EpisodeStatus
 from compliance.findings import SEVERITY, RuleId
+from compliance.status import Tally
 from runtime.metrics import PREFIX
 from schemas.common import DeadLetterReason
 from schemas.patient_ref import PatientRefProblem
@@ -35,6 +37,7 @@ class Metrics:
         self._ehr(self.registry)
         self._state(self.registry)
         self._delivery(self.registry)
+        self._status(self.registry)
         self._children()
 
     def _checks(self, r: CollectorRegistry) -> None:
@@ -165,6 +168,64 @@ class Metrics:
             "Estimated memory of the decoded patient histories kept (TC_STATE_CACHE_MB bounds it).",
             registry=r,
         )
+
+    def _status(self, r: CollectorRegistry) -> None:
+        """The visit status topic (EVENTS.md "VisitStatus v1"): what is on hold now, over the
+        partitions this worker owns (sum over workers), from each partition's tally."""
+        self.visit_status_published = Counter(
+            f"{PREFIX}_visit_status_published",
+            "VisitStatus records published, by status and cause (visit, correction, "
+            "related_visit: a re-judgement).",
+            ["status", "cause"],
+            registry=r,
+        )
+        self.visits_on_hold = Gauge(
+            f"{PREFIX}_visits_on_hold",
+            "Visits whose current status is hold (an open error alert), in the partitions this "
+            "worker owns.",
+            registry=r,
+        )
+        self.hold_amount_at_risk = Gauge(
+            f"{PREFIX}_hold_amount_at_risk_usd",
+            "Known amount at risk of the visits on hold, USD, in the partitions this worker owns.",
+            registry=r,
+        )
+        self.open_alerts = Gauge(
+            f"{PREFIX}_open_alerts",
+            "Alerts open in visits' current statuses, by rule and effective severity, in the "
+            "partitions this worker owns.",
+            ["rule_id", "severity"],
+            registry=r,
+        )
+        self.open_amount_at_risk = Gauge(
+            f"{PREFIX}_open_amount_at_risk_usd",
+            "Known amount at risk of the open alerts, by rule, USD, in the partitions this "
+            "worker owns.",
+            ["rule_id"],
+            registry=r,
+        )
+
+    def show_tallies(self, tallies: Iterable[Tally]) -> None:
+        """Set the status gauges to the sum of these partitions' tallies."""
+        hold = cents = 0
+        alerts: dict[str, int] = {}
+        amounts: dict[str, int] = {}
+        for t in tallies:
+            hold += t.hold
+            cents += t.hold_cents
+            for k, n in t.alerts.items():
+                alerts[k] = alerts.get(k, 0) + n
+            for k, n in t.cents.items():
+                amounts[k] = amounts.get(k, 0) + n
+        self.visits_on_hold.set(hold)
+        self.hold_amount_at_risk.set(cents / 100)
+        self.open_alerts.clear()
+        for k, n in alerts.items():
+            rule_id, severity = k.split(" ")
+            self.open_alerts.labels(rule_id=rule_id, severity=severity).set(n)
+        self.open_amount_at_risk.clear()
+        for k, n in amounts.items():
+            self.open_amount_at_risk.labels(rule_id=k).set(n / 100)
 
     def _delivery(self, r: CollectorRegistry) -> None:
         """Delivery: batches, retries, gaps, offsets, lag, the assignment, the build."""

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from compliance import ENGINE_VERSION, Engine, state_layout
 from compliance.state_layout import Stored
+from compliance.status import StatusEvent, Tally, tally_bytes, tally_of
 from runtime.deadletters import fit, with_notes
 from runtime.settings import Settings
 from schemas.common import DeadLetterReason
@@ -145,6 +146,8 @@ class VisitProcessor:
         #: The dead-letter topic's real record limit (runtime.topics reads it at start; it can
         #: be lower than TC_DEADLETTER_MAX_BYTES when the topic already existed).
         self.deadletter_limit = settings.deadletter_max_bytes
+        #: The owned partitions' tallies of open statuses (gauges; compliance/status.py).
+        self.tallies: dict[int, Tally] = {}
         self.patient_ref_pattern = settings.patient_ref_regex
 
     def handle(self, rec: Record, txn: Transaction) -> list[Output]:
@@ -156,6 +159,9 @@ class VisitProcessor:
 
     def forget_partitions(self, partitions: set[int]) -> None:
         """The partitions left this worker (the pipeline calls this at a revoke)."""
+        for p in partitions:
+            self.tallies.pop(p, None)
+        self.metrics.show_tallies(self.tallies.values())
         if self.histories is not None:
             self.histories.drop(partitions)
             self.metrics.state_cache_bytes.set(self.histories.size)
@@ -207,6 +213,24 @@ class VisitProcessor:
         s = self.settings
         out = [Output(s.topic_alerts, key, a.to_json()) for a in outcome.alerts]
         out.append(Output(s.topic_checked, key, outcome.checked.to_json()))
+        statuses = outcome.statuses
+        if (
+            statuses
+            and stored is not None
+            and state_layout.applied(stored, result.visit_id, rec.offset)
+        ):
+            statuses = []  # applied, then folded: its statuses were published then
+        if table is not None and statuses:
+            # Same transaction as the state: published (acknowledged) before the state and the
+            # input offset are committed (streams/pipeline.py).
+            out.extend(
+                Output(s.topic_alerts, a.body["visit_id"].encode(), a.to_json())
+                for a in outcome.raised
+            )
+            out.extend(
+                Output(s.topic_status, st.visit_id.encode(), st.to_json()) for st in statuses
+            )
+            self._count_statuses(txn, table, rec.partition, statuses)
         if table is not None and read is not None and outcome.history is not None:
             writes, after = state_layout.changes(
                 rec.key, read[0], outcome.history, (result.visit_id, rec.offset)
@@ -227,6 +251,33 @@ class VisitProcessor:
             m.kx_unknown_amount_lines.inc(outcome.kx_unknown_amount_lines)
         m.event_age.observe(max(0.0, (now - result.occurred_at).total_seconds()))
         return out
+
+    def _count_statuses(
+        self, txn: Transaction, table: Store, partition: int, statuses: list[StatusEvent]
+    ) -> None:
+        """The partition's tally of what is on hold, in the same transaction as the statuses."""
+        tally = tally_of(txn.get(table, partition, state_layout.TALLY_KEY))
+        published = self.metrics.visit_status_published
+        for st in statuses:
+            tally.add(st)
+            published.labels(status=st.status.value, cause=st.cause.value).inc()
+        txn.put(table, partition, state_layout.TALLY_KEY, tally_bytes(tally))
+        self.tallies[partition] = tally
+        self.metrics.show_tallies(self.tallies.values())
+
+    def measure_statuses(self, owned: set[int]) -> None:
+        """Re-read the owned partitions' tallies as stored (partitions assigned since, or
+        recovered): the gauges of visits on hold."""
+        if self.table is None:
+            return
+        tallies = {}
+        for p in sorted(owned):
+            try:
+                tallies[p] = tally_of(self.table.get(p, state_layout.TALLY_KEY))
+            except StaleTransaction:
+                continue  # not held (yet): recovering, or given up meanwhile
+        self.tallies = tallies
+        self.metrics.show_tallies(self.tallies.values())
 
     def _read(
         self, txn: Transaction, table: Store, partition: int, patient: bytes

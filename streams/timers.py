@@ -10,6 +10,7 @@ import faust
 from runtime.settings import Settings
 from streams.health import Health, Stage
 from streams.metrics import Metrics
+from streams.processor import VisitProcessor
 from streams.tables import TableStore
 
 
@@ -35,6 +36,8 @@ def add_timers(
     async def measure_state() -> None:
         for st in stages:
             owned = {tp.partition for tp in st.pipeline.owned or set()}
+            if isinstance(st.pipeline.processor, VisitProcessor):
+                st.pipeline.processor.measure_statuses(owned)
             for store in st.stores:
                 if isinstance(store, TableStore):
                     keys, size = store.size(owned)

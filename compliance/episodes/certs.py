@@ -93,6 +93,25 @@ def certified_intervals(view: EpisodeView, policy: EpisodePolicy) -> list[Interv
     return out
 
 
+def delayed_covering(view: EpisodeView, policy: EpisodePolicy) -> list[DocRecord]:
+    """Delayed certifications (signed, delay reason documented) that cover the judged date:
+    those of the view's own visits (any date: "accepted regardless of its lateness", sec.
+    220.1.3 D), and those carried by later visits of the episode whose interval contains the
+    judged date ("a certification with `delay_reason_documented` covers the earlier visits of
+    its interval", EVENTS.md): from `covers_from` (else the certified plan's `plan_start`, else
+    the episode's first day) through `covers_through` (else the plan's `plan_end`), at most
+    `max_interval_days` dates."""
+    out = [c for c in view.certifications if c.delay_reason and c.signed is not None]
+    cap = timedelta(days=policy.recertification.max_interval_days - 1)
+    for cert in view.delayed_certifications:
+        plan = _plan_for(view, _reference_day(cert))
+        start = cert.covers_from or (plan.plan_start if plan else None) or view.first_day
+        end = cert.covers_through or (plan.plan_end if plan else None) or start + cap
+        if start <= view.day <= min(end, start + cap):
+            out.append(cert)
+    return out
+
+
 def _reference_day(cert: DocRecord) -> date:
     return cert.covers_from or cert.verbal or cert.signed or cert.day
 
@@ -110,6 +129,7 @@ __all__ = [
     "Interval",
     "certifications_on_file",
     "certified_intervals",
+    "delayed_covering",
     "on_file",
     "referral_exception",
 ]

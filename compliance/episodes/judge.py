@@ -1,17 +1,18 @@
 """Where a visit stands in its episode and in the patient's KX accrual, judged with what was
-seen before it (seq' < seq) with dates of service up to its own (EVENTS.md "v1 additions")."""
+seen before it (seq' < seq) that comes before it in `segments.order` (EVENTS.md "v1 additions";
+docs/rules.md "Re-judgement")."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 
 from compliance.episodes.accrual import KxAccrual, accrue
-from compliance.episodes.segments import group_key, last_segment, order
+from compliance.episodes.segments import GroupKey, group_key, last_segment, order
 from compliance.episodes.view import EpisodeView
-from compliance.records import VisitRecord
+from compliance.records import INITIAL_EVALUATION, DocKind, DocRecord, VisitRecord
 from compliance.state import PatientHistory
 
 
@@ -43,33 +44,78 @@ def judge(
     seen: Sequence[VisitRecord],
     episode_horizon_days: int,
 ) -> EpisodeJudgement:
-    """`seen`: the history's visits as they stood before the judged event (seen_before)."""
+    """`seen`: the history's visits as they stood before the judged event (seen_before), or
+    every other visit's current version (a re-judgement). The visit is judged with the visits
+    before it in `order` (dated before it, or of its date and first seen before it) and, for
+    its certification, with the delayed certifications of its episode reported later
+    (`_delayed_certifications`)."""
     day = own.date_of_service
     newest = history.newest
     if (newest is not None and day < newest - timedelta(days=episode_horizon_days)) or (
         history.folded_through is not None and day < history.folded_through
     ):
         return EpisodeJudgement(EpisodeStatus.BEYOND_HORIZON)
-    upto = [r for r in seen if r.date_of_service <= day]
+    place = order(own)
+    upto = []
+    later = []
+    for r in seen:
+        if r.date_of_service < day or (r.date_of_service == day and r.first < place[1]):
+            upto.append(r)
+        elif r.episode is not None:
+            later.append(r)
     kx = accrue(own, upto, history.kx_folds)
     if own.episode is None:
         return EpisodeJudgement(EpisodeStatus.START_UNSEEN, None, kx)
     key = group_key(own)
     ref, discipline = own.episode.episode_ref, own.discipline
-    records = [
-        r
-        for r in upto
-        if r.episode is not None
-        and r.episode.episode_ref == ref
-        and (ref is not None or r.discipline == discipline)
-    ]
+    records = [r for r in upto if _same_group(r, ref, discipline)]
     records.sort(key=order)
-    records.append(own)  # own is last: the latest seq of its date
+    records.append(own)  # own is last: the latest of its date in `order`
     segment = last_segment(records, key)
     first_day = segment.first_day
     if first_day is None:
         return EpisodeJudgement(EpisodeStatus.START_UNSEEN, None, kx)
-    return EpisodeJudgement(EpisodeStatus.EVALUATED, EpisodeView.of(segment, first_day, day), kx)
+    view = EpisodeView.of(segment, first_day, day)
+    if later:
+        delayed = _delayed_certifications(
+            own, [r for r in later if _same_group(r, ref, discipline)], key
+        )
+        if delayed:
+            view = replace(view, delayed_certifications=delayed)
+    return EpisodeJudgement(EpisodeStatus.EVALUATED, view, kx)
+
+
+def _same_group(r: VisitRecord, ref: str | None, discipline: str) -> bool:
+    return (
+        r.episode is not None
+        and r.episode.episode_ref == ref
+        and (ref is not None or r.discipline == discipline)
+    )
+
+
+def _delayed_certifications(
+    own: VisitRecord, later: list[VisitRecord], key: GroupKey
+) -> tuple[DocRecord, ...]:
+    """Signed certifications with a documented delay reason that visits of the episode after
+    `own` carry (the certification rule takes those whose interval covers `own`'s date,
+    certs.delayed_covering): "documents reported later still count
+    where the rule says so (a certification with `delay_reason_documented` covers the earlier
+    visits of its interval)" (EVENTS.md; Pub. 100-02, Ch. 15, sec. 220.1.3 D). The episode
+    continues after `own` until an initial evaluation or the visit after a discharge (an
+    EHR-named episode: every record of it)."""
+    later.sort(key=order)
+    out = []
+    closed = own.episode is not None and own.episode.discharged and key[0] == "d"
+    for r in later:
+        ep = r.episode
+        assert ep is not None
+        if key[0] == "d" and (closed or ep.has(INITIAL_EVALUATION)):
+            break
+        for doc in ep.docs:
+            if doc.kind is DocKind.CERTIFICATION and doc.delay_reason and doc.signed is not None:
+                out.append(doc)
+        closed = ep.discharged
+    return tuple(out)
 
 
 __all__ = ["EpisodeJudgement", "EpisodeStatus", "judge"]

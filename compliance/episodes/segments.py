@@ -4,8 +4,8 @@ An episode is one plan of care for one discipline. With `episode_ref` the EHR na
 record carrying that ref is the episode (never split). Without it the episode is (patient,
 discipline), split in (date of service, seq) order: a record with an initial evaluation code of
 the discipline opens a new episode, and so does the first record after a record carrying a
-`discharge_summary`. Within one date, records are in arrival order (seq): a visit is judged with
-what was seen before it.
+`discharge_summary`. Within one date, records are in the order their visits first arrived
+(`VisitRecord.first`): a visit is judged with the visits of its date that arrived before it.
 
 An episode's start is *seen* when its first record is an initial evaluation or follows a seen
 discharge (the boundary was observed), or when a record gives `episode_start_date`; otherwise
@@ -31,7 +31,10 @@ def group_key(r: VisitRecord) -> GroupKey:
 
 
 def order(r: VisitRecord) -> tuple[date, int]:
-    return (r.date_of_service, r.seq)
+    """A patient's visits in one order for every rule: by date of service, then by the seq of
+    the visit's first event (a correction keeps its visit's place: docs/rules.md
+    "Re-judgement")."""
+    return (r.date_of_service, r.first)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,9 @@ class EpisodeView:
     plans: tuple[DocRecord, ...]
     certifications: tuple[DocRecord, ...]
     referrals: tuple[DocRecord, ...]
+    #: Signed certifications with a delay reason carried by later visits of the episode
+    #: (episodes/judge.py): for CERTIFICATION_MISSING, those whose interval covers `day`.
+    delayed_certifications: tuple[DocRecord, ...] = ()
 
     @classmethod
     def of(cls, segment: Segment, first_day: date, day: date) -> EpisodeView:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 
 from compliance.findings import Finding, RuleId
 from compliance.rules.add_on import check_add_on_without_primary
@@ -70,4 +71,39 @@ RULES: tuple[tuple[Rule, tuple[RuleId, ...]], ...] = (
 
 RULE_IDS: tuple[RuleId, ...] = tuple(r for _, rs in RULES for r in rs)
 
-__all__ = ["RULES", "RULE_IDS", "Rule", "VisitContext"]
+
+class Scope(StrEnum):
+    """What a rule family's verdict on a visit depends on (re-judgement, compliance/rejudge.py)."""
+
+    #: The visit's own event only: changes only with the visit's own events.
+    OWN = "own"
+    #: The patient's other visits of the same date of service (NCCI/MUE/evaluation/add-on).
+    DAY = "day"
+    #: The visit's episode of care.
+    EPISODE = "episode"
+    #: The patient's KX accrual for the year.
+    KX = "kx"
+
+
+_SCOPES: dict[Rule, Scope] = {
+    check_add_on_without_primary: Scope.DAY,
+    check_evaluation_duplicate: Scope.DAY,
+    check_ncci_ptp: Scope.DAY,
+    check_mue: Scope.DAY,
+    check_progress_reports: Scope.EPISODE,
+    check_plan_of_care: Scope.EPISODE,
+    check_certification: Scope.EPISODE,
+    check_kx: Scope.KX,
+}
+#: The scope of every rule id.
+SCOPE_OF: dict[str, Scope] = {
+    r.value: _SCOPES.get(rule, Scope.OWN) for rule, rs in RULES for r in rs
+}
+
+
+def rules_of(scopes: frozenset[Scope]) -> tuple[Rule, ...]:
+    """The rule families of these scopes, in run order."""
+    return tuple(rule for rule, _ in RULES if _SCOPES.get(rule, Scope.OWN) in scopes)
+
+
+__all__ = ["RULES", "RULE_IDS", "SCOPE_OF", "Rule", "Scope", "VisitContext", "rules_of"]

@@ -5,7 +5,8 @@ are derived: compliance/episodes/certs.py.
 CERTIFICATION_MISSING: the date of service is more than 30 days after the episode's first day
 and no certification is on file; not raised when a signed certification documents the reason
 for its delay (sec. 220.1.3 D: delayed certification is "deemed satisfied where, at any later
-date, a physician/NPP makes a certification accompanied by a reason for the delay"), nor, for
+date, a physician/NPP makes a certification accompanied by a reason for the delay" - also one reported later, on a
+visit of the episode, whose interval covers the date: EVENTS.md), nor, for
 dates of service from 2025-01-01, when a signed referral for the discipline is on file and the
 plan was sent to the certifier within 30 days of the evaluation (CY 2025 PFS).
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 from compliance.episodes.certs import (
     certifications_on_file,
     certified_intervals,
+    delayed_covering,
     referral_exception,
 )
 from compliance.findings import Finding, RuleId
@@ -40,7 +42,7 @@ def check_certification(ctx: VisitContext) -> list[Finding]:
     if (
         days > within
         and not certifications_on_file(view, policy)
-        and not any(c.delay_reason and c.signed is not None for c in view.certifications)
+        and not delayed_covering(view, policy)
         and referral_exception(view, policy) is None
     ):
         verbal = [c.verbal.isoformat() for c in view.certifications if c.verbal is not None]

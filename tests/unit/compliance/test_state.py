@@ -167,7 +167,9 @@ def test_engine_replay_after_crash_gives_the_same_alert_ids() -> None:
         again = engine.evaluate(v, now, restored, seq)
         assert [a.alert_id for a in again.alerts] == first[seq - 1]
         assert again.history == restored  # nothing changes on re-delivery
-    assert first[1] and first[2]  # the duplicate evaluation was found both times
+    # The duplicate evaluation is carried by the visit first seen later (V-B); the correction of
+    # V-A keeps V-A's place before it (docs/rules.md "Re-judgement"), so it raises none.
+    assert first[1] and not first[2]
 
 
 @settings(max_examples=200, deadline=None)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 import faust
+import orjson
 import pytest
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 
@@ -94,7 +95,10 @@ async def test_agent_acks_events_only_after_their_outputs_are_acknowledged() -> 
 
     app.tc_pipeline.publisher.send = send
     agent = app.agents["check_visits"]
-    value = raw(timed_visit(("97110", 3, 33), ("97140", 1, 7)))
+    body = orjson.loads(raw(timed_visit(("97110", 3, 33), ("97140", 1, 7))))
+    # Four events of one visit (each a correction: a new event id), so each batch changes the
+    # state; each has three outputs (its alert, checked and status records).
+    values = [orjson.dumps({**body, "event_id": f"evt-{i}"}) for i in range(4)]
 
     async def sent(n: int) -> None:
         for _ in range(100):
@@ -109,24 +113,24 @@ async def test_agent_acks_events_only_after_their_outputs_are_acknowledged() -> 
         return [e.message.acked for e in events]
 
     async with agent.test_context() as ctx:
-        events = [await ctx.put(value, key=b"P-88f1", partition=0) for _ in range(4)]
-        # both batches processed; their alerts and checked records handed over, but no state:
-        # a batch's changelog record is sent only once its outputs are acknowledged
-        await sent(8)
+        events = [await ctx.put(v, key=b"P-88f1", partition=0) for v in values]
+        # both batches processed; their alerts, checked and status records handed over, but no
+        # state: a batch's changelog record is sent only once its outputs are acknowledged
+        await sent(12)
         assert await acked() == [False] * 4
         assert app.tc_pipeline.checkpoint.uncommitted() == {}
-        for fut in held[4:8]:  # the second batch's outputs first: nothing may be acked
+        for fut in held[6:12]:  # the second batch's outputs first: nothing may be acked
             fut.set_result(None)
         assert await acked() == [False] * 4
-        await sent(8)  # nor its state sent: the first batch's state must be durable first
-        for fut in held[:4]:
+        await sent(12)  # nor its state sent: the first batch's state must be durable first
+        for fut in held[:6]:
             fut.set_result(None)
-        await sent(9)  # the first batch's changelog record (one per changed key) ...
+        await sent(13)  # the first batch's changelog record (one per changed key) ...
         assert held and await acked() == [False] * 4  # ... not acknowledged yet
-        held[8].set_result(None)
-        await sent(10)  # then the second batch's, after the first is durable
+        held[12].set_result(None)
+        await sent(14)  # then the second batch's, after the first is durable
         assert await acked() == [True, True, False, False]
-        held[9].set_result(None)
+        held[13].set_result(None)
         for _ in range(100):
             if all(e.message.acked for e in events):
                 break
