@@ -20,8 +20,11 @@ Input hygiene (docs/rules.md): a UTF-8 byte-order mark at the very start of the 
 makes a Kafka record a dead letter. patient_ref's accepted alphabet is the worker's
 TC_PATIENT_REF_PATTERN (read from the environment) unless `--patient-ref-pattern` says otherwise.
 
-Output order: alerts in input line order, and a line's alerts in the engine's rule order;
-invalid lines on stderr in line order, then the summary. `--jobs N` (issue 13) gives exactly
+Output order: alerts in input line order, and a line's alerts in the engine's rule order (then
+the alerts its re-judgement raised on the patient's other visits, as the worker publishes them);
+invalid lines on stderr in line order, then the summary. `--status-out PATH` writes the
+`VisitStatus` v1 records (EVENTS.md) to PATH in the same order as the worker publishes them:
+per line, the visit's own status first, then those of the other visits it re-judged. `--jobs N` (issue 13) gives exactly
 this output, byte for byte except `detected_at` (the clock): N processes each read the whole
 file and own the lines of the patients with crc32(patient_ref) % N == their index (a line whose
 patient_ref cannot be read without the full decoder, or that has none, goes by line number), so
@@ -158,9 +161,11 @@ def run_audit(
     max_bytes: int = DEFAULT_MAX_BYTES,
     patient_ref_pattern: re.Pattern[str] = DEFAULT_PATTERN,
     shard: Shard | None = None,
+    status_out: BinaryIO | None = None,
 ) -> AuditSummary:
     """Audit `stream` in one process; with `shard`, only that shard's lines, each output line
-    prefixed with b"<line number>\t" and no summary written (the parent merges)."""
+    prefixed with b"<line number>\t" and no summary written (the parent merges). `status_out`:
+    the `VisitStatus` records, in the order the worker publishes them (EVENTS.md)."""
     engine = engine or Engine()
     histories: dict[str, PatientHistory] = {}
     summary = AuditSummary(ruleset_version=engine.ruleset_version)
@@ -204,9 +209,14 @@ def run_audit(
         histories[result.patient_ref] = outcome.history
         summary.episode_status[outcome.episode_status.value] += 1
         summary.kx_unknown_amount_lines += outcome.kx_unknown_amount_lines
-        for alert in outcome.alerts:
+        # As the worker publishes: the visit's alerts, then those a re-judgement raised on
+        # other visits of the patient, on the alert topic; its statuses on the status topic.
+        for alert in (*outcome.alerts, *outcome.raised):
             summary.alerts_by_rule[alert.rule_id] += 1
             out.write(tag + alert.to_json() + b"\n")
+        if status_out is not None:
+            for status in outcome.statuses:
+                status_out.write(tag + status.to_json() + b"\n")
         if progress and lineno % 1000 == 0 and time.monotonic() - last > _PROGRESS_EVERY_S:
             last = time.monotonic()
             err.write(f"\r{summary.visits_read} visits, {summary.invalid_lines} invalid ...")
@@ -216,6 +226,8 @@ def run_audit(
     if shard is None:
         err.write(orjson.dumps(summary.as_json()).decode() + "\n")
     out.flush()
+    if status_out is not None:
+        status_out.flush()
     return summary
 
 
@@ -226,6 +238,7 @@ def _shard_main(
     max_bytes: int,
     pattern: re.Pattern[str],
     workdir: str,
+    statuses: bool,
 ) -> None:
     """One process of `--jobs N` (forked: the engine is inherited, not pickled)."""
     base = os.path.join(workdir, str(shard.index))
@@ -233,8 +246,18 @@ def _shard_main(
         open(path, "rb") as stream,
         open(base + ".out", "wb") as out,
         open(base + ".err", "w", encoding="utf-8") as err,
+        open(base + ".status", "wb") as status_out,
     ):
-        summary = run_audit(stream, out, err, engine, max_bytes, pattern, shard)
+        summary = run_audit(
+            stream,
+            out,
+            err,
+            engine,
+            max_bytes,
+            pattern,
+            shard,
+            status_out if statuses else None,
+        )
     with open(base + ".summary", "wb") as f:
         pickle.dump(summary, f)
 
@@ -261,6 +284,7 @@ def run_audit_jobs(
     jobs: int,
     max_bytes: int = DEFAULT_MAX_BYTES,
     patient_ref_pattern: re.Pattern[str] = DEFAULT_PATTERN,
+    status_out: BinaryIO | None = None,
 ) -> AuditSummary:
     """`audit --jobs N` (N >= 2): the same output as `run_audit` (module doc). `path` None
     reads `stdin`, copied to a temporary file first. RuntimeError when a process fails."""
@@ -275,7 +299,15 @@ def run_audit_jobs(
         procs = [
             ctx.Process(
                 target=_shard_main,
-                args=(path, Shard(i, jobs), engine, max_bytes, patient_ref_pattern, workdir),
+                args=(
+                    path,
+                    Shard(i, jobs),
+                    engine,
+                    max_bytes,
+                    patient_ref_pattern,
+                    workdir,
+                    status_out is not None,
+                ),
                 name=f"audit-{i}",
             )
             for i in range(jobs)
@@ -303,14 +335,20 @@ def run_audit_jobs(
             for f in errs:
                 f.close()
         err.write(orjson.dumps(summary.as_json()).decode() + "\n")
-        outs = [open(b + ".out", "rb") for b in bases]  # noqa: SIM115 - closed below
-        try:
-            _merge(outs, out.write)
-        finally:
-            for f in outs:
-                f.close()
-        out.flush()
+        _merge_files([b + ".out" for b in bases], out)
+        if status_out is not None:
+            _merge_files([b + ".status" for b in bases], status_out)
     return summary
+
+
+def _merge_files(paths: list[str], into: BinaryIO) -> None:
+    files = [open(p, "rb") for p in paths]  # noqa: SIM115 - closed below
+    try:
+        _merge(files, into.write)
+    finally:
+        for f in files:
+            f.close()
+    into.flush()
 
 
 def chosen_pattern(option: str | None) -> re.Pattern[str]:
@@ -327,12 +365,14 @@ def audit_main(
     episode_horizon_days: int | None = None,
     patient_ref_pattern: str | None = None,
     jobs: int = 1,
+    status_out: str | None = None,
 ) -> int:
     """`horizon_days`: same-day details kept (TC_HISTORY_HORIZON_DAYS); `episode_horizon_days`:
     episode and KX state kept (the worker's episode horizon; default 400, or `horizon_days` when
     longer), in days before the patient's newest date of service; `patient_ref_pattern`:
     patient_ref's accepted alphabet (None: TC_PATIENT_REF_PATTERN, else the default);
-    `jobs`: processes (module doc; the same output for any number)."""
+    `jobs`: processes (module doc; the same output for any number); `status_out`: a file
+    for the `VisitStatus` records (EVENTS.md), in the order the worker publishes them."""
     if jobs < 1:
         print(f"therapy-compliance audit: --jobs must be 1 or more (got {jobs})", file=sys.stderr)
         return 2
@@ -362,6 +402,29 @@ def audit_main(
     except ValueError as exc:  # horizons out of range
         print(f"therapy-compliance audit: {exc}", file=sys.stderr)
         return 2
+    try:
+        statuses = open(status_out, "wb") if status_out is not None else None  # noqa: SIM115
+    except OSError as exc:
+        print(
+            f"therapy-compliance audit: cannot write {status_out}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return _audit(path, engine, jobs, max_bytes, pattern, statuses)
+    finally:
+        if statuses is not None:
+            statuses.close()
+
+
+def _audit(
+    path: str,
+    engine: Engine,
+    jobs: int,
+    max_bytes: int,
+    pattern: re.Pattern[str],
+    statuses: BinaryIO | None,
+) -> int:
     if jobs > 1:
         if path != "-" and not os.path.isfile(path):
             print(f"therapy-compliance audit: cannot read {path}: not a file", file=sys.stderr)
@@ -376,6 +439,7 @@ def audit_main(
                 jobs,
                 max_bytes,
                 pattern,
+                statuses,
             )
         except BrokenPipeError:
             return 0
@@ -397,6 +461,7 @@ def audit_main(
                 engine=engine,
                 max_bytes=max_bytes,
                 patient_ref_pattern=pattern,
+                status_out=statuses,
             )
         except BrokenPipeError:  # `audit big.jsonl | head` is normal use, not an error
             return 0

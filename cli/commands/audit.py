@@ -54,6 +54,13 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="processes, each taking a share of the patients (default 1); the output is the "
         "same for any N: alerts in input line order, invalid lines in line order",
     )
+    p.add_argument(
+        "--status-out",
+        metavar="PATH",
+        default=None,
+        help="write the VisitStatus v1 records (one current truth per visit) to PATH as JSON "
+        "Lines, in the order the worker publishes them",
+    )
     p.set_defaults(run=run)
 
 
@@ -68,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         args.episode_horizon_days,
         args.patient_ref_pattern,
         args.jobs,
+        args.status_out,
     )
 
 

@@ -53,19 +53,29 @@ class Topics:
     alerts: str
     checked: str
     deadletter: str
+    status: str = ""
 
     @classmethod
     def unique(cls, name: str) -> Topics:
         tag = f"{name}-{uuid.uuid4().hex[:8]}"
-        return cls(f"t.{tag}.visits", f"t.{tag}.alerts", f"t.{tag}.checked", f"t.{tag}.dl")
+        return cls(
+            f"t.{tag}.visits",
+            f"t.{tag}.alerts",
+            f"t.{tag}.checked",
+            f"t.{tag}.dl",
+            f"t.{tag}.status",
+        )
 
     def env(self) -> dict[str, str]:
-        return {
+        out = {
             "TC_TOPIC_VISITS": self.visits,
             "TC_TOPIC_ALERTS": self.alerts,
             "TC_TOPIC_CHECKED": self.checked,
             "TC_TOPIC_DEADLETTER": self.deadletter,
         }
+        if self.status:
+            out["TC_TOPIC_STATUS"] = self.status
+        return out
 
 
 @dataclass

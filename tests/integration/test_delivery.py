@@ -270,3 +270,41 @@ async def until(predicate: Any, timeout: float = 30) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.3)
+
+
+@pytest.mark.asyncio
+async def test_refused_status_records_are_never_committed_and_survive_sigkill(
+    make_worker: Any, tmp_path: Any
+) -> None:
+    # The status topic (EVENTS.md "VisitStatus v1") goes through the same checkpoint: while it
+    # refuses every record, no input offset is committed and no state is written (the state
+    # of a batch is sent only once its outputs are acknowledged); after a SIGKILL and with the
+    # topic fixed, the statuses are exactly audit's, corrections and re-judgements included.
+    from tests.integration.test_state import assert_same_statuses, audit_run, collect
+
+    t = Topics.unique("refused-status")
+    records, _ = overbilled_visits(400, "s")
+    corrections = []
+    for key, value in records[::4]:  # a quarter corrected: units now right (2 + 1 for 40 min)
+        data = orjson.loads(value)
+        data["event_id"] += "-c"
+        data["services"][0]["units"] = 2
+        corrections.append((key, orjson.dumps(data)))
+    feed = records + corrections
+    expected, statuses = audit_run(feed, None, tmp_path)
+    assert sum(s["cause"]["kind"] == "correction" for s in statuses) == len(corrections)
+    async with admin_client() as admin:
+        await admin.create_topics(
+            [NewTopic(t.status, 4, 1, topic_configs={"max.message.bytes": "64"})]
+        )
+    await create_topics(t)
+    await produce(t.visits, feed)
+    worker: Worker = make_worker(t)
+    await run_stalled(worker, len(feed))
+    await assert_nothing_committed(worker.app_id, t.visits)
+    assert worker.stop(signal.SIGKILL) == -signal.SIGKILL
+    await assert_nothing_committed(worker.app_id, t.visits)
+    await set_max_message_bytes(t.status, 1_048_588)
+    worker.start()
+    recs = await collect(t, expected, len(feed), len(statuses))
+    assert_same_statuses(recs, t, statuses)

@@ -24,7 +24,8 @@ from synthetic.visits import EpisodeGenerator
 from tests.integration.harness import Topics, Worker, create_topics, produce
 from tests.integration.test_state import (
     assert_same_alerts,
-    audit_oracle,
+    assert_same_statuses,
+    audit_run,
     collect,
     wait_processed,
     wait_took_over,
@@ -70,7 +71,7 @@ async def test_episode_alerts_survive_sigkill_identical_to_an_uninterrupted_run(
 ) -> None:
     t = Topics.unique("ep-kill")
     feed = episode_feed(seed=31, patients=120)
-    expected = audit_oracle(feed, None, tmp_path)
+    expected, status = audit_run(feed, None, tmp_path)
     check_oracle_covers_episode_rules(expected)
     await create_topics(t)
     worker: Worker = make_worker(t)
@@ -79,15 +80,16 @@ async def test_episode_alerts_survive_sigkill_identical_to_an_uninterrupted_run(
     await wait_processed(worker, len(feed) // 2)
     worker.stop(signal.SIGKILL)  # mid-feed: episodes half built, partly in the changelog
     worker.start()
-    recs = await collect(t, expected, len(feed))
+    recs = await collect(t, expected, len(feed), len(status))
     counts = assert_same_alerts(recs, t, expected)
+    repeats = assert_same_statuses(recs, t, status)
     statuses = episode_status(worker)
     # The feed holds episodes whose start is never sent: counted, not guessed.
     assert statuses["start_unseen"] > 0, statuses
     duplicates = sum(counts.values()) - len(counts)
     report(
         f"episodes, SIGKILL: {len(feed)} visits, {len(expected)} alerts as an uninterrupted "
-        f"run, {duplicates} duplicates"
+        f"run, {duplicates} duplicates; {len(status)} statuses as audit, {repeats} repeated"
     )
 
 
@@ -97,7 +99,7 @@ async def test_episode_state_moves_with_its_partitions(
 ) -> None:
     t = Topics.unique("ep-move")
     feed = episode_feed(seed=32, patients=120)
-    expected = audit_oracle(feed, None, tmp_path)
+    expected, status = audit_run(feed, None, tmp_path)
     check_oracle_covers_episode_rules(expected)
     half = len(feed) // 2
     first, second = feed[:half], feed[half:]  # date order: every patient's episodes span both
@@ -111,8 +113,9 @@ async def test_episode_state_moves_with_its_partitions(
     b.start(wait_healthy=False)
     await wait_took_over(b)
     await produce(t.visits, second)
-    recs = await collect(t, expected, len(feed))
+    recs = await collect(t, expected, len(feed), len(status))
     assert_same_alerts(recs, t, expected)
+    assert_same_statuses(recs, t, status)
     # b judged episodes it never saw begin: only the moved state could tell it their history.
     assert b.processed() > 0
     assert episode_status(b)["evaluated"] > 0

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
+from schemas.visit_status import VisitStatus
 from tests.factories import line, payload, raw
 from tests.integration.harness import (
     EXE,
@@ -55,7 +56,9 @@ COMBOS: list[list[tuple[str, int, int | None]]] = [
 ]
 
 
-def visit(patient: int, day: int, n: int, combo: list[tuple[str, int, int | None]]) -> bytes:
+def visit(
+    patient: int, day: int, n: int, combo: list[tuple[str, int, int | None]], event: str = ""
+) -> bytes:
     services = [
         line(str(i + 1), cpt, units, minutes) for i, (cpt, units, minutes) in enumerate(combo)
     ]
@@ -72,7 +75,7 @@ def visit(patient: int, day: int, n: int, combo: list[tuple[str, int, int | None
         ]
     return raw(
         payload(
-            event_id=f"E-{patient}-{day}-{n}",
+            event_id=f"E-{patient}-{day}-{n}{event}",
             visit_id=f"V-{patient}-{day}-{n}",
             patient_ref=f"P-{patient}",
             date_of_service=f"2026-03-0{day}",
@@ -87,7 +90,9 @@ def visit(patient: int, day: int, n: int, combo: list[tuple[str, int, int | None
 
 def same_day_history(patients: int, seed: int) -> tuple[list[Any], list[Any]]:
     """Per patient and day 2-4 visits; the first visit of every patient-day is in the first
-    part, the rest in the second, so every same-day finding of the second part needs state."""
+    part, the rest in the second, so every same-day finding of the second part needs state.
+    About a third of the patient-days end with a correction of their first visit (other
+    services): the later visits of that day are re-judged (EVENTS.md "VisitStatus v1")."""
     import random
 
     rng = random.Random(seed)
@@ -98,6 +103,9 @@ def same_day_history(patients: int, seed: int) -> tuple[list[Any], list[Any]]:
             for n, combo in enumerate(combos):
                 rec = (f"P-{p}".encode(), visit(p, day, n, combo))
                 (first if n == 0 else second).append(rec)
+            if rng.random() < 0.35:
+                other = rng.choice([c for c in COMBOS if c != combos[0]])
+                second.append((f"P-{p}".encode(), visit(p, day, 0, other, event="-c")))
     return first, second
 
 
@@ -115,17 +123,26 @@ def audit_oracle(
 ) -> dict[str, dict[str, Any]]:
     """The alerts `therapy-compliance audit` gives for the history, in production order; `env`:
     TC_* variables audit reads as the worker does (the rule files, issue 20 item 11)."""
+    return audit_run(records, rules, tmp_path, env)[0]
+
+
+def audit_run(
+    records: list[Any], rules: Path | None, tmp_path: Path, env: dict[str, str] | None = None
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """`audit_oracle`'s alerts, and the status records of `audit --status-out` in order."""
     history = tmp_path / "history.jsonl"
+    statuses = tmp_path / "statuses.jsonl"
     history.write_bytes(b"\n".join(v for _, v in records) + b"\n")
     ruleset = ["--ruleset", str(rules)] if rules is not None else []
     proc = subprocess.run(
-        [EXE, "audit", *ruleset, str(history)],
+        [EXE, "audit", *ruleset, "--status-out", str(statuses), str(history)],
         capture_output=True,
         timeout=120,
         check=True,
         env={**os.environ, **(env or {})},
     )
-    return {a["alert_id"]: a for a in map(orjson.loads, proc.stdout.splitlines())}
+    alerts = {a["alert_id"]: a for a in map(orjson.loads, proc.stdout.splitlines())}
+    return alerts, [orjson.loads(row) for row in statuses.read_bytes().splitlines()]
 
 
 async def wait_took_over(b: Worker, timeout: float = 60) -> None:
@@ -143,13 +160,23 @@ def comparable(alert: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in alert.items() if k != "detected_at"}
 
 
-async def collect(t: Topics, expected: dict[str, dict[str, Any]], visits: int) -> list[Any]:
+async def collect(
+    t: Topics, expected: dict[str, dict[str, Any]], visits: int, statuses: int = 0
+) -> list[Any]:
+    """The alert, checked and status records, once every expected alert, `visits` checked
+    events and `statuses` distinct status records (visit, version) have arrived."""
+
     def done(recs: list[Any]) -> bool:
         ids = {orjson.loads(r.value)["alert_id"] for r in recs if r.topic == t.alerts}
         events = {orjson.loads(r.value)["event_id"] for r in recs if r.topic == t.checked}
-        return expected.keys() <= ids and len(events) >= visits
+        versions = {
+            (s["visit_id"], s["version"])
+            for s in (orjson.loads(r.value) for r in recs if r.topic == t.status)
+        }
+        return expected.keys() <= ids and len(events) >= visits and len(versions) >= statuses
 
-    return await consume([t.alerts, t.checked], until=done, timeout=120, idle_after=3)
+    topics = [t.alerts, t.checked, *([t.status] if t.status else [])]
+    return await consume(topics, until=done, timeout=120, idle_after=3)
 
 
 def assert_same_alerts(
@@ -164,6 +191,50 @@ def assert_same_alerts(
     for aid, alert in got.items():
         assert comparable(alert) == comparable(expected[aid]), aid
     return Counter(a["alert_id"] for a in alerts)
+
+
+def assert_same_statuses(recs: list[Any], t: Topics, expected: list[dict[str, Any]]) -> int:
+    """The status topic holds audit's status records, record for record, ignoring
+    `updated_at` (EVENTS.md): each (visit, version) once with audit's content, a record
+    repeated after a crash equal to the first, and each visit's versions in order on its
+    partition (key = visit_id). Returns the number of repeats."""
+    want = {(s["visit_id"], s["version"]): _untimed(s) for s in expected}
+    assert len(want) == len(expected)  # audit publishes each (visit, version) once
+    got: dict[tuple[str, int], dict[str, Any]] = {}
+    last: dict[str, int] = {}
+    repeats = 0
+    for r in recs:
+        if r.topic != t.status:
+            continue
+        VisitStatus.model_validate_json(r.value)
+        st = _untimed(orjson.loads(r.value))
+        key = (st["visit_id"], st["version"])
+        assert r.key == st["visit_id"].encode()
+        if key in got:
+            assert got[key] == st, key  # a repeat after a crash is the same record
+            repeats += 1
+        else:
+            # In order per visit, a re-sent older version only after a crash (never skipped).
+            assert st["version"] <= last.get(st["visit_id"], 0) + 1, key
+            got[key] = st
+        last[st["visit_id"]] = max(last.get(st["visit_id"], 0), st["version"])
+    assert got.keys() == want.keys(), (
+        f"missing {sorted(want.keys() - got.keys())[:5]}, "
+        f"unexpected {sorted(got.keys() - want.keys())[:5]}"
+    )
+    for key, st in got.items():
+        assert st == want[key], key
+    return repeats
+
+
+def _untimed(status: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if k != "updated_at"}
+
+
+def check_oracle_rejudges(statuses: list[dict[str, Any]]) -> None:
+    """The history makes audit re-judge visits (a status caused by another visit's event)."""
+    causes = Counter(s["cause"]["kind"] for s in statuses)
+    assert causes["related_visit"] > 0 and causes["correction"] > 0, causes
 
 
 def check_oracle_covers_cross_visit_rules(expected: dict[str, dict[str, Any]]) -> None:
@@ -197,8 +268,9 @@ async def test_same_day_findings_survive_sigkill_identical_to_audit(
         "TC_NCCI_MUE_FILES": str(FIXTURES / "MCR_MUE_PractitionerServices_Eff_01-01-2026.csv"),
     }
     first, second = same_day_history(patients=80, seed=11)
-    expected = audit_oracle(first + second, None, tmp_path, env=files)
+    expected, statuses = audit_run(first + second, None, tmp_path, env=files)
     check_oracle_covers_cross_visit_rules(expected)
+    check_oracle_rejudges(statuses)
     await create_topics(t)
     worker: Worker = make_worker(t, **files)
     await produce(t.visits, first)
@@ -207,10 +279,14 @@ async def test_same_day_findings_survive_sigkill_identical_to_audit(
     worker.stop(signal.SIGKILL)  # mid-stream, state of the first part partly in the changelog
     await produce(t.visits, second)
     worker.start()
-    recs = await collect(t, expected, len(first) + len(second))
+    recs = await collect(t, expected, len(first) + len(second), len(statuses))
     counts = assert_same_alerts(recs, t, expected)
+    repeats = assert_same_statuses(recs, t, expected=statuses)
     duplicates = sum(counts.values()) - len(counts)
-    report(f"same-day state, SIGKILL: {len(expected)} alerts as audit, {duplicates} duplicates")
+    report(
+        f"same-day state, SIGKILL: {len(expected)} alerts and {len(statuses)} statuses as "
+        f"audit, {duplicates} duplicate alerts, {repeats} repeated statuses"
+    )
 
 
 @pytest.mark.asyncio
@@ -220,7 +296,8 @@ async def test_same_day_state_moves_with_its_partitions(
     t = Topics.unique("state-move")
     rules = ruleset_dir(tmp_path)
     first, second = same_day_history(patients=80, seed=12)
-    expected = audit_oracle(first + second, rules, tmp_path)
+    expected, statuses = audit_run(first + second, rules, tmp_path)
+    check_oracle_rejudges(statuses)
     await create_topics(t)
     app_id = f"tc-move-{os.urandom(3).hex()}"
     a: Worker = make_worker(t, app_id=app_id, TC_RULESET_DIR=str(rules))
@@ -231,7 +308,8 @@ async def test_same_day_state_moves_with_its_partitions(
     b.start(wait_healthy=False)
     await wait_took_over(b)
     await produce(t.visits, second)
-    recs = await collect(t, expected, len(first) + len(second))
+    recs = await collect(t, expected, len(first) + len(second), len(statuses))
     assert_same_alerts(recs, t, expected)
+    assert_same_statuses(recs, t, statuses)
     assert b.processed() > 0  # the second part was split across both workers
     report(f"same-day state, rebalance: b processed {b.processed()} of {len(second)}")

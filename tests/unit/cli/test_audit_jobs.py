@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from schemas import Rejection, decode_visit
+from schemas.visit_status import VisitStatus
 from synthetic.visits import EpisodeGenerator
 from tests.factories import line, other_visit, raw
 from tests.unit.schemas.test_decode_hygiene import DUPLICATES
@@ -129,6 +130,37 @@ def test_jobs_from_stdin(
     assert proc.returncode == one_process.returncode
     assert alerts(proc) == alerts(one_process)
     assert proc.stderr == one_process.stderr
+
+
+def statuses(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for row in path.read_bytes().splitlines():
+        VisitStatus.model_validate_json(row)
+        status = orjson.loads(row)
+        del status["updated_at"]
+        out.append(status)
+    return out
+
+
+def test_status_out_is_the_same_for_any_number_of_jobs(history_file: Path, tmp_path: Path) -> None:
+    # EVENTS.md "VisitStatus v1": audit --status-out writes the status records in the order the
+    # stream publishes them; like the alerts, the same for any --jobs.
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    a = audit(["--jobs", "1", "--status-out", str(one), str(history_file)])
+    b = audit(["--jobs", "2", "--status-out", str(two), str(history_file)])
+    assert a.returncode == b.returncode == 1 and alerts(a) == alerts(b)
+    first, second = statuses(one), statuses(two)
+    assert first == second and len(first) > 600
+    # Every visit's first status is version 1 and each later one +1 (a table, per visit).
+    versions: dict[str, int] = {}
+    for st in first:
+        assert st["version"] == versions.get(st["visit_id"], 0) + 1
+        versions[st["visit_id"]] = st["version"]
+
+
+def test_status_out_to_an_unwritable_path_is_a_clear_error(history_file: Path) -> None:
+    proc = audit(["--status-out", "/nonexistent-dir/s.jsonl", str(history_file)])
+    assert proc.returncode == 2 and b"cannot write /nonexistent-dir/s.jsonl" in proc.stderr
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two"])
