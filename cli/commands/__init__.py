@@ -13,6 +13,7 @@ from cli.commands import (
     mllp_gateway,
     replay,
     tail_alerts,
+    tail_status,
     worker,
 )
 
@@ -26,5 +27,6 @@ COMMANDS = (
     worker,
     demo_feed,
     tail_alerts,
+    tail_status,
     replay,
 )
