@@ -53,9 +53,9 @@ def _admin(settings: CommonSection) -> AIOKafkaAdminClient:
     )
 
 
-async def record_limit(settings: CommonSection, topic: str) -> int | None:
-    """The topic's effective `max.message.bytes` (its own or the broker's default), None when
-    it cannot be read (no describe permission, say): callers keep their configured limit."""
+async def topic_config(settings: CommonSection, topic: str, name: str) -> str | None:
+    """A topic's effective config value (its own or the broker's default), None when it
+    cannot be read (the topic does not exist, no describe permission)."""
     admin = _admin(settings)
     try:
         await admin.start()
@@ -66,14 +66,37 @@ async def record_limit(settings: CommonSection, topic: str) -> int | None:
             for resource in response.resources:
                 _error, _msg, _type, _name, entries = resource[:5]
                 for entry in entries:
-                    if entry[0] == "max.message.bytes" and entry[1] is not None:
-                        return int(entry[1])
-    except Exception as exc:  # the limit is an optimisation of dead-letter fitting
-        log.warning("cannot read %s's max.message.bytes (%s)", topic, type(exc).__name__)
+                    if entry[0] == name and entry[1] is not None:
+                        return str(entry[1])
+    except Exception as exc:  # callers keep their defaults
+        log.warning("cannot read %s's %s (%s)", topic, name, type(exc).__name__)
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
     return None
+
+
+async def record_limit(settings: CommonSection, topic: str) -> int | None:
+    """The topic's effective `max.message.bytes` (its own or the broker's default), None when
+    it cannot be read (no describe permission, say): callers keep their configured limit."""
+    value = await topic_config(settings, topic, "max.message.bytes")
+    return int(value) if value is not None else None
+
+
+async def status_topic_problem(settings: CommonSection) -> str | None:
+    """Why an existing status topic cannot be used, or None. It must be compacted (EVENTS.md
+    "VisitStatus v1": a table of visits): one created without compaction would drop visits'
+    current statuses at its retention, silently. A missing topic is created compacted; a
+    policy that cannot be read is not refused."""
+    policy = await topic_config(settings, settings.topic_status, "cleanup.policy")
+    if policy is None or "compact" in policy.split(","):
+        return None
+    return (
+        f"topic {settings.topic_status} has cleanup.policy={policy}; the visit status topic must "
+        "be compacted (a table of visits, EVENTS.md): set cleanup.policy=compact on it "
+        "(kafka-configs.sh --alter --entity-type topics --entity-name "
+        f"{settings.topic_status} --add-config cleanup.policy=compact)"
+    )
 
 
 async def ensure_topics(settings: EhrSection, names: set[str] | None = None) -> list[str]:

@@ -19,7 +19,7 @@ from runtime.logs import clamp_payload_loggers
 from runtime.preflight import wait_for_broker
 from runtime.process import EXIT_CONFIG, EXIT_NO_BROKER, EXIT_SHUTDOWN_TIMEOUT
 from runtime.settings import Settings
-from runtime.topics import record_limit
+from runtime.topics import record_limit, status_topic_problem
 
 log = logging.getLogger("streams.worker")
 
@@ -89,10 +89,14 @@ MIN_DEADLETTER_BYTES = 8192
 async def check_topics(settings: Settings, changelogs: Sequence[str]) -> str | None:
     """Existing topics that contradict the settings. State is co-partitioned with the input:
     the input topic and every table's changelog must have TC_PARTITIONS partitions (topics that
-    do not exist yet are created so). Each dead-letter topic must hold a dead letter."""
+    do not exist yet are created so). Each dead-letter topic must hold a dead letter; the status
+    topic must be compacted."""
     deadletter_topics = [settings.topic_deadletter]
     if settings.ehr_enabled:
         deadletter_topics.append(settings.topic_ehr_deadletter)
+    problem = await status_topic_problem(settings)
+    if problem is not None:
+        return problem
     for topic in deadletter_topics:
         limit = await record_limit(settings, topic)
         if limit is not None and limit < MIN_DEADLETTER_BYTES:

@@ -295,7 +295,14 @@ async def test_refused_status_records_are_never_committed_and_survive_sigkill(
     assert sum(s["cause"]["kind"] == "correction" for s in statuses) == len(corrections)
     async with admin_client() as admin:
         await admin.create_topics(
-            [NewTopic(t.status, 4, 1, topic_configs={"max.message.bytes": "64"})]
+            [
+                NewTopic(
+                    t.status,
+                    4,
+                    1,
+                    topic_configs={"max.message.bytes": "64", "cleanup.policy": "compact"},
+                )
+            ]
         )
     await create_topics(t)
     await produce(t.visits, feed)
@@ -308,3 +315,22 @@ async def test_refused_status_records_are_never_committed_and_survive_sigkill(
     worker.start()
     recs = await collect(t, expected, len(feed), len(statuses))
     assert_same_statuses(recs, t, statuses)
+
+
+@pytest.mark.asyncio
+async def test_a_status_topic_without_compaction_is_refused_at_start(make_worker: Any) -> None:
+    # EVENTS.md "VisitStatus v1": the topic is compacted, a table of visits. One created
+    # earlier with cleanup.policy=delete would lose visits' current statuses at its retention:
+    # the worker names the topic and the fix and exits (EXIT_CONFIG), it does not use it.
+    t = Topics.unique("status-policy")
+    async with admin_client() as admin:
+        await admin.create_topics(
+            [NewTopic(t.status, 4, 1, topic_configs={"cleanup.policy": "delete"})]
+        )
+    worker: Worker = make_worker(t)
+    worker.start(wait_healthy=False)
+    assert worker.proc is not None
+    assert worker.proc.wait(60) == 78, worker.tail()
+    out = worker.log_path.read_text()
+    assert f"topic {t.status} has cleanup.policy=delete" in out
+    assert "cleanup.policy=compact" in out and "Traceback" not in out
