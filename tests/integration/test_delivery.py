@@ -71,11 +71,14 @@ async def admin_client() -> AsyncIterator[AIOKafkaAdminClient]:
         await admin.close()
 
 
-async def set_max_message_bytes(topic: str, value: int) -> None:
+async def set_max_message_bytes(topic: str, value: int, **others: str) -> None:
+    """`others`: the topic's other configs to keep (AlterConfigs replaces the whole set)."""
+    configs = {
+        "max.message.bytes": str(value),
+        **{k.replace("_", "."): v for k, v in others.items()},
+    }
     async with admin_client() as admin:
-        await admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": str(value)})]
-        )
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
 
 
 async def stalled_setup(t: Topics, n: int, tag: str) -> tuple[list[Any], set[str]]:
@@ -283,7 +286,7 @@ async def test_refused_status_records_are_never_committed_and_survive_sigkill(
     from tests.integration.test_state import assert_same_statuses, audit_run, collect
 
     t = Topics.unique("refused-status")
-    records, _ = overbilled_visits(400, "s")
+    records, _ = overbilled_visits(2400, "s")
     corrections = []
     for key, value in records[::4]:  # a quarter corrected: units now right (2 + 1 for 40 min)
         data = orjson.loads(value)
@@ -311,7 +314,7 @@ async def test_refused_status_records_are_never_committed_and_survive_sigkill(
     await assert_nothing_committed(worker.app_id, t.visits)
     assert worker.stop(signal.SIGKILL) == -signal.SIGKILL
     await assert_nothing_committed(worker.app_id, t.visits)
-    await set_max_message_bytes(t.status, 1_048_588)
+    await set_max_message_bytes(t.status, 1_048_588, cleanup_policy="compact")
     worker.start()
     recs = await collect(t, expected, len(feed), len(statuses))
     assert_same_statuses(recs, t, statuses)
