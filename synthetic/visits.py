@@ -7,7 +7,8 @@ Two generators, each yielding `Record`s whose `intent` says what the engine shou
   70% of visits billed and documented correctly, the rest carry one flaw each (`FLAW_RULES`: the
   flaw and the one rule it raises), and `malformed_share` of records are not valid events.
 - `EpisodeGenerator` (mode "episodes"): patients followed through episodes of care, in date
-  order (see its docstring; `EPISODE_FLAWS`).
+  order (see its docstring; `EPISODE_FLAWS`), with later information that resolves alerts
+  (corrected visits, delayed certifications: `Record.releases`).
 
 `generator(mode, ...)` builds either. Fixed mode (the default) puts the dates where `start` says,
 reproducibly; live mode (`live=True`) gives the same records moved so that their dates end on
@@ -25,6 +26,7 @@ the NPI check digit (Luhn with the 80840 prefix).
 
 from __future__ import annotations
 
+import bisect
 import random
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,8 +38,10 @@ from typing import Any
 
 import orjson
 
+from compliance.findings import SEVERITY, RuleId
 from compliance.npi import with_check_digit
 from compliance.units import cms_split, cms_total_units, units_for_minutes
+from schemas.common import Severity
 
 #: The live mode's clock: an aware datetime; its date is the day the live dates end.
 Clock = Callable[[], datetime]
@@ -102,11 +106,27 @@ MALFORMED = [
 
 
 @dataclass(frozen=True, slots=True)
+class Release:
+    """A visit a record is meant to release from hold (EVENTS.md "VisitStatus v1"): sent, the
+    record resolves the visit's alerts of `rules`, and no error is left open on it, so its
+    status goes from `hold` to `to` ("ready", or "review" when a warning stays open)."""
+
+    patient_ref: str
+    visit_id: str
+    rules: frozenset[str]
+    to: str
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     key: bytes
     value: bytes
     #: "clean", a flaw name, or "malformed:<kind>" - what the generator meant, for tests/benches.
     intent: str
+    #: The visits this record is meant to release from hold (its own when it is a correction,
+    #: earlier ones of its episode when it carries a delayed certification); the demo compares
+    #: them with the status topic.
+    releases: tuple[Release, ...] = ()
 
 
 class VisitGenerator:
@@ -504,17 +524,33 @@ def _malform(kind: str, visit: dict[str, Any]) -> bytes:
 #: Episode flaws and the rule ids a visit carrying the flaw raises (nothing else episode- or
 #: KX-related may fire on it). "start_unseen": the episode's first visits were never sent, so
 #: the episode rules are not evaluated for it (EVENTS.md).
+#:
+#: The rules are what the visit's event raises when it is checked: what the alert topic (an
+#: append-only log) receives once. Two flaws are later resolved by the feed itself, which the
+#: status topic shows (EVENTS.md "VisitStatus v1"; `Record.releases` names the visits):
+#: - "delayed_cert": past day 30 with no certification on file when the visit is checked; a
+#:   later visit of the episode carries the certification, signed with the reason for its delay
+#:   (Pub. 100-02 Ch. 15 sec. 220.1.3 D), whose interval covers this visit: it resolves the
+#:   alert (no new alert; a late certification without a reason, "late_cert", resolves nothing);
+#: - "corrected_units": the visit's first event bills one timed unit more than its minutes
+#:   support; its "correction", re-sent later in the feed (same `visit_id`, a new `event_id`,
+#:   the units right), raises nothing and resolves the first event's alert.
 EPISODE_FLAWS: dict[str, frozenset[str]] = {
     "late_report": frozenset({"PROGRESS_REPORT_OVERDUE"}),
     "assistant_report": frozenset({"PROGRESS_REPORT_OVERDUE", "PROGRESS_REPORT_BY_ASSISTANT"}),
     "no_plan": frozenset({"PLAN_OF_CARE_MISSING"}),
     "late_cert": frozenset({"CERTIFICATION_MISSING"}),
+    "delayed_cert": frozenset({"CERTIFICATION_MISSING"}),
     "no_recert": frozenset({"RECERTIFICATION_MISSING"}),
     "kx_missing": frozenset({"KX_MODIFIER_MISSING"}),
     "kx_premature": frozenset({"KX_MODIFIER_PREMATURE"}),
+    "corrected_units": frozenset({"TIMED_UNITS_EXCEED_MINUTES"}),
+    "correction": frozenset(),
     "start_unseen": frozenset(),
 }
-EPISODE_RULES = frozenset().union(*EPISODE_FLAWS.values()) | {"RECERTIFICATION_MISSING"}
+EPISODE_RULES = (frozenset().union(*EPISODE_FLAWS.values()) - FLAW_RULES["units_over"]) | {
+    "RECERTIFICATION_MISSING"
+}
 
 #: Synthetic allowed amounts per unit (USD): plausible, not a fee schedule.
 ALLOWED = {
@@ -567,6 +603,11 @@ class _EpVisit:
     patient: str = ""
     kind: str = ""
     payer_id: str = ""
+    #: Set when its event is made (feed order).
+    visit_id: str = ""
+    #: Earlier visits this one resolves a flaw of (the visit and the flaw): a delayed
+    #: certification's (`Record.releases`).
+    resolves: list[tuple[_EpVisit, str]] = field(default_factory=list)
 
     def move(self, shift: timedelta) -> None:
         """Every date of the visit by `shift` (live mode): date of service, the documents'
@@ -579,7 +620,8 @@ class _EpVisit:
 
 class EpisodeGenerator:
     """Patients followed through episodes of care (EVENTS.md "v1 additions"), seeded and
-    deterministic, yielded in date order as valid TherapyVisitCompleted v1 events.
+    deterministic, yielded in date order as valid TherapyVisitCompleted v1 events (but for the
+    corrections, re-sent days after their visit: below).
 
     Each cohort of `patients` patients spans about five months from its start. A patient has one
     payer (Medicare 55%, Medicare Advantage 15%, commercial 20%, Medicaid 10%) and one to three
@@ -595,6 +637,22 @@ class EpisodeGenerator:
     raise them: a late progress report, a report only by an assistant, no plan, a late
     certification, no recertification, a missing or premature KX, an episode whose first visits
     are never sent. `Record.intent` is "clean" or the visit's flaws joined by "+".
+
+    Later information the feed itself sends (the status topic shows what it resolves; each
+    record's `releases` names the visits it is meant to release from hold):
+    - a delayed certification, in `delayed_cert_share` of the Medicare episodes without a flaw
+      that have two visits or more after day 30: no certification by day 30, so the first 1-3
+      visits after it are held ("delayed_cert", CERTIFICATION_MISSING); the next visit carries
+      the physician's certification, signed, with `delay_reason_documented` (Pub. 100-02
+      Ch. 15 sec. 220.1.3 D) and an interval from the episode's start through the plan's end
+      (day 56-89, within start + 89), which covers them;
+    - a corrected visit, for `correction_share` of the visits without a flaw that bill timed
+      units: first sent with one unit too many on one line ("corrected_units",
+      TIMED_UNITS_EXCEED_MINUTES), re-sent after the visits of 1-7 days later ("correction":
+      same `visit_id` and documents, a new `event_id`, the units right).
+    Their draws come from a generator of their own (`later_rng`): apart from the episodes and
+    visits they change, the feed is the one the same seed gave before them (with both shares
+    0, exactly that).
 
     Live mode moves each cohort so that its last date of service is the clock's date: every
     date (dates of service, the documents' plan, certification, signature and order dates, the
@@ -613,8 +671,14 @@ class EpisodeGenerator:
         flaw_share: float = 0.35,
         live: bool = False,
         clock: Clock = local_now,
+        delayed_cert_share: float = 0.5,
+        correction_share: float = 0.02,
     ) -> None:
         self.rng = random.Random(seed)
+        #: The draws of the delayed certifications and the corrections, apart from `rng`.
+        self.later_rng = random.Random(f"later-information/{seed}")
+        self.delayed_cert_share = delayed_cert_share
+        self.correction_share = correction_share
         self.patients = patients
         self.start = start
         self.malformed_share = malformed_share
@@ -659,17 +723,75 @@ class EpisodeGenerator:
         visits = [v for v in visits if v.emit]
         visits.sort(key=lambda v: (v.dos, v.patient, v.discipline))
         self._kx(visits)
-        out = []
+        out: list[Record] = []
+        #: Corrections waiting to be re-sent: (after the visits of this date, order, record).
+        waiting: list[tuple[date, int, Record]] = []
+        last_day = visits[-1].dos if visits else self.start
         for v in visits:
+            while waiting and waiting[0][0] < v.dos:
+                out.append(waiting.pop(0)[2])
             event = self._event(v)
+            v.visit_id = event["visit_id"]
             key = v.patient.encode()
+            flaws = set(v.flaws)
+            corrected = self._correction(v, event, last_day)
+            if corrected is not None:
+                first, due, correction = corrected
+                flaws.add("corrected_units")
+                itself = Release(v.patient, v.visit_id, EPISODE_FLAWS["corrected_units"], "ready")
+                bisect.insort(
+                    waiting, (due, len(out), Record(key, correction, "correction", (itself,)))
+                )
+                event = first
             value = orjson.dumps(event)
             if rng.random() < self.malformed_share:
                 kind = rng.choice(MALFORMED)
                 out.append(Record(key, _malform(kind, orjson.loads(value)), f"malformed:{kind}"))
-            intent = "+".join(sorted(v.flaws)) or "clean"
-            out.append(Record(key, value, intent))
+            intent = "+".join(sorted(flaws)) or "clean"
+            out.append(Record(key, value, intent, self._releases(v)))
+        out += [rec for *_, rec in waiting]
         return out
+
+    def _correction(
+        self, v: _EpVisit, event: dict[str, Any], last_day: date
+    ) -> tuple[dict[str, Any], date, bytes] | None:
+        """For `correction_share` of the visits without a flaw that bill timed units: the event
+        first sent instead (one timed unit more than its minutes support, on one line), the date
+        after whose visits the correction is re-sent, and the correction (`event` as made, with
+        a new `event_id`). The line's `allowed_amount` stays: it is the amount of the line as
+        paid, and it keeps the KX accrual the same before and after the correction."""
+        more = self.later_rng
+        if more.random() >= self.correction_share:
+            return None
+        timed = [i for i, s in enumerate(event["services"]) if "minutes" in s and s["units"] > 0]
+        if v.flaws or not timed:
+            return None
+        first = orjson.loads(orjson.dumps(event))
+        first["services"][more.choice(timed)]["units"] += 1
+        delay = more.randrange(1, 8)
+        due = min(v.dos + timedelta(days=delay), last_day)
+        later = timedelta(days=(due - v.dos).days, minutes=30 + more.randrange(0, 60))
+        occurred = datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00")) + later
+        if self.live:  # (the same draws as fixed mode)
+            occurred = self.clock().astimezone(UTC).replace(microsecond=0)
+        correction = dict(
+            event,
+            event_id=str(uuid.UUID(int=more.getrandbits(128), version=4)),
+            occurred_at=occurred.isoformat().replace("+00:00", "Z"),
+        )
+        return first, due, orjson.dumps(correction)
+
+    def _releases(self, v: _EpVisit) -> tuple[Release, ...]:
+        """The earlier visits `v`'s documents release from hold: those whose remaining flaws
+        (after the one `v` resolves) raise no error."""
+        out = []
+        for held, flaw in v.resolves:
+            assert held.visit_id, "a visit resolved before it was sent"
+            left = held.flaws - {flaw}
+            to = release_status(expected_rules("episodes", "+".join(sorted(left)) or "clean"))
+            if to != "hold":
+                out.append(Release(held.patient, held.visit_id, EPISODE_FLAWS[flaw], to))
+        return tuple(out)
 
     def _before_referral_exception(self, visits: list[_EpVisit]) -> None:
         """Before the referral exception's start (episode_policy.toml) a referral does not stand
@@ -746,7 +868,12 @@ class EpisodeGenerator:
             # Keep it within the plan, and the plan within one interval (90 calendar days, the
             # start included: start + 89): no recertification due.
             plan_days = min(89, max(plan_days, length))
-        if flaw == "late_cert":
+        # A delayed certification (class doc), drawn for every episode from the other generator:
+        # 1-3 visits after day 30 are held, the next one brings the certification.
+        past_30 = _first_on_or_after(dates, start + timedelta(days=31))
+        delayed = self.later_rng.random() < self.delayed_cert_share
+        delayed = delayed and not flaw and medicare and past_30 + 1 < len(dates)
+        if flaw == "late_cert" or delayed:
             plan_days = max(plan_days, 56)  # the recertification comes after the late one
         plan_end = start + timedelta(days=plan_days)
         if flaw != "no_plan":
@@ -760,7 +887,26 @@ class EpisodeGenerator:
                 }
             )
         covers = {"covers_from": start, "covers_through": plan_end}
-        if cert_style == "referral":
+        if delayed:
+            # `rng` draws what the style it replaces would have, and goes on as without it.
+            if cert_style == "verbal":
+                rng.randrange(3, 20)
+            elif cert_style == "signed":
+                rng.randrange(2, 25)
+            cert_style = "signed"
+            i = min(past_30 + self.later_rng.randrange(1, 4), len(dates) - 1)
+            visits[i].docs.append(
+                {
+                    "kind": "certification",
+                    "author_credential": "MD",
+                    "delay_reason_documented": True,
+                    **covers,
+                }
+            )
+            for v in visits[past_30:i]:
+                v.flaws.add("delayed_cert")
+                visits[i].resolves.append((v, "delayed_cert"))
+        elif cert_style == "referral":
             ev.docs.append(
                 {"kind": "referral", "author_credential": "MD", "discipline": discipline}
             )
@@ -945,6 +1091,15 @@ class EpisodeGenerator:
 
 def discipline_credential(discipline: str) -> str:
     return CREDENTIAL[discipline][0]
+
+
+def release_status(rules: frozenset[str]) -> str:
+    """The status (EVENTS.md "VisitStatus v1") of a visit whose open alerts are of `rules`, at
+    their contract severities: "hold" (an error), "review" (warnings only) or "ready"."""
+    severities = {SEVERITY[RuleId(rule)] for rule in rules}
+    if Severity.ERROR in severities:
+        return "hold"
+    return "review" if Severity.WARNING in severities else "ready"
 
 
 def _lines(combo: list[tuple[str, int, int | None]], discipline: str) -> list[dict[str, Any]]:
