@@ -131,13 +131,21 @@ async def changelog_bytes(topic: str) -> tuple[int, int]:
         await consumer.stop()
 
 
-async def service(records: list[tuple[bytes, bytes]], accepted: int) -> tuple[float, float]:
+async def service(
+    records: list[tuple[bytes, bytes]], accepted: int, exe: str | None = None
+) -> tuple[float, float]:
+    """`exe`: another build's `therapy-compliance` (a checkout of the commit before a change,
+    with its own venv): the same records through it, on topics it knows (no status topic)."""
     t = Topics.unique("e2e-svc")
+    if exe is not None:
+        t = Topics(t.visits, t.alerts, t.checked, t.deadletter)
     await create_topics(t)
     await produce(t.visits, records)
     with tempfile.TemporaryDirectory() as tmp:
         app_id = f"tc-e2e-{uuid.uuid4().hex[:6]}"
         worker = Worker(t, Path(tmp), app_id, dict(EXTRA_ENV))
+        if exe is not None:
+            worker.command = [exe, "worker"]
         worker.start(wait_healthy=False)
         assert worker.proc is not None
         peak = 0.0
@@ -230,6 +238,9 @@ async def main() -> None:
     # clinic's Medicare patients); visits (default): independent visits of 5,000 patients
     # (~1.2 KB histories).
     ap.add_argument("--generator", choices=("visits", "episodes"), default="visits")
+    # The build before a change (its checkout's .venv/bin/therapy-compliance): each run then
+    # also runs the same records through it, right after this build's run.
+    ap.add_argument("--before-exe", default=None)
     args = ap.parse_args()
     gen = (
         VisitGenerator(seed=42, patients=5000)
@@ -237,7 +248,7 @@ async def main() -> None:
         else EpisodeGenerator(seed=42, patients=500)
     )
     records = [(r.key, r.value) for r in gen.records(args.visits)]
-    base_runs, svc_runs, rss_runs = [], [], []
+    base_runs, svc_runs, rss_runs, before_runs = [], [], [], []
     for i in range(args.repeat):
         base_runs.append(await baseline(records))
         svc, rss = await service(records, args.visits)
@@ -248,6 +259,14 @@ async def main() -> None:
             f"peak RSS {rss:.0f} MB",
             flush=True,
         )
+        if args.before_exe:
+            before, before_rss = await service(records, args.visits, args.before_exe)
+            before_runs.append(before)
+            print(
+                f"run {i + 1}: before ({args.before_exe}) {before:,.0f}/s, "
+                f"peak RSS {before_rss:.0f} MB",
+                flush=True,
+            )
     base, svc = statistics.median(base_runs), statistics.median(svc_runs)
     print()
     print(
@@ -260,6 +279,10 @@ async def main() -> None:
     print(f"| baseline aiokafka passthrough | {base:,.0f} records/s |")
     print(f"| service (worker) | {svc:,.0f} visits/s |")
     print(f"| ratio service / baseline | {svc / base:.1%} |")
+    if before_runs:
+        before = statistics.median(before_runs)
+        print(f"| service before (--before-exe) | {before:,.0f} visits/s |")
+        print(f"| ratio service / before | {svc / before:.1%} |")
     print(f"| worker peak RSS (throughput runs) | {max(rss_runs):.0f} MB |")
     if not args.skip_latency:
         lat, peak = await latency(args.rate, args.seconds)
