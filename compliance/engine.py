@@ -224,7 +224,15 @@ class Engine:
         updated = history.apply(record, self.horizon_days, self.episode_horizon_days)
         updated, related, raised = self._rejudge(history, updated, old, record, visit, now)
         statuses.extend(related)
-        return replace(outcome, history=updated, statuses=statuses, raised=raised)
+        return Outcome(
+            outcome.alerts,
+            outcome.checked,
+            updated,
+            outcome.episode_status,
+            outcome.kx_unknown_amount_lines,
+            statuses,
+            raised,
+        )
 
     def _outcome(
         self,

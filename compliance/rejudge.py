@@ -7,11 +7,14 @@ of the visit's first event), so an event of visit X at place p can change:
 - DAY: visits of X's old and new date placed after X (same-day NCCI/MUE/evaluation/add-on);
 - EPISODE: visits of X's old and new episode placed after X's earlier place; every visit of
   the episode when X carries (or carried) a delayed certification, which reaches back over its
-  interval, or when X opens or closes an episode (it may cut such a reach);
+  interval, or when X opens or closes an episode before other visits of it (it may cut such a
+  reach);
 - KX: visits of X's old and new (year, bucket) placed after X whose side of the threshold or of
   the KX share changes with X's amount: found from the accruals' running totals (one pass of
   additions over the bucket's records, no rule run), so the KX rule runs again only for them.
-Only visits whose current record can be judged again are returned (`VisitRecord.judgeable`:
+A new visit placed after every other visit (the usual event) and carrying no delayed
+certification changes no one: answered without a look at the others. Only visits whose current
+record can be judged again are returned (`VisitRecord.judgeable`:
 within `horizon_days`, written since the status) and that have a status to change.
 """
 
@@ -41,6 +44,14 @@ def affected(
 ) -> dict[str, frozenset[Scope]]:
     """visit_id -> the scopes to judge again, for the other visits of `after` (the history with
     `new` applied; `old`: the visit's current version before it, None for a first event)."""
+    if (
+        old is None
+        and (before.newest is None or new.date_of_service >= before.newest)
+        and not _carries_delayed_certification(new)
+    ):
+        # The usual event: a new visit placed after every other (its first seq is the highest
+        # and no other visit is dated after it), reaching back with nothing.
+        return {}
     others = [
         vs[-1]
         for vs in after.visits
@@ -69,24 +80,34 @@ def affected(
         and old.discipline == new.discipline
     ):
         groups = {group_key(v) for v in episodes}
-        reach_back = any(_reaches_back(v) for v in episodes)
-        for r in others:
-            in_group = r.episode is not None and group_key(r) in groups
-            if in_group and (reach_back or order(r) > place):
+        in_groups = [r for r in others if r.episode is not None and group_key(r) in groups]
+        reach_back = any(_carries_delayed_certification(v) for v in episodes) or (
+            any(_bounds_an_episode(v) for v in episodes)
+            and any(order(r) > place for r in in_groups)
+        )
+        for r in in_groups:
+            if reach_back or order(r) > place:
                 add(r, Scope.EPISODE)
     for visit_id in _kx_crossings(before, after, old, new, others, place, kx_sides):
         out.setdefault(visit_id, set()).add(Scope.KX)
     return {k: frozenset(v) for k, v in out.items()}
 
 
-def _reaches_back(r: VisitRecord) -> bool:
+def _carries_delayed_certification(r: VisitRecord) -> bool:
+    """A signed certification with its delay reason: it reaches the earlier visits of its
+    interval (episodes/judge.py)."""
     ep = r.episode
-    assert ep is not None
-    if ep.has(INITIAL_EVALUATION) or ep.discharged:
-        return True
-    return any(
+    return ep is not None and any(
         d.kind is DocKind.CERTIFICATION and d.delay_reason and d.signed is not None for d in ep.docs
     )
+
+
+def _bounds_an_episode(r: VisitRecord) -> bool:
+    """An initial evaluation or a discharge: placed before other visits of its group, it moves
+    an episode's boundary, which may cut a later certification's reach."""
+    ep = r.episode
+    assert ep is not None
+    return ep.has(INITIAL_EVALUATION) or ep.discharged
 
 
 def _entries(r: VisitRecord | None) -> dict[tuple[int, str], int]:

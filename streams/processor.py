@@ -148,6 +148,7 @@ class VisitProcessor:
         self.deadletter_limit = settings.deadletter_max_bytes
         #: The owned partitions' tallies of open statuses (gauges; compliance/status.py).
         self.tallies: dict[int, Tally] = {}
+        self._tallies_shown = 0.0
         self.patient_ref_pattern = settings.patient_ref_regex
 
     def handle(self, rec: Record, txn: Transaction) -> list[Output]:
@@ -263,7 +264,10 @@ class VisitProcessor:
             published.labels(status=st.status.value, cause=st.cause.value).inc()
         txn.put(table, partition, state_layout.TALLY_KEY, tally_bytes(tally))
         self.tallies[partition] = tally
-        self.metrics.show_tallies(self.tallies.values())
+        now = time.monotonic()
+        if now - self._tallies_shown >= 1.0:  # gauges with labels cost: at most once a second
+            self._tallies_shown = now
+            self.metrics.show_tallies(self.tallies.values())
 
     def measure_statuses(self, owned: set[int]) -> None:
         """Re-read the owned partitions' tallies as stored (partitions assigned since, or
