@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Literal
 
 from compliance.alerts import AlertEvent, CheckedEvent, build_alerts, build_checked
 from compliance.catalog import Catalog
@@ -16,7 +17,7 @@ from compliance.policy import PayerPolicies
 from compliance.records import StatusState, VisitRecord
 from compliance.rejudge import affected
 from compliance.retention import MAX_VERSIONS
-from compliance.rules import RULE_IDS, RULES, SCOPE_OF, Scope, VisitContext, rules_of
+from compliance.rules import RULE_IDS, SCOPED_RULES, Rule, Scope, VisitContext, rules_of
 from compliance.rules.feed_parts import without_consequences
 from compliance.ruleset import ENGINE_VERSION, RuleSet, default_ruleset
 from compliance.state import DEFAULT_EPISODE_HORIZON_DAYS, DEFAULT_HORIZON_DAYS, PatientHistory
@@ -65,6 +66,8 @@ class Outcome:
 @dataclass(frozen=True, slots=True)
 class _Run:
     findings: list[Finding]
+    #: Each finding's rule family scope.
+    scopes: list[str]
     judgement: EpisodeJudgement | None
     record: VisitRecord | None
 
@@ -153,10 +156,8 @@ class Engine:
             record = VisitRecord.of(visit, seq, episode_part(ctx), first)
             judgement = judge(record, history, seen, self.episode_horizon_days)
             ctx = ctx.with_episode(judgement)
-        findings: list[Finding] = []
-        for rule, _ in RULES:
-            findings.extend(rule(ctx))
-        return _Run(without_consequences(ctx, findings), judgement, record)
+        findings, scopes = _apply(SCOPED_RULES, ctx)
+        return _Run(findings, scopes, judgement, record)
 
     def judge_now(
         self,
@@ -164,10 +165,10 @@ class Engine:
         history: PatientHistory,
         patient_ref: str,
         scopes: frozenset[Scope],
-    ) -> list[AlertEvent]:
+    ) -> tuple[list[AlertEvent], list[str]]:
         """The alerts of the rules of `scopes` for a visit's current record, judged with every
-        other visit of `history` as it stands now (re-judgement: compliance/rejudge.py). The
-        record must be `judgeable`; alert ids come from its event id."""
+        other visit of `history` as it stands now (re-judgement: compliance/rejudge.py), and
+        each one's scope. The record must be `judgeable`; alert ids come from its event id."""
         visit = _visit_of(record, patient_ref)
         seen = [vs[-1] for vs in history.visits if vs[0].visit_id != record.visit_id]
         day = record.date_of_service
@@ -175,10 +176,8 @@ class Engine:
         ctx = VisitContext.build(visit, self.rules, self.policies.resolve(visit), same_day)
         if Scope.EPISODE in scopes or Scope.KX in scopes:
             ctx = ctx.with_episode(judge(record, history, seen, self.episode_horizon_days))
-        findings: list[Finding] = []
-        for rule in rules_of(scopes):
-            findings.extend(rule(ctx))
-        return build_alerts(visit, findings, _EPOCH, ENGINE_VERSION, self.rules.version)
+        findings, kinds = _apply(rules_of(scopes), ctx)
+        return build_alerts(visit, findings, _EPOCH, ENGINE_VERSION, self.rules.version), kinds
 
     def evaluate(
         self,
@@ -206,7 +205,7 @@ class Engine:
         kept_from = len(current) + 1 - MAX_VERSIONS
         state = next_state(
             previous,
-            open_alerts(outcome.alerts),
+            open_alerts(outcome.alerts, run.scopes),
             [v.event_id for v in current[: max(0, kept_from)] if v.event_id],
         )
         record = run.record.with_status(state)
@@ -290,10 +289,10 @@ class Engine:
         for r in records:
             previous = r.status
             assert previous is not None
-            judged = self.judge_now(r, after, visit.patient_ref, scopes[r.visit_id])
+            judged, kinds = self.judge_now(r, after, visit.patient_ref, scopes[r.visit_id])
             open_now = merged(
-                (a for a in previous.open if SCOPE_OF.get(a.rule_id) not in scopes[r.visit_id]),
-                open_alerts(judged),
+                (a for a in previous.open if a.scope not in scopes[r.visit_id]),
+                open_alerts(judged, kinds),
             )
             was = ids(previous.open)
             if ids(open_now) == was:
@@ -324,6 +323,26 @@ class Engine:
             return None
         return (cents > threshold, cents * 100 < kx.premature_share_percent * threshold)
 
+
+def _apply(
+    rules: tuple[tuple[Rule, Scope], ...], ctx: VisitContext
+) -> tuple[list[Finding], list[str]]:
+    """The rules' findings in run order, without the documentation rules' consequences on a
+    visit without documentation (rules/feed_parts.py), and each finding's scope."""
+    findings: list[Finding] = []
+    scopes: list[str] = []
+    for rule, scope in rules:
+        found = rule(ctx)
+        findings.extend(found)
+        scopes.extend([scope.value] * len(found))
+    kept = without_consequences(ctx, findings)
+    if kept is findings:
+        return findings, scopes
+    scope_of = {id(f): s for f, s in zip(findings, scopes, strict=True)}
+    return kept, [scope_of[id(f)] for f in kept]
+
+
+_PARTS: tuple[Literal["charges", "documentation"], ...] = ("charges", "documentation")
 
 #: judge_now's alerts are built with a placeholder time; evaluate sets the real one.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -376,7 +395,7 @@ def _visit_of(record: VisitRecord, patient_ref: str) -> TherapyVisitCompleted:
             for ln in (*record.lines, *record.unbilled)
         ],
         documents=[],
-        parts_missing=None,
+        parts_missing=[p for p in _PARTS if p in record.parts_missing] or None,
         episode_ref=ep.episode_ref if ep is not None else None,
         episode_start_date=ep.start if ep is not None else None,
     )

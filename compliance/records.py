@@ -128,6 +128,8 @@ class OpenAlert(_Record):
     severity: str  # effective severity (after payer policy)
     line_ids: tuple[str, ...] = ()
     amount_at_risk: str | None = None  # decimal string, USD
+    #: The scope of the rule family that raised it (compliance/rules Scope): what can change it.
+    scope: str = "own"
 
 
 class StatusState(_Record):
@@ -169,6 +171,9 @@ class VisitRecord(_Record):
     #: The seq of the visit's first event (-1: not recorded, read from before this field).
     first_seq: int = -1
     status: StatusState | None = None
+    #: The event's `parts_missing` (EHR join): the documentation rules are left out without
+    #: the documentation (rules/feed_parts.py), also when the visit is judged again.
+    parts_missing: tuple[str, ...] = ()
 
     @classmethod
     def of(
@@ -200,6 +205,8 @@ class VisitRecord(_Record):
             ),
             tuple(unbilled),
             first_seq if first_seq >= 0 else seq,
+            None,
+            tuple(visit.parts_missing or ()),
         )
 
     @property

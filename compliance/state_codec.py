@@ -18,7 +18,7 @@ Format 2:
     doc: {"k": kind, "d": date, "g": signed, "c": credential, "w": role, "ps"/"pe": plan dates,
           "st": sent to certifier, "vo": verbal order, "cf"/"ct": covers, "dr": 1, "rd": disc.}
 
-    "z": [event_id, payer, [unbilled line, ...], first_seq, status] (records.py: the visit
+    "z": [event_id, payer, [unbilled line, ...], first_seq, status, parts_missing] (records.py: the visit
          status's fields, arrays by position; absent on records written before them)
 
 Empty and default fields are omitted ("n"/"l" once the same-day part is dropped; a record
@@ -164,11 +164,15 @@ def _record_json(v: VisitRecord) -> dict[str, Any]:
         if ep.kx:
             out["x"] = [_kx_json(e) for e in ep.kx]
     if v.event_id or v.payer is not None or v.unbilled or v.first_seq >= 0 or v.status:
-        out["z"] = msgspec.to_builtins((v.event_id, v.payer, v.unbilled, v.first_seq, v.status))
+        out["z"] = msgspec.to_builtins(
+            (v.event_id, v.payer, v.unbilled, v.first_seq, v.status, v.parts_missing)
+        )
     return out
 
 
-_Trailing = tuple[str, PayerRecord | None, tuple[LineRecord, ...], int, StatusState | None]
+_Trailing = tuple[
+    str, PayerRecord | None, tuple[LineRecord, ...], int, StatusState | None, tuple[str, ...]
+]
 
 
 def _kx_json(e: KxEntry) -> list[Any]:
@@ -208,7 +212,7 @@ def _record_of(obj: dict[str, Any]) -> VisitRecord:
     trailing = obj.get("z")
     if trailing is None:
         return record
-    event_id, payer, unbilled, first_seq, status = msgspec.convert(trailing, _Trailing)
+    event_id, payer, unbilled, first_seq, status, parts = msgspec.convert(trailing, _Trailing)
     return msgspec.structs.replace(
         record,
         event_id=event_id,
@@ -216,6 +220,7 @@ def _record_of(obj: dict[str, Any]) -> VisitRecord:
         unbilled=unbilled,
         first_seq=first_seq,
         status=status,
+        parts_missing=parts,
     )
 
 

@@ -42,8 +42,9 @@ class StatusEvent:
         return VisitStatus.model_validate_json(self.to_json())
 
 
-def open_alerts(alerts: Iterable[AlertEvent]) -> tuple[OpenAlert, ...]:
-    """The alerts as kept in a visit's status, in one order (rule id, then alert id)."""
+def open_alerts(alerts: Sequence[AlertEvent], scopes: Sequence[str]) -> tuple[OpenAlert, ...]:
+    """The alerts as kept in a visit's status, in one order (rule id, then alert id);
+    `scopes`: each alert's rule family scope (compliance/rules Scope)."""
     out = [
         OpenAlert(
             a.alert_id,
@@ -51,8 +52,9 @@ def open_alerts(alerts: Iterable[AlertEvent]) -> tuple[OpenAlert, ...]:
             a.severity,
             tuple(a.body["line_ids"]),
             a.body.get("amount_at_risk"),
+            scope,
         )
-        for a in alerts
+        for a, scope in zip(alerts, scopes, strict=True)
     ]
     return tuple(sorted(out, key=_order))
 

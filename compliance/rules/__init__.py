@@ -25,12 +25,13 @@ from compliance.rules.npi import check_rendering_npi
 from compliance.rules.plan_of_care import check_plan_of_care
 from compliance.rules.progress_reports import check_progress_reports
 from compliance.rules.timed_totals import check_total_timed_minutes, check_treatment_time
-from compliance.rules.timed_units import check_timed_units
+from compliance.rules.timed_units import check_add_on_family_split, check_timed_units
 from compliance.rules.written_report import check_written_report
 
 Rule = Callable[[VisitContext], list[Finding]]
 
-#: (rule family, the rule ids it can emit). Every contract rule id appears exactly once.
+#: (rule family, the rule ids it can emit). Every contract rule id appears; one
+#: (TIMED_UNITS_MISALLOCATED) in two families of different scopes.
 RULES: tuple[tuple[Rule, tuple[RuleId, ...]], ...] = (
     (check_unknown_code, (RuleId.UNKNOWN_CODE,)),
     (check_code_valid_on_date, (RuleId.CODE_NOT_VALID_ON_DATE,)),
@@ -43,6 +44,8 @@ RULES: tuple[tuple[Rule, tuple[RuleId, ...]], ...] = (
             RuleId.TIMED_UNITS_MISALLOCATED,
         ),
     ),
+    # The add-on family split (97129 once a day): reads the day's other visits.
+    (check_add_on_family_split, (RuleId.TIMED_UNITS_MISALLOCATED,)),
     (check_total_timed_minutes, (RuleId.TOTAL_TIMED_MINUTES_MISMATCH,)),
     (check_treatment_time, (RuleId.TREATMENT_TIME_INCONSISTENT,)),
     (check_untimed_units, (RuleId.UNTIMED_CODE_MULTIPLE_UNITS,)),
@@ -69,7 +72,7 @@ RULES: tuple[tuple[Rule, tuple[RuleId, ...]], ...] = (
     (check_rendering_npi, (RuleId.RENDERING_NPI_INVALID,)),
 )
 
-RULE_IDS: tuple[RuleId, ...] = tuple(r for _, rs in RULES for r in rs)
+RULE_IDS: tuple[RuleId, ...] = tuple(dict.fromkeys(r for _, rs in RULES for r in rs))
 
 
 class Scope(StrEnum):
@@ -86,6 +89,7 @@ class Scope(StrEnum):
 
 
 _SCOPES: dict[Rule, Scope] = {
+    check_add_on_family_split: Scope.DAY,
     check_add_on_without_primary: Scope.DAY,
     check_evaluation_duplicate: Scope.DAY,
     check_ncci_ptp: Scope.DAY,
@@ -95,15 +99,15 @@ _SCOPES: dict[Rule, Scope] = {
     check_certification: Scope.EPISODE,
     check_kx: Scope.KX,
 }
-#: The scope of every rule id.
-SCOPE_OF: dict[str, Scope] = {
-    r.value: _SCOPES.get(rule, Scope.OWN) for rule, rs in RULES for r in rs
-}
+#: Every rule family with its scope, in run order.
+SCOPED_RULES: tuple[tuple[Rule, Scope], ...] = tuple(
+    (rule, _SCOPES.get(rule, Scope.OWN)) for rule, _ in RULES
+)
 
 
-def rules_of(scopes: frozenset[Scope]) -> tuple[Rule, ...]:
+def rules_of(scopes: frozenset[Scope]) -> tuple[tuple[Rule, Scope], ...]:
     """The rule families of these scopes, in run order."""
-    return tuple(rule for rule, _ in RULES if _SCOPES.get(rule, Scope.OWN) in scopes)
+    return tuple((rule, scope) for rule, scope in SCOPED_RULES if scope in scopes)
 
 
-__all__ = ["RULES", "RULE_IDS", "SCOPE_OF", "Rule", "Scope", "VisitContext", "rules_of"]
+__all__ = ["RULES", "RULE_IDS", "SCOPED_RULES", "Rule", "Scope", "VisitContext", "rules_of"]

@@ -46,7 +46,6 @@ def check_timed_units(ctx: VisitContext) -> list[Finding]:
         findings.extend(_cms(ctx))
     alone = [ln for ln in ctx.timed if not (cms and ln.pooled)]
     findings.extend(_alone(ctx, alone, cms))
-    findings.extend(_family_split(ctx))
     return findings
 
 
@@ -325,8 +324,12 @@ def _unit_lengths(ln: Line) -> tuple[int, int]:
     return ln.entry.unit_minutes, ln.entry.unit_minutes
 
 
-def _family_split(ctx: VisitContext) -> list[Finding]:
-    """Within an add-on family, the primary takes its units up to its per-day limit (97129
+def check_add_on_family_split(ctx: VisitContext) -> list[Finding]:
+    """TIMED_UNITS_MISALLOCATED within an add-on family: a rule family of its own because it
+    reads the patient's other visits of the day (re-judgement scope `day`,
+    compliance/rules/__init__.py), while the other unit rules read the visit alone.
+
+    Within an add-on family, the primary takes its units up to its per-day limit (97129
     "initial 15 minutes": 1 a day, this patient's earlier visits of the day included) and the
     add-on the rest. An add-on billed with no primary that day is ADD_ON_CODE_WITHOUT_PRIMARY's
     finding, not this one."""
