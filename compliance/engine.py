@@ -14,7 +14,7 @@ from compliance.episodes.judge import EpisodeJudgement, EpisodeStatus, judge
 from compliance.findings import Finding
 from compliance.kx_thresholds import KxBucket
 from compliance.policy import PayerPolicies
-from compliance.records import StatusState, VisitRecord
+from compliance.records import OpenAlert, StatusState, VisitRecord
 from compliance.rejudge import affected
 from compliance.retention import MAX_VERSIONS
 from compliance.rules import RULE_IDS, SCOPED_RULES, Rule, Scope, VisitContext, rules_of
@@ -295,8 +295,8 @@ class Engine:
                 open_alerts(judged, kinds),
             )
             was = ids(previous.open)
-            if ids(open_now) == was:
-                continue
+            if ids(open_now) == was and _amounts(open_now) == _amounts(previous.open):
+                continue  # its verdict did not change
             state = next_state(previous, open_now)
             changed[r.visit_id] = r.with_status(state)
             statuses.append(
@@ -322,6 +322,12 @@ class Engine:
         if threshold is None:
             return None
         return (cents > threshold, cents * 100 < kx.premature_share_percent * threshold)
+
+
+def _amounts(open_: tuple[OpenAlert, ...]) -> frozenset[tuple[str, str | None]]:
+    """An open alert may keep its id while its amount changes (an NCCI alert's amount is the
+    other visit's line): a status is published for either."""
+    return frozenset((a.alert_id, a.amount_at_risk) for a in open_)
 
 
 def _apply(

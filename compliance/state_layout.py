@@ -167,9 +167,11 @@ def _history(
     return PatientHistory(tuple(records[k] for k in sorted(records)), folds, through)
 
 
-#: The partition's tally of open statuses (compliance/status.py `Tally`): 0x00 never starts a
-#: printable patient_ref, so the key is no patient's.
-TALLY_KEY = b"\x00visit-status-tally"
+def tally_key(partition: int) -> bytes:
+    """The partition's tally of open statuses (compliance/status.py `Tally`): 0x00 never starts
+    a printable patient_ref, so the key is no patient's; the partition is in the key because a
+    store may keep every partition's keys in one namespace (the memory store does)."""
+    return b"\x00visit-status-tally-%d" % partition
 
 
 def applied(before: Stored, visit_id: str, seq: int) -> bool:
@@ -226,7 +228,6 @@ __all__ = [
     "EMPTY",
     "FORMAT",
     "SEP",
-    "TALLY_KEY",
     "Head",
     "Stored",
     "applied",
@@ -235,6 +236,7 @@ __all__ = [
     "encode_head",
     "encode_visit",
     "read",
+    "tally_key",
     "visit_key",
     "visits_prefix",
 ]

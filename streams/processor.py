@@ -257,12 +257,13 @@ class VisitProcessor:
         self, txn: Transaction, table: Store, partition: int, statuses: list[StatusEvent]
     ) -> None:
         """The partition's tally of what is on hold, in the same transaction as the statuses."""
-        tally = tally_of(txn.get(table, partition, state_layout.TALLY_KEY))
+        key = state_layout.tally_key(partition)
+        tally = tally_of(txn.get(table, partition, key))
         published = self.metrics.visit_status_published
         for st in statuses:
             tally.add(st)
             published.labels(status=st.status.value, cause=st.cause.value).inc()
-        txn.put(table, partition, state_layout.TALLY_KEY, tally_bytes(tally))
+        txn.put(table, partition, key, tally_bytes(tally))
         self.tallies[partition] = tally
         now = time.monotonic()
         if now - self._tallies_shown >= 1.0:  # gauges with labels cost: at most once a second
@@ -277,7 +278,7 @@ class VisitProcessor:
         tallies = {}
         for p in sorted(owned):
             try:
-                tallies[p] = tally_of(self.table.get(p, state_layout.TALLY_KEY))
+                tallies[p] = tally_of(self.table.get(p, state_layout.tally_key(p)))
             except StaleTransaction:
                 continue  # not held (yet): recovering, or given up meanwhile
         self.tallies = tallies

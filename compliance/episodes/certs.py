@@ -94,22 +94,27 @@ def certified_intervals(view: EpisodeView, policy: EpisodePolicy) -> list[Interv
 
 
 def delayed_covering(view: EpisodeView, policy: EpisodePolicy) -> list[DocRecord]:
-    """Delayed certifications (signed, delay reason documented) that cover the judged date:
-    those of the view's own visits (any date: "accepted regardless of its lateness", sec.
-    220.1.3 D), and those carried by later visits of the episode whose interval contains the
-    judged date ("a certification with `delay_reason_documented` covers the earlier visits of
-    its interval", EVENTS.md): from `covers_from` (else the certified plan's `plan_start`, else
-    the episode's first day) through `covers_through` (else the plan's `plan_end`), at most
-    `max_interval_days` dates."""
+    """Delayed certifications (signed, delay reason documented) that cover the judged date for
+    CERTIFICATION_MISSING: those of the view's own visits (any date: "accepted regardless of its
+    lateness", sec. 220.1.3 D), and those carried by later visits of the episode whose interval
+    contains the judged date ("a certification with `delay_reason_documented` covers the
+    earlier visits of its interval", EVENTS.md)."""
     out = [c for c in view.certifications if c.delay_reason and c.signed is not None]
-    cap = timedelta(days=policy.recertification.max_interval_days - 1)
-    for cert in view.delayed_certifications:
-        plan = _plan_for(view, _reference_day(cert))
-        start = cert.covers_from or (plan.plan_start if plan else None) or view.first_day
-        end = cert.covers_through or (plan.plan_end if plan else None) or start + cap
-        if start <= view.day <= min(end, start + cap):
-            out.append(cert)
+    out.extend(c for c in view.delayed_certifications if delayed_covers(c, view, policy))
     return out
+
+
+def delayed_covers(cert: DocRecord, view: EpisodeView, policy: EpisodePolicy) -> bool:
+    """Whether a delayed certification's interval contains the judged date: from `covers_from`
+    (else the certified plan's `plan_start`, else the episode's first day) through
+    `covers_through` (else the plan's `plan_end`), at most `max_interval_days` dates. Also a
+    recertification's (sec. 220.1.3 D applies to certifications and recertifications alike:
+    RECERTIFICATION_MISSING reads it too)."""
+    cap = timedelta(days=policy.recertification.max_interval_days - 1)
+    plan = _plan_for(view, _reference_day(cert))
+    start = cert.covers_from or (plan.plan_start if plan else None) or view.first_day
+    end = cert.covers_through or (plan.plan_end if plan else None) or start + cap
+    return start <= view.day <= min(end, start + cap)
 
 
 def _reference_day(cert: DocRecord) -> date:
@@ -130,6 +135,7 @@ __all__ = [
     "certifications_on_file",
     "certified_intervals",
     "delayed_covering",
+    "delayed_covers",
     "on_file",
     "referral_exception",
 ]

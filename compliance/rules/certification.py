@@ -21,6 +21,7 @@ from compliance.episodes.certs import (
     certifications_on_file,
     certified_intervals,
     delayed_covering,
+    delayed_covers,
     referral_exception,
 )
 from compliance.findings import Finding, RuleId
@@ -70,7 +71,13 @@ def check_certification(ctx: VisitContext) -> list[Finding]:
             )
         )
     intervals = certified_intervals(view, policy)
-    covered = any(i.start <= view.day <= i.end for i in intervals)
+    # A (re)certification signed late with its reason, reported on this visit or on a later
+    # one, covers the dates of its interval (sec. 220.1.3 D; EVENTS.md).
+    covered = any(i.start <= view.day <= i.end for i in intervals) or any(
+        delayed_covers(c, view, policy)
+        for c in (*view.certifications, *view.delayed_certifications)
+        if c.delay_reason and c.signed is not None
+    )
     ended = [i for i in intervals if i.end < view.day]
     if ended and not covered:
         through = max(i.end for i in ended)

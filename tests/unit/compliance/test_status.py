@@ -395,3 +395,57 @@ def test_kx_correction_that_crosses_nothing_rejudges_no_one(engine: Engine) -> N
         corrected(v1, "evt-V-1-2", services=[{**v1["services"][0], "allowed_amount": "1100.00"}])
     )
     assert [s.visit_id for s in statuses] == ["V-1"]
+
+
+# --- review findings: amounts, delayed recertification ---------------------------------------
+
+
+def test_an_amount_change_with_the_same_alert_ids_publishes_a_status(engine: Engine) -> None:
+    # NCCI Policy Manual Ch. XI sec. P.8: 97750 (column 2) on the earlier visit V-A, 97161 on
+    # V-B the same day: V-B carries the alert, and its amount at risk is V-A's 97750 allowed
+    # amount. V-A corrected from 50.00 to 80.00: V-B's alert keeps its id (V-B's event did
+    # not change) but its amount is now 80.00, so V-B's status says so (a billing system sums
+    # amount_at_risk).
+    feed = Feed(engine)
+    a = other_visit("V-A", [line("1", "97750", 1, 15, allowed_amount="50.00")])
+    feed.send(a)
+    feed.send(other_visit("V-B", [line("1", "97161", 1)]))
+    [ncci] = [x for x in feed.last("V-B")["open_alerts"] if x["rule_id"] == "NCCI_PTP_CONFLICT"]
+    assert ncci["amount_at_risk"] == "50.00"
+    statuses = feed.send(
+        corrected(a, "evt-V-A-2", services=[line("1", "97750", 1, 15, allowed_amount="80.00")])
+    )
+    assert [s.visit_id for s in statuses] == ["V-A", "V-B"]
+    [now] = [x for x in statuses[1].body["open_alerts"] if x["rule_id"] == "NCCI_PTP_CONFLICT"]
+    assert now["alert_id"] == ncci["alert_id"] and now["amount_at_risk"] == "80.00"
+    assert statuses[1].body["resolved_alert_ids"] == []
+
+
+def test_delayed_recertification_reaches_the_earlier_visits_of_its_interval(
+    engine: Engine,
+) -> None:
+    # Pub. 100-02, Ch. 15, sec. 220.1.3 C: treatment beyond the certified interval needs a
+    # recertification; sec. 220.1.3 D: a delayed (re)certification with its reason is accepted.
+    # The certification covers days 0-89 (start + 89: 90 dates); days 95 and 100 are past it.
+    # A recertification covering days 90-179, signed on day 110 with its reason, releases them.
+    feed = Feed(engine)
+    cert = doc("certification", author="MD", covers_from=day(D0, 0), covers_through=day(D0, 89))
+    feed.send(
+        episode_visit("V-EVAL", D0.isoformat(), evaluation=True, docs=[doc("plan_of_care"), cert])
+    )
+    for k in (95, 100):
+        feed.send(episode_visit(f"V-{k}", day(D0, k), docs=[doc("progress_report")]))
+    assert feed.open_rules("V-95") == ["RECERTIFICATION_MISSING"]
+    recert = doc(
+        "certification",
+        author="MD",
+        signed=day(D0, 110),
+        delay_reason_documented=True,
+        covers_from=day(D0, 90),
+        covers_through=day(D0, 179),
+    )
+    statuses = feed.send(
+        episode_visit("V-110", day(D0, 110), docs=[doc("progress_report"), recert])
+    )
+    assert [s.visit_id for s in statuses] == ["V-110", "V-95", "V-100"]
+    assert feed.open_rules("V-95") == [] and feed.open_rules("V-100") == []
