@@ -149,6 +149,8 @@ class VisitProcessor:
         #: The owned partitions' tallies of open statuses (gauges; compliance/status.py).
         self.tallies: dict[int, Tally] = {}
         self._tallies_shown = 0.0
+        #: Per partition, the tally bytes last written and their decoded form.
+        self._tally_written: dict[int, tuple[bytes, Tally]] = {}
         self.patient_ref_pattern = settings.patient_ref_regex
 
     def handle(self, rec: Record, txn: Transaction) -> list[Output]:
@@ -162,6 +164,7 @@ class VisitProcessor:
         """The partitions left this worker (the pipeline calls this at a revoke)."""
         for p in partitions:
             self.tallies.pop(p, None)
+            self._tally_written.pop(p, None)
         self.metrics.show_tallies(self.tallies.values())
         if self.histories is not None:
             self.histories.drop(partitions)
@@ -258,12 +261,19 @@ class VisitProcessor:
     ) -> None:
         """The partition's tally of what is on hold, in the same transaction as the statuses."""
         key = state_layout.tally_key(partition)
-        tally = tally_of(txn.get(table, partition, key))
+        raw = txn.get(table, partition, key)
+        # The bytes this processor wrote last (the same object: nothing else wrote the key
+        # since, no rollback) come with their decoded tally; anything else is decoded. Taken
+        # out while it changes, so a failure half-way never leaves a changed tally cached.
+        last = self._tally_written.pop(partition, None)
+        tally = last[1] if last is not None and last[0] is raw else tally_of(raw)
         published = self.metrics.visit_status_published
         for st in statuses:
             tally.add(st)
             published.labels(status=st.status.value, cause=st.cause.value).inc()
-        txn.put(table, partition, key, tally_bytes(tally))
+        value = tally_bytes(tally)
+        txn.put(table, partition, key, value)
+        self._tally_written[partition] = (value, tally)
         self.tallies[partition] = tally
         now = time.monotonic()
         if now - self._tallies_shown >= 1.0:  # gauges with labels cost: at most once a second
