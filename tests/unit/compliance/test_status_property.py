@@ -454,11 +454,10 @@ def mismatches(engine: Engine, events: list[dict[str, Any]]) -> tuple[Prefix, li
 ENGINE = Engine()
 
 
-# FAILS on 3cb5008 (engine defect, not the oracle): TIMED_UNITS_MISALLOCATED of an add-on
-# family counts the primary's units billed on the day's earlier visits (97129 "initial 15
-# minutes": once a day; compliance/rules/timed_units.py `_family_split` reads ctx.same_day), but
-# its rule family is OWN scope (compliance/rules/__init__.py), so no re-judgement touches it when
-# an earlier visit of the day is corrected. Minimal history found by hypothesis: see
+# Found on 3cb5008: TIMED_UNITS_MISALLOCATED of an add-on family counts the primary's units
+# billed on the day's earlier visits (97129 "initial 15 minutes": once a day), but its rule
+# family was OWN scope, so no re-judgement touched it when an earlier visit of the day was
+# corrected. Fixed in 7849e90 (the family split is a rule family of scope day). Minimal history:
 # test_correction_that_bills_97129_on_an_earlier_visit_makes_a_later_one_misallocated.
 @pytest.mark.timeout(300)  # 300 histories pass in ~20 s; shrinking a failure takes longer
 @settings(max_examples=300, deadline=None)
@@ -526,7 +525,7 @@ def statuses(*events: dict[str, Any]) -> list[list[dict[str, Any]]]:
 MISALLOCATED = "TIMED_UNITS_MISALLOCATED"
 
 
-# FAILS on 3cb5008 (engine defect, see the property test): V-2 stays `ready`.
+# Failed on 3cb5008; fixed in 7849e90 (see the property test).
 def test_correction_that_bills_97129_on_an_earlier_visit_makes_a_later_one_misallocated() -> None:
     # 97129 is billed once a day (docs/rules.md "Add-on families": the per-day limit counts the
     # patient's earlier visits of the day). V-1 came first that day (a correction keeps its
@@ -539,7 +538,7 @@ def test_correction_that_bills_97129_on_an_earlier_visit_makes_a_later_one_misal
     assert MISALLOCATED in final(*events)["V-2"]
 
 
-# FAILS on 3cb5008 (engine defect, see the property test): V-2 stays on `hold`.
+# Failed on 3cb5008; fixed in 7849e90 (see the property test).
 def test_correction_that_drops_the_earlier_97129_resolves_the_later_misallocation() -> None:
     events = [
         visit("V-1", 0, services=cfi()),
