@@ -151,8 +151,14 @@ class Engine:
             day = visit.date_of_service
             # The visits of its date placed before it (segments.order): a correction keeps
             # its visit's place, so it is not judged against visits that came after it.
-            same_day = tuple(v for v in seen if v.date_of_service == day and v.first < first)
-            ctx = VisitContext.build(visit, self.rules, policy, same_day)
+            today = [v for v in seen if v.date_of_service == day]
+            ctx = VisitContext.build(
+                visit,
+                self.rules,
+                policy,
+                tuple(v for v in today if v.first < first),
+                tuple(v for v in today if v.first > first),
+            )
             record = VisitRecord.of(visit, seq, episode_part(ctx), first)
             judgement = judge(record, history, seen, self.episode_horizon_days)
             ctx = ctx.with_episode(judgement)
@@ -172,8 +178,14 @@ class Engine:
         visit = _visit_of(record, patient_ref)
         seen = [vs[-1] for vs in history.visits if vs[0].visit_id != record.visit_id]
         day = record.date_of_service
-        same_day = tuple(v for v in seen if v.date_of_service == day and v.first < record.first)
-        ctx = VisitContext.build(visit, self.rules, self.policies.resolve(visit), same_day)
+        today = [v for v in seen if v.date_of_service == day]
+        ctx = VisitContext.build(
+            visit,
+            self.rules,
+            self.policies.resolve(visit),
+            tuple(v for v in today if v.first < record.first),
+            tuple(v for v in today if v.first > record.first),
+        )
         if Scope.EPISODE in scopes or Scope.KX in scopes:
             ctx = ctx.with_episode(judge(record, history, seen, self.episode_horizon_days))
         findings, kinds = _apply(rules_of(scopes), ctx)

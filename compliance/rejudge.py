@@ -4,7 +4,8 @@ verdict it can change, within the horizons"). Pure; docs/rules.md "Re-judgement"
 
 A visit is judged with the visits before it in `segments.order` (date of service, then the seq
 of the visit's first event), so an event of visit X at place p can change:
-- DAY: visits of X's old and new date placed after X (same-day NCCI/MUE/evaluation/add-on);
+- DAY: visits of X's old and new date (same-day NCCI/MUE/evaluation/add-on family split:
+  those placed after X; the add-on rule reads the visits placed before it too);
 - EPISODE: visits of X's old and new episode placed after X's earlier place; every visit of
   the episode when X carries (or carried) a delayed certification, which reaches back over its
   interval, or when X opens or closes an episode before other visits of it (it may cut such a
@@ -12,7 +13,7 @@ of the visit's first event), so an event of visit X at place p can change:
 - KX: visits of X's old and new (year, bucket) placed after X whose side of the threshold or of
   the KX share changes with X's amount: found from the accruals' running totals (one pass of
   additions over the bucket's records, no rule run), so the KX rule runs again only for them.
-A new visit placed after every other visit (the usual event) and carrying no delayed
+A new visit dated after every other visit (the usual event) and carrying no delayed
 certification changes no one: answered without a look at the others. Only visits whose current
 record can be judged again are returned (`VisitRecord.judgeable`:
 within `horizon_days`, written since the status) and that have a status to change.
@@ -46,11 +47,10 @@ def affected(
     `new` applied; `old`: the visit's current version before it, None for a first event)."""
     if (
         old is None
-        and (before.newest is None or new.date_of_service >= before.newest)
+        and (before.newest is None or new.date_of_service > before.newest)
         and not _carries_delayed_certification(new)
     ):
-        # The usual event: a new visit placed after every other (its first seq is the highest
-        # and no other visit is dated after it), reaching back with nothing.
+        # The usual event: a new visit dated after every other, reaching back with nothing.
         return {}
     others = [
         vs[-1]
@@ -70,7 +70,7 @@ def affected(
     if not (same_facts and old is not None and old.lines == new.lines and old.npi == new.npi):
         dates = {v.date_of_service for v in versions}
         for r in others:
-            if r.date_of_service in dates and r.first > new.first:
+            if r.date_of_service in dates:  # before X too: an add-on's primary may be X's
                 add(r, Scope.DAY)
     episodes = [v for v in versions if v.episode is not None]
     if episodes and not (

@@ -12,7 +12,9 @@ from compliance.rules.context import Line, VisitContext, ids
 
 def check_add_on_without_primary(ctx: VisitContext) -> list[Finding]:
     billed_today = {ln.line.cpt for ln in ctx.lines if ln.billed}
-    billed_today.update(x.cpt for v in ctx.same_day for x in v.lines)
+    # The primary billed in any visit of the day, before or after this one: the finding is
+    # about the day, and an add-on whose primary came in a later visit is not "without" it.
+    billed_today.update(x.cpt for v in (*ctx.same_day, *ctx.same_day_after) for x in v.lines)
     by_code: dict[str, list[Line]] = defaultdict(list)
     for ln in ctx.lines:
         if ln.entry is not None and ln.entry.add_on_to and ln.billed:

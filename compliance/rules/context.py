@@ -49,6 +49,10 @@ class VisitContext:
     same_day: tuple[VisitRecord, ...] = ()
     #: The visit's episode and KX accrual (None: evaluated without a patient history).
     episode: EpisodeJudgement | None = None
+    #: The patient's other visits of this date placed after this one (first seen later): only
+    #: rules whose finding has no single carrier read them (an add-on's primary may be billed
+    #: in a later visit of the day).
+    same_day_after: tuple[VisitRecord, ...] = ()
 
     @classmethod
     def build(
@@ -57,6 +61,7 @@ class VisitContext:
         rules: RuleSet,
         policy: ResolvedPolicy,
         same_day: tuple[VisitRecord, ...] = (),
+        same_day_after: tuple[VisitRecord, ...] = (),
     ) -> VisitContext:
         catalog = rules.catalog
         lines = tuple([Line.of(s, catalog) for s in visit.services])
@@ -64,7 +69,9 @@ class VisitContext:
             ln for ln in lines if ln.entry is not None and ln.entry.unit_basis is UnitBasis.TIMED
         )
         unknown = tuple(ln for ln in lines if ln.entry is None)
-        return cls(visit, catalog, policy, rules, lines, timed, unknown, same_day)
+        return cls(
+            visit, catalog, policy, rules, lines, timed, unknown, same_day, None, same_day_after
+        )
 
     def with_episode(self, episode: EpisodeJudgement) -> VisitContext:
         # Positional copy: dataclasses.replace costs ~5x more on this hot path.
@@ -78,6 +85,7 @@ class VisitContext:
             self.unknown,
             self.same_day,
             episode,
+            self.same_day_after,
         )
 
     @property

@@ -548,12 +548,14 @@ def test_correction_that_drops_the_earlier_97129_resolves_the_later_misallocatio
     assert MISALLOCATED not in final(*events)["V-2"]
 
 
-def test_add_on_before_its_primary_keeps_its_alert_and_after_it_has_none() -> None:
-    # docs/rules.md "Claim-level rules": a visit is judged with the visits of its day seen
-    # before it; the morning 97130 keeps ADD_ON_CODE_WITHOUT_PRIMARY when 97129 comes after.
+def test_add_on_before_or_after_its_primary_has_no_alert_once_the_day_has_both() -> None:
+    # EVENTS.md ADD_ON_CODE_WITHOUT_PRIMARY: "without its primary code ... on the same date of
+    # service" - a fact of the day. The morning 97130 is alerted until the afternoon visit
+    # bills 97129, then its status resolves it (docs/rules.md "Claim-level rules").
     add_on = [line("1", "97130", 1, 15)]
+    assert final(visit("V-1", 0, services=add_on)) == {"V-1": ["ADD_ON_CODE_WITHOUT_PRIMARY"]}
     assert final(visit("V-1", 0, services=add_on), visit("V-2", 0, services=cfi())) == {
-        "V-1": ["ADD_ON_CODE_WITHOUT_PRIMARY"],
+        "V-1": [],
         "V-2": [],
     }
     assert final(visit("V-2", 0, services=cfi()), visit("V-1", 0, services=add_on)) == {
