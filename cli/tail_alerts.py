@@ -23,6 +23,19 @@ def format_alert(alert: dict[str, object]) -> str:
     )
 
 
+def tail_consumer(settings: Settings, topic: str, from_beginning: bool) -> AIOKafkaConsumer:
+    """A consumer without a group (a person's view commits nothing) from the topic's start or
+    its end."""
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        **settings.aiokafka_security(),
+    )
+
+
 async def tail_alerts(
     settings: Settings,
     from_beginning: bool,
@@ -30,14 +43,7 @@ async def tail_alerts(
     limit: int | None,
     out: TextIO = sys.stdout,
 ) -> int:
-    consumer = AIOKafkaConsumer(
-        settings.topic_alerts,
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        **settings.aiokafka_security(),
-    )
+    consumer = tail_consumer(settings, settings.topic_alerts, from_beginning)
     await consumer.start()
     shown = 0
     try:

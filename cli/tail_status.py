@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
+from cli.tail_alerts import tail_consumer
 from runtime.settings import Settings
 from schemas.visit_status import BillingStatus, StatusCause, VisitStatus
 
@@ -119,14 +119,7 @@ async def tail_status(
     err: TextIO = sys.stderr,
 ) -> int:
     """Follow the status topic, printing what `tail` decides; stop after `limit` lines."""
-    consumer = AIOKafkaConsumer(
-        settings.topic_status,
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        **settings.aiokafka_security(),
-    )
+    consumer = tail_consumer(settings, settings.topic_status, from_beginning)
     await consumer.start()
     shown = 0
     try:

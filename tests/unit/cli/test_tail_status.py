@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+import cli.tail_alerts
 import cli.tail_status
 from cli.main import parser
 from cli.tail_status import Output, StatusTail, format_status, parse_status, tail_status
@@ -261,7 +262,7 @@ class Consumer:
 def test_the_loop_reads_the_status_topic_and_stops_after_limit_lines(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cli.tail_status, "AIOKafkaConsumer", Consumer)
+    monkeypatch.setattr(cli.tail_alerts, "AIOKafkaConsumer", Consumer)
     Consumer.made = []
     third = status(visit_id="V-3", state=BillingStatus.READY)
     Consumer.records = [None, b"{oops", raw(HELD), raw(HELD), raw(RELEASED), raw(third)]

@@ -213,6 +213,19 @@ def test_mue_summed_across_visits_follows_a_correction(tmp_path: Path) -> None:
 # --- episode rules: a delayed certification reaches back ----------------------------------------
 
 
+def delayed_cert(signed: int, start: int, through: int) -> dict[str, Any]:
+    """A certification signed on day `signed` with the reason for its delay documented (sec.
+    220.1.3 D), covering days `start` through `through`."""
+    return doc(
+        "certification",
+        author="MD",
+        signed=day(D0, signed),
+        delay_reason_documented=True,
+        covers_from=day(D0, start),
+        covers_through=day(D0, through),
+    )
+
+
 def _episode(feed: Feed, n: int) -> None:
     """An initial evaluation with a signed plan, then treatment visits on days 10, 20, ... n
     (a progress report at each keeps PROGRESS_REPORT_OVERDUE out of the way); no certification."""
@@ -237,14 +250,7 @@ def test_delayed_certification_resolves_certification_missing_on_the_visits_it_c
         "V-40": ["CERTIFICATION_MISSING"],
         "V-50": ["CERTIFICATION_MISSING"],
     }
-    cert = doc(
-        "certification",
-        author="MD",
-        signed=day(D0, 60),
-        delay_reason_documented=True,
-        covers_from=day(D0, 0),
-        covers_through=day(D0, 59),
-    )
+    cert = delayed_cert(60, 0, 59)
     statuses = feed.send(episode_visit("V-60", day(D0, 60), docs=[doc("progress_report"), cert]))
     assert [s.visit_id for s in statuses] == ["V-60", "V-40", "V-50"]
     for s in statuses[1:]:
@@ -257,14 +263,7 @@ def test_delayed_certification_does_not_reach_outside_its_interval(engine: Engin
     # 220.1.3 D accepts the late certification for what it certifies, not more).
     feed = Feed(engine)
     _episode(feed, 50)
-    cert = doc(
-        "certification",
-        author="MD",
-        signed=day(D0, 60),
-        delay_reason_documented=True,
-        covers_from=day(D0, 45),
-        covers_through=day(D0, 59),
-    )
+    cert = delayed_cert(60, 45, 59)
     statuses = feed.send(episode_visit("V-60", day(D0, 60), docs=[doc("progress_report"), cert]))
     assert [s.visit_id for s in statuses] == ["V-60", "V-50"]
     assert feed.open_rules("V-40") == ["CERTIFICATION_MISSING"]
@@ -279,14 +278,7 @@ def test_mirror_correction_removing_the_delay_reason_reopens_certification_missi
     feed = Feed(engine)
     _episode(feed, 50)
     opened = {v: feed.last(v)["open_alerts"][0]["alert_id"] for v in ("V-40", "V-50")}
-    cert = doc(
-        "certification",
-        author="MD",
-        signed=day(D0, 60),
-        delay_reason_documented=True,
-        covers_from=day(D0, 0),
-        covers_through=day(D0, 59),
-    )
+    cert = delayed_cert(60, 0, 59)
     late = episode_visit("V-60", day(D0, 60), docs=[doc("progress_report"), cert])
     feed.send(late)
     no_reason = {**cert, "delay_reason_documented": False}
@@ -436,14 +428,7 @@ def test_delayed_recertification_reaches_the_earlier_visits_of_its_interval(
     for k in (95, 100):
         feed.send(episode_visit(f"V-{k}", day(D0, k), docs=[doc("progress_report")]))
     assert feed.open_rules("V-95") == ["RECERTIFICATION_MISSING"]
-    recert = doc(
-        "certification",
-        author="MD",
-        signed=day(D0, 110),
-        delay_reason_documented=True,
-        covers_from=day(D0, 90),
-        covers_through=day(D0, 179),
-    )
+    recert = delayed_cert(110, 90, 179)
     statuses = feed.send(
         episode_visit("V-110", day(D0, 110), docs=[doc("progress_report"), recert])
     )
