@@ -36,6 +36,16 @@ def tail_consumer(settings: Settings, topic: str, from_beginning: bool) -> AIOKa
     )
 
 
+async def start(consumer: AIOKafkaConsumer) -> None:
+    """`consumer.start()`, stopping it when that fails (an unreachable broker), so nothing is
+    left open behind the one-line error (cli/commands/_kafka.py)."""
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+
+
 async def tail_alerts(
     settings: Settings,
     from_beginning: bool,
@@ -44,7 +54,7 @@ async def tail_alerts(
     out: TextIO = sys.stdout,
 ) -> int:
     consumer = tail_consumer(settings, settings.topic_alerts, from_beginning)
-    await consumer.start()
+    await start(consumer)
     shown = 0
     try:
         async for msg in consumer:

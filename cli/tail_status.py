@@ -15,7 +15,7 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from cli.tail_alerts import tail_consumer
+from cli.tail_alerts import start, tail_consumer
 from runtime.settings import Settings
 from schemas.visit_status import BillingStatus, StatusCause, VisitStatus
 
@@ -120,7 +120,7 @@ async def tail_status(
 ) -> int:
     """Follow the status topic, printing what `tail` decides; stop after `limit` lines."""
     consumer = tail_consumer(settings, settings.topic_status, from_beginning)
-    await consumer.start()
+    await start(consumer)
     shown = 0
     try:
         async for msg in consumer:

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from aiokafka.errors import KafkaConnectionError
+
 from runtime.settings import Settings, settings_from_env_or_exit
 
 
@@ -17,7 +19,7 @@ def run_with_kafka(work: Callable[[Settings], Coroutine[Any, Any, Any]]) -> int:
         asyncio.run(work(settings))
     except KeyboardInterrupt:
         return 0
-    except OSError as exc:
+    except (OSError, KafkaConnectionError) as exc:  # aiokafka's own error at bootstrap
         print(
             f"therapy-compliance: cannot reach Kafka at {settings.brokers}: {exc}", file=sys.stderr
         )
