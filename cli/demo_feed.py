@@ -339,7 +339,7 @@ async def read_statuses(settings: Settings) -> tuple[list[VisitStatus], int]:
         await consumer.seek_to_beginning(*tps)
         remaining = {tp for tp in tps if await consumer.position(tp) < end[tp]}
         while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
+            batch = await consumer.getmany(*sorted(remaining), timeout_ms=1000, max_records=5000)
             for tp, got in batch.items():
                 for rec in got:
                     if rec.offset >= end[tp]:

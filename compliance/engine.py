@@ -290,7 +290,7 @@ class Engine:
     ) -> tuple[PatientHistory, list[StatusEvent], list[AlertEvent]]:
         """Re-judge the other visits whose verdict the event can change; their new statuses
         (only where the set of open alert ids changed) and newly raised alerts."""
-        scopes = affected(before, after, old, new, self._kx_sides)
+        scopes = affected(before, after, old, new, self._kx_sides, self._bills_add_on)
         if not scopes:
             return after, [], []
         changed: dict[str, VisitRecord] = {}
@@ -327,6 +327,12 @@ class Engine:
                 if a.alert_id not in was
             )
         return after.with_current(changed), statuses, raised
+
+    def _bills_add_on(self, record: VisitRecord) -> bool:
+        catalog = self.rules.catalog
+        return any(
+            (e := catalog.get(ln.cpt)) is not None and bool(e.add_on_to) for ln in record.lines
+        )
 
     def _kx_sides(self, year: int, bucket: str, cents: int) -> tuple[bool, bool] | None:
         kx = self.rules.kx

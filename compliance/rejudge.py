@@ -4,8 +4,10 @@ verdict it can change, within the horizons"). Pure; docs/rules.md "Re-judgement"
 
 A visit is judged with the visits before it in `segments.order` (date of service, then the seq
 of the visit's first event), so an event of visit X at place p can change:
-- DAY: visits of X's old and new date (same-day NCCI/MUE/evaluation/add-on family split:
-  those placed after X; the add-on rule reads the visits placed before it too);
+- DAY: visits of X's old and new date placed after X (same-day NCCI/MUE/evaluation/add-on
+  family split), and those placed before X that bill an add-on code (the add-on rule reads the
+  whole day: X may bill or drop its primary) - not every visit of the day, so a patient with
+  hundreds of visits on one date costs one look at each per event, not a re-judgement of each;
 - EPISODE: visits of X's old and new episode placed after X's earlier place; every visit of
   the episode when X carries (or carried) a delayed certification, which reaches back over its
   interval, or when X opens or closes an episode before other visits of it (it may cut such a
@@ -42,6 +44,7 @@ def affected(
     old: VisitRecord | None,
     new: VisitRecord,
     kx_sides: KxSides,
+    bills_add_on: Callable[[VisitRecord], bool],
 ) -> dict[str, frozenset[Scope]]:
     """visit_id -> the scopes to judge again, for the other visits of `after` (the history with
     `new` applied; `old`: the visit's current version before it, None for a first event)."""
@@ -70,7 +73,9 @@ def affected(
     if not (same_facts and old is not None and old.lines == new.lines and old.npi == new.npi):
         dates = {v.date_of_service for v in versions}
         for r in others:
-            if r.date_of_service in dates:  # before X too: an add-on's primary may be X's
+            # After X: every day rule reads X. Before X: only the add-on rule does (its primary
+            # may be X's), so only a visit billing an add-on code.
+            if r.date_of_service in dates and (r.first > new.first or bills_add_on(r)):
                 add(r, Scope.DAY)
     episodes = [v for v in versions if v.episode is not None]
     if episodes and not (

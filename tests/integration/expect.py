@@ -37,7 +37,9 @@ def expected_outputs(records: Iterable[tuple[bytes | None, bytes]]) -> Expected:
         outcome = _ENGINE.evaluate(result, now, history, seq=seq)
         assert outcome.history is not None
         histories[result.patient_ref] = outcome.history
-        exp.alert_ids |= {a.alert_id for a in outcome.alerts}
+        # The visit's alerts, and those its re-judgement raised on the patient's other visits
+        # (EVENTS.md "VisitStatus v1": published on the alert topic like any other).
+        exp.alert_ids |= {a.alert_id for a in (*outcome.alerts, *outcome.raised)}
     return exp
 
 
