@@ -3,6 +3,7 @@ events and the updated history out. No I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
@@ -13,12 +14,13 @@ from compliance.episodes.build import episode_part
 from compliance.episodes.judge import EpisodeJudgement, EpisodeStatus, judge
 from compliance.findings import Finding
 from compliance.kx_thresholds import KxBucket
-from compliance.policy import PayerPolicies
+from compliance.policy import PayerPolicies, ResolvedPolicy
 from compliance.records import OpenAlert, StatusState, VisitRecord
 from compliance.rejudge import affected
 from compliance.retention import MAX_VERSIONS
 from compliance.rules import RULE_IDS, SCOPED_RULES, Rule, Scope, VisitContext, rules_of
 from compliance.rules.feed_parts import without_consequences
+from compliance.rules.kx import sides
 from compliance.ruleset import ENGINE_VERSION, RuleSet, default_ruleset
 from compliance.state import DEFAULT_EPISODE_HORIZON_DAYS, DEFAULT_HORIZON_DAYS, PatientHistory
 from compliance.status import (
@@ -148,22 +150,32 @@ class Engine:
             seen = list(history.seen_before(seq, visit.visit_id))
             first = min((v.first for v in history.versions(visit.visit_id)), default=seq)
             first = min(first, seq)
-            day = visit.date_of_service
-            # The visits of its date placed before it (segments.order): a correction keeps
-            # its visit's place, so it is not judged against visits that came after it.
-            today = [v for v in seen if v.date_of_service == day]
-            ctx = VisitContext.build(
-                visit,
-                self.rules,
-                policy,
-                tuple(v for v in today if v.first < first),
-                tuple(v for v in today if v.first > first),
-            )
+            ctx = self._context(visit, policy, seen, first)
             record = VisitRecord.of(visit, seq, episode_part(ctx), first)
             judgement = judge(record, history, seen, self.episode_horizon_days)
             ctx = ctx.with_episode(judgement)
         findings, scopes = _apply(SCOPED_RULES, ctx)
         return _Run(findings, scopes, judgement, record)
+
+    def _context(
+        self,
+        visit: TherapyVisitCompleted,
+        policy: ResolvedPolicy,
+        seen: Sequence[VisitRecord],
+        first: int,
+    ) -> VisitContext:
+        """The visit's context with the visits of its date split at its place (segments.order):
+        a correction keeps its visit's place, so it is not judged against visits that came
+        after it (only the add-on rule reads those)."""
+        day = visit.date_of_service
+        today = [v for v in seen if v.date_of_service == day]
+        return VisitContext.build(
+            visit,
+            self.rules,
+            policy,
+            tuple(v for v in today if v.first < first),
+            tuple(v for v in today if v.first > first),
+        )
 
     def judge_now(
         self,
@@ -177,15 +189,7 @@ class Engine:
         each one's scope. The record must be `judgeable`; alert ids come from its event id."""
         visit = _visit_of(record, patient_ref)
         seen = [vs[-1] for vs in history.visits if vs[0].visit_id != record.visit_id]
-        day = record.date_of_service
-        today = [v for v in seen if v.date_of_service == day]
-        ctx = VisitContext.build(
-            visit,
-            self.rules,
-            self.policies.resolve(visit),
-            tuple(v for v in today if v.first < record.first),
-            tuple(v for v in today if v.first > record.first),
-        )
+        ctx = self._context(visit, self.policies.resolve(visit), seen, record.first)
         if Scope.EPISODE in scopes or Scope.KX in scopes:
             ctx = ctx.with_episode(judge(record, history, seen, self.episode_horizon_days))
         findings, kinds = _apply(rules_of(scopes), ctx)
@@ -339,7 +343,7 @@ class Engine:
         threshold = kx.cents(year, KxBucket(bucket))
         if threshold is None:
             return None
-        return (cents > threshold, cents * 100 < kx.premature_share_percent * threshold)
+        return sides(cents, threshold, kx.premature_share_percent)
 
 
 def _amounts(open_: tuple[OpenAlert, ...]) -> frozenset[tuple[str, str | None]]:

@@ -75,6 +75,12 @@ class DocRecord(_Record):
     delay_reason: bool = False
     discipline: str | None = None
 
+    @property
+    def delayed_certification(self) -> bool:
+        """A signed certification with the reason for its delay documented (Pub. 100-02, Ch.
+        15, sec. 220.1.3 D): it covers the earlier visits of its interval (EVENTS.md)."""
+        return self.kind is DocKind.CERTIFICATION and self.delay_reason and self.signed is not None
+
 
 class KxEntry(_Record):
     """A visit's contribution to one KX bucket (Medicare Part B visits only)."""

@@ -29,7 +29,7 @@ from datetime import date
 from compliance.episodes.accrual import KxFold
 from compliance.episodes.segments import group_key, order
 from compliance.kx_thresholds import KxBucket
-from compliance.records import INITIAL_EVALUATION, DocKind, VisitRecord
+from compliance.records import INITIAL_EVALUATION, VisitRecord
 from compliance.rules import Scope
 from compliance.state import PatientHistory
 
@@ -102,9 +102,7 @@ def _carries_delayed_certification(r: VisitRecord) -> bool:
     """A signed certification with its delay reason: it reaches the earlier visits of its
     interval (episodes/judge.py)."""
     ep = r.episode
-    return ep is not None and any(
-        d.kind is DocKind.CERTIFICATION and d.delay_reason and d.signed is not None for d in ep.docs
-    )
+    return ep is not None and any(d.delayed_certification for d in ep.docs)
 
 
 def _bounds_an_episode(r: VisitRecord) -> bool:

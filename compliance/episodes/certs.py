@@ -99,7 +99,7 @@ def delayed_covering(view: EpisodeView, policy: EpisodePolicy) -> list[DocRecord
     lateness", sec. 220.1.3 D), and those carried by later visits of the episode whose interval
     contains the judged date ("a certification with `delay_reason_documented` covers the
     earlier visits of its interval", EVENTS.md)."""
-    out = [c for c in view.certifications if c.delay_reason and c.signed is not None]
+    out = [c for c in view.certifications if c.delayed_certification]
     out.extend(c for c in view.delayed_certifications if delayed_covers(c, view, policy))
     return out
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 from compliance.episodes.accrual import KxAccrual, accrue
 from compliance.episodes.segments import GroupKey, group_key, last_segment, order
 from compliance.episodes.view import EpisodeView
-from compliance.records import INITIAL_EVALUATION, DocKind, DocRecord, VisitRecord
+from compliance.records import INITIAL_EVALUATION, DocRecord, VisitRecord
 from compliance.state import PatientHistory
 
 
@@ -67,8 +67,7 @@ def judge(
     if own.episode is None:
         return EpisodeJudgement(EpisodeStatus.START_UNSEEN, None, kx)
     key = group_key(own)
-    ref, discipline = own.episode.episode_ref, own.discipline
-    records = [r for r in upto if _same_group(r, ref, discipline)]
+    records = [r for r in upto if r.episode is not None and group_key(r) == key]
     records.sort(key=order)
     records.append(own)  # own is last: the latest of its date in `order`
     segment = last_segment(records, key)
@@ -77,20 +76,10 @@ def judge(
         return EpisodeJudgement(EpisodeStatus.START_UNSEEN, None, kx)
     view = EpisodeView.of(segment, first_day, day)
     if later:
-        delayed = _delayed_certifications(
-            own, [r for r in later if _same_group(r, ref, discipline)], key
-        )
+        delayed = _delayed_certifications(own, [r for r in later if group_key(r) == key], key)
         if delayed:
             view = replace(view, delayed_certifications=delayed)
     return EpisodeJudgement(EpisodeStatus.EVALUATED, view, kx)
-
-
-def _same_group(r: VisitRecord, ref: str | None, discipline: str) -> bool:
-    return (
-        r.episode is not None
-        and r.episode.episode_ref == ref
-        and (ref is not None or r.discipline == discipline)
-    )
 
 
 def _delayed_certifications(
@@ -104,16 +93,14 @@ def _delayed_certifications(
     continues after `own` until an initial evaluation or the visit after a discharge (an
     EHR-named episode: every record of it)."""
     later.sort(key=order)
-    out = []
+    out: list[DocRecord] = []
     closed = own.episode is not None and own.episode.discharged and key[0] == "d"
     for r in later:
         ep = r.episode
         assert ep is not None
         if key[0] == "d" and (closed or ep.has(INITIAL_EVALUATION)):
             break
-        for doc in ep.docs:
-            if doc.kind is DocKind.CERTIFICATION and doc.delay_reason and doc.signed is not None:
-                out.append(doc)
+        out.extend(doc for doc in ep.docs if doc.delayed_certification)
         closed = ep.discharged
     return tuple(out)
 

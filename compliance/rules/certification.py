@@ -76,7 +76,7 @@ def check_certification(ctx: VisitContext) -> list[Finding]:
     covered = any(i.start <= view.day <= i.end for i in intervals) or any(
         delayed_covers(c, view, policy)
         for c in (*view.certifications, *view.delayed_certifications)
-        if c.delay_reason and c.signed is not None
+        if c.delayed_certification
     )
     ended = [i for i in intervals if i.end < view.day]
     if ended and not covered:

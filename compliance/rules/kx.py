@@ -23,6 +23,12 @@ from compliance.rules.context import VisitContext, ids
 MAX_NAMED = 20
 
 
+def sides(total_cents: int, threshold: int, share_percent: int) -> tuple[bool, bool]:
+    """(over the threshold: MISSING's condition, under the share: PREMATURE's condition) of an
+    accrual; re-judgement (compliance/rejudge.py) compares these before and after an event."""
+    return total_cents > threshold, total_cents * 100 < share_percent * threshold
+
+
 def check_kx(ctx: VisitContext) -> list[Finding]:
     ep = ctx.episode
     if ep is None or ep.kx is None:
@@ -40,8 +46,10 @@ def check_kx(ctx: VisitContext) -> list[Finding]:
         "bucket": acc.bucket.value,
         "year": acc.year,
     }
+    share = kx.premature_share_percent
+    over, under = sides(acc.total_cents, threshold, share)
     out: list[Finding] = []
-    if lacking and acc.total_cents > threshold:
+    if lacking and over:
         out.append(
             Finding(
                 RuleId.KX_MODIFIER_MISSING,
@@ -60,8 +68,7 @@ def check_kx(ctx: VisitContext) -> list[Finding]:
                 amount_at_risk=ctx.lines_amount(lacking),
             )
         )
-    share = kx.premature_share_percent
-    if carrying and acc.total_cents * 100 < share * threshold:
+    if carrying and under:
         observed: dict[str, object] = {
             "accrued": _usd(acc.total_cents),
             "share_of_threshold_percent": round(acc.total_cents * 100 / threshold, 1),
