@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 
 from compliance.alerts import AlertEvent, CheckedEvent, build_alerts, build_checked
@@ -14,6 +14,7 @@ from compliance.episodes.build import episode_part
 from compliance.episodes.judge import EpisodeJudgement, EpisodeStatus, judge
 from compliance.findings import Finding
 from compliance.kx_thresholds import KxBucket
+from compliance.notices import Notice, at_visit, due_between
 from compliance.policy import PayerPolicies, ResolvedPolicy
 from compliance.records import OpenAlert, StatusState, VisitRecord
 from compliance.rejudge import affected
@@ -33,6 +34,7 @@ from compliance.status import (
     open_alerts,
 )
 from schemas.common import Credential, Discipline, PayerKind, UnitRule
+from schemas.notice import ComplianceNotice
 from schemas.visit import Payer, RenderingProvider, ServiceLine, TherapyVisitCompleted
 from schemas.visit_status import StatusCause
 
@@ -59,6 +61,9 @@ class Outcome:
     statuses: list[StatusEvent] = field(default_factory=list)
     #: Alerts a re-judgement newly raised on other visits (ids from their current events).
     raised: list[AlertEvent] = field(default_factory=list)
+    #: `ComplianceNotice` v1 records the visit brought due, not published before for the
+    #: patient (compliance/notices.py); empty without a history and for a re-delivery.
+    notices: list[ComplianceNotice] = field(default_factory=list)
 
     @property
     def episode_start_unseen(self) -> bool:
@@ -72,6 +77,8 @@ class _Run:
     scopes: list[str]
     judgement: EpisodeJudgement | None
     record: VisitRecord | None
+    #: The patient's other visits as they stood before the event (with a history).
+    seen: list[VisitRecord] = field(default_factory=list)
 
 
 class Engine:
@@ -155,7 +162,7 @@ class Engine:
             judgement = judge(record, history, seen, self.episode_horizon_days)
             ctx = ctx.with_episode(judgement)
         findings, scopes = _apply(SCOPED_RULES, ctx)
-        return _Run(findings, scopes, judgement, record)
+        return _Run(findings, scopes, judgement, record, seen if history is not None else [])
 
     def _context(
         self,
@@ -239,6 +246,8 @@ class Engine:
         updated = history.apply(record, self.horizon_days, self.episode_horizon_days)
         updated, related, raised = self._rejudge(history, updated, old, record, visit, now)
         statuses.extend(related)
+        found = at_visit(record, run.judgement, run.seen, self.rules)
+        notices, updated = _unsent(found, updated, visit.patient_ref, now)
         return Outcome(
             outcome.alerts,
             outcome.checked,
@@ -247,7 +256,19 @@ class Engine:
             outcome.kx_unknown_amount_lines,
             statuses,
             raised,
+            notices,
         )
+
+    def notices_due(
+        self, history: PatientHistory, patient_ref: str, start: date, end: date, now: datetime
+    ) -> tuple[list[ComplianceNotice], PatientHistory]:
+        """A daily run (and its catch-up) for one patient: the date-driven notices due on the
+        dates `start` through `end`, each as of its first date, that were not published for
+        the patient before; and the history remembering them."""
+        if start > end or not history.visits:
+            return [], history
+        records = [vs[-1] for vs in history.visits]
+        return _unsent(due_between(records, start, end, self.rules), history, patient_ref, now)
 
     def _outcome(
         self,
@@ -344,6 +365,22 @@ class Engine:
         if threshold is None:
             return None
         return sides(cents, threshold, kx.premature_share_percent)
+
+
+def _unsent(
+    found: list[Notice], history: PatientHistory, patient_ref: str, now: datetime
+) -> tuple[list[ComplianceNotice], PatientHistory]:
+    """The notices whose ids the patient's history does not hold as published, each once, and
+    the history holding them."""
+    out: list[ComplianceNotice] = []
+    ids: list[str] = []
+    for n in found:
+        i = n.id_for(patient_ref)
+        if i in history.sent or i in ids:
+            continue
+        ids.append(i)
+        out.append(n.event(patient_ref, now))
+    return out, history.with_sent(ids)
 
 
 def _amounts(open_: tuple[OpenAlert, ...]) -> frozenset[tuple[str, str | None]]:

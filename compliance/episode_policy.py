@@ -60,6 +60,18 @@ class ReferralException(BaseModel):
     source: _Source
 
 
+class NoticePolicy(BaseModel):
+    """Lead times of the ComplianceNotice kinds (EVENTS.md "ComplianceNotice v1")."""
+
+    model_config = _STRICT
+
+    progress_report_from_treatment_day: _Days
+    certification_from_day: Annotated[int, Field(ge=0, le=366)]
+    recertification_lead_days: Annotated[int, Field(ge=0, le=89)]
+    kx_share_percent: Annotated[int, Field(ge=1, le=100)]
+    source: _Source
+
+
 class EpisodePolicy(BaseModel):
     model_config = _STRICT
 
@@ -68,6 +80,7 @@ class EpisodePolicy(BaseModel):
     certification: CertificationPolicy
     recertification: RecertificationPolicy
     referral_exception: ReferralException
+    notices: NoticePolicy
 
 
 def parse_episode_policy(text: str) -> EpisodePolicy:
@@ -83,6 +96,17 @@ def parse_episode_policy(text: str) -> EpisodePolicy:
         raise EpisodePolicyError(
             f"episode_policy.toml: progress_report: {names} listed as clinician and assistant"
         )
+    n = policy.notices
+    if n.progress_report_from_treatment_day > policy.progress_report.max_treatment_days:
+        raise EpisodePolicyError(
+            "episode_policy.toml: notices: progress_report_from_treatment_day is after "
+            "progress_report.max_treatment_days (the notice would come after the alert)"
+        )
+    if n.certification_from_day > policy.certification.within_days:
+        raise EpisodePolicyError(
+            "episode_policy.toml: notices: certification_from_day is after "
+            "certification.within_days (the notice would come after the alert)"
+        )
     return policy
 
 
@@ -90,6 +114,7 @@ __all__ = [
     "CertificationPolicy",
     "EpisodePolicy",
     "EpisodePolicyError",
+    "NoticePolicy",
     "PlanOfCarePolicy",
     "ProgressReportPolicy",
     "RecertificationPolicy",

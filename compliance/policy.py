@@ -41,6 +41,9 @@ class _Policy(Effective):
     kx_threshold: bool = False
     #: PLAN_OF_CARE_MISSING applies (EVENTS.md names no payer scope for it; docs/rules.md).
     plan_of_care_required: bool = True
+    #: KX_THRESHOLD_NEAR's share of the threshold for this payer (None: episode_policy.toml
+    #: [notices] kx_share_percent).
+    kx_notice_share_percent: Annotated[int, Field(ge=1, le=100)] | None = None
     source: Annotated[str, StringConstraints(min_length=3)]
 
 
@@ -83,6 +86,7 @@ class ResolvedPolicy:
     follows_medicare: bool = False
     kx_threshold: bool = False
     plan_of_care_required: bool = True
+    kx_notice_share_percent: int | None = None
 
 
 class PayerPolicies:
@@ -111,6 +115,10 @@ class PayerPolicies:
         self._by_kind = by_kind
         self._by_payer = by_payer
 
+    def resolve_payer(self, payer_id: str, kind: PayerKind, day: date) -> ResolvedPolicy:
+        """The policy of a payer on a date (no event: a stored record's payer)."""
+        return self._resolve(payer_id, kind, None, day)
+
     def resolve(self, visit: TherapyVisitCompleted) -> ResolvedPolicy:
         payer = visit.payer
         return self._resolve(payer.payer_id, payer.kind, payer.unit_rule, visit.date_of_service)
@@ -133,6 +141,7 @@ class PayerPolicies:
             policy.follows_medicare,
             policy.kx_threshold,
             policy.plan_of_care_required,
+            policy.kx_notice_share_percent,
         )
 
 

@@ -43,6 +43,9 @@ from compliance.retention import (
 )
 from compliance.state_codec import FORMAT_VERSION, JsonCache, StateFormatError, decode, encode
 
+#: Notice ids remembered per patient (PatientHistory.sent).
+SENT_NOTICES = 48
+
 
 @dataclass(frozen=True, slots=True)
 class PatientHistory:
@@ -60,6 +63,9 @@ class PatientHistory:
     #: highest seq of the visits' current (last) versions.
     _newest: date | None = field(default=None, init=False, compare=False, repr=False)
     _max_seq: int = field(default=-1, init=False, compare=False, repr=False)
+    #: Ids of the notices published for the patient (compliance/notices.py), newest last, at
+    #: most `SENT_NOTICES`: a notice is not published again while its id is here.
+    sent: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         index = self._index
@@ -143,7 +149,7 @@ class PatientHistory:
             visits, self.kx_folds, self.folded_through, horizon_days, episode_horizon_days
         )
         pruned.sort(key=_visit_id)  # nearly sorted already: linear
-        return PatientHistory(tuple(pruned), folds, through, {}, self._json)
+        return PatientHistory(tuple(pruned), folds, through, {}, self._json, sent=self.sent)
 
     def with_current(self, records: dict[str, VisitRecord]) -> PatientHistory:
         """The history with these visits' current versions replaced (their status changed)."""
@@ -153,7 +159,20 @@ class PatientHistory:
         for visit_id, record in records.items():
             i = self._index[visit_id]
             visits[i] = (*visits[i][:-1], record)
-        return PatientHistory(tuple(visits), self.kx_folds, self.folded_through, {}, self._json)
+        return PatientHistory(
+            tuple(visits), self.kx_folds, self.folded_through, {}, self._json, sent=self.sent
+        )
+
+    def with_sent(self, notice_ids: Iterable[str]) -> PatientHistory:
+        """The history remembering these notice ids as published (the oldest forgotten past
+        `SENT_NOTICES`; a forgotten one still due is published again, with the same id)."""
+        added = tuple(i for i in notice_ids if i not in self.sent)
+        if not added:
+            return self
+        sent = (*self.sent, *added)[-SENT_NOTICES:]
+        return PatientHistory(
+            self.visits, self.kx_folds, self.folded_through, {}, self._json, sent=sent
+        )
 
     # --- serialisation -----------------------------------------------------------------------
 
@@ -189,6 +208,7 @@ __all__ = [
     "DEFAULT_HORIZON_DAYS",
     "FORMAT_VERSION",
     "MAX_VERSIONS",
+    "SENT_NOTICES",
     "LineRecord",
     "PatientHistory",
     "StateFormatError",

@@ -73,6 +73,8 @@ class Head(msgspec.Struct, array_like=True, gc=False):
     folded_through: date | None = None
     #: The highest seq applied to the patient when the head was written (see above).
     seq: int = -1
+    #: Ids of the notices published for the patient (PatientHistory.sent).
+    notices: tuple[str, ...] = ()
 
 
 _VISIT = msgspec.msgpack.Decoder(tuple[VisitRecord, ...])
@@ -158,13 +160,16 @@ def read(patient: bytes, head: bytes | None, visits: Iterable[tuple[bytes, bytes
     if stored is None:
         return Stored(_history(records, (), None))
     folds = tuple(KxFold(y, b, c, u) for y, b, c, u in stored.kx)
-    return Stored(_history(records, folds, stored.folded_through), stored)
+    return Stored(_history(records, folds, stored.folded_through, stored.notices), stored)
 
 
 def _history(
-    records: dict[str, tuple[VisitRecord, ...]], folds: tuple[KxFold, ...], through: date | None
+    records: dict[str, tuple[VisitRecord, ...]],
+    folds: tuple[KxFold, ...],
+    through: date | None,
+    sent: tuple[str, ...] = (),
 ) -> PatientHistory:
-    return PatientHistory(tuple(records[k] for k in sorted(records)), folds, through)
+    return PatientHistory(tuple(records[k] for k in sorted(records)), folds, through, sent=sent)
 
 
 def tally_key(partition: int) -> bytes:
@@ -206,6 +211,7 @@ def changes(
         and not before.legacy
         and after.kx_folds == old.kx_folds
         and after.folded_through == old.folded_through
+        and after.sent == old.sent
     ):
         return out, Stored(after, before.head)  # the usual case: the head is unchanged
     seq = max(before.high_water, visit[1] if visit is not None else -1)
@@ -213,6 +219,7 @@ def changes(
         tuple((f.year, f.bucket, f.cents, f.unknown_lines) for f in after.kx_folds),
         after.folded_through,
         seq,
+        after.sent,
     )
     out.append((patient, encode_head(head)))
     out.extend((visit_key(patient, visit_id), None) for visit_id in removed)

@@ -15,6 +15,7 @@ from schemas.alert import ComplianceAlert
 from schemas.checked import VisitChecked
 from schemas.deadletter import DeadLetter
 from schemas.ehr_deadletter import EhrDeadLetter
+from schemas.notice import ComplianceNotice
 from schemas.visit import TherapyVisitCompleted
 from schemas.visit_status import VisitStatus
 
@@ -27,6 +28,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "dead_letter.v1": DeadLetter,
     "ehr_dead_letter.v1": EhrDeadLetter,
     "visit_status.v1": VisitStatus,
+    "compliance_notice.v1": ComplianceNotice,
 }
 
 
@@ -38,6 +40,7 @@ CHANNELS = [
     ("therapy.visit.deadletter.v1", "send", "original key", "dead_letter.v1"),
     ("ehr.deadletter.v1", "send", "patient_ref when known", "ehr_dead_letter.v1"),
     ("billing.visit.status.v1", "send", "visit_id (compacted)", "visit_status.v1"),
+    ("clinic.compliance.notice.v1", "send", "patient_ref", "compliance_notice.v1"),
 ]
 
 

@@ -5,6 +5,8 @@ patient (3 visits a week for a year). EVENTS.md "v1 additions"; KX per calendar 
 
 from __future__ import annotations
 
+import dataclasses
+
 from datetime import date, timedelta
 from typing import Any
 
@@ -118,7 +120,10 @@ def test_round_trip_is_exact_and_deterministic(engine: Engine) -> None:
     assert h is not None
     raw = h.to_bytes()
     back = PatientHistory.from_bytes(raw)
-    assert back == h and back.to_bytes() == raw
+    # Format 2 (read and upgraded, no longer written by the worker) does not carry the ids of
+    # the notices published; format 3 keeps them in the head (test_state_layout.py).
+    assert h.sent
+    assert back == dataclasses.replace(h, sent=()) and back.to_bytes() == raw
     again = run(engine, visits)[-1].history
     assert again is not None and again.to_bytes() == raw  # same events, same bytes
     body = orjson.loads(raw)

@@ -229,3 +229,21 @@ def test_visit_keys_beside_a_format_2_head_are_merged_newest_version_first() -> 
     stored = load(table)
     assert stored.legacy
     assert {vs[0].visit_id: vs[-1] for vs in stored.history.visits} == {"A": a, "B": b_new, "C": c}
+
+
+def test_the_notices_published_are_kept_in_the_head_and_written_when_they_change() -> None:
+    # compliance/notices.py: a notice id is published once per patient (EVENTS.md: "a notice
+    # whose obligation is met is not repeated"); the ids live in the head (Head.notices).
+    table: dict[bytes, bytes] = {}
+    r = feed([VisitRecord("V1", 0, date(2026, 3, 2), "1234567893", "PT")])[0]
+    write(table, step(table, r))
+    assert P not in table  # nothing folded, nothing sent: no head
+    before = load(table)
+    after = before.history.with_sent(["n-1", "n-2"])
+    writes, stored = changes(P, before, after, None)
+    assert [k for k, _ in writes] == [P]  # the head only; the visit is unchanged
+    write(table, writes)
+    assert load(table).history.sent == ("n-1", "n-2") == stored.history.sent
+    # an id already held changes nothing
+    again = load(table)
+    assert changes(P, again, again.history.with_sent(["n-2"]), None)[0] == []

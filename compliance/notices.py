@@ -1,0 +1,474 @@
+"""ComplianceNotice v1: what falls due before an episode rule is broken (EVENTS.md
+"ComplianceNotice v1"; docs/rules.md "Notices"). Pure: records and a date in, notices out.
+
+Two sources, one judgement:
+- `due_on(records, day)`: the date-driven kinds (CERTIFICATION_DUE, VERBAL_ORDER_SIGNATURE_DUE,
+  RECERTIFICATION_DUE) of every episode of a patient as of a date, from the records dated on or
+  before it (a document counts from its visit's date of service, as for the alerts). It reads
+  nothing else, so a daily run on any later day gives the same answer for that date: the
+  stream's catch-up of missed dates and `audit --as-of` agree.
+- `at_visit(...)`: a checked visit's notices - the date-driven kinds as of its date of service
+  (with the visits seen before it), PROGRESS_REPORT_DUE from its place in the progress-report
+  period and KX_THRESHOLD_NEAR from its KX accrual (both as the alerts judge it: episodes/judge.py).
+
+A notice's id is uuid5 of (patient, episode, kind, identity) where the identity is the
+contract's (the period's first day, `due_by`, or bucket and year): the same obligation always
+gives the same id, whoever notices it. "One notice per obligation" is the caller's part: it
+publishes an id once (PatientHistory.sent).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+
+from compliance.episode_policy import EpisodePolicy
+from compliance.episodes.certs import (
+    certified_intervals,
+    delayed_covers,
+    on_file,
+    referral_exception,
+)
+from compliance.episodes.judge import EpisodeJudgement
+from compliance.episodes.segments import Segment, by_group, segments
+from compliance.episodes.view import EpisodeView
+from compliance.kx_thresholds import KxBucket
+from compliance.policy import ResolvedPolicy
+from compliance.records import SERVICE, DocKind, PayerRecord, VisitRecord
+from compliance.ruleset import RuleSet
+from schemas.common import Discipline, PayerKind
+from schemas.notice import ComplianceNotice, NoticeKind
+
+#: Fixed namespace: notice ids are the same in every process and release.
+NOTICE_NAMESPACE = uuid.UUID("a3c5e0d2-6b1f-4f7e-8c2a-91d4b7e6f013")
+
+
+def notice_id(patient_ref: str, episode: str, kind: NoticeKind, identity: str) -> str:
+    return str(uuid.uuid5(NOTICE_NAMESPACE, "\x1f".join((patient_ref, episode, kind, identity))))
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One obligation falling due, as of a date (its first date when found by a range)."""
+
+    kind: NoticeKind
+    #: The episode's identity in the id: its `episode_ref`, else discipline and first day; ""
+    #: for KX (per patient, not per episode).
+    episode: str
+    identity: str
+    episode_ref: str | None
+    discipline: str
+    payer_id: str
+    episode_start: date | None
+    due_by: date | None
+    due_at_treatment_day: int | None
+    message: str
+    observed: dict[str, object] = field(compare=False)
+    as_of: date = field(compare=False)
+
+    def id_for(self, patient_ref: str) -> str:
+        return notice_id(patient_ref, self.episode, self.kind, self.identity)
+
+    def event(self, patient_ref: str, created_at: datetime) -> ComplianceNotice:
+        return ComplianceNotice(
+            notice_id=self.id_for(patient_ref),
+            kind=self.kind,
+            patient_ref=patient_ref,
+            episode_ref=self.episode_ref,
+            discipline=Discipline(self.discipline),
+            payer_id=self.payer_id,
+            episode_start=self.episode_start,
+            due_by=self.due_by,
+            due_at_treatment_day=self.due_at_treatment_day,
+            message=self.message,
+            observed=self.observed,
+            as_of=self.as_of,
+            created_at=created_at,
+        )
+
+
+# --- the date-driven kinds ----------------------------------------------------------------------
+
+
+def due_on(records: Iterable[VisitRecord], day: date, rules: RuleSet) -> list[Notice]:
+    """The date-driven notices due on `day` for each episode of a patient, judged with the
+    records (current versions) dated on or before it."""
+    upto = [r for r in records if r.date_of_service <= day and r.episode is not None]
+    out: list[Notice] = []
+    for key, group in by_group(upto).items():
+        segs = segments(group, key)
+        for i, seg in enumerate(segs):
+            first_day = seg.first_day
+            if first_day is None:
+                continue  # start unseen: never guessed (as for the alerts)
+            policy = _policy(seg, rules)
+            if policy is None or not policy.follows_medicare:
+                continue
+            # Ended: discharged, or a later episode of the group began (only certification and
+            # the verbal order's signature are still owed for the services furnished).
+            ended = seg.closed or i < len(segs) - 1
+            out.extend(_date_kinds(seg, first_day, day, ended, key[0] == "r", rules))
+    return out
+
+
+def _date_kinds(
+    seg: Segment, first_day: date, day: date, ended: bool, named: bool, rules: RuleSet
+) -> Iterator[Notice]:
+    ep_policy = rules.episodes
+    n = ep_policy.notices
+    cert = ep_policy.certification
+    view = EpisodeView.of(seg, first_day, day)
+    base = _Base.of(seg, first_day, named)
+    days = (day - first_day).days
+    vdays = cert.verbal_order_days
+    # CERTIFICATION_DUE (sec. 220.1.3 B, D; CY 2025 PFS referral exception).
+    if n.certification_from_day <= days <= cert.within_days:
+        signed = any(c.signed is not None and on_file(c, day, vdays) for c in view.certifications)
+        delayed = any(c.delayed_certification for c in view.certifications)
+        if not signed and not delayed and referral_exception(view, ep_policy) is None:
+            due = first_day + timedelta(days=cert.within_days)
+            yield base.notice(
+                NoticeKind.CERTIFICATION_DUE,
+                due.isoformat(),
+                due,
+                None,
+                f"Physician/NPP certification of the plan of care due by {due} (first day + "
+                f"{cert.within_days}).",
+                {"days_since_start": days},
+                day,
+            )
+    # VERBAL_ORDER_SIGNATURE_DUE (sec. 220.1.3 B: "followed within 14 days by a signature").
+    for verbal in sorted({c.verbal for c in view.certifications if c.verbal is not None}):
+        due = verbal + timedelta(days=vdays)
+        if not verbal <= day <= due:
+            continue
+        signed = any(
+            c.signed is not None
+            and c.signed <= day
+            and (c.verbal == verbal or (c.verbal is None and c.signed >= verbal))
+            for c in view.certifications
+        )
+        if not signed:
+            yield base.notice(
+                NoticeKind.VERBAL_ORDER_SIGNATURE_DUE,
+                due.isoformat(),
+                due,
+                None,
+                f"The verbal order of {verbal} must be signed by the physician/NPP by {due} "
+                f"(order date + {vdays}).",
+                {"verbal_order_date": verbal.isoformat(), "days_since_order": (day - verbal).days},
+                day,
+            )
+    # RECERTIFICATION_DUE (sec. 220.1.3 C), open episodes only.
+    if ended:
+        return
+    intervals = certified_intervals(view, ep_policy)
+    lead = timedelta(days=n.recertification_lead_days)
+    for end in sorted({i.end for i in intervals}):
+        if not end - lead <= day <= end:
+            continue
+        after = end + timedelta(days=1)
+        later = replace(view, day=after)
+        covered = any(i.start <= after <= i.end for i in intervals) or any(
+            c.delayed_certification and delayed_covers(c, later, ep_policy)
+            for c in view.certifications
+        )
+        if not covered:
+            yield base.notice(
+                NoticeKind.RECERTIFICATION_DUE,
+                end.isoformat(),
+                end,
+                None,
+                f"The certified interval ends {end}: a recertification of the plan of care is "
+                "needed to treat after it.",
+                {"certified_through": end.isoformat(), "days_left": (end - day).days},
+                day,
+            )
+
+
+def candidate_dates(records: Sequence[VisitRecord], rules: RuleSet) -> list[tuple[date, date]]:
+    """Date windows outside which `due_on` finds nothing for these records (a cover, not
+    exact): the certification window of every possible first day, every verbal order's 14
+    days, the recertification lead before every possible interval end. Lets a daily run or a
+    range skip a patient without judging each date."""
+    ep = rules.episodes
+    n = ep.notices
+    cap = timedelta(days=ep.recertification.max_interval_days - 1)
+    lead = timedelta(days=n.recertification_lead_days)
+    starts: set[date] = set()
+    ends: set[date] = set()
+    verbals: set[date] = set()
+    for r in records:
+        e = r.episode
+        if e is None:
+            continue
+        if e.start is not None:
+            starts.add(e.start)
+        # Any record may open an episode (an evaluation, the visit after a discharge, an
+        # EHR-named episode's first record): its date is a possible first day.
+        starts.add(r.date_of_service)
+        for d in e.docs:
+            if d.kind is DocKind.CERTIFICATION:
+                for s in (d.covers_from, d.verbal, d.signed, d.day):
+                    if s is not None:
+                        ends.add(s + cap)
+                if d.verbal is not None:
+                    verbals.add(d.verbal)
+                if d.covers_through is not None:
+                    ends.add(d.covers_through)
+            elif d.kind is DocKind.PLAN_OF_CARE:
+                for s in (d.plan_start, d.sent):
+                    if s is not None:
+                        ends.add(s + cap)
+                if d.plan_end is not None:
+                    ends.add(d.plan_end)
+    windows = [
+        (
+            s + timedelta(days=n.certification_from_day),
+            s + timedelta(days=ep.certification.within_days),
+        )
+        for s in starts
+    ]
+    windows.extend((s + cap - lead, s + cap) for s in starts)
+    windows.extend((v, v + timedelta(days=ep.certification.verbal_order_days)) for v in verbals)
+    windows.extend((e - lead, e) for e in ends)
+    return _merged(windows)
+
+
+def _merged(windows: list[tuple[date, date]]) -> list[tuple[date, date]]:
+    out: list[tuple[date, date]] = []
+    for lo, hi in sorted(windows):
+        if out and lo <= out[-1][1] + timedelta(days=1):
+            if hi > out[-1][1]:
+                out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def due_between(
+    records: Sequence[VisitRecord], start: date, end: date, rules: RuleSet
+) -> list[Notice]:
+    """The date-driven notices due on some date from `start` through `end`, each obligation
+    once, as of the first date it is due (daily runs over these dates, in order)."""
+    found: dict[tuple[str, str, str], Notice] = {}
+    for lo, hi in candidate_dates(records, rules):
+        day = max(lo, start)
+        last = min(hi, end)
+        while day <= last:
+            for notice in due_on(records, day, rules):
+                found.setdefault((notice.kind, notice.episode, notice.identity), notice)
+            day += timedelta(days=1)
+    return list(found.values())
+
+
+# --- a checked visit's notices -------------------------------------------------------------
+
+
+def at_visit(
+    record: VisitRecord,
+    judgement: EpisodeJudgement | None,
+    seen: Sequence[VisitRecord],
+    rules: RuleSet,
+) -> list[Notice]:
+    """The notices of a checked visit (`record`, judged with `judgement`; `seen`: the patient's
+    other visits as they stood before it): the date-driven kinds as of its date, then
+    PROGRESS_REPORT_DUE and KX_THRESHOLD_NEAR. The visit's documents are in `record`, so they
+    are applied before (EVENTS.md: "A visit's documents are applied before its notices")."""
+    day = record.date_of_service
+    upto = [r for r in seen if r.date_of_service <= day]
+    upto.append(record)
+    out = due_on(upto, day, rules)
+    if judgement is None:
+        return out
+    policy = _record_policy(record, rules)
+    if policy is None:
+        return out
+    view = judgement.view
+    ep = record.episode
+    if view is not None and ep is not None and policy.follows_medicare:
+        notice = _progress_report(record, view, rules.episodes)
+        if notice is not None:
+            out.append(notice)
+    if judgement.kx is not None:
+        notice = _kx_near(record, judgement, policy, rules)
+        if notice is not None:
+            out.append(notice)
+    return out
+
+
+def _progress_report(record: VisitRecord, view: EpisodeView, ep: EpisodePolicy) -> Notice | None:
+    """PROGRESS_REPORT_DUE (sec. 220.3 D): the visit is a treatment day from day 8 of its
+    period and no clinician report is dated in the period (one dated on the visit's date
+    covers it); not for a visit that closes the episode."""
+    part = record.episode
+    assert part is not None
+    if not part.has(SERVICE) or part.discharged or view.reported_today:
+        return None
+    treatment_day = view.treatment_day_in_period()
+    if treatment_day < ep.notices.progress_report_from_treatment_day:
+        return None
+    start = view.period_start
+    due = ep.progress_report.max_treatment_days
+    named = part.episode_ref is not None
+    episode = _episode_key(record.discipline, view.first_day, part.episode_ref if named else None)
+    payer = record.payer
+    return Notice(
+        NoticeKind.PROGRESS_REPORT_DUE,
+        episode,
+        start.isoformat(),
+        part.episode_ref,
+        record.discipline,
+        payer.payer_id if payer is not None else "",
+        view.first_day,
+        None,
+        due,
+        f"Progress report by the clinician due by treatment day {due} of the period that "
+        f"began {start}: this visit is treatment day {treatment_day}.",
+        {"period_start": start.isoformat(), "treatment_day": treatment_day},
+        record.date_of_service,
+    )
+
+
+def _kx_near(
+    record: VisitRecord, judgement: EpisodeJudgement, policy: ResolvedPolicy, rules: RuleSet
+) -> Notice | None:
+    """KX_THRESHOLD_NEAR (Pub. 100-04, Ch. 5, sec. 10.3): the accrual, this visit included, at
+    or above the share of the year's threshold and not above it; not when the visit already
+    bills KX on every therapy line (the obligation is being met)."""
+    acc = judgement.kx
+    assert acc is not None
+    threshold = rules.kx.cents(acc.year, acc.bucket)
+    if threshold is None or acc.own.lines == 0:
+        return None
+    share = policy.kx_notice_share_percent or rules.episodes.notices.kx_share_percent
+    total = acc.total_cents
+    if total * 100 < share * threshold or total > threshold:
+        return None
+    if acc.own.with_kx >= acc.own.lines:
+        return None
+    payer = record.payer
+    bucket = acc.bucket.value
+    return Notice(
+        NoticeKind.KX_THRESHOLD_NEAR,
+        "",
+        f"{bucket}:{acc.year}",
+        None,
+        record.discipline,
+        payer.payer_id if payer is not None else "",
+        None,
+        None,
+        None,
+        f"KX needed after ${_usd(threshold)} in {acc.year} ({_bucket_name(acc.bucket)}): this "
+        f"patient is at ${_usd(total)}.",
+        {
+            "accrued": _usd(total),
+            "threshold": _usd(threshold),
+            "bucket": bucket,
+            "year": acc.year,
+            "share_percent": share,
+        },
+        record.date_of_service,
+    )
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Base:
+    episode: str
+    episode_ref: str | None
+    discipline: str
+    payer_id: str
+    first_day: date
+
+    @classmethod
+    def of(cls, seg: Segment, first_day: date, named: bool) -> _Base:
+        last = seg.records[-1]
+        ep = last.episode
+        ref = ep.episode_ref if named and ep is not None else None
+        payer = _payer(seg)
+        return cls(
+            _episode_key(last.discipline, first_day, ref),
+            ref,
+            last.discipline,
+            payer.payer_id if payer is not None else "",
+            first_day,
+        )
+
+    def notice(
+        self,
+        kind: NoticeKind,
+        identity: str,
+        due_by: date | None,
+        treatment_day: int | None,
+        message: str,
+        observed: dict[str, object],
+        as_of: date,
+    ) -> Notice:
+        return Notice(
+            kind,
+            self.episode,
+            identity,
+            self.episode_ref,
+            self.discipline,
+            self.payer_id,
+            self.first_day,
+            due_by,
+            treatment_day,
+            message,
+            observed,
+            as_of,
+        )
+
+
+def _episode_key(discipline: str, first_day: date, episode_ref: str | None) -> str:
+    """An episode's identity: the EHR's `episode_ref`, else (discipline, first day)."""
+    return f"r:{episode_ref}" if episode_ref is not None else f"d:{discipline}:{first_day}"
+
+
+def _payer(seg: Segment) -> PayerRecord | None:
+    for r in reversed(seg.records):
+        if r.payer is not None:
+            return r.payer
+    return None
+
+
+def _policy(seg: Segment, rules: RuleSet) -> ResolvedPolicy | None:
+    """The policy of the episode's payer as of its latest record (records from before the payer
+    was kept: none, and no notice)."""
+    for r in reversed(seg.records):
+        if r.payer is not None:
+            return _record_policy(r, rules)
+    return None
+
+
+def _record_policy(record: VisitRecord, rules: RuleSet) -> ResolvedPolicy | None:
+    payer = record.payer
+    if payer is None:
+        return None
+    return rules.policies.resolve_payer(
+        payer.payer_id, PayerKind(payer.kind), record.date_of_service
+    )
+
+
+def _usd(cents: int) -> str:
+    return f"{cents // 100:,}.{cents % 100:02d}"
+
+
+def _bucket_name(bucket: KxBucket) -> str:
+    return "PT and SLP" if bucket.value == "PT_SLP" else "OT"
+
+
+__all__ = [
+    "NOTICE_NAMESPACE",
+    "Notice",
+    "at_visit",
+    "candidate_dates",
+    "due_between",
+    "due_on",
+    "notice_id",
+]
