@@ -27,11 +27,21 @@ import re
 import ssl
 import sys
 from collections.abc import Mapping
+from datetime import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from compliance.catalog import parse_catalog
@@ -81,6 +91,9 @@ class CommonSection(BaseModel):
     topic_deadletter: str = "therapy.visit.deadletter.v1"
     #: VisitStatus v1, compacted (EVENTS.md "VisitStatus v1"): one current record per visit.
     topic_status: str = "billing.visit.status.v1"
+    #: ComplianceNotice v1 (EVENTS.md "ComplianceNotice v1"), keyed by patient_ref: what falls
+    #: due before an episode rule is broken, for the clinic.
+    topic_notices: str = "clinic.compliance.notice.v1"
     #: Partitions for topics the worker creates when they are missing (existing topics are
     #: left alone). Input parallelism: one consumer per partition at most.
     partitions: Annotated[int, Field(ge=1, le=1024)] = 4
@@ -362,6 +375,13 @@ class WorkerSection(CommonSection, RuleFilesSection):
     join_wait_s: Annotated[float, Field(ge=1, le=30 * 86400)] = 900.0
     #: How long the join keeps an emitted visit's parts for corrections and re-sends (days).
     join_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    #: The notices' daily run (streams/notice_run.py) runs each date once the clinic's clock
+    #: (the integration profile's `timezone`, else UTC) reads this time, HH:MM.
+    notice_daily_at: Annotated[
+        str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    ] = "07:00"
+    #: Patients per step of the daily run (one transaction each; the event loop runs between).
+    notice_scan_chunk: Annotated[int, Field(ge=1, le=100_000)] = 500
 
     @property
     def changelog_topic_configs(self) -> dict[str, str]:
@@ -480,6 +500,20 @@ class _FromEnvironment(BaseSettings):
 
 class Settings(WorkerSection, EhrSection, _FromEnvironment):
     """The stream worker's and the command line's settings: every section but the gateway's."""
+
+    @property
+    def clinic_zone(self) -> ZoneInfo:
+        """The clinic's time zone, the service's one zone setting: the integration profile's
+        `timezone` (TC_EHR_PROFILE), else UTC (EVENTS.md "ComplianceNotice v1": default UTC).
+        The notices' daily run reads its dates and its time of day in it."""
+        if self.ehr_profile is None:
+            return ZoneInfo("UTC")
+        return load_profile(self.ehr_profile).zone
+
+    @property
+    def notice_daily_time(self) -> time:
+        hours, minutes = self.notice_daily_at.split(":")
+        return time(int(hours), int(minutes))
 
     def ehr_config(self) -> EhrConfig:
         """As EhrSection's, with the therapy codes of TC_RULESET_DIR's own catalog when it has
