@@ -50,7 +50,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, BinaryIO, TextIO
 
@@ -78,10 +78,20 @@ class AuditSummary:
     patient_ref_rejections: Counter[str] = field(default_factory=Counter)
     #: The rule set the alerts come from (the worker stamps the same on its alerts).
     ruleset_version: str = ""
+    #: With --as-of: lines dated after it, left out; notices written, by kind.
+    after_as_of: int = 0
+    notices_by_kind: Counter[str] = field(default_factory=Counter)
 
     def as_json(self) -> dict[str, object]:
+        extra: dict[str, object] = {}
+        if self.after_as_of:
+            extra["visits_after_as_of"] = self.after_as_of
+        if self.notices_by_kind:
+            extra["notices"] = sum(self.notices_by_kind.values())
+            extra["notices_by_kind"] = dict(sorted(self.notices_by_kind.items()))
         return {
             "summary": {
+                **extra,
                 "ruleset_version": self.ruleset_version,
                 "visits_read": self.visits_read,
                 "invalid_lines": self.invalid_lines,
@@ -101,6 +111,20 @@ class AuditSummary:
         self.episode_status.update(other.episode_status)
         self.kx_unknown_amount_lines += other.kx_unknown_amount_lines
         self.patient_ref_rejections.update(other.patient_ref_rejections)
+        self.after_as_of += other.after_as_of
+        self.notices_by_kind.update(other.notices_by_kind)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeOptions:
+    """`--notices-out PATH --as-of DATE` (EVENTS.md "ComplianceNotice v1"): the notices a
+    backfill would have produced up to `as_of` - the visits dated on or before it (the later
+    ones are left out), their notices as checked, then per patient the daily runs of every
+    date from its first date of service through `as_of` (each obligation once, as of its
+    first date: compliance/notices.py `due_between`). `as_of` None: the newest date read."""
+
+    out: BinaryIO | None
+    as_of: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,15 +186,22 @@ def run_audit(
     patient_ref_pattern: re.Pattern[str] = DEFAULT_PATTERN,
     shard: Shard | None = None,
     status_out: BinaryIO | None = None,
+    notices: NoticeOptions | None = None,
 ) -> AuditSummary:
     """Audit `stream` in one process; with `shard`, only that shard's lines, each output line
     prefixed with b"<line number>\t" and no summary written (the parent merges). `status_out`:
     the `VisitStatus` records, in the order the worker publishes them (EVENTS.md)."""
     engine = engine or Engine()
     histories: dict[str, PatientHistory] = {}
+    as_of = notices.as_of if notices is not None else None
+    notice_out = notices.out if notices is not None else None
+    #: Per patient, the first date of service read (where its daily runs start).
+    first_dates: dict[str, date] = {}
+    newest: date | None = None
     summary = AuditSummary(ruleset_version=engine.ruleset_version)
     progress = err.isatty()
     last = time.monotonic()
+    lineno = 0
     for lineno, raw in enumerate(_lines(stream, max_bytes), start=1):
         if raw is not None and not raw.strip():
             continue  # blank lines (a trailing newline, spacing) are not records
@@ -202,7 +233,14 @@ def run_audit(
                 + "\n"
             )
             continue
+        if as_of is not None and result.date_of_service > as_of:
+            summary.after_as_of += 1
+            continue
         summary.visits_read += 1
+        day = result.date_of_service
+        if day < first_dates.setdefault(result.patient_ref, day):
+            first_dates[result.patient_ref] = day
+        newest = day if newest is None or day > newest else newest
         history = histories.get(result.patient_ref, PatientHistory())
         outcome = engine.evaluate(result, datetime.now(UTC), history, seq=lineno)
         assert outcome.history is not None
@@ -217,10 +255,17 @@ def run_audit(
         if status_out is not None:
             for status in outcome.statuses:
                 status_out.write(tag + status.to_json() + b"\n")
+        if notice_out is not None:
+            for n in outcome.notices:
+                summary.notices_by_kind[n.kind.value] += 1
+                notice_out.write(tag + n.model_dump_json().encode() + b"\n")
         if progress and lineno % 1000 == 0 and time.monotonic() - last > _PROGRESS_EVERY_S:
             last = time.monotonic()
             err.write(f"\r{summary.visits_read} visits, {summary.invalid_lines} invalid ...")
             err.flush()
+    if notice_out is not None:
+        last_line = lineno if shard is not None else None
+        _daily_runs(engine, histories, first_dates, as_of or newest, notice_out, summary, last_line)
     if progress:
         err.write("\r")
     if shard is None:
@@ -231,6 +276,31 @@ def run_audit(
     return summary
 
 
+def _daily_runs(
+    engine: Engine,
+    histories: dict[str, PatientHistory],
+    first_dates: dict[str, date],
+    through: date | None,
+    out: BinaryIO,
+    summary: AuditSummary,
+    last_line: int | None,
+) -> None:
+    """The daily runs after the visits: per patient (in the order first read), the notices due
+    on each date from its first date of service through `through`, each once. Tagged after
+    every line (one process of --jobs: the merge puts them after the visits' notices)."""
+    if through is None:
+        return
+    now = datetime.now(UTC)
+    tag = b"%d\t" % (last_line + 1) if last_line is not None else b""
+    for patient, first in first_dates.items():
+        found, histories[patient] = engine.notices_due(
+            histories[patient], patient, first, through, now
+        )
+        for n in found:
+            summary.notices_by_kind[n.kind.value] += 1
+            out.write(tag + n.model_dump_json().encode() + b"\n")
+
+
 def _shard_main(
     path: str,
     shard: Shard,
@@ -239,6 +309,8 @@ def _shard_main(
     pattern: re.Pattern[str],
     workdir: str,
     statuses: bool,
+    as_of: date | None = None,
+    notices: bool = False,
 ) -> None:
     """One process of `--jobs N` (forked: the engine is inherited, not pickled)."""
     base = os.path.join(workdir, str(shard.index))
@@ -247,6 +319,7 @@ def _shard_main(
         open(base + ".out", "wb") as out,
         open(base + ".err", "w", encoding="utf-8") as err,
         open(base + ".status", "wb") as status_out,
+        open(base + ".notices", "wb") as notice_out,
     ):
         summary = run_audit(
             stream,
@@ -257,6 +330,7 @@ def _shard_main(
             pattern,
             shard,
             status_out if statuses else None,
+            NoticeOptions(notice_out if notices else None, as_of),
         )
     with open(base + ".summary", "wb") as f:
         pickle.dump(summary, f)
@@ -285,6 +359,7 @@ def run_audit_jobs(
     max_bytes: int = DEFAULT_MAX_BYTES,
     patient_ref_pattern: re.Pattern[str] = DEFAULT_PATTERN,
     status_out: BinaryIO | None = None,
+    notices: NoticeOptions | None = None,
 ) -> AuditSummary:
     """`audit --jobs N` (N >= 2): the same output as `run_audit` (module doc). `path` None
     reads `stdin`, copied to a temporary file first. RuntimeError when a process fails."""
@@ -307,6 +382,8 @@ def run_audit_jobs(
                     patient_ref_pattern,
                     workdir,
                     status_out is not None,
+                    notices.as_of if notices is not None else None,
+                    notices is not None and notices.out is not None,
                 ),
                 name=f"audit-{i}",
             )
@@ -338,6 +415,8 @@ def run_audit_jobs(
         _merge_files([b + ".out" for b in bases], out)
         if status_out is not None:
             _merge_files([b + ".status" for b in bases], status_out)
+        if notices is not None and notices.out is not None:
+            _merge_files([b + ".notices" for b in bases], notices.out)
     return summary
 
 
@@ -366,6 +445,8 @@ def audit_main(
     patient_ref_pattern: str | None = None,
     jobs: int = 1,
     status_out: str | None = None,
+    notices_out: str | None = None,
+    as_of: date | None = None,
 ) -> int:
     """`horizon_days`: same-day details kept (TC_HISTORY_HORIZON_DAYS); `episode_horizon_days`:
     episode and KX state kept (the worker's episode horizon; default 400, or `horizon_days` when
@@ -411,10 +492,23 @@ def audit_main(
         )
         return 2
     try:
-        return _audit(path, engine, jobs, max_bytes, pattern, statuses)
+        notices = open(notices_out, "wb") if notices_out is not None else None  # noqa: SIM115
+    except OSError as exc:
+        print(
+            f"therapy-compliance audit: cannot write {notices_out}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        if statuses is not None:
+            statuses.close()
+        return 2
+    options = NoticeOptions(notices, as_of) if notices is not None or as_of else None
+    try:
+        return _audit(path, engine, jobs, max_bytes, pattern, statuses, options)
     finally:
         if statuses is not None:
             statuses.close()
+        if notices is not None:
+            notices.close()
 
 
 def _audit(
@@ -424,6 +518,7 @@ def _audit(
     max_bytes: int,
     pattern: re.Pattern[str],
     statuses: BinaryIO | None,
+    notices: NoticeOptions | None = None,
 ) -> int:
     if jobs > 1:
         if path != "-" and not os.path.isfile(path):
@@ -440,6 +535,7 @@ def _audit(
                 max_bytes,
                 pattern,
                 statuses,
+                notices,
             )
         except BrokenPipeError:
             return 0
@@ -462,6 +558,7 @@ def _audit(
                 max_bytes=max_bytes,
                 patient_ref_pattern=pattern,
                 status_out=statuses,
+                notices=notices,
             )
         except BrokenPipeError:  # `audit big.jsonl | head` is normal use, not an error
             return 0

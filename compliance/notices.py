@@ -264,6 +264,21 @@ def due_between(
     return list(found.values())
 
 
+def due_within(
+    records: Sequence[VisitRecord], day: date, days: int, rules: RuleSet
+) -> dict[str, int]:
+    """Obligations open on `day` (date-driven kinds) whose `due_by` is within `days` of it, by
+    kind: the "due this week" gauge."""
+    if not any(lo <= day <= hi for lo, hi in candidate_dates(records, rules)):
+        return {}
+    limit = day + timedelta(days=days)
+    out: dict[str, int] = {}
+    for n in due_on(records, day, rules):
+        if n.due_by is not None and n.due_by <= limit:
+            out[n.kind.value] = out.get(n.kind.value, 0) + 1
+    return out
+
+
 # --- a checked visit's notices -------------------------------------------------------------
 
 

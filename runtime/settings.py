@@ -27,7 +27,7 @@ import re
 import ssl
 import sys
 from collections.abc import Mapping
-from datetime import time
+from datetime import date, time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
@@ -382,6 +382,12 @@ class WorkerSection(CommonSection, RuleFilesSection):
     ] = "07:00"
     #: Patients per step of the daily run (one transaction each; the event loop runs between).
     notice_scan_chunk: Annotated[int, Field(ge=1, le=100_000)] = 500
+    #: How often the worker looks whether a daily run is due (seconds).
+    notice_run_interval_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    #: Pins the daily run's clock to this date (at TC_NOTICE_DAILY_AT): the worker runs every
+    #: date missed through it, and no later one. For a stream run "as of" a date (the same
+    #: notices as `audit --as-of`) and tests; unset: the clinic's wall clock.
+    notice_as_of: date | None = None
 
     @property
     def changelog_topic_configs(self) -> dict[str, str]:

@@ -27,6 +27,7 @@ def topic_specs(settings: EhrSection) -> list[NewTopic]:
         # A table of visits (key visit_id): compacted, so a consumer that reads it from the
         # start gets each visit's latest status without the whole history of changes.
         NewTopic(settings.topic_status, p, r, topic_configs=STATUS_TOPIC_CONFIGS),
+        NewTopic(settings.topic_notices, p, r),
         NewTopic(settings.topic_deadletter, p, r, topic_configs={"max.message.bytes": str(dl_max)}),
     ]
     if settings.ehr_enabled:

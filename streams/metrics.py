@@ -22,6 +22,7 @@ from compliance.findings import SEVERITY, RuleId
 from compliance.status import Tally
 from runtime.metrics import PREFIX
 from schemas.common import DeadLetterReason
+from schemas.notice import NoticeKind
 from schemas.patient_ref import PatientRefProblem
 
 # `*_created` series double the scrape size and no dashboard or rule of ours uses them.
@@ -38,6 +39,7 @@ class Metrics:
         self._state(self.registry)
         self._delivery(self.registry)
         self._status(self.registry)
+        self._notices(self.registry)
         self._children()
 
     def _checks(self, r: CollectorRegistry) -> None:
@@ -204,6 +206,37 @@ class Metrics:
             ["rule_id"],
             registry=r,
         )
+
+    def _notices(self, r: CollectorRegistry) -> None:
+        """ComplianceNotice v1 (EVENTS.md): what was published, and what falls due soon."""
+        self.notices_published = Counter(
+            f"{PREFIX}_notices_published",
+            "ComplianceNotice records published, by kind (a notice re-sent after a crash "
+            "counts again).",
+            ["kind"],
+            registry=r,
+        )
+        self.notices_due_next_7_days = Gauge(
+            f"{PREFIX}_notices_due_next_7_days",
+            "Obligations open at the last daily run whose due_by is within 7 days of its date, "
+            "by kind (date-driven kinds), in the partitions this worker owns.",
+            ["kind"],
+            registry=r,
+        )
+        self.notice_run_errors = Counter(
+            f"{PREFIX}_notice_run_errors",
+            "Patients the notices' daily run could not judge (their state could not be read "
+            "or judged); the run goes on with the others.",
+            registry=r,
+        )
+
+    def show_notices_due(self, totals: dict[str, int]) -> None:
+        for kind in (
+            NoticeKind.CERTIFICATION_DUE,
+            NoticeKind.VERBAL_ORDER_SIGNATURE_DUE,
+            NoticeKind.RECERTIFICATION_DUE,
+        ):
+            self.notices_due_next_7_days.labels(kind=kind.value).set(totals.get(kind.value, 0))
 
     def show_tallies(self, tallies: Iterable[Tally]) -> None:
         """Set the status gauges to the sum of these partitions' tallies."""

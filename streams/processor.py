@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from compliance import ENGINE_VERSION, Engine, state_layout
@@ -24,6 +24,7 @@ from schemas.common import DeadLetterReason
 from schemas.deadletter import DeadLetter, SourceRecord
 from schemas.decode import Rejection, decode_visit
 from streams.metrics import Metrics
+from streams.notice_state import note_visit, read_state, run_key
 from streams.state_cache import DecodedCache
 from streams.transaction import Chain, StaleTransaction, Store, Transaction
 
@@ -152,6 +153,8 @@ class VisitProcessor:
         #: Per partition, the tally bytes last written and their decoded form.
         self._tally_written: dict[int, tuple[bytes, Tally]] = {}
         self.patient_ref_pattern = settings.patient_ref_regex
+        #: Per partition, the earliest date of service as last read (streams/notice_state.py).
+        self._since: dict[int, date] = {}
 
     def handle(self, rec: Record, txn: Transaction) -> list[Output]:
         started = time.perf_counter()
@@ -165,6 +168,7 @@ class VisitProcessor:
         for p in partitions:
             self.tallies.pop(p, None)
             self._tally_written.pop(p, None)
+            self._since.pop(p, None)
         self.metrics.show_tallies(self.tallies.values())
         if self.histories is not None:
             self.histories.drop(partitions)
@@ -217,13 +221,13 @@ class VisitProcessor:
         s = self.settings
         out = [Output(s.topic_alerts, key, a.to_json()) for a in outcome.alerts]
         out.append(Output(s.topic_checked, key, outcome.checked.to_json()))
-        statuses = outcome.statuses
+        statuses, notices = outcome.statuses, outcome.notices
         if (
-            statuses
+            (statuses or notices)
             and stored is not None
             and state_layout.applied(stored, result.visit_id, rec.offset)
         ):
-            statuses = []  # applied, then folded: its statuses were published then
+            statuses, notices = [], []  # applied, then folded: published then
         if table is not None and statuses:
             # Same transaction as the state: published (acknowledged) before the state and the
             # input offset are committed (streams/pipeline.py).
@@ -235,6 +239,13 @@ class VisitProcessor:
                 Output(s.topic_status, st.visit_id.encode(), st.to_json()) for st in statuses
             )
             self._count_statuses(txn, table, rec.partition, statuses)
+        if table is not None:
+            # Notices: the same transaction and delivery as the statuses (EVENTS.md
+            # "ComplianceNotice v1"), keyed by patient_ref.
+            for n in notices:
+                out.append(Output(s.topic_notices, rec.key, n.model_dump_json().encode()))
+                self.metrics.notices_published.labels(kind=n.kind.value).inc()
+            self._note_since(txn, table, rec.partition, result.date_of_service)
         if table is not None and read is not None and outcome.history is not None:
             writes, after = state_layout.changes(
                 rec.key, read[0], outcome.history, (result.visit_id, rec.offset)
@@ -279,6 +290,20 @@ class VisitProcessor:
         if now - self._tallies_shown >= 1.0:  # gauges with labels cost: at most once a second
             self._tallies_shown = now
             self.metrics.show_tallies(self.tallies.values())
+
+    def _note_since(self, txn: Transaction, table: Store, partition: int, day: date) -> None:
+        """The partition's earliest date of service, where its first daily run of the notices
+        starts (streams/notice_run.py). Read once per partition; written only when lower."""
+        known = self._since.get(partition)
+        if known is not None and day >= known:
+            return
+        self._since.pop(partition, None)
+        raw = txn.get(table, partition, run_key(partition))
+        since = read_state(raw).since
+        if since is not None and day >= since:
+            self._since[partition] = since
+            return
+        note_visit(txn, table, partition, day)  # not cached: the record may be rolled back
 
     def measure_statuses(self, owned: set[int]) -> None:
         """Re-read the owned partitions' tallies as stored (partitions assigned since, or

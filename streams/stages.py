@@ -11,6 +11,7 @@ the agent taking batches without acking them, and the pipeline with its offset g
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -24,6 +25,7 @@ from streams.broker import Broker
 from streams.ehr_stages import EhrDeadLetters, EhrParser, VisitJoiner
 from streams.health import Stage
 from streams.metrics import Metrics
+from streams.notice_run import NoticeRun
 from streams.offsets import OffsetTracker
 from streams.pipeline import Pipeline
 from streams.processor import Output, Processor, Record, VisitProcessor
@@ -133,7 +135,43 @@ def check_stage(
     processor = VisitProcessor(s, builder.metrics, engine, table=history)
     limits[s.topic_deadletter] = processor
     stage = builder.build("check_visits", (s.topic_visits,), processor, (history,))
+    notice_timer(builder, stage, NoticeRun(s, builder.metrics, engine, history, _notice_clock(s)))
     return stage, processor
+
+
+def notice_timer(builder: StageBuilder, stage: Stage, run: NoticeRun) -> None:
+    """The notices' daily run (streams/notice_run.py): every TC_NOTICE_RUN_INTERVAL_S, on the
+    owned partitions whose tables are restored, one chunk per transaction until none is left.
+    Never during a rebalance."""
+    app = builder.app
+    pipeline = stage.pipeline
+
+    def work(txn: Transaction) -> list[Output]:
+        partitions = pipeline.ready_partitions()
+        if not partitions or app.rebalancing:
+            run.more = False
+            return []
+        return run.step(txn, partitions)
+
+    async def daily() -> None:
+        while not app.rebalancing:
+            run.more = False
+            await pipeline.run_timer(work)
+            if not run.more:
+                break
+            await asyncio.sleep(0)  # the loop's other work between chunks
+        run.measure({tp.partition for tp in pipeline.owned or set()})
+
+    app.timer(interval=builder.settings.notice_run_interval_s)(daily)
+
+
+def _notice_clock(s: Settings) -> Callable[[], datetime]:
+    """The wall clock, or TC_NOTICE_AS_OF's date at the daily run's time (a run as of a date)."""
+    pinned = s.notice_as_of
+    if pinned is None:
+        return _now
+    moment = datetime.combine(pinned, s.notice_daily_time, s.clinic_zone)
+    return lambda: moment
 
 
 def ehr_path(builder: StageBuilder, limits: DeadLetterLimits) -> list[Stage]:

@@ -30,7 +30,17 @@ import faust.stores.rocksdb
 from faust.types import TP as FaustTP
 from faust.types import EventT, TableT
 
-from streams.transaction import _TAG, UNTAGGED, StaleTransaction, Tag, group_of, header_tag
+from streams.transaction import (
+    _TAG,
+    UNTAGGED,
+    StaleTransaction,
+    Tag,
+    group_of,
+    header_tag,
+    owner_of,
+    owners_in,
+    past_owner,
+)
 
 log = logging.getLogger("streams.tables")
 
@@ -321,6 +331,24 @@ class TableStore:
             raw = store.data.get(key)
             if raw is not None and store._key_partition.get(key) == partition:
                 yield bytes(key), unpack(bytes(raw))[1]
+
+    def owners_after(self, partition: int, after: bytes | None, limit: int) -> list[bytes]:
+        store = self._store
+        if not self._rocks:  # the memory store (tests): a scan
+            keys = [k for k, p in list(store._key_partition.items()) if p == partition]
+            return sorted(owners_in((bytes(k) for k in keys if k in store.data), after))[:limit]
+        it = self._db(partition).iter()
+        it.seek(past_owner(after) if after is not None else b"")
+        out: list[bytes] = []
+        while it.valid() and len(out) < limit:
+            key = bytes(it.key())
+            owner = owner_of(key)
+            if owner is None:  # a store's own key or a partition key: the next one
+                it.next()
+                continue
+            out.append(owner)
+            it.seek(past_owner(owner))  # over the owner's other keys, unread
+        return out
 
     def write(
         self,

@@ -19,7 +19,7 @@ in streams/tables.py).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple, Protocol
 
 
@@ -85,6 +85,13 @@ class Store(Protocol):
         without a scan of the partition."""
         ...
 
+    def owners_after(self, partition: int, after: bytes | None, limit: int) -> list[bytes]:
+        """Up to `limit` owners after `after` (None: from the first), in key order, without
+        reading every key: an owner is a key's part before GROUP_SEP (a patient: its head
+        and its visits' keys). Keys that are no owner's (a control byte before GROUP_SEP: the
+        partition keys, the stores' own) are left out."""
+        ...
+
     def write(
         self,
         partition: int,
@@ -108,6 +115,30 @@ GROUP_SEP = b"\x1f"
 def group_of(key: bytes) -> bytes | None:
     i = key.find(GROUP_SEP)
     return None if i < 0 else key[: i + 1]
+
+
+def owner_of(key: bytes) -> bytes | None:
+    """The owner of a key (Store.owners_after): its part before GROUP_SEP, when printable."""
+    i = key.find(GROUP_SEP)
+    owner = key if i < 0 else key[:i]
+    if not owner or min(owner) < 0x20:
+        return None
+    return owner
+
+
+def past_owner(owner: bytes) -> bytes:
+    """The first key after every key of `owner` (its own and owner + GROUP_SEP + ...): owners
+    are printable (>= 0x20) and GROUP_SEP is 0x1F, so no other owner's key lies between."""
+    return owner + b"\x20"
+
+
+def owners_in(keys: Iterable[bytes], after: bytes | None) -> set[bytes]:
+    out = set()
+    for key in keys:
+        owner = owner_of(key)
+        if owner is not None and (after is None or owner > after):
+            out.add(owner)
+    return out
 
 
 #: A key's value in a transaction: bytes, or None for a deleted key.
@@ -173,6 +204,20 @@ class Transaction:
         out = [(k, v) for k, v in store.items(partition) if k not in overlay]
         out.extend((k, v) for k, v in overlay.items() if v is not None)
         return out
+
+    def owners_after(
+        self, store: Store, partition: int, after: bytes | None, limit: int
+    ) -> list[bytes]:
+        """`Store.owners_after` as this transaction sees it: with the owners that transactions
+        still in flight wrote (an owner all of whose keys they deleted may be listed: its read
+        is then empty)."""
+        stored = store.owners_after(partition, after, limit)
+        pending: set[bytes] = set()
+        for txn in self._chain.up_to(self):
+            pending |= owners_in(txn.changes.get((store, partition), {}), after)
+        if len(stored) >= limit:  # more are stored past the last: take pending up to it only
+            pending = {o for o in pending if o <= stored[-1]}
+        return sorted(set(stored) | pending)[:limit]
 
     def mark(self) -> int:
         """A savepoint: `rollback(mark)` undoes every change made after it."""
@@ -273,6 +318,9 @@ class DictStore:
         yield from sorted(
             kv for kv in self.data.get(partition, {}).items() if kv[0].startswith(prefix)
         )
+
+    def owners_after(self, partition: int, after: bytes | None, limit: int) -> list[bytes]:
+        return sorted(owners_in(self.data.get(partition, {}), after))[:limit]
 
     def write(
         self,

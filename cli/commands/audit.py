@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import date
 
 from compliance.state import DEFAULT_HORIZON_DAYS
 from schemas.decode import DEFAULT_MAX_BYTES
@@ -61,6 +62,23 @@ def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="write the VisitStatus v1 records (one current truth per visit) to PATH as JSON "
         "Lines, in the order the worker publishes them",
     )
+    p.add_argument(
+        "--notices-out",
+        metavar="PATH",
+        default=None,
+        help="write the ComplianceNotice v1 records a backfill would have produced to PATH as "
+        "JSON Lines: the visits' notices as checked, then the daily runs of each date through "
+        "--as-of (each notice once)",
+    )
+    p.add_argument(
+        "--as-of",
+        metavar="DATE",
+        type=_date,
+        default=None,
+        help="YYYY-MM-DD: audit the visits dated on or before DATE only (later lines are left "
+        "out and counted) and run the notices' daily runs through DATE (default: the newest "
+        "date of service read)",
+    )
     p.set_defaults(run=run)
 
 
@@ -76,7 +94,16 @@ def run(args: argparse.Namespace) -> int:
         args.patient_ref_pattern,
         args.jobs,
         args.status_out,
+        args.notices_out,
+        args.as_of,
     )
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
 
 
 def _jobs(text: str) -> int:

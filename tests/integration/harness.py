@@ -54,6 +54,7 @@ class Topics:
     checked: str
     deadletter: str
     status: str = ""
+    notices: str = ""
 
     @classmethod
     def unique(cls, name: str) -> Topics:
@@ -64,6 +65,7 @@ class Topics:
             f"t.{tag}.checked",
             f"t.{tag}.dl",
             f"t.{tag}.status",
+            f"t.{tag}.notices",
         )
 
     def env(self) -> dict[str, str]:
@@ -75,6 +77,8 @@ class Topics:
         }
         if self.status:
             out["TC_TOPIC_STATUS"] = self.status
+        if self.notices:
+            out["TC_TOPIC_NOTICES"] = self.notices
         return out
 
 

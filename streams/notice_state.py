@@ -1,0 +1,55 @@
+"""A partition's state for the notices' daily run (streams/notice_run.py), kept in the history
+table under a partition key, through the state transaction."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import msgspec
+
+from streams.transaction import Store, Transaction
+
+
+class RunState(msgspec.Struct, array_like=True, gc=False):
+    """A partition's daily-run state. Fields are appended, never reordered."""
+
+    #: The earliest date of service processed in the partition (where a first run starts).
+    since: date | None = None
+    #: The last date whose run finished.
+    done_through: date | None = None
+    #: The run in progress: its first and last date, and the last patient done (None: none yet).
+    start: date | None = None
+    target: date | None = None
+    cursor: bytes | None = None
+    #: Obligations due within DUE_SOON_DAYS of the run's date, by kind: counting in the run in
+    #: progress (`counting`), and as of the last finished run (`due_soon`, the gauge).
+    counting: tuple[tuple[str, int], ...] = ()
+    due_soon: tuple[tuple[str, int], ...] = ()
+
+
+_DECODER = msgspec.msgpack.Decoder(RunState)
+_ENCODER = msgspec.msgpack.Encoder()
+
+
+def run_key(partition: int) -> bytes:
+    """The partition's run state: 0x00 starts no patient's key (state_layout.tally_key)."""
+    return b"\x00notice-run-%d" % partition
+
+
+def read_state(raw: bytes | None) -> RunState:
+    return RunState() if raw is None else _DECODER.decode(raw)
+
+
+def encode_state(state: RunState) -> bytes:
+    return _ENCODER.encode(state)
+
+
+def note_visit(txn: Transaction, table: Store, partition: int, day: date) -> None:
+    """A visit's date of service: the partition's first run starts at the earliest one."""
+    key = run_key(partition)
+    state = read_state(txn.get(table, partition, key))
+    if state.since is None or day < state.since:
+        txn.put(table, partition, key, encode_state(msgspec.structs.replace(state, since=day)))
+
+
+__all__ = ["RunState", "encode_state", "note_visit", "read_state", "run_key"]
