@@ -17,11 +17,13 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 import faust
+from faust.types import TP as FaustTP
 from mode import CrashingSupervisor
 
 from compliance import Engine
 from runtime.settings import Settings
 from streams.broker import Broker
+from streams.checkpoint import TP
 from streams.ehr_stages import EhrDeadLetters, EhrParser, VisitJoiner
 from streams.health import Stage
 from streams.metrics import Metrics
@@ -146,8 +148,23 @@ def notice_timer(builder: StageBuilder, stage: Stage, run: NoticeRun) -> None:
     app = builder.app
     pipeline = stage.pipeline
 
+    def caught_up(partition: int) -> bool:
+        """Every record of the partition's input seen so far is processed (its state is in
+        the transactions before the run's): a run over a partial backlog would judge dates
+        with visits missing that are already on the topic, and not judge them again."""
+        tp = TP(builder.settings.topic_visits, partition)
+        try:
+            highwater = app.consumer.highwater(FaustTP(tp.topic, tp.partition))
+        except Exception:
+            return False  # not fetched yet: unknown
+        if highwater is None:
+            return False
+        last = pipeline.last_offsets.get(tp)
+        position = last + 1 if last is not None else builder.broker.committed(tp) or 0
+        return position >= highwater
+
     def work(txn: Transaction) -> list[Output]:
-        partitions = pipeline.ready_partitions()
+        partitions = {p for p in pipeline.ready_partitions() if caught_up(p)}
         if not partitions or app.rebalancing:
             run.more = False
             return []

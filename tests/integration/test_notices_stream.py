@@ -98,6 +98,15 @@ async def count_now(t: Topics) -> int:
     return len(recs)
 
 
+def published(worker: Worker) -> int:
+    """Notices this worker process published (its counter starts at 0 with the process)."""
+    total = 0
+    for line in worker.metrics().splitlines():
+        if line.startswith("therapy_compliance_notices_published_total{"):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
 def daily(**env: str) -> dict[str, str]:
     # Small chunks: the run takes many transactions, so a kill or a rebalance lands inside it.
     return {"TC_NOTICE_RUN_INTERVAL_S": "0.5", "TC_NOTICE_SCAN_CHUNK": "2", **env}
@@ -120,8 +129,10 @@ async def run_as_of(worker: Worker, as_of: date) -> None:
 async def test_the_daily_run_survives_sigkill_and_equals_audit_as_of(
     make_worker: Any, tmp_path: Path, report: Any
 ) -> None:
-    as_of = date(2026, 4, 15)
-    feed = feed_through(41, 120, as_of)
+    # Visits through 2026-04-15 and the clock 30 days later: the run catches up 30 dates
+    # without visits, where certifications, their verbal orders and recertifications fall due.
+    feed = feed_through(41, 120, date(2026, 4, 15))
+    as_of = date(2026, 5, 15)
     expected = audit_notices(feed, as_of, tmp_path)
     t = Topics.unique("notice-kill")
     await create_topics(t)
@@ -133,10 +144,10 @@ async def test_the_daily_run_survives_sigkill_and_equals_audit_as_of(
     assert 0 < from_visits < len(expected)  # the rest comes from the daily run
     await run_as_of(worker, as_of)  # the clock at DATE: every date since the first is run
     deadline = time.monotonic() + 60
-    while await count_now(t) == from_visits and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-    at_kill = await count_now(t)
+    while published(worker) == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     worker.stop(signal.SIGKILL)  # during the run (chunks of 2 patients, 4 partitions)
+    at_kill = await count_now(t)
     worker.start()
     got = notice_ids(await notices(t, len(expected)), t)
     duplicates = assert_same(got, expected)
@@ -150,8 +161,8 @@ async def test_the_daily_run_survives_sigkill_and_equals_audit_as_of(
 async def test_the_daily_run_moves_with_its_partitions(
     make_worker: Any, tmp_path: Path, report: Any
 ) -> None:
-    as_of = date(2026, 4, 30)
-    feed = feed_through(42, 120, as_of)
+    feed = feed_through(42, 120, date(2026, 4, 30))
+    as_of = date(2026, 5, 30)
     expected = audit_notices(feed, as_of, tmp_path)
     t = Topics.unique("notice-move")
     await create_topics(t)
