@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TextIO, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cli.tail_alerts import start, tail_consumer
 from runtime.settings import Settings
@@ -25,6 +25,8 @@ STATUS_MARK = {
     BillingStatus.READY: "READY ",
 }
 _MAX_ERRORS_SHOWN = 3
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def format_status(status: VisitStatus) -> str:
@@ -52,8 +54,14 @@ def format_status(status: VisitStatus) -> str:
 def parse_status(raw: bytes) -> VisitStatus | str:
     """The record's `VisitStatus`, or why it is not one (field paths and rules only, never the
     record's values)."""
+    return parse_record(raw, VisitStatus, "VisitStatus v1")
+
+
+def parse_record(raw: bytes, model: type[M], name: str) -> M | str:
+    """The record as `model`, or why it is not one (`name`: the contract's name for it): field
+    paths and rules only, never the record's values."""
     try:
-        return VisitStatus.model_validate_json(raw)
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         if any(e["type"] == "json_invalid" for e in errors):
@@ -64,7 +72,7 @@ def parse_status(raw: bytes) -> VisitStatus | str:
         )
         extra = len(errors) - _MAX_ERRORS_SHOWN
         more = f" (and {extra} more)" if extra > 0 else ""
-        return f"not a valid VisitStatus v1: {shown}{more}"
+        return f"not a valid {name}: {shown}{more}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from cli.commands import (
     mllp_gateway,
     replay,
     tail_alerts,
+    tail_notices,
     tail_status,
     worker,
 )
@@ -28,5 +29,6 @@ COMMANDS = (
     demo_feed,
     tail_alerts,
     tail_status,
+    tail_notices,
     replay,
 )

@@ -36,7 +36,7 @@ def _required(name: str) -> list[str]:
     }.get(name, [])
 
 
-@pytest.mark.parametrize("command", ["tail-alerts", "tail-status"])
+@pytest.mark.parametrize("command", ["tail-alerts", "tail-status", "tail-notices"])
 def test_an_unreachable_broker_is_one_line_and_exit_1(command: str) -> None:
     # cli/commands/_kafka.py: aiokafka raises its own KafkaConnectionError (not an OSError) when
     # it cannot bootstrap; the command says so in one line, no traceback, nothing left open.

@@ -17,7 +17,7 @@ from streams.metrics import Metrics
 from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[3]
-METRIC = re.compile(r"\btherapy_compliance_[a-z_]+\b")
+METRIC = re.compile(r"\btherapy_compliance_[a-z0-9_]+\b")
 
 
 def exported_series() -> set[str]:
@@ -52,8 +52,24 @@ def test_every_dashboard_query_uses_an_exported_metric() -> None:
         "episode alerts",
         "state store",
         "state recovery",
+        "due this week",
+        "notices published",
     ):
         assert topic in titles
+
+
+def test_dashboard_panels_have_unique_ids_and_do_not_overlap() -> None:
+    dash = json.loads((ROOT / "ops/grafana/dashboards/therapy-compliance.json").read_text())
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    taken: dict[tuple[int, int], int] = {}
+    for p in dash["panels"]:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["w"] > 0 and g["x"] + g["w"] <= 24, p["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in taken, (p["id"], taken[(x, y)])
+                taken[(x, y)] = p["id"]
 
 
 def test_every_alert_rule_uses_an_exported_metric() -> None:
