@@ -125,7 +125,12 @@ def _date_kinds(
     vdays = cert.verbal_order_days
     # CERTIFICATION_DUE (sec. 220.1.3 B, D; CY 2025 PFS referral exception).
     if n.certification_from_day <= days <= cert.within_days:
-        signed = any(c.signed is not None and on_file(c, day, vdays) for c in view.certifications)
+        # Signed by `day` (a document reported early may carry a later signature date: a
+        # verbal order is on file before it is signed, but it is not a signed certification).
+        signed = any(
+            c.signed is not None and c.signed <= day and on_file(c, day, vdays)
+            for c in view.certifications
+        )
         delayed = any(c.delayed_certification for c in view.certifications)
         if not signed and not delayed and referral_exception(view, ep_policy) is None:
             due = first_day + timedelta(days=cert.within_days)

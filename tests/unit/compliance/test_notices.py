@@ -243,6 +243,21 @@ def test_sec_220_1_3_b_unsigned_verbal_order_is_not_a_signed_certification(engin
     assert one(CERT, f.daily(d(21))).due_by == d(30)
 
 
+def test_sec_220_1_3_b_a_signature_dated_later_is_not_signed_yet(engine: Engine) -> None:
+    # A verbal order of day 20 whose signature is dated day 40 (after its 14 days) reported on
+    # the day-20 visit: on days 21-30 it is not signed, so the certification is due; on day 41
+    # it is not on file (signed late) and CERTIFICATION_MISSING is raised - the notice must
+    # have preceded it.
+    f = cert_feed(engine)
+    late = doc("certification", author="MD", verbal=iso(20), signed=iso(40))
+    f.visit(treatment(20, [late]))
+    n = one(CERT, f.daily(d(21), d(30)))
+    assert n.due_by == d(30) and n.as_of == d(21)
+    f.seq += 1
+    alerts = engine.evaluate(model(treatment(41)), NOW, f.history, f.seq).alerts
+    assert "CERTIFICATION_MISSING" in [a.rule_id for a in alerts]
+
+
 def test_sec_220_1_3_d_none_with_delay_reason_documented(engine: Engine) -> None:
     # A verbal order of day 1 signed on day 20 (after its 14 days): not timely, so not on file;
     # with the delay reason documented it is a delayed certification (sec. 220.1.3 D): no notice.
