@@ -125,7 +125,12 @@ def _date_kinds(
     vdays = cert.verbal_order_days
     # CERTIFICATION_DUE (sec. 220.1.3 B, D; CY 2025 PFS referral exception).
     if n.certification_from_day <= days <= cert.within_days:
-        signed = any(c.signed is not None and on_file(c, day, vdays) for c in view.certifications)
+        # Signed by `day` (a document reported early may carry a later signature date: a
+        # verbal order is on file before it is signed, but it is not a signed certification).
+        signed = any(
+            c.signed is not None and c.signed <= day and on_file(c, day, vdays)
+            for c in view.certifications
+        )
         delayed = any(c.delayed_certification for c in view.certifications)
         if not signed and not delayed and referral_exception(view, ep_policy) is None:
             due = first_day + timedelta(days=cert.within_days)
@@ -351,8 +356,9 @@ def _kx_near(
     record: VisitRecord, judgement: EpisodeJudgement, policy: ResolvedPolicy, rules: RuleSet
 ) -> Notice | None:
     """KX_THRESHOLD_NEAR (Pub. 100-04, Ch. 5, sec. 10.3): the accrual, this visit included, at
-    or above the share of the year's threshold and not above it; not when the visit already
-    bills KX on every therapy line (the obligation is being met)."""
+    or above the share of the year's threshold and not above it (EVENTS.md: the accrual alone;
+    a visit billing KX below the threshold does not meet the obligation of the visit that will
+    cross it, so it gets the notice too)."""
     acc = judgement.kx
     assert acc is not None
     threshold = rules.kx.cents(acc.year, acc.bucket)
@@ -361,8 +367,6 @@ def _kx_near(
     share = policy.kx_notice_share_percent or rules.episodes.notices.kx_share_percent
     total = acc.total_cents
     if total * 100 < share * threshold or total > threshold:
-        return None
-    if acc.own.with_kx >= acc.own.lines:
         return None
     payer = record.payer
     bucket = acc.bucket.value
@@ -379,8 +383,8 @@ def _kx_near(
         f"KX needed after ${_usd(threshold)} in {acc.year} ({_bucket_name(acc.bucket)}): this "
         f"patient is at ${_usd(total)}.",
         {
-            "accrued": _usd(total),
-            "threshold": _usd(threshold),
+            "accrued": _decimal(total),
+            "threshold": _decimal(threshold),
             "bucket": bucket,
             "year": acc.year,
             "share_percent": share,
@@ -471,7 +475,13 @@ def _record_policy(record: VisitRecord, rules: RuleSet) -> ResolvedPolicy | None
 
 
 def _usd(cents: int) -> str:
+    """For messages: "2,480.00"."""
     return f"{cents // 100:,}.{cents % 100:02d}"
+
+
+def _decimal(cents: int) -> str:
+    """For `observed`: a decimal string, USD, as the alerts write amounts ("2480.00")."""
+    return f"{cents // 100}.{cents % 100:02d}"
 
 
 def _bucket_name(bucket: KxBucket) -> str:
