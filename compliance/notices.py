@@ -3,10 +3,10 @@
 
 Two sources, one judgement:
 - `due_on(records, day)`: the date-driven kinds (CERTIFICATION_DUE, VERBAL_ORDER_SIGNATURE_DUE,
-  RECERTIFICATION_DUE) of every episode of a patient as of a date, from the records dated on or
-  before it (a document counts from its visit's date of service, as for the alerts). It reads
-  nothing else, so a daily run on any later day gives the same answer for that date: the
-  stream's catch-up of missed dates and `audit --as-of` agree.
+  RECERTIFICATION_DUE) of every episode of a patient as of a date: what falls due from the
+  records dated on or before it (a document counts from its visit's date of service, as for
+  the alerts), less what the records dated after it show met since. It reads nothing but the
+  records, so the stream's catch-up of missed dates and `audit --as-of` agree on one history.
 - `at_visit(...)`: a checked visit's notices - the date-driven kinds as of its date of service
   (with the visits seen before it), PROGRESS_REPORT_DUE from its place in the progress-report
   period and KX_THRESHOLD_NEAR from its KX accrual (both as the alerts judge it: episodes/judge.py).
@@ -32,7 +32,7 @@ from compliance.episodes.certs import (
     referral_exception,
 )
 from compliance.episodes.judge import EpisodeJudgement
-from compliance.episodes.segments import Segment, by_group, segments
+from compliance.episodes.segments import Segment, by_group, order, segments
 from compliance.episodes.view import EpisodeView
 from compliance.kx_thresholds import KxBucket
 from compliance.policy import ResolvedPolicy
@@ -94,11 +94,17 @@ class Notice:
 
 def due_on(records: Iterable[VisitRecord], day: date, rules: RuleSet) -> list[Notice]:
     """The date-driven notices due on `day` for each episode of a patient, judged with the
-    records (current versions) dated on or before it."""
-    upto = [r for r in records if r.date_of_service <= day and r.episode is not None]
+    records (current versions) dated on or before it; an obligation that the records dated
+    after it already show met (a certification signed and reported since) is not due: "a
+    notice whose obligation is met is not repeated" (EVENTS.md), nor announced late."""
+    every = [r for r in records if r.episode is not None]
+    upto = [r for r in every if r.date_of_service <= day]
+    later = any(r.date_of_service > day for r in every)
+    full = by_group(every) if later else {}
     out: list[Notice] = []
     for key, group in by_group(upto).items():
         segs = segments(group, key)
+        whole = {s.records[0].visit_id: s for s in segments(full[key], key)} if later else {}
         for i, seg in enumerate(segs):
             first_day = seg.first_day
             if first_day is None:
@@ -109,41 +115,47 @@ def due_on(records: Iterable[VisitRecord], day: date, rules: RuleSet) -> list[No
             # Ended: discharged, or a later episode of the group began (only certification and
             # the verbal order's signature are still owed for the services furnished).
             ended = seg.closed or i < len(segs) - 1
-            out.extend(_date_kinds(seg, first_day, day, ended, key[0] == "r", rules))
+            views = [EpisodeView.of(seg, first_day, day)]
+            now = whole.get(seg.records[0].visit_id)
+            if now is not None and now.records[-1].date_of_service > day:
+                views.append(EpisodeView.of(now, first_day, now.records[-1].date_of_service))
+            out.extend(_date_kinds(seg, views, first_day, day, ended, key[0] == "r", rules))
     return out
 
 
 def _date_kinds(
-    seg: Segment, first_day: date, day: date, ended: bool, named: bool, rules: RuleSet
+    seg: Segment,
+    views: list[EpisodeView],
+    first_day: date,
+    day: date,
+    ended: bool,
+    named: bool,
+    rules: RuleSet,
 ) -> Iterator[Notice]:
+    """`views`: the episode as of `day` (what falls due), and as of its latest record when one
+    is dated after `day` (what is met since)."""
     ep_policy = rules.episodes
     n = ep_policy.notices
     cert = ep_policy.certification
-    view = EpisodeView.of(seg, first_day, day)
+    view = views[0]
     base = _Base.of(seg, first_day, named)
     days = (day - first_day).days
     vdays = cert.verbal_order_days
     # CERTIFICATION_DUE (sec. 220.1.3 B, D; CY 2025 PFS referral exception).
-    if n.certification_from_day <= days <= cert.within_days:
-        # Signed by `day` (a document reported early may carry a later signature date: a
-        # verbal order is on file before it is signed, but it is not a signed certification).
-        signed = any(
-            c.signed is not None and c.signed <= day and on_file(c, day, vdays)
-            for c in view.certifications
+    if n.certification_from_day <= days <= cert.within_days and not any(
+        _certified(v, ep_policy) for v in views
+    ):
+        due = first_day + timedelta(days=cert.within_days)
+        yield base.notice(
+            NoticeKind.CERTIFICATION_DUE,
+            due.isoformat(),
+            due,
+            None,
+            f"Physician/NPP certification of the plan of care due by {due} (first day + "
+            f"{cert.within_days}).",
+            {"days_since_start": days},
+            day,
         )
-        delayed = any(c.delayed_certification for c in view.certifications)
-        if not signed and not delayed and referral_exception(view, ep_policy) is None:
-            due = first_day + timedelta(days=cert.within_days)
-            yield base.notice(
-                NoticeKind.CERTIFICATION_DUE,
-                due.isoformat(),
-                due,
-                None,
-                f"Physician/NPP certification of the plan of care due by {due} (first day + "
-                f"{cert.within_days}).",
-                {"days_since_start": days},
-                day,
-            )
     # VERBAL_ORDER_SIGNATURE_DUE (sec. 220.1.3 B: "followed within 14 days by a signature").
     for verbal in sorted({c.verbal for c in view.certifications if c.verbal is not None}):
         due = verbal + timedelta(days=vdays)
@@ -151,9 +163,10 @@ def _date_kinds(
             continue
         signed = any(
             c.signed is not None
-            and c.signed <= day
+            and c.signed <= v.day
             and (c.verbal == verbal or (c.verbal is None and c.signed >= verbal))
-            for c in view.certifications
+            for v in views
+            for c in v.certifications
         )
         if not signed:
             yield base.notice(
@@ -175,12 +188,7 @@ def _date_kinds(
         if not end - lead <= day <= end:
             continue
         after = end + timedelta(days=1)
-        later = replace(view, day=after)
-        covered = any(i.start <= after <= i.end for i in intervals) or any(
-            c.delayed_certification and delayed_covers(c, later, ep_policy)
-            for c in view.certifications
-        )
-        if not covered:
+        if not any(_covers(v, after, ep_policy) for v in views):
             yield base.notice(
                 NoticeKind.RECERTIFICATION_DUE,
                 end.isoformat(),
@@ -191,6 +199,31 @@ def _date_kinds(
                 {"certified_through": end.isoformat(), "days_left": (end - day).days},
                 day,
             )
+
+
+def _certified(view: EpisodeView, policy: EpisodePolicy) -> bool:
+    """CERTIFICATION_DUE's obligation met as of the view's date: a certification signed by
+    then and on file (a verbal order is on file before it is signed, but it is not a signed
+    certification), one signed with its delay reason, or the CY 2025 referral exception."""
+    vdays = policy.certification.verbal_order_days
+    return (
+        any(
+            c.signed is not None and c.signed <= view.day and on_file(c, view.day, vdays)
+            for c in view.certifications
+        )
+        or any(c.delayed_certification for c in view.certifications)
+        or referral_exception(view, policy) is not None
+    )
+
+
+def _covers(view: EpisodeView, day: date, policy: EpisodePolicy) -> bool:
+    """A certification on file as of the view's date covers `day` (RECERTIFICATION_DUE met)."""
+    if any(i.start <= day <= i.end for i in certified_intervals(view, policy)):
+        return True
+    at = replace(view, day=day)
+    return any(
+        c.delayed_certification and delayed_covers(c, at, policy) for c in view.certifications
+    )
 
 
 def candidate_dates(records: Sequence[VisitRecord], rules: RuleSet) -> list[tuple[date, date]]:
@@ -308,7 +341,20 @@ def at_visit(
         return out
     view = judgement.view
     ep = record.episode
-    if view is not None and ep is not None and policy.follows_medicare:
+    # A named episode is never split: one discharged earlier stays closed (EVENTS.md: no
+    # further PROGRESS_REPORT_DUE after a discharge).
+    closed = (
+        ep is not None
+        and ep.episode_ref is not None
+        and any(
+            r.episode is not None
+            and r.episode.episode_ref == ep.episode_ref
+            and r.episode.discharged
+            and order(r) < order(record)
+            for r in upto
+        )
+    )
+    if view is not None and ep is not None and policy.follows_medicare and not closed:
         notice = _progress_report(record, view, rules.episodes)
         if notice is not None:
             out.append(notice)
