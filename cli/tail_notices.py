@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TextIO
 
-from cli.tail_alerts import start, tail_consumer
-from cli.tail_status import Output, parse_record
+from cli.tail_status import Output, follow, parse_record
 from runtime.settings import Settings
 from schemas.notice import ComplianceNotice, NoticeKind
 
@@ -134,24 +133,9 @@ async def tail_notices(
     err: TextIO = sys.stderr,
 ) -> int:
     """Follow the notice topic, printing what `tail` decides; stop after `limit` lines."""
-    consumer = tail_consumer(settings, settings.topic_notices, from_beginning)
-    await start(consumer)
-    shown = 0
-    try:
-        async for msg in consumer:
-            output = tail.take(msg.value, f"partition {msg.partition} offset {msg.offset}")
-            if output is None:
-                continue
-            stream = err if output.warning else out
-            stream.write(output.text + "\n")
-            stream.flush()
-            if not output.warning:
-                shown += 1
-                if limit is not None and shown >= limit:
-                    break
-    finally:
-        await consumer.stop()
-    return shown
+    return await follow(
+        settings, settings.topic_notices, tail.take, from_beginning, limit, out, err
+    )
 
 
 __all__ = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO, TypeVar
 
@@ -127,12 +128,26 @@ async def tail_status(
     err: TextIO = sys.stderr,
 ) -> int:
     """Follow the status topic, printing what `tail` decides; stop after `limit` lines."""
-    consumer = tail_consumer(settings, settings.topic_status, from_beginning)
+    return await follow(settings, settings.topic_status, tail.take, from_beginning, limit, out, err)
+
+
+async def follow(
+    settings: Settings,
+    topic: str,
+    take: Callable[[bytes | None, str], Output | None],
+    from_beginning: bool,
+    limit: int | None,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """Follow `topic`, printing what `take` makes of each record (warnings on `err`); stop
+    after `limit` lines printed on `out`. Returns the lines printed."""
+    consumer = tail_consumer(settings, topic, from_beginning)
     await start(consumer)
     shown = 0
     try:
         async for msg in consumer:
-            output = tail.take(msg.value, f"partition {msg.partition} offset {msg.offset}")
+            output = take(msg.value, f"partition {msg.partition} offset {msg.offset}")
             if output is None:
                 continue
             stream = err if output.warning else out
