@@ -32,7 +32,7 @@ from compliance.episodes.certs import (
     referral_exception,
 )
 from compliance.episodes.judge import EpisodeJudgement
-from compliance.episodes.segments import Segment, by_group, order, segments
+from compliance.episodes.segments import Segment, by_group, group_key, order, segments
 from compliance.episodes.view import EpisodeView
 from compliance.kx_thresholds import KxBucket
 from compliance.policy import ResolvedPolicy
@@ -115,6 +115,8 @@ def due_on(records: Iterable[VisitRecord], day: date, rules: RuleSet) -> list[No
             # Ended: discharged, or a later episode of the group began (only certification and
             # the verbal order's signature are still owed for the services furnished).
             ended = seg.closed or i < len(segs) - 1
+            if ended and not _may_be_due_after_end(seg, first_day, day, rules):
+                continue  # an old episode: nothing of it can fall due on `day`
             views = [EpisodeView.of(seg, first_day, day)]
             now = whole.get(seg.records[0].visit_id)
             if now is not None and now.records[-1].date_of_service > day:
@@ -199,6 +201,21 @@ def _date_kinds(
                 {"certified_through": end.isoformat(), "days_left": (end - day).days},
                 day,
             )
+
+
+def _may_be_due_after_end(seg: Segment, first_day: date, day: date, rules: RuleSet) -> bool:
+    """Whether an ended episode can owe something on `day`: its certification window or a
+    verbal order's 14 days contain it (no view built for the others)."""
+    cert = rules.episodes.certification
+    if (day - first_day).days <= cert.within_days:
+        return True
+    window = timedelta(days=cert.verbal_order_days)
+    return any(
+        d.verbal is not None and d.verbal <= day <= d.verbal + window
+        for r in seg.records
+        if r.episode is not None
+        for d in r.episode.docs
+    )
 
 
 def _certified(view: EpisodeView, policy: EpisodePolicy) -> bool:
@@ -333,7 +350,11 @@ def at_visit(
     day = record.date_of_service
     upto = [r for r in seen if r.date_of_service <= day]
     upto.append(record)
-    out = due_on(upto, day, rules)
+    # The visit's own episodes (its discipline, or its named episode): the other episodes'
+    # dates are the daily run's.
+    key = group_key(record) if record.episode is not None else None
+    own = [r for r in upto if r.episode is not None and group_key(r) == key]
+    out = due_on(own, day, rules) if key is not None else []
     if judgement is None:
         return out
     policy = _record_policy(record, rules)
