@@ -32,7 +32,7 @@ from compliance.episodes.certs import (
     referral_exception,
 )
 from compliance.episodes.judge import EpisodeJudgement
-from compliance.episodes.segments import Segment, by_group, segments
+from compliance.episodes.segments import Segment, by_group, group_key, order, segments
 from compliance.episodes.view import EpisodeView
 from compliance.kx_thresholds import KxBucket
 from compliance.policy import ResolvedPolicy
@@ -293,7 +293,12 @@ def at_visit(
         return out
     view = judgement.view
     ep = record.episode
-    if view is not None and ep is not None and policy.follows_medicare:
+    if (
+        view is not None
+        and ep is not None
+        and policy.follows_medicare
+        and not _discharged_before(record, upto)
+    ):
         notice = _progress_report(record, view, rules.episodes)
         if notice is not None:
             out.append(notice)
@@ -302,6 +307,26 @@ def at_visit(
         if notice is not None:
             out.append(notice)
     return out
+
+
+def _discharged_before(record: VisitRecord, upto: Sequence[VisitRecord]) -> bool:
+    """An EHR-named episode closed by a discharge_summary on a visit before `record` (EVENTS.md:
+    "An episode closed by a discharge_summary gets no further PROGRESS_REPORT_DUE", as
+    `due_on` treats RECERTIFICATION_DUE). An implicit episode ends at its discharge: the visit
+    after it opens the next one (segments.py), so only named episodes can have one."""
+    part = record.episode
+    if part is None or part.episode_ref is None:
+        return False
+    key = group_key(record)
+    place = order(record)
+    return any(
+        r is not record
+        and r.episode is not None
+        and r.episode.discharged
+        and group_key(r) == key
+        and order(r) < place
+        for r in upto
+    )
 
 
 def _progress_report(record: VisitRecord, view: EpisodeView, ep: EpisodePolicy) -> Notice | None:

@@ -93,9 +93,7 @@ def one(kind: NoticeKind, notices: list[ComplianceNotice]) -> ComplianceNotice:
 
 def evaluation(docs: list[dict[str, Any]] | None = None, **kw: Any) -> dict[str, Any]:
     start = kw.pop("start", D0)
-    return episode_visit(
-        "V-EVAL", start.isoformat(), evaluation=True, docs=docs or [], **kw
-    )
+    return episode_visit("V-EVAL", start.isoformat(), evaluation=True, docs=docs or [], **kw)
 
 
 def treatment(n: int, docs: list[dict[str, Any]] | None = None, **kw: Any) -> dict[str, Any]:
@@ -122,7 +120,7 @@ def pr_feed(engine: Engine, last_day: int, **kw: Any) -> tuple[Feed, list[list[C
 
 
 def test_sec_220_3_d_progress_report_due_from_treatment_day_8(engine: Engine) -> None:
-    f, out = pr_feed(engine, 8)
+    _, out = pr_feed(engine, 8)
     assert out[:7] == [[]] * 7  # treatment days 1-7: none
     [n] = out[7]  # treatment day 8: one
     assert n.due_at_treatment_day == 10 and n.due_by is None
@@ -132,7 +130,7 @@ def test_sec_220_3_d_progress_report_due_from_treatment_day_8(engine: Engine) ->
 
 
 def test_sec_220_3_d_progress_report_not_repeated_on_days_9_and_10(engine: Engine) -> None:
-    f, out = pr_feed(engine, 10)
+    _, out = pr_feed(engine, 10)
     first = out[7][0]
     assert out[8] == [] and out[9] == []  # published once
     # Still due on day 9 (the same obligation, the same id) for a history that forgot it.
@@ -181,6 +179,22 @@ def test_sec_220_3_d_discharge_visit_gets_none(engine: Engine) -> None:
     # The summary is an assistant's, so it does not also count as a clinician report.
     f, _ = pr_feed(engine, 7)
     assert of(PR, f.visit(treatment(7, [doc("discharge_summary", author="PTA")]))) == []
+
+
+def test_sec_220_3_d_no_progress_report_notice_after_a_discharge_of_a_named_episode(
+    engine: Engine,
+) -> None:
+    # EVENTS.md: "An episode closed by a discharge_summary gets no further PROGRESS_REPORT_DUE":
+    # an EHR-named episode's visits after its discharge (an assistant's summary on treatment day
+    # 3, so the period does not restart) get none; without the discharge, day 8 gets one.
+    for discharge, expected in ((True, 0), (False, 1)):
+        f = Feed(engine)
+        f.visit(evaluation([PLAN, CERTIFIED], episode_ref="EP-1"))
+        got = []
+        for n in range(1, 10):
+            docs = [doc("discharge_summary", author="PTA")] if discharge and n == 2 else []
+            got += of(PR, f.visit(treatment(n, docs, episode_ref="EP-1")))
+        assert len(got) == expected, discharge
 
 
 def test_progress_report_due_counts_treatment_days_not_calendar_days(engine: Engine) -> None:
@@ -523,7 +537,9 @@ def test_sec_10_3_kx_near_even_when_the_visit_bills_kx(engine: Engine) -> None:
 
 def test_non_medicare_payer_gets_no_notice_of_any_kind(engine: Engine) -> None:
     f = Feed(engine)
-    f.visit(evaluation([doc("plan_of_care", plan_start=iso(0), plan_end=iso(29))], kind="commercial"))
+    f.visit(
+        evaluation([doc("plan_of_care", plan_start=iso(0), plan_end=iso(29))], kind="commercial")
+    )
     f.visit(
         treatment(
             5, [doc("certification", author="MD", signed=None, verbal=iso(5))], kind="commercial"
@@ -623,8 +639,8 @@ def test_every_kind_validates_against_the_json_schema(engine: Engine) -> None:
     plan = doc("plan_of_care", plan_start=iso(0), plan_end=iso(29))
     f.visit(evaluation([plan], amount="2300.00"))
     f.visit(treatment(5, [doc("certification", author="MD", signed=None, verbal=iso(5))]))
-    for n in range(6, 13):
-        f.visit(treatment(n))
+    for k in range(6, 13):
+        f.visit(treatment(k))
     f.daily(d(0), d(40))
     assert {n.kind for n in f.published} == set(NoticeKind)
     for n in f.published:
