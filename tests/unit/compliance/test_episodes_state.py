@@ -6,7 +6,6 @@ patient (3 visits a week for a year). EVENTS.md "v1 additions"; KX per calendar 
 from __future__ import annotations
 
 import dataclasses
-
 from datetime import date, timedelta
 from typing import Any
 
