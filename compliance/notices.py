@@ -176,7 +176,11 @@ def _date_kinds(
             continue
         after = end + timedelta(days=1)
         later = replace(view, day=after)
-        covered = any(i.start <= after <= i.end for i in intervals) or any(
+        # Covered as the alert will judge the day after (on file then: a verbal order that
+        # lapses unsigned before it does not cover it), with the records known today.
+        covered = any(
+            i.start <= after <= i.end for i in certified_intervals(later, ep_policy)
+        ) or any(
             c.delayed_certification and delayed_covers(c, later, ep_policy)
             for c in view.certifications
         )

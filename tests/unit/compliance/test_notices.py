@@ -417,6 +417,35 @@ def test_sec_220_1_3_c_none_once_a_recertification_covering_the_next_day_is_on_f
     assert of(RECERT, f.daily(d(E - 5), d(E))) == []
 
 
+def test_sec_220_1_3_c_a_verbal_recertification_lapsing_before_the_next_day_does_not_cover_it(
+    engine: Engine,
+) -> None:
+    # A verbal recertification order of E - 14 covering E + 1 .. E + 60, never signed: on file
+    # through E (its 14 days), not on E + 1, where RECERTIFICATION_MISSING is raised. The
+    # notice is due from E - 14 (sec. 220.1.3 B-C), next to the verbal order's own notice.
+    f = recert_feed(engine)
+    order = doc(
+        "certification",
+        author="MD",
+        signed=None,
+        verbal=iso(E - 14),
+        covers_from=iso(E + 1),
+        covers_through=iso(E + 60),
+    )
+    got = f.visit(treatment(E - 14, [order, doc("progress_report")]))
+    assert one(RECERT, got).due_by == d(E)
+    assert one(VERBAL, got).due_by == d(E)
+    f.seq += 1
+    alerts = engine.evaluate(
+        model(treatment(E + 1, [doc("progress_report")])), NOW, f.history, f.seq
+    )
+    assert "RECERTIFICATION_MISSING" in [a.rule_id for a in alerts.alerts]
+    # Signed in time, it covers E + 1: no notice.
+    f = recert_feed(engine)
+    signed = {**order, "signed_at": f"{iso(E - 10)}T18:00:00Z"}
+    assert of(RECERT, f.visit(treatment(E - 14, [signed, doc("progress_report")]))) == []
+
+
 def test_sec_220_1_3_c_none_after_a_discharge(engine: Engine) -> None:
     f = recert_feed(engine)
     f.visit(treatment(E - 20, [doc("discharge_summary")]))
