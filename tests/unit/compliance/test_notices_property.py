@@ -28,6 +28,7 @@ as the worker and `audit --notices-out` do: for each patient, a daily run
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -76,14 +77,15 @@ class Visit:
     evaluation: bool
     amount: str
     docs: tuple[Doc, ...]
+    kx: bool = False  # the line carries KX
 
     def payload(self, patient: str, start: date, visit_id: str, medicare: bool) -> dict[str, Any]:
         dos = start + timedelta(days=self.day)
-        mod = MODIFIER[self.discipline]
+        mods = [MODIFIER[self.discipline], *(["KX"] if self.kx else [])]
         if self.evaluation:
-            services = [line("1", EVALUATION[self.discipline], 1, None, [mod])]
+            services = [line("1", EVALUATION[self.discipline], 1, None, mods)]
         else:
-            services = [line("1", TREATMENT[self.discipline], 1, 15, [mod])]
+            services = [line("1", TREATMENT[self.discipline], 1, 15, mods)]
         services[0]["allowed_amount"] = self.amount
         documents = []
         for i, d in enumerate(self.docs):
@@ -138,6 +140,14 @@ def docs_of(discipline: str) -> st.SearchStrategy[tuple[Doc, ...]]:
         st.builds(Doc, st.just("certification"), st.just("MD"), covers=st.integers(20, 110)),
         st.just(Doc("certification", "MD", signed=None, verbal=True)),
         st.builds(Doc, st.just("certification"), st.just("MD"), st.integers(0, 30), st.just(True)),
+        st.builds(
+            Doc,
+            st.just("certification"),
+            st.just("MD"),
+            st.one_of(st.none(), st.integers(0, 25)),
+            st.just(True),
+            covers=st.integers(20, 89),
+        ),
         st.just(Doc("certification", "MD", delay_reason=True)),
         st.just(Doc("referral", "MD")),
         st.just(Doc("discharge_summary", clinician)),
@@ -166,7 +176,8 @@ def stream(draw: st.DrawFn, discipline: str) -> list[Visit]:
             # recertified while the history goes on).
             docs += (Doc("certification", "MD", covers=draw(st.integers(20, 60))),)
         evaluation = not opened or (draw(st.integers(0, 30)) == 0)
-        visits.append(Visit(day, discipline, evaluation, draw(AMOUNTS), docs))
+        kx = draw(st.integers(0, 3)) == 0
+        visits.append(Visit(day, discipline, evaluation, draw(AMOUNTS), docs, kx))
         opened = not any(d.kind == "discharge_summary" for d in docs)
         if not opened and draw(st.booleans()):
             opened = True  # the visit after a discharge opens the next episode itself
@@ -210,7 +221,7 @@ def daily(run: Run, patient: str, a: date, b: date, log: list[ComplianceNotice])
 
 @given(patients())
 @settings(
-    max_examples=40,
+    max_examples=int(os.environ.get("NOTICES_EXAMPLES", "40")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
