@@ -234,10 +234,12 @@ def _certified(view: EpisodeView, policy: EpisodePolicy) -> bool:
 
 
 def _covers(view: EpisodeView, day: date, policy: EpisodePolicy) -> bool:
-    """A certification on file as of the view's date covers `day` (RECERTIFICATION_DUE met)."""
-    if any(i.start <= day <= i.end for i in certified_intervals(view, policy)):
-        return True
+    """`day` is covered as the alert will judge it then (on file on `day`: a verbal order that
+    lapses unsigned before it does not cover it), with the view's documents (RECERTIFICATION_DUE
+    met)."""
     at = replace(view, day=day)
+    if any(i.start <= day <= i.end for i in certified_intervals(at, policy)):
+        return True
     return any(
         c.delayed_certification and delayed_covers(c, at, policy) for c in view.certifications
     )
@@ -362,20 +364,12 @@ def at_visit(
         return out
     view = judgement.view
     ep = record.episode
-    # A named episode is never split: one discharged earlier stays closed (EVENTS.md: no
-    # further PROGRESS_REPORT_DUE after a discharge).
-    closed = (
-        ep is not None
-        and ep.episode_ref is not None
-        and any(
-            r.episode is not None
-            and r.episode.episode_ref == ep.episode_ref
-            and r.episode.discharged
-            and order(r) < order(record)
-            for r in upto
-        )
-    )
-    if view is not None and ep is not None and policy.follows_medicare and not closed:
+    if (
+        view is not None
+        and ep is not None
+        and policy.follows_medicare
+        and not _discharged_before(record, upto)
+    ):
         notice = _progress_report(record, view, rules.episodes)
         if notice is not None:
             out.append(notice)
@@ -384,6 +378,26 @@ def at_visit(
         if notice is not None:
             out.append(notice)
     return out
+
+
+def _discharged_before(record: VisitRecord, upto: Sequence[VisitRecord]) -> bool:
+    """An EHR-named episode closed by a discharge_summary on a visit before `record` (EVENTS.md:
+    "An episode closed by a discharge_summary gets no further PROGRESS_REPORT_DUE", as
+    `due_on` treats RECERTIFICATION_DUE). An implicit episode ends at its discharge: the visit
+    after it opens the next one (segments.py), so only named episodes can have one."""
+    part = record.episode
+    if part is None or part.episode_ref is None:
+        return False
+    key = group_key(record)
+    place = order(record)
+    return any(
+        r is not record
+        and r.episode is not None
+        and r.episode.discharged
+        and group_key(r) == key
+        and order(r) < place
+        for r in upto
+    )
 
 
 def _progress_report(record: VisitRecord, view: EpisodeView, ep: EpisodePolicy) -> Notice | None:

@@ -120,7 +120,7 @@ def pr_feed(engine: Engine, last_day: int, **kw: Any) -> tuple[Feed, list[list[C
 
 
 def test_sec_220_3_d_progress_report_due_from_treatment_day_8(engine: Engine) -> None:
-    _f, out = pr_feed(engine, 8)
+    _, out = pr_feed(engine, 8)
     assert out[:7] == [[]] * 7  # treatment days 1-7: none
     [n] = out[7]  # treatment day 8: one
     assert n.due_at_treatment_day == 10 and n.due_by is None
@@ -130,7 +130,7 @@ def test_sec_220_3_d_progress_report_due_from_treatment_day_8(engine: Engine) ->
 
 
 def test_sec_220_3_d_progress_report_not_repeated_on_days_9_and_10(engine: Engine) -> None:
-    _f, out = pr_feed(engine, 10)
+    _, out = pr_feed(engine, 10)
     first = out[7][0]
     assert out[8] == [] and out[9] == []  # published once
     # Still due on day 9 (the same obligation, the same id) for a history that forgot it.
@@ -179,6 +179,22 @@ def test_sec_220_3_d_discharge_visit_gets_none(engine: Engine) -> None:
     # The summary is an assistant's, so it does not also count as a clinician report.
     f, _ = pr_feed(engine, 7)
     assert of(PR, f.visit(treatment(7, [doc("discharge_summary", author="PTA")]))) == []
+
+
+def test_sec_220_3_d_no_progress_report_notice_after_a_discharge_of_a_named_episode(
+    engine: Engine,
+) -> None:
+    # EVENTS.md: "An episode closed by a discharge_summary gets no further PROGRESS_REPORT_DUE":
+    # an EHR-named episode's visits after its discharge (an assistant's summary on treatment day
+    # 3, so the period does not restart) get none; without the discharge, day 8 gets one.
+    for discharge, expected in ((True, 0), (False, 1)):
+        f = Feed(engine)
+        f.visit(evaluation([PLAN, CERTIFIED], episode_ref="EP-1"))
+        got = []
+        for n in range(1, 10):
+            docs = [doc("discharge_summary", author="PTA")] if discharge and n == 2 else []
+            got += of(PR, f.visit(treatment(n, docs, episode_ref="EP-1")))
+        assert len(got) == expected, discharge
 
 
 def test_progress_report_due_counts_treatment_days_not_calendar_days(engine: Engine) -> None:
@@ -404,6 +420,35 @@ def test_sec_220_1_3_c_none_once_a_recertification_covering_the_next_day_is_on_f
     assert of(RECERT, f.daily(d(E - 5), d(E))) == []
 
 
+def test_sec_220_1_3_c_a_verbal_recertification_lapsing_before_the_next_day_does_not_cover_it(
+    engine: Engine,
+) -> None:
+    # A verbal recertification order of E - 14 covering E + 1 .. E + 60, never signed: on file
+    # through E (its 14 days), not on E + 1, where RECERTIFICATION_MISSING is raised. The
+    # notice is due from E - 14 (sec. 220.1.3 B-C), next to the verbal order's own notice.
+    f = recert_feed(engine)
+    order = doc(
+        "certification",
+        author="MD",
+        signed=None,
+        verbal=iso(E - 14),
+        covers_from=iso(E + 1),
+        covers_through=iso(E + 60),
+    )
+    got = f.visit(treatment(E - 14, [order, doc("progress_report")]))
+    assert one(RECERT, got).due_by == d(E)
+    assert one(VERBAL, got).due_by == d(E)
+    f.seq += 1
+    alerts = engine.evaluate(
+        model(treatment(E + 1, [doc("progress_report")])), NOW, f.history, f.seq
+    )
+    assert "RECERTIFICATION_MISSING" in [a.rule_id for a in alerts.alerts]
+    # Signed in time, it covers E + 1: no notice.
+    f = recert_feed(engine)
+    signed = {**order, "signed_at": f"{iso(E - 10)}T18:00:00Z"}
+    assert of(RECERT, f.visit(treatment(E - 14, [signed, doc("progress_report")]))) == []
+
+
 def test_sec_220_1_3_c_none_after_a_discharge(engine: Engine) -> None:
     f = recert_feed(engine)
     f.visit(treatment(E - 20, [doc("discharge_summary")]))
@@ -626,8 +671,8 @@ def test_every_kind_validates_against_the_json_schema(engine: Engine) -> None:
     plan = doc("plan_of_care", plan_start=iso(0), plan_end=iso(29))
     f.visit(evaluation([plan], amount="2300.00"))
     f.visit(treatment(5, [doc("certification", author="MD", signed=None, verbal=iso(5))]))
-    for n in range(6, 13):
-        f.visit(treatment(n))
+    for k in range(6, 13):
+        f.visit(treatment(k))
     f.daily(d(0), d(40))
     assert {n.kind for n in f.published} == set(NoticeKind)
     for n in f.published:
