@@ -33,10 +33,10 @@ from compliance.episodes.certs import (
 )
 from compliance.episodes.judge import EpisodeJudgement
 from compliance.episodes.segments import Segment, by_group, group_key, order, segments
-from compliance.episodes.view import EpisodeView
+from compliance.episodes.view import REPORT_KINDS, EpisodeView
 from compliance.kx_thresholds import KxBucket
 from compliance.policy import ResolvedPolicy
-from compliance.records import SERVICE, DocKind, PayerRecord, VisitRecord
+from compliance.records import RE_EVALUATION, SERVICE, DocKind, PayerRecord, Role, VisitRecord
 from compliance.ruleset import RuleSet
 from schemas.common import Discipline, PayerKind
 from schemas.notice import ComplianceNotice, NoticeKind
@@ -353,9 +353,12 @@ def at_visit(
     upto = [r for r in seen if r.date_of_service <= day]
     upto.append(record)
     # The visit's own episodes (its discipline, or its named episode): the other episodes'
-    # dates are the daily run's.
+    # dates are the daily run's. With the visits dated after it already seen (a late visit):
+    # what they show met since is not announced (due_on).
     key = group_key(record) if record.episode is not None else None
-    own = [r for r in upto if r.episode is not None and group_key(r) == key]
+    own = [r for r in seen if r.episode is not None and group_key(r) == key]
+    own.append(record)
+    later = [r for r in own if r.date_of_service > day]
     out = due_on(own, day, rules) if key is not None else []
     if judgement is None:
         return out
@@ -371,13 +374,34 @@ def at_visit(
         and not _discharged_before(record, upto)
     ):
         notice = _progress_report(record, view, rules.episodes)
-        if notice is not None:
+        if notice is not None and not _reported_since(view, later):
             out.append(notice)
     if judgement.kx is not None:
         notice = _kx_near(record, judgement, policy, rules)
         if notice is not None:
             out.append(notice)
     return out
+
+
+def _reported_since(view: EpisodeView, later: Sequence[VisitRecord]) -> bool:
+    """A late visit's period already closed by a report that a visit dated after it carries (a
+    clinician's progress report, re-evaluation or discharge note dated in the period): the
+    obligation is met since, nothing to announce."""
+    start = view.period_start
+    for r in later:
+        ep = r.episode
+        assert ep is not None
+        if ep.has(RE_EVALUATION) and r.date_of_service >= start:
+            return True
+        if any(
+            d.kind in REPORT_KINDS
+            and d.signed is not None
+            and d.role is Role.CLINICIAN
+            and d.day >= start
+            for d in ep.docs
+        ):
+            return True
+    return False
 
 
 def _discharged_before(record: VisitRecord, upto: Sequence[VisitRecord]) -> bool:
