@@ -99,28 +99,32 @@ def due_on(records: Iterable[VisitRecord], day: date, rules: RuleSet) -> list[No
     notice whose obligation is met is not repeated" (EVENTS.md), nor announced late."""
     every = [r for r in records if r.episode is not None]
     upto = [r for r in every if r.date_of_service <= day]
-    later = any(r.date_of_service > day for r in every)
-    full = by_group(every) if later else {}
+    later = len(upto) < len(every)
     out: list[Notice] = []
     for key, group in by_group(upto).items():
         segs = segments(group, key)
-        whole = {s.records[0].visit_id: s for s in segments(full[key], key)} if later else {}
+        whole: dict[str, Segment] | None = None
         for i, seg in enumerate(segs):
             first_day = seg.first_day
             if first_day is None:
                 continue  # start unseen: never guessed (as for the alerts)
+            # Ended: a later episode of the group began, or discharged (only certification and
+            # the verbal order's signature are still owed for the services furnished).
+            ended = i < len(segs) - 1 or seg.closed
+            if not _may_be_due(seg, first_day, day, ended, rules):
+                continue  # no window of the episode contains `day`: no view built
             policy = _policy(seg, rules)
             if policy is None or not policy.follows_medicare:
                 continue
-            # Ended: discharged, or a later episode of the group began (only certification and
-            # the verbal order's signature are still owed for the services furnished).
-            ended = seg.closed or i < len(segs) - 1
-            if ended and not _may_be_due_after_end(seg, first_day, day, rules):
-                continue  # an old episode: nothing of it can fall due on `day`
             views = [EpisodeView.of(seg, first_day, day)]
-            now = whole.get(seg.records[0].visit_id)
-            if now is not None and now.records[-1].date_of_service > day:
-                views.append(EpisodeView.of(now, first_day, now.records[-1].date_of_service))
+            if later:
+                if whole is None:  # the group with the records dated after `day`
+                    everyone = [r for r in every if group_key(r) == key]
+                    everyone.sort(key=order)
+                    whole = {s.records[0].visit_id: s for s in segments(everyone, key)}
+                now = whole.get(seg.records[0].visit_id)
+                if now is not None and now.records[-1].date_of_service > day:
+                    views.append(EpisodeView.of(now, first_day, now.records[-1].date_of_service))
             out.extend(_date_kinds(seg, views, first_day, day, ended, key[0] == "r", rules))
     return out
 
@@ -203,19 +207,37 @@ def _date_kinds(
             )
 
 
-def _may_be_due_after_end(seg: Segment, first_day: date, day: date, rules: RuleSet) -> bool:
-    """Whether an ended episode can owe something on `day`: its certification window or a
-    verbal order's 14 days contain it (no view built for the others)."""
-    cert = rules.episodes.certification
-    if (day - first_day).days <= cert.within_days:
+def _may_be_due(seg: Segment, first_day: date, day: date, ended: bool, rules: RuleSet) -> bool:
+    """Whether a date-driven kind of the episode can be due on `day` (a cover, cheap: no view):
+    its certification window, a verbal order's 14 days, or (open episodes) the lead before an
+    end any certified interval can have (certs.certified_intervals: covers_through, a plan's
+    plan_end, or a possible start + 89)."""
+    ep = rules.episodes
+    cert = ep.certification
+    since_start = (day - first_day).days
+    if ep.notices.certification_from_day <= since_start <= cert.within_days:
         return True
     window = timedelta(days=cert.verbal_order_days)
-    return any(
-        d.verbal is not None and d.verbal <= day <= d.verbal + window
-        for r in seg.records
-        if r.episode is not None
-        for d in r.episode.docs
-    )
+    cap = timedelta(days=ep.recertification.max_interval_days - 1)
+    lead = timedelta(days=ep.notices.recertification_lead_days)
+    if not ended and first_day + cap - lead <= day <= first_day + cap:
+        return True
+    for r in seg.records:
+        part = r.episode
+        assert part is not None
+        for d in part.docs:
+            if d.verbal is not None and d.verbal <= day <= d.verbal + window:
+                return True
+            if ended or d.kind not in (DocKind.CERTIFICATION, DocKind.PLAN_OF_CARE):
+                continue
+            ends = [d.covers_through, d.plan_end]
+            ends.extend(
+                x + cap if x is not None else None
+                for x in (d.covers_from, d.plan_start, d.verbal, d.signed, d.day)
+            )
+            if any(e is not None and e - lead <= day <= e for e in ends):
+                return True
+    return False
 
 
 def _certified(view: EpisodeView, policy: EpisodePolicy) -> bool:
