@@ -197,6 +197,9 @@ def run_audit(
     notice_out = notices.out if notices is not None else None
     #: Per patient, the first date of service read (where its daily runs start).
     first_dates: dict[str, date] = {}
+    #: Every notice id written: each once (EVENTS.md), also past the ids a patient's state
+    #: remembers (PatientHistory.sent).
+    written: set[str] = set()
     newest: date | None = None
     summary = AuditSummary(ruleset_version=engine.ruleset_version)
     progress = err.isatty()
@@ -257,15 +260,19 @@ def run_audit(
                 status_out.write(tag + status.to_json() + b"\n")
         if notice_out is not None:
             for n in outcome.notices:
-                summary.notices_by_kind[n.kind.value] += 1
-                notice_out.write(tag + n.model_dump_json().encode() + b"\n")
+                if n.notice_id not in written:
+                    written.add(n.notice_id)
+                    summary.notices_by_kind[n.kind.value] += 1
+                    notice_out.write(tag + n.model_dump_json().encode() + b"\n")
         if progress and lineno % 1000 == 0 and time.monotonic() - last > _PROGRESS_EVERY_S:
             last = time.monotonic()
             err.write(f"\r{summary.visits_read} visits, {summary.invalid_lines} invalid ...")
             err.flush()
     if notice_out is not None:
         last_line = lineno if shard is not None else None
-        _daily_runs(engine, histories, first_dates, as_of or newest, notice_out, summary, last_line)
+        _daily_runs(
+            engine, histories, first_dates, as_of or newest, notice_out, summary, last_line, written
+        )
     if progress:
         err.write("\r")
     if shard is None:
@@ -284,6 +291,7 @@ def _daily_runs(
     out: BinaryIO,
     summary: AuditSummary,
     last_line: int | None,
+    written: set[str],
 ) -> None:
     """The daily runs after the visits: per patient (in the order first read), the notices due
     on each date from its first date of service through `through`, each once. Tagged after
@@ -297,8 +305,10 @@ def _daily_runs(
             histories[patient], patient, first, through, now
         )
         for n in found:
-            summary.notices_by_kind[n.kind.value] += 1
-            out.write(tag + n.model_dump_json().encode() + b"\n")
+            if n.notice_id not in written:
+                written.add(n.notice_id)
+                summary.notices_by_kind[n.kind.value] += 1
+                out.write(tag + n.model_dump_json().encode() + b"\n")
 
 
 def _shard_main(

@@ -3,10 +3,10 @@
 
 Two sources, one judgement:
 - `due_on(records, day)`: the date-driven kinds (CERTIFICATION_DUE, VERBAL_ORDER_SIGNATURE_DUE,
-  RECERTIFICATION_DUE) of every episode of a patient as of a date: what falls due from the
-  records dated on or before it (a document counts from its visit's date of service, as for
-  the alerts), less what the records dated after it show met since. It reads nothing but the
-  records, so the stream's catch-up of missed dates and `audit --as-of` agree on one history.
+  RECERTIFICATION_DUE) of every episode of a patient as of a date, from the records dated on or
+  before it (a document counts from its visit's date of service, as for the alerts). It reads
+  nothing else, so a daily run on any later day gives the same answer for that date: the
+  stream's catch-up of missed dates and `audit --as-of` agree.
 - `at_visit(...)`: a checked visit's notices - the date-driven kinds as of its date of service
   (with the visits seen before it), PROGRESS_REPORT_DUE from its place in the progress-report
   period and KX_THRESHOLD_NEAR from its KX accrual (both as the alerts judge it: episodes/judge.py).
@@ -92,14 +92,18 @@ class Notice:
 # --- the date-driven kinds ----------------------------------------------------------------------
 
 
-def due_on(records: Iterable[VisitRecord], day: date, rules: RuleSet) -> list[Notice]:
+def due_on(
+    records: Iterable[VisitRecord], day: date, rules: RuleSet, met_since: bool = False
+) -> list[Notice]:
     """The date-driven notices due on `day` for each episode of a patient, judged with the
-    records (current versions) dated on or before it; an obligation that the records dated
-    after it already show met (a certification signed and reported since) is not due: "a
-    notice whose obligation is met is not repeated" (EVENTS.md), nor announced late."""
+    records (current versions) dated on or before it, and nothing else: a date judged late (a
+    catch-up, `audit --as-of`) gives what it gave on the day, so the stream and the backfill
+    agree. `met_since` (a late visit's own notices, `at_visit`): also leave out an obligation
+    that the records dated after `day` show met since (a certification signed and reported
+    since is not announced late)."""
     every = [r for r in records if r.episode is not None]
     upto = [r for r in every if r.date_of_service <= day]
-    later = len(upto) < len(every)
+    later = met_since and len(upto) < len(every)
     out: list[Notice] = []
     for key, group in by_group(upto).items():
         segs = segments(group, key)
@@ -381,7 +385,7 @@ def at_visit(
     own = [r for r in seen if r.episode is not None and group_key(r) == key]
     own.append(record)
     later = [r for r in own if r.date_of_service > day]
-    out = due_on(own, day, rules) if key is not None else []
+    out = due_on(own, day, rules, met_since=True) if key is not None else []
     if judgement is None:
         return out
     policy = _record_policy(record, rules)

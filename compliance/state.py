@@ -44,7 +44,7 @@ from compliance.retention import (
 from compliance.state_codec import FORMAT_VERSION, JsonCache, StateFormatError, decode, encode
 
 #: Notice ids remembered per patient (PatientHistory.sent).
-SENT_NOTICES = 48
+SENT_NOTICES = 128
 
 
 @dataclass(frozen=True, slots=True)

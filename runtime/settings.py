@@ -382,6 +382,9 @@ class WorkerSection(CommonSection, RuleFilesSection):
     ] = "07:00"
     #: Patients per step of the daily run (one transaction each; the event loop runs between).
     notice_scan_chunk: Annotated[int, Field(ge=1, le=100_000)] = 500
+    #: A step of the daily run stops after this long (seconds) even before its
+    #: TC_NOTICE_SCAN_CHUNK patients: the event loop runs between steps.
+    notice_scan_budget_s: Annotated[float, Field(gt=0, le=60)] = 0.25
     #: How often the worker looks whether a daily run is due (seconds).
     notice_run_interval_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     #: Pins the daily run's clock to this date (at TC_NOTICE_DAILY_AT): the worker runs every

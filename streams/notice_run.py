@@ -25,8 +25,9 @@ SIGKILL exactly as durable as the notices it published:
 from __future__ import annotations
 
 import logging
+import time as clock
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import msgspec
 
@@ -44,12 +45,12 @@ log = logging.getLogger(__name__)
 DUE_SOON_DAYS = 7
 
 
-def run_date(now: datetime, settings: Settings) -> date:
-    """The latest date whose daily run is due at `now`: today on the clinic's clock once it
-    reads TC_NOTICE_DAILY_AT, else yesterday."""
-    local = now.astimezone(settings.clinic_zone)
+def run_date(now: datetime, zone: tzinfo, at: time) -> date:
+    """The latest date whose daily run is due at `now`: today on the clinic's clock (`zone`)
+    once it reads `at` (TC_NOTICE_DAILY_AT), else yesterday."""
+    local = now.astimezone(zone)
     today = local.date()
-    return today if local.time() >= settings.notice_daily_time else today - timedelta(days=1)
+    return today if local.time() >= at else today - timedelta(days=1)
 
 
 class NoticeRun:
@@ -68,6 +69,8 @@ class NoticeRun:
         self.engine = engine
         self.table = table
         self.clock = clock
+        #: Read once: the profile's time zone (a file) would be read at every step.
+        self.zone = settings.clinic_zone
         #: Whether the last step left work for another (the timer loops while it does).
         self.more = False
         #: The owned partitions' last finished runs' due-soon counts (the gauge).
@@ -77,7 +80,7 @@ class NoticeRun:
         """Run one chunk of the first partition (in order) that has a run to do."""
         self.more = False
         now = self.clock()
-        target = run_date(now, self.settings)
+        target = run_date(now, self.zone, self.settings.notice_daily_time)
         for partition in sorted(partitions):
             key = run_key(partition)
             state = read_state(txn.get(self.table, partition, key))
@@ -107,7 +110,14 @@ class NoticeRun:
         out: list[Output] = []
         counting = dict(state.counting)
         topic = self.settings.topic_notices
+        # Bounded in time too: a first run or a long catch-up judges many dates per patient
+        # (tens of ms each), and the event loop must not wait for 500 of them.
+        deadline = clock.monotonic() + self.settings.notice_scan_budget_s
+        done: list[bytes] = []
         for patient in patients:
+            if done and clock.monotonic() > deadline:
+                break
+            done.append(patient)
             mark = txn.mark()
             try:
                 stored = _read(txn, self.table, partition, patient)
@@ -139,8 +149,8 @@ class NoticeRun:
                     partition,
                     type(exc).__name__,
                 )
-        if len(patients) < limit:  # the partition's last patients: the run is done
-            done = tuple(sorted(counting.items()))
+        if len(done) == len(patients) and len(patients) < limit:  # the last: the run is done
+            soon_by_kind = tuple(sorted(counting.items()))
             state = msgspec.structs.replace(
                 state,
                 done_through=state.target,
@@ -148,12 +158,12 @@ class NoticeRun:
                 target=None,
                 cursor=None,
                 counting=(),
-                due_soon=done,
+                due_soon=soon_by_kind,
             )
             log.info("notice run on partition %d done through %s", partition, state.done_through)
         else:
             state = msgspec.structs.replace(
-                state, cursor=patients[-1], counting=tuple(sorted(counting.items()))
+                state, cursor=done[-1], counting=tuple(sorted(counting.items()))
             )
         txn.put(self.table, partition, run_key(partition), encode_state(state))
         return out

@@ -7,8 +7,6 @@ from datetime import date
 
 import msgspec
 
-from streams.transaction import Store, Transaction
-
 
 class RunState(msgspec.Struct, array_like=True, gc=False):
     """A partition's daily-run state. Fields are appended, never reordered."""
@@ -44,12 +42,12 @@ def encode_state(state: RunState) -> bytes:
     return _ENCODER.encode(state)
 
 
-def note_visit(txn: Transaction, table: Store, partition: int, day: date) -> None:
-    """A visit's date of service: the partition's first run starts at the earliest one."""
-    key = run_key(partition)
-    state = read_state(txn.get(table, partition, key))
-    if state.since is None or day < state.since:
-        txn.put(table, partition, key, encode_state(msgspec.structs.replace(state, since=day)))
+def judged_through(state: RunState, patient: bytes) -> date | None:
+    """The last date the daily run judged `patient`: its run in progress's last date once the
+    cursor is at or past the patient, else the last date done."""
+    if state.target is not None and state.cursor is not None and patient <= state.cursor:
+        return state.target
+    return state.done_through
 
 
-__all__ = ["RunState", "encode_state", "note_visit", "read_state", "run_key"]
+__all__ = ["RunState", "encode_state", "judged_through", "read_state", "run_key"]

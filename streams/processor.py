@@ -12,8 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
+
+import msgspec
 
 from compliance import ENGINE_VERSION, Engine, state_layout
 from compliance.state_layout import Stored
@@ -24,7 +26,7 @@ from schemas.common import DeadLetterReason
 from schemas.deadletter import DeadLetter, SourceRecord
 from schemas.decode import Rejection, decode_visit
 from streams.metrics import Metrics
-from streams.notice_state import note_visit, read_state, run_key
+from streams.notice_state import encode_state, judged_through, read_state, run_key
 from streams.state_cache import DecodedCache
 from streams.transaction import Chain, StaleTransaction, Store, Transaction
 
@@ -153,8 +155,6 @@ class VisitProcessor:
         #: Per partition, the tally bytes last written and their decoded form.
         self._tally_written: dict[int, tuple[bytes, Tally]] = {}
         self.patient_ref_pattern = settings.patient_ref_regex
-        #: Per partition, the earliest date of service as last read (streams/notice_state.py).
-        self._since: dict[int, date] = {}
 
     def handle(self, rec: Record, txn: Transaction) -> list[Output]:
         started = time.perf_counter()
@@ -168,7 +168,6 @@ class VisitProcessor:
         for p in partitions:
             self.tallies.pop(p, None)
             self._tally_written.pop(p, None)
-            self._since.pop(p, None)
         self.metrics.show_tallies(self.tallies.values())
         if self.histories is not None:
             self.histories.drop(partitions)
@@ -239,16 +238,31 @@ class VisitProcessor:
                 Output(s.topic_status, st.visit_id.encode(), st.to_json()) for st in statuses
             )
             self._count_statuses(txn, table, rec.partition, statuses)
+        history_after = outcome.history
+        if table is not None and history_after is not None and statuses:
+            # A new event (statuses are published for new events only). Its date in the
+            # partition's daily-run state; and when the daily run already judged the patient's
+            # dates after it, those dates again with the visit (a late visit: nothing the runs
+            # would have found with it is lost; streams/notice_state.py).
+            through = self._note_visit(txn, table, rec.partition, rec.key, result.date_of_service)
+            if through is not None:
+                extra, history_after = self.engine.notices_due(
+                    history_after,
+                    result.patient_ref,
+                    result.date_of_service + timedelta(days=1),
+                    through,
+                    now,
+                )
+                notices = [*notices, *extra]
         if table is not None:
             # Notices: the same transaction and delivery as the statuses (EVENTS.md
             # "ComplianceNotice v1"), keyed by patient_ref.
             for n in notices:
                 out.append(Output(s.topic_notices, rec.key, n.model_dump_json().encode()))
                 self.metrics.notices_published.labels(kind=n.kind.value).inc()
-            self._note_since(txn, table, rec.partition, result.date_of_service)
-        if table is not None and read is not None and outcome.history is not None:
+        if table is not None and read is not None and history_after is not None:
             writes, after = state_layout.changes(
-                rec.key, read[0], outcome.history, (result.visit_id, rec.offset)
+                rec.key, read[0], history_after, (result.visit_id, rec.offset)
             )
             for where, value in writes:
                 txn.put(table, rec.partition, where, value)
@@ -291,19 +305,17 @@ class VisitProcessor:
             self._tallies_shown = now
             self.metrics.show_tallies(self.tallies.values())
 
-    def _note_since(self, txn: Transaction, table: Store, partition: int, day: date) -> None:
-        """The partition's earliest date of service, where its first daily run of the notices
-        starts (streams/notice_run.py). Read once per partition; written only when lower."""
-        known = self._since.get(partition)
-        if known is not None and day >= known:
-            return
-        self._since.pop(partition, None)
-        raw = txn.get(table, partition, run_key(partition))
-        since = read_state(raw).since
-        if since is not None and day >= since:
-            self._since[partition] = since
-            return
-        note_visit(txn, table, partition, day)  # not cached: the record may be rolled back
+    def _note_visit(
+        self, txn: Transaction, table: Store, partition: int, patient: bytes, day: date
+    ) -> date | None:
+        """The partition's earliest date of service (where its first daily run starts), and the
+        last date the daily run judged this patient when that is after `day` (else None)."""
+        key = run_key(partition)
+        state = read_state(txn.get(table, partition, key))
+        if state.since is None or day < state.since:
+            txn.put(table, partition, key, encode_state(msgspec.structs.replace(state, since=day)))
+        through = judged_through(state, patient)
+        return through if through is not None and through > day else None
 
     def measure_statuses(self, owned: set[int]) -> None:
         """Re-read the owned partitions' tallies as stored (partitions assigned since, or

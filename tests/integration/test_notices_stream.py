@@ -136,7 +136,7 @@ async def test_the_daily_run_survives_sigkill_and_equals_audit_as_of(
     expected = audit_notices(feed, as_of, tmp_path)
     t = Topics.unique("notice-kill")
     await create_topics(t)
-    worker: Worker = make_worker(t, **daily(TC_NOTICE_AS_OF=BEFORE))
+    worker: Worker = make_worker(t, **daily(TC_NOTICE_AS_OF=BEFORE, TC_NOTICE_SCAN_CHUNK="1"))
     await produce(t.visits, feed)
     worker.start()
     await wait_processed(worker, len(feed))
@@ -145,9 +145,10 @@ async def test_the_daily_run_survives_sigkill_and_equals_audit_as_of(
     await run_as_of(worker, as_of)  # the clock at DATE: every date since the first is run
     deadline = time.monotonic() + 60
     while published(worker) == 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    worker.stop(signal.SIGKILL)  # during the run (chunks of 2 patients, 4 partitions)
+        await asyncio.sleep(0.02)
+    worker.stop(signal.SIGKILL)  # at its first notices: during the run (chunks of 1 patient)
     at_kill = await count_now(t)
+    assert at_kill < len(expected), "the kill came after the run: it proves nothing"
     worker.start()
     got = notice_ids(await notices(t, len(expected)), t)
     duplicates = assert_same(got, expected)
@@ -170,17 +171,25 @@ async def test_the_daily_run_moves_with_its_partitions(
     a: Worker = make_worker(t, app_id=app_id, **daily(TC_NOTICE_AS_OF=BEFORE))
     await produce(t.visits, feed)
     a.start()
-    await wait_processed(a, len(feed))
+    await wait_processed(a, len(feed))  # a checked every visit; its clock is before them
     from_visits = await count_now(t)
-    await run_as_of(a, as_of)
+    # b joins with its clock at DATE: the partitions it takes run there, from the run state a
+    # wrote (the earliest date of service, moved with the partitions' changelog) - a has no run.
     b: Worker = make_worker(t, app_id=app_id, **daily(TC_NOTICE_AS_OF=as_of.isoformat()))
-    b.start(wait_healthy=False)  # joins while a runs: half the partitions move, mid-run
+    b.start(wait_healthy=False)
     await wait_took_over(b)
+    deadline = time.monotonic() + 60
+    while published(b) == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert published(b) > 0, b.tail()
+    # a restarts at DATE too: while it is away b takes every partition (runs in progress move
+    # to it), then half move back to a, mid-run or done.
+    await run_as_of(a, as_of)
     got = notice_ids(await notices(t, len(expected)), t)
     duplicates = assert_same(got, expected)
     report(
         f"notices, daily run rebalance: {len(expected)} as audit ({from_visits} from visits), "
-        f"{duplicates} duplicates"
+        f"{duplicates} duplicates; b published {published(b)}, a {published(a)} after its restart"
     )
 
 

@@ -344,22 +344,22 @@ def test_cy2025_pfs_referral_exception_not_before_2025(engine: Engine) -> None:
     assert n.due_by == d(30, start) and n.as_of == d(21, start)
 
 
-def test_certification_due_catch_up_does_not_announce_what_is_met_since(
+def test_certification_due_catch_up_reads_only_records_dated_up_to_each_date(
     engine: Engine,
 ) -> None:
     # A certification signed on day 25 is known before the daily runs of days 21-24 are caught
-    # up (a worker down those days): those dates were uncertified, but the obligation is met
-    # now, so nothing is announced (EVENTS.md: "a notice whose obligation is met is not
-    # repeated"; a late notice of a met obligation costs the clinic a look for nothing).
+    # up: those dates were still uncertified, so the notice is due as of day 21 - what a worker
+    # running each morning published then (EVENTS.md: `audit --as-of` = one daily run for each
+    # date after that date's visits; the stream that catches up gives the same ids).
     f = cert_feed(engine)
     f.visit(treatment(25, [CERTIFIED]))
-    assert of(CERT, f.daily(d(0), d(40))) == []
+    n = one(CERT, f.daily(d(0), d(40)))
+    assert n.as_of == d(21) and n.due_by == d(30)
     records = f.records()
-    for n_day in range(21, 25):  # as of those dates alone it was due
+    for n_day in range(0, 41):
         day = d(n_day)
         upto = [r for r in records if r.date_of_service <= day]
-        assert one(CERT, due_on(upto, day, engine.rules)).due_by == d(30)
-        assert of(CERT, due_on(records, day, engine.rules)) == []
+        assert due_on(records, day, engine.rules) == due_on(upto, day, engine.rules), day
 
 
 # --- VERBAL_ORDER_SIGNATURE_DUE (sec. 220.1.3 B) ------------------------------------------------
@@ -397,8 +397,7 @@ def test_sec_220_1_3_b_no_verbal_order_notice_after_the_signature(engine: Engine
     f.visit(treatment(V + 5, [signed]))
     f.forget()
     assert of(VERBAL, f.daily(d(V + 5), d(V + 14))) == []
-    # The dates before the signature were due, but it is known now: nothing to announce.
-    assert of(VERBAL, f.daily(d(V), d(V + 4))) == []
+    assert len(of(VERBAL, f.daily(d(V), d(V + 4)))) == 1  # the dates before it were due
 
 
 # --- RECERTIFICATION_DUE (sec. 220.1.3 C) -------------------------------------------------------
