@@ -33,10 +33,10 @@ from compliance.episodes.certs import (
 )
 from compliance.episodes.judge import EpisodeJudgement
 from compliance.episodes.segments import Segment, by_group, group_key, order, segments
-from compliance.episodes.view import REPORT_KINDS, EpisodeView
+from compliance.episodes.view import EpisodeView
 from compliance.kx_thresholds import KxBucket
 from compliance.policy import ResolvedPolicy
-from compliance.records import RE_EVALUATION, SERVICE, DocKind, PayerRecord, Role, VisitRecord
+from compliance.records import SERVICE, DocKind, PayerRecord, VisitRecord
 from compliance.ruleset import RuleSet
 from schemas.common import Discipline, PayerKind
 from schemas.notice import ComplianceNotice, NoticeKind
@@ -92,22 +92,15 @@ class Notice:
 # --- the date-driven kinds ----------------------------------------------------------------------
 
 
-def due_on(
-    records: Iterable[VisitRecord], day: date, rules: RuleSet, met_since: bool = False
-) -> list[Notice]:
+def due_on(records: Iterable[VisitRecord], day: date, rules: RuleSet) -> list[Notice]:
     """The date-driven notices due on `day` for each episode of a patient, judged with the
     records (current versions) dated on or before it, and nothing else: a date judged late (a
     catch-up, `audit --as-of`) gives what it gave on the day, so the stream and the backfill
-    agree. `met_since` (a late visit's own notices, `at_visit`): also leave out an obligation
-    that the records dated after `day` show met since (a certification signed and reported
-    since is not announced late)."""
-    every = [r for r in records if r.episode is not None]
-    upto = [r for r in every if r.date_of_service <= day]
-    later = met_since and len(upto) < len(every)
+    agree."""
+    upto = [r for r in records if r.date_of_service <= day and r.episode is not None]
     out: list[Notice] = []
     for key, group in by_group(upto).items():
         segs = segments(group, key)
-        whole: dict[str, Segment] | None = None
         for i, seg in enumerate(segs):
             first_day = seg.first_day
             if first_day is None:
@@ -120,41 +113,30 @@ def due_on(
             policy = _policy(seg, rules)
             if policy is None or not policy.follows_medicare:
                 continue
-            views = [EpisodeView.of(seg, first_day, day)]
-            if later:
-                if whole is None:  # the group with the records dated after `day`
-                    everyone = [r for r in every if group_key(r) == key]
-                    everyone.sort(key=order)
-                    whole = {s.records[0].visit_id: s for s in segments(everyone, key)}
-                now = whole.get(seg.records[0].visit_id)
-                if now is not None and now.records[-1].date_of_service > day:
-                    views.append(EpisodeView.of(now, first_day, now.records[-1].date_of_service))
-            out.extend(_date_kinds(seg, views, first_day, day, ended, key[0] == "r", rules))
+            view = EpisodeView.of(seg, first_day, day)
+            out.extend(_date_kinds(seg, view, first_day, day, ended, key[0] == "r", rules))
     return out
 
 
 def _date_kinds(
     seg: Segment,
-    views: list[EpisodeView],
+    view: EpisodeView,
     first_day: date,
     day: date,
     ended: bool,
     named: bool,
     rules: RuleSet,
 ) -> Iterator[Notice]:
-    """`views`: the episode as of `day` (what falls due), and as of its latest record when one
-    is dated after `day` (what is met since)."""
+    """The date-driven kinds of one episode as of `day` (`view`: its records dated on or
+    before it)."""
     ep_policy = rules.episodes
     n = ep_policy.notices
     cert = ep_policy.certification
-    view = views[0]
     base = _Base.of(seg, first_day, named)
     days = (day - first_day).days
     vdays = cert.verbal_order_days
     # CERTIFICATION_DUE (sec. 220.1.3 B, D; CY 2025 PFS referral exception).
-    if n.certification_from_day <= days <= cert.within_days and not any(
-        _certified(v, ep_policy) for v in views
-    ):
+    if n.certification_from_day <= days <= cert.within_days and not _certified(view, ep_policy):
         due = first_day + timedelta(days=cert.within_days)
         yield base.notice(
             NoticeKind.CERTIFICATION_DUE,
@@ -173,10 +155,9 @@ def _date_kinds(
             continue
         signed = any(
             c.signed is not None
-            and c.signed <= v.day
+            and c.signed <= day
             and (c.verbal == verbal or (c.verbal is None and c.signed >= verbal))
-            for v in views
-            for c in v.certifications
+            for c in view.certifications
         )
         if not signed:
             yield base.notice(
@@ -198,7 +179,7 @@ def _date_kinds(
         if not end - lead <= day <= end:
             continue
         after = end + timedelta(days=1)
-        if not any(_covers(v, after, ep_policy) for v in views):
+        if not _covers(view, after, ep_policy):
             yield base.notice(
                 NoticeKind.RECERTIFICATION_DUE,
                 end.isoformat(),
@@ -379,13 +360,10 @@ def at_visit(
     upto = [r for r in seen if r.date_of_service <= day]
     upto.append(record)
     # The visit's own episodes (its discipline, or its named episode): the other episodes'
-    # dates are the daily run's. With the visits dated after it already seen (a late visit):
-    # what they show met since is not announced (due_on).
+    # dates are the daily run's.
     key = group_key(record) if record.episode is not None else None
-    own = [r for r in seen if r.episode is not None and group_key(r) == key]
-    own.append(record)
-    later = [r for r in own if r.date_of_service > day]
-    out = due_on(own, day, rules, met_since=True) if key is not None else []
+    own = [r for r in upto if r.episode is not None and group_key(r) == key]
+    out = due_on(own, day, rules) if key is not None else []
     if judgement is None:
         return out
     policy = _record_policy(record, rules)
@@ -400,34 +378,13 @@ def at_visit(
         and not _discharged_before(record, upto)
     ):
         notice = _progress_report(record, view, rules.episodes)
-        if notice is not None and not _reported_since(view, later):
+        if notice is not None:
             out.append(notice)
     if judgement.kx is not None:
         notice = _kx_near(record, judgement, policy, rules)
         if notice is not None:
             out.append(notice)
     return out
-
-
-def _reported_since(view: EpisodeView, later: Sequence[VisitRecord]) -> bool:
-    """A late visit's period already closed by a report that a visit dated after it carries (a
-    clinician's progress report, re-evaluation or discharge note dated in the period): the
-    obligation is met since, nothing to announce."""
-    start = view.period_start
-    for r in later:
-        ep = r.episode
-        assert ep is not None
-        if ep.has(RE_EVALUATION) and r.date_of_service >= start:
-            return True
-        if any(
-            d.kind in REPORT_KINDS
-            and d.signed is not None
-            and d.role is Role.CLINICIAN
-            and d.day >= start
-            for d in ep.docs
-        ):
-            return True
-    return False
 
 
 def _discharged_before(record: VisitRecord, upto: Sequence[VisitRecord]) -> bool:

@@ -3,7 +3,7 @@ table under a partition key, through the state transaction."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import msgspec
 
@@ -43,10 +43,14 @@ def encode_state(state: RunState) -> bytes:
 
 
 def judged_through(state: RunState, patient: bytes) -> date | None:
-    """The last date the daily run judged `patient`: its run in progress's last date once the
-    cursor is at or past the patient, else the last date done."""
-    if state.target is not None and state.cursor is not None and patient <= state.cursor:
-        return state.target
+    """The last date the daily run has judged `patient` through: the run in progress's last
+    date once its cursor is at or past the patient; the day before the run's first date when
+    the run has not reached it (the run judges it from there: a first run starts at `since`,
+    which a visit dated earlier does not move); else the last date done (None: no run yet)."""
+    if state.target is not None and state.start is not None:
+        if state.cursor is not None and patient <= state.cursor:
+            return state.target
+        return state.start - timedelta(days=1)
     return state.done_through
 
 

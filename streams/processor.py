@@ -244,14 +244,17 @@ class VisitProcessor:
             # partition's daily-run state; and when the daily run already judged the patient's
             # dates after it, those dates again with the visit (a late visit: nothing the runs
             # would have found with it is lost; streams/notice_state.py).
-            through = self._note_visit(txn, table, rec.partition, rec.key, result.date_of_service)
-            if through is not None:
+            day = result.date_of_service
+            through = self._note_visit(txn, table, rec.partition, rec.key, day)
+            # From the day after its date (its own date: its notices above), or from its
+            # earlier version's date (a correction that moved it: those dates lost it).
+            start = day + timedelta(days=1)
+            earlier = stored.history.versions(result.visit_id) if stored is not None else ()
+            if earlier:
+                start = min(start, earlier[-1].date_of_service)
+            if through is not None and start <= through:
                 extra, history_after = self.engine.notices_due(
-                    history_after,
-                    result.patient_ref,
-                    result.date_of_service + timedelta(days=1),
-                    through,
-                    now,
+                    history_after, result.patient_ref, start, through, now
                 )
                 notices = [*notices, *extra]
         if table is not None:
@@ -309,13 +312,12 @@ class VisitProcessor:
         self, txn: Transaction, table: Store, partition: int, patient: bytes, day: date
     ) -> date | None:
         """The partition's earliest date of service (where its first daily run starts), and the
-        last date the daily run judged this patient when that is after `day` (else None)."""
+        last date the daily run has judged this patient through (None: none yet)."""
         key = run_key(partition)
         state = read_state(txn.get(table, partition, key))
         if state.since is None or day < state.since:
             txn.put(table, partition, key, encode_state(msgspec.structs.replace(state, since=day)))
-        through = judged_through(state, patient)
-        return through if through is not None and through > day else None
+        return judged_through(state, patient)
 
     def measure_statuses(self, owned: set[int]) -> None:
         """Re-read the owned partitions' tallies as stored (partitions assigned since, or

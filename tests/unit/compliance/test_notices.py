@@ -205,26 +205,20 @@ def test_progress_report_due_counts_treatment_days_not_calendar_days(engine: Eng
     assert got[:6] == [[]] * 6 and len(got[6]) == 1
 
 
-def test_a_late_visit_on_treatment_day_8_announces_no_report_already_written(
+def test_a_late_visit_is_judged_as_of_its_date_with_the_visits_dated_before_it(
     engine: Engine,
 ) -> None:
-    # Sec. 220.3 D: the period's report, dated day 10, reaches the service before the visit of
-    # treatment day 8 (an EHR re-sending a visit late): the obligation is met, nothing to say.
+    # Sec. 220.3 D; EVENTS.md: one judgement for every source (a date reads the records dated
+    # on or before it), so the stream and `audit --as-of` agree. The visit of treatment day 8
+    # arrives after the one of day 9 that carries the report: as of its date no report was
+    # written, so it carries the notice (what it would have carried on time).
     f = Feed(engine)
     f.visit(evaluation([PLAN, CERTIFIED]))
     for k in range(2, 8):
         f.visit(treatment(k - 1))
-    f.visit(treatment(9, [doc("progress_report")]))  # treatment day 9 in the end, with the report
-    f.forget()  # what the late visit finds due, whatever was published before
-    assert of(PR, f.visit(treatment(7))) == []  # treatment day 8, arriving late
-    # Mirror: without the report on the later visit, the late visit finds the notice due.
-    g = Feed(engine)
-    g.visit(evaluation([PLAN, CERTIFIED]))
-    for k in range(2, 8):
-        g.visit(treatment(k - 1))
-    g.visit(treatment(9))
-    g.forget()
-    assert one(PR, g.visit(treatment(7))).observed["period_start"] == D0.isoformat()
+    f.visit(treatment(9, [doc("progress_report")]))  # no notice: a report on its own date
+    [n] = of(PR, f.visit(treatment(7)))  # treatment day 8, arriving late
+    assert n.as_of == d(7) and n.observed["period_start"] == D0.isoformat()
 
 
 # --- CERTIFICATION_DUE (sec. 220.1.3 B, D; CY 2025 PFS referral exception, 89 FR 97912) --------
@@ -259,19 +253,13 @@ def test_sec_220_1_3_b_certification_due_at_visits_on_the_boundary_days(engine: 
             assert got[0].due_by == d(30) and got[0].as_of == d(n)
 
 
-def test_a_late_visit_in_the_window_announces_no_certification_signed_since(
-    engine: Engine,
-) -> None:
+def test_a_late_visit_in_the_window_is_judged_as_of_its_date(engine: Engine) -> None:
     # Sec. 220.1.3 B: the certification signed on day 28 reached the service before the visit
-    # of day 22 (a late visit): day 22 was uncertified, but the obligation is met now.
+    # of day 22: as of day 22 none was on file, so CERTIFICATION_DUE as of day 22.
     f = cert_feed(engine)
     f.visit(treatment(28, [CERTIFIED]))
-    f.forget()  # what the late visit finds due, whatever was published before
-    assert of(CERT, f.visit(treatment(22))) == []
-    g = cert_feed(engine)  # mirror: the day-28 visit without it
-    g.visit(treatment(28))
-    g.forget()
-    assert one(CERT, g.visit(treatment(22))).due_by == d(30)
+    n = one(CERT, f.visit(treatment(22)))
+    assert n.as_of == d(22) and n.due_by == d(30)
 
 
 def test_sec_220_1_3_b_none_once_a_signed_certification_is_on_file(engine: Engine) -> None:

