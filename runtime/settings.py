@@ -381,7 +381,7 @@ class WorkerSection(CommonSection, RuleFilesSection):
         str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
     ] = "07:00"
     #: Patients per step of the daily run (one transaction each; the event loop runs between).
-    notice_scan_chunk: Annotated[int, Field(ge=1, le=100_000)] = 500
+    notice_scan_chunk: Annotated[int, Field(ge=1, le=5_000)] = 500
     #: A step of the daily run stops after this long (seconds) even before its
     #: TC_NOTICE_SCAN_CHUNK patients: the event loop runs between steps.
     notice_scan_budget_s: Annotated[float, Field(gt=0, le=60)] = 0.25
