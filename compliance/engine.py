@@ -12,6 +12,7 @@ from compliance.alerts import AlertEvent, CheckedEvent, build_alerts, build_chec
 from compliance.catalog import Catalog
 from compliance.episodes.build import episode_part
 from compliance.episodes.judge import EpisodeJudgement, EpisodeStatus, judge
+from compliance.episodes.segments import group_key
 from compliance.findings import Finding
 from compliance.kx_thresholds import KxBucket
 from compliance.notices import Notice, at_visit, due_between
@@ -260,14 +261,24 @@ class Engine:
         )
 
     def notices_due(
-        self, history: PatientHistory, patient_ref: str, start: date, end: date, now: datetime
+        self,
+        history: PatientHistory,
+        patient_ref: str,
+        start: date,
+        end: date,
+        now: datetime,
+        visit_id: str | None = None,
     ) -> tuple[list[ComplianceNotice], PatientHistory]:
         """A daily run (and its catch-up) for one patient: the date-driven notices due on the
         dates `start` through `end`, each as of its first date, that were not published for
-        the patient before; and the history remembering them."""
+        the patient before; and the history remembering them. `visit_id`: only the episodes
+        that visit's versions belong to (a late visit changes no other episode's dates)."""
         if start > end or not history.visits:
             return [], history
         records = [vs[-1] for vs in history.visits]
+        if visit_id is not None:
+            keys = {group_key(v) for v in history.versions(visit_id) if v.episode is not None}
+            records = [r for r in records if r.episode is not None and group_key(r) in keys]
         return _unsent(due_between(records, start, end, self.rules), history, patient_ref, now)
 
     def _outcome(

@@ -20,6 +20,7 @@ publishes an id once (PatientHistory.sent).
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -97,25 +98,86 @@ def due_on(records: Iterable[VisitRecord], day: date, rules: RuleSet) -> list[No
     records (current versions) dated on or before it, and nothing else: a date judged late (a
     catch-up, `audit --as-of`) gives what it gave on the day, so the stream and the backfill
     agree."""
-    upto = [r for r in records if r.date_of_service <= day and r.episode is not None]
-    out: list[Notice] = []
-    for key, group in by_group(upto).items():
-        segs = segments(group, key)
-        for i, seg in enumerate(segs):
-            first_day = seg.first_day
-            if first_day is None:
-                continue  # start unseen: never guessed (as for the alerts)
-            # Ended: a later episode of the group began, or discharged (only certification and
-            # the verbal order's signature are still owed for the services furnished).
-            ended = i < len(segs) - 1 or seg.closed
-            if not _may_be_due(seg, first_day, day, ended, rules):
-                continue  # no window of the episode contains `day`: no view built
-            policy = _policy(seg, rules)
-            if policy is None or not policy.follows_medicare:
-                continue
-            view = EpisodeView.of(seg, first_day, day)
-            out.extend(_date_kinds(seg, view, first_day, day, ended, key[0] == "r", rules))
-    return out
+    return _Episodes.of(records).due_on(day, rules)
+
+
+@dataclass(frozen=True, slots=True)
+class _Episode:
+    """One segment of the patient's records in `segments.order`, with what its prefixes (the
+    records dated up to a date) need without a scan: the segments of the records dated up to a
+    date are these, the last one cut short (segments.py splits left to right)."""
+
+    key: tuple[str, str]
+    seg: Segment
+    dates: tuple[date, ...]
+    #: Index of the first record carrying a discharge_summary (len: none).
+    discharge_at: int
+    #: (index, episode_start_date) of the records that give one.
+    starts: tuple[tuple[int, date], ...]
+
+    @classmethod
+    def of(cls, key: tuple[str, str], seg: Segment) -> _Episode:
+        rs = seg.records
+        discharge_at = next(
+            (i for i, r in enumerate(rs) if r.episode is not None and r.episode.discharged),
+            len(rs),
+        )
+        starts = tuple(
+            (i, r.episode.start)
+            for i, r in enumerate(rs)
+            if r.episode is not None and r.episode.start is not None
+        )
+        return cls(key, seg, tuple(r.date_of_service for r in rs), discharge_at, starts)
+
+    def upto(self, day: date) -> tuple[Segment, date | None, bool] | None:
+        """The segment as of `day` (its records dated up to it), its first day, and whether a
+        discharge closed it; None when it has no record by then."""
+        n = bisect_right(self.dates, day)
+        if n == 0:
+            return None
+        seg = self.seg if n == len(self.dates) else Segment(self.seg.records[:n], self.seg.opened)
+        given = [d for i, d in self.starts if i < n]
+        first = given[-1] if given else (self.dates[0] if self.seg.opened else None)
+        return seg, first, self.discharge_at < n
+
+
+@dataclass(frozen=True, slots=True)
+class _Episodes:
+    """A patient's episodes, segmented once for judging many dates."""
+
+    groups: tuple[tuple[_Episode, ...], ...]
+
+    @classmethod
+    def of(cls, records: Iterable[VisitRecord]) -> _Episodes:
+        return cls(
+            tuple(
+                tuple(_Episode.of(key, seg) for seg in segments(group, key))
+                for key, group in by_group(r for r in records if r.episode is not None).items()
+            )
+        )
+
+    def due_on(self, day: date, rules: RuleSet) -> list[Notice]:
+        out: list[Notice] = []
+        for episodes in self.groups:
+            live = [e for e in episodes if e.dates[0] <= day]
+            for i, e in enumerate(live):
+                cut = e.upto(day)
+                assert cut is not None
+                seg, first_day, closed = cut
+                if first_day is None:
+                    continue  # start unseen: never guessed (as for the alerts)
+                # Ended: a later episode of the group began, or discharged (only certification
+                # and the verbal order's signature are still owed for the services furnished).
+                ended = i < len(live) - 1 or closed
+                if not _may_be_due(seg, first_day, day, ended, rules):
+                    continue  # no window of the episode contains `day`: no view built
+                policy = _policy(seg, rules)
+                if policy is None or not policy.follows_medicare:
+                    continue
+                view = EpisodeView.of(seg, first_day, day)
+                named = e.key[0] == "r"
+                out.extend(_date_kinds(seg, view, first_day, day, ended, named, rules))
+        return out
 
 
 def _date_kinds(
@@ -254,9 +316,9 @@ def _covers(view: EpisodeView, day: date, policy: EpisodePolicy) -> bool:
 
 def candidate_dates(records: Sequence[VisitRecord], rules: RuleSet) -> list[tuple[date, date]]:
     """Date windows outside which `due_on` finds nothing for these records (a cover, not
-    exact): the certification window of every possible first day, every verbal order's 14
-    days, the recertification lead before every possible interval end. Lets a daily run or a
-    range skip a patient without judging each date."""
+    exact: the property test compares with every date judged): the certification window of
+    every possible first day, every verbal order's 14 days, the recertification lead before
+    every possible interval end. Lets a daily run or a range skip dates without judging them."""
     ep = rules.episodes
     n = ep.notices
     cap = timedelta(days=ep.recertification.max_interval_days - 1)
@@ -264,15 +326,17 @@ def candidate_dates(records: Sequence[VisitRecord], rules: RuleSet) -> list[tupl
     starts: set[date] = set()
     ends: set[date] = set()
     verbals: set[date] = set()
+    # The first days an episode can have as of any date: the date of each segment's first
+    # record (the segments of the records dated up to a date are these, the last one cut
+    # short: segments.py splits left to right), and every episode_start_date given.
+    for key, group in by_group(records).items():
+        starts.update(seg.records[0].date_of_service for seg in segments(group, key))
     for r in records:
         e = r.episode
         if e is None:
             continue
         if e.start is not None:
             starts.add(e.start)
-        # Any record may open an episode (an evaluation, the visit after a discharge, an
-        # EHR-named episode's first record): its date is a possible first day.
-        starts.add(r.date_of_service)
         for d in e.docs:
             if d.kind is DocKind.CERTIFICATION:
                 for s in (d.covers_from, d.verbal, d.signed, d.day):
@@ -318,11 +382,12 @@ def due_between(
     """The date-driven notices due on some date from `start` through `end`, each obligation
     once, as of the first date it is due (daily runs over these dates, in order)."""
     found: dict[tuple[str, str, str], Notice] = {}
+    episodes = _Episodes.of(records)
     for lo, hi in candidate_dates(records, rules):
         day = max(lo, start)
         last = min(hi, end)
         while day <= last:
-            for notice in due_on(records, day, rules):
+            for notice in episodes.due_on(day, rules):
                 found.setdefault((notice.kind, notice.episode, notice.identity), notice)
             day += timedelta(days=1)
     return list(found.values())

@@ -254,7 +254,7 @@ class VisitProcessor:
                 start = min(start, earlier[-1].date_of_service)
             if through is not None and start <= through:
                 extra, history_after = self.engine.notices_due(
-                    history_after, result.patient_ref, start, through, now
+                    history_after, result.patient_ref, start, through, now, result.visit_id
                 )
                 notices = [*notices, *extra]
         if table is not None:
