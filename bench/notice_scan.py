@@ -208,18 +208,9 @@ class RocksStore:
             it.next()
 
     def owners_after(self, partition: int, after: bytes | None, limit: int) -> list[bytes]:
-        it = self.db.iter()
-        it.seek(past_owner(after) if after is not None else b"")
-        out: list[bytes] = []
-        while it.valid() and len(out) < limit:
-            key = bytes(it.key())
-            owner = owner_of(key)
-            if owner is None:
-                it.next()
-                continue
-            out.append(owner)
-            it.seek(past_owner(owner))
-        return out
+        from streams.tables import rocks_owners_after
+
+        return rocks_owners_after(self.db, after, limit)
 
     def write(
         self,

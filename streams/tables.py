@@ -242,6 +242,22 @@ def _write(
     db.write(batch)
 
 
+def rocks_owners_after(db: Any, after: bytes | None, limit: int) -> list[bytes]:
+    """`Store.owners_after` over a rocksdict database: seeks past each owner's keys, unread."""
+    it = db.iter()
+    it.seek(past_owner(after) if after is not None else b"")
+    out: list[bytes] = []
+    while it.valid() and len(out) < limit:
+        key = bytes(it.key())
+        owner = owner_of(key)
+        if owner is None:  # a store's own key or a partition key: the next one
+            it.next()
+            continue
+        out.append(owner)
+        it.seek(past_owner(owner))  # over the owner's other keys, unread
+    return out
+
+
 def _wipe(db: Any) -> None:
     import rocksdict
 
@@ -337,18 +353,7 @@ class TableStore:
         if not self._rocks:  # the memory store (tests): a scan
             keys = [k for k, p in list(store._key_partition.items()) if p == partition]
             return sorted(owners_in((bytes(k) for k in keys if k in store.data), after))[:limit]
-        it = self._db(partition).iter()
-        it.seek(past_owner(after) if after is not None else b"")
-        out: list[bytes] = []
-        while it.valid() and len(out) < limit:
-            key = bytes(it.key())
-            owner = owner_of(key)
-            if owner is None:  # a store's own key or a partition key: the next one
-                it.next()
-                continue
-            out.append(owner)
-            it.seek(past_owner(owner))  # over the owner's other keys, unread
-        return out
+        return rocks_owners_after(self._db(partition), after, limit)
 
     def write(
         self,

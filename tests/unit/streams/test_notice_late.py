@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,55 +24,23 @@ def _days(s: Stream, first: date, last: date, visits: dict[date, list[dict[str, 
         day += timedelta(days=1)
 
 
-def test_late_verbal_order_signed_the_next_day_stream_equals_audit() -> None:
-    # A verbal order of D0+3 (unsigned) documented late, after the visit of D0+4 that carries
-    # the signed certification and after the runs through D0+10. The audit's run of D0+3 (the
-    # records dated on or before it: the order, no signature) writes VERBAL_ORDER_SIGNATURE_DUE;
-    # the stream judges D0+3 only through at_visit (met_since: the D0+4 signature) and the
-    # catch-up starts at D0+4 (signed): never published. rules.md: "nothing is lost".
+@pytest.mark.parametrize("signed_on", [4, 6])
+def test_a_late_unsigned_verbal_order_is_judged_as_of_its_date_as_audit(signed_on: int) -> None:
+    # A verbal order of D0+3 (unsigned) documented late, after the visit of D0+`signed_on` that
+    # carries the signed certification and after the runs through D0+10. As of D0+3 (the
+    # records dated on or before it: the order, no signature) VERBAL_ORDER_SIGNATURE_DUE is
+    # due: the audit's run of D0+3 writes it, and so must the stream (one judgement for every
+    # source; a first fix judged the late visit with the later signature and lost it).
     ve = ev("VE", D0, evaluation=True, docs=[doc("plan_of_care")])
-    vs = ev("VS", D0 + timedelta(days=4), docs=[doc("certification", author="MD")])
+    vs = ev("VS", D0 + timedelta(days=signed_on), docs=[doc("certification", author="MD")])
+    order = (D0 + timedelta(days=3)).isoformat()
     vl = ev(
         "VL",
         D0 + timedelta(days=3),
-        docs=[
-            doc(
-                "certification",
-                author="MD",
-                signed=None,
-                verbal=(D0 + timedelta(days=3)).isoformat(),
-            )
-        ],
+        docs=[doc("certification", author="MD", signed=None, verbal=order)],
     )
     s = Stream()
-    _days(s, D0, D0 + timedelta(days=10), {D0: [ve], D0 + timedelta(days=4): [vs]})
-    s.visit(vl)
-    s.daily(D0 + timedelta(days=10))
-    expected = set(audit_ids([ve, vs, vl], D0 + timedelta(days=10)))
-    assert expected  # VERBAL_ORDER_SIGNATURE_DUE as of D0+3
-    assert set(s.ids) == expected
-
-
-def test_late_verbal_order_signed_since_is_announced_as_of_its_dates_as_audit() -> None:
-    # One rule for every source: a date is judged with the records dated on or before it. The
-    # same late verbal order, its signature dated D0+6 (seen before it): D0+3..D0+5 had the
-    # order unsigned, as the mornings of those dates would have said had it come on time.
-    ve = ev("VE", D0, evaluation=True, docs=[doc("plan_of_care")])
-    vs = ev("VS", D0 + timedelta(days=6), docs=[doc("certification", author="MD")])
-    vl = ev(
-        "VL",
-        D0 + timedelta(days=3),
-        docs=[
-            doc(
-                "certification",
-                author="MD",
-                signed=None,
-                verbal=(D0 + timedelta(days=3)).isoformat(),
-            )
-        ],
-    )
-    s = Stream()
-    _days(s, D0, D0 + timedelta(days=10), {D0: [ve], D0 + timedelta(days=6): [vs]})
+    _days(s, D0, D0 + timedelta(days=10), {D0: [ve], D0 + timedelta(days=signed_on): [vs]})
     s.visit(vl)
     s.daily(D0 + timedelta(days=10))
     expected = set(audit_ids([ve, vs, vl], D0 + timedelta(days=10)))
