@@ -36,7 +36,7 @@ from compliance.notices import due_within
 from runtime.settings import Settings
 from streams.metrics import Metrics
 from streams.notice_state import RunState, encode_state, read_state, run_key
-from streams.processor import Output
+from streams.processor import Output, patient_keys, read_patient
 from streams.transaction import StaleTransaction, Store, Transaction
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class NoticeRun:
             done.append(patient)
             mark = txn.mark()
             try:
-                stored = _read(txn, self.table, partition, patient)
+                stored = read_patient(patient, *patient_keys(txn, self.table, partition, patient))
                 ref = patient.decode()
                 notices, after = self.engine.notices_due(
                     stored.history, ref, state.start, state.target, now
@@ -190,14 +190,6 @@ class NoticeRun:
             for kind, n in counts.items():
                 totals[kind] = totals.get(kind, 0) + n
         self.metrics.show_notices_due(totals)
-
-
-def _read(txn: Transaction, table: Store, partition: int, patient: bytes) -> state_layout.Stored:
-    head = txn.get(table, partition, patient)
-    visits = txn.prefixed(table, partition, state_layout.visits_prefix(patient))
-    if head is None and not visits:
-        return state_layout.EMPTY
-    return state_layout.read(patient, head, visits)
 
 
 __all__ = ["DUE_SOON_DAYS", "NoticeRun", "run_date"]

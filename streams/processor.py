@@ -117,6 +117,23 @@ def _size(head: bytes | None, visits: list[tuple[bytes, bytes]]) -> int:
     return len(head or b"") + sum(len(k) + len(v) for k, v in visits)
 
 
+def patient_keys(
+    txn: Transaction, table: Store, partition: int, patient: bytes
+) -> tuple[bytes | None, list[tuple[bytes, bytes]]]:
+    """A patient's head and visit keys (compliance/state_layout.py) as the transaction sees
+    them."""
+    return txn.get(table, partition, patient), txn.prefixed(
+        table, partition, state_layout.visits_prefix(patient)
+    )
+
+
+def read_patient(patient: bytes, head: bytes | None, visits: list[tuple[bytes, bytes]]) -> Stored:
+    """The patient's history from its keys' bytes (EMPTY when it has none)."""
+    if head is None and not visits:
+        return state_layout.EMPTY
+    return state_layout.read(patient, head, visits)
+
+
 def scratch() -> Transaction:
     """A transaction of its own, for running a stage without a pipeline (tools, tests)."""
     return Chain().begin()
@@ -338,12 +355,9 @@ class VisitProcessor:
     ) -> tuple[Stored, bytes | None, list[tuple[bytes, bytes]]]:
         """The patient's history (compliance/state_layout.py) as the transaction sees it, and
         the head's and visits' bytes it was read from."""
-        head = txn.get(table, partition, patient)
-        visits = txn.prefixed(table, partition, state_layout.visits_prefix(patient))
-        if head is None and not visits:
-            return state_layout.EMPTY, head, visits
-        if self.histories is None:
-            return state_layout.read(patient, head, visits), head, visits
+        head, visits = patient_keys(txn, table, partition, patient)
+        if (head is None and not visits) or self.histories is None:
+            return read_patient(patient, head, visits), head, visits
         # The cache answers only for exactly these bytes (streams/state_cache.py).
         stored, hit = self.histories.get(
             partition,
