@@ -18,6 +18,7 @@ in streams/tables.py).
 
 from __future__ import annotations
 
+import bisect
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple, Protocol
@@ -299,6 +300,9 @@ class DictStore:
         self.offsets: dict[int, int] = {}
         self.epochs: dict[int, int] = {}
         self.writes = 0
+        # Each partition's keys in order, so that a prefix read seeks (as RocksDB does)
+        # instead of scanning the partition.
+        self._sorted: dict[int, list[bytes]] = {}
 
     @property
     def name(self) -> str:
@@ -315,9 +319,13 @@ class DictStore:
         yield from list(self.data.get(partition, {}).items())
 
     def prefixed(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        yield from sorted(
-            kv for kv in self.data.get(partition, {}).items() if kv[0].startswith(prefix)
-        )
+        data, keys = self.data.get(partition, {}), self._sorted.get(partition, [])
+        found = []
+        for i in range(bisect.bisect_left(keys, prefix), len(keys)):
+            if not keys[i].startswith(prefix):
+                break
+            found.append((keys[i], data[keys[i]]))
+        yield from found
 
     def owners_after(self, partition: int, after: bytes | None, limit: int) -> list[bytes]:
         return sorted(owners_in(self.data.get(partition, {}), after))[:limit]
@@ -332,11 +340,15 @@ class DictStore:
         self.writes += 1
         data = self.data.setdefault(partition, {})
         tags = self.tags.setdefault(partition, {})
+        keys = self._sorted.setdefault(partition, [])
         for key, value in changes.items():
             if value is None:
-                data.pop(key, None)
+                if data.pop(key, None) is not None:
+                    del keys[bisect.bisect_left(keys, key)]
                 tags.pop(key, None)
             else:
+                if key not in data:
+                    bisect.insort(keys, key)
                 data[key] = value
                 tags[key] = tag
         if changes:
