@@ -5,7 +5,9 @@
 - service: the real worker (`therapy-compliance worker`) on the same records (synthetic mix with
   flawed and malformed visits), from its first output record to its last (Kafka CreateTime of
   the outputs, so start-up is not counted);
-- their ratio; p50/p95/p99 produce -> alert latency at a fixed offered load; worker peak RSS.
+- their ratio; p50/p95/p99 produce -> alert latency at a fixed offered load (each visit's
+  first alert: its own judgement; also after the first 5 s); worker peak RSS;
+- with --before-exe, the same for another build's worker, run right after this build's.
 
     ops/kafka/local-kafka start
     KAFKA_TEST_BROKERS=127.0.0.1:19092 .venv/bin/python bench/e2e.py [--visits 200000] \
@@ -165,17 +167,28 @@ async def service(
     return len(records) / span, peak
 
 
-async def latency(rate: float, seconds: float) -> tuple[list[float], float]:
+async def latency(
+    rate: float, seconds: float, exe: str | None = None
+) -> tuple[list[float], list[float], int, float]:
+    """Produce `rate` visits/s for `seconds` to a fresh worker; return the produce -> alert
+    latencies of every visit's own judgement (its first alert: a re-judgement publishes an
+    earlier visit's alerts again when a later visit changes its verdict, by design, and those
+    measure the later visit's arrival, not this pipeline), the same for the visits produced
+    after the first 5 s (the worker warm), the number of alerts after a visit's first (its other
+    findings, re-judgements), and the worker's peak RSS. `exe`: another build, as for `service`."""
     t = Topics.unique("e2e-lat")
+    if exe is not None:
+        t = Topics(t.visits, t.alerts, t.checked, t.deadletter)
     await create_topics(t)
     with tempfile.TemporaryDirectory() as tmp:
         worker = Worker(t, Path(tmp), f"tc-lat-{uuid.uuid4().hex[:6]}", dict(EXTRA_ENV))
+        if exe is not None:
+            worker.command = [exe, "worker"]
         worker.start()
         assert worker.proc is not None
         gen = VisitGenerator(seed=9, clean_share=0.0, malformed_share=0.0, live=True, patients=5000)
         producer = AIOKafkaProducer(bootstrap_servers=BROKERS, acks="all", linger_ms=0)
         await producer.start()
-        sent_at: dict[str, int] = {}
         total = int(rate * seconds)
         start = time.monotonic()
         peak = 0.0
@@ -191,35 +204,32 @@ async def latency(rate: float, seconds: float) -> tuple[list[float], float]:
         await producer.stop()
         consumer = reader(t.visits, t.alerts)
         await consumer.start()
-        lat: list[float] = []
-        alerts_seen = 0
+        sent_at: dict[str, int] = {}
+        first_alert: dict[str, int] = {}
+        alerts = 0
         deadline = time.monotonic() + 120
-        pending_alerts: list[tuple[str, int]] = []
-        inputs_seen = 0
-        while time.monotonic() < deadline and (
-            inputs_seen < total or pending_alerts or alerts_seen == 0
-        ):
-            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            if not batch and inputs_seen >= total:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=2000, max_records=10_000)
+            if not batch and len(sent_at) >= total:
                 break
             for recs in batch.values():
                 for r in recs:
+                    event = orjson.loads(r.value)["event_id"]
                     if r.topic == t.visits:
-                        inputs_seen += 1
-                        sent_at[orjson.loads(r.value)["event_id"]] = r.timestamp
+                        sent_at[event] = r.timestamp
                     else:
-                        alerts_seen += 1
-                        pending_alerts.append((orjson.loads(r.value)["event_id"], r.timestamp))
-            still = []
-            for ev, ts in pending_alerts:
-                if ev in sent_at:
-                    lat.append((ts - sent_at[ev]) / 1000)
-                else:
-                    still.append((ev, ts))
-            pending_alerts = still
+                        alerts += 1
+                        first_alert[event] = min(r.timestamp, first_alert.get(event, r.timestamp))
         await consumer.stop()
         worker.stop()
-    return lat, peak
+    begin = min(sent_at.values(), default=0)
+    lat = [(ts - sent_at[ev]) / 1000 for ev, ts in first_alert.items() if ev in sent_at]
+    warm = [
+        (ts - sent_at[ev]) / 1000
+        for ev, ts in first_alert.items()
+        if ev in sent_at and sent_at[ev] - begin >= 5000
+    ]
+    return lat, warm, alerts - len(first_alert), peak
 
 
 def pct(values: list[float], p: float) -> float:
@@ -285,13 +295,21 @@ async def main() -> None:
         print(f"| ratio service / before | {svc / before:.1%} |")
     print(f"| worker peak RSS (throughput runs) | {max(rss_runs):.0f} MB |")
     if not args.skip_latency:
-        lat, peak = await latency(args.rate, args.seconds)
-        print(
-            f"| produce->alert latency at {args.rate:,.0f} visits/s for {args.seconds:.0f} s "
-            f"({len(lat)} alerts) | p50 {pct(lat, 50) * 1000:.0f} ms, p95 "
-            f"{pct(lat, 95) * 1000:.0f} ms, p99 {pct(lat, 99) * 1000:.0f} ms |"
-        )
-        print(f"| worker peak RSS (latency run) | {peak:.0f} MB |")
+        for build, exe in (("", None), (" before", args.before_exe)):
+            if build and exe is None:
+                continue
+            lat, warm, rejudged, peak = await latency(args.rate, args.seconds, exe)
+            for label, values in (("", lat), (", after the first 5 s", warm)):
+                print(
+                    f"| service{build}: produce->alert latency at {args.rate:,.0f} visits/s for "
+                    f"{args.seconds:.0f} s{label} ({len(values)} visits' first alerts) | p50 "
+                    f"{pct(values, 50) * 1000:.0f} ms, p95 {pct(values, 95) * 1000:.0f} ms, "
+                    f"p99 {pct(values, 99) * 1000:.0f} ms |"
+                )
+            print(
+                f"| service{build}: alerts after a visit's first (its other findings, re-judgements) | {rejudged} |"
+            )
+            print(f"| service{build}: worker peak RSS (latency run) | {peak:.0f} MB |")
 
 
 if __name__ == "__main__":
