@@ -101,6 +101,37 @@ TOO_LARGE = (
 )
 
 
+async def settled(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
+    """Each send's result or exception, in order, once all are resolved. Cancelling this (a
+    give-up) leaves the producer's own futures alone, which a give-up then waits for
+    (`settle`), the records being already handed over: as `gather` of `shield`s, with one
+    callback per future instead of a shield and a gather wrapper each (a batch has ~1,500)."""
+    futures = [asyncio.ensure_future(a) for a in awaitables]
+    waiting = [f for f in futures if not f.done()]
+    if waiting:
+        all_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        left = len(waiting)
+
+        def one_done(_: asyncio.Future[Any]) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0 and not all_done.done():
+                all_done.set_result(None)
+
+        for f in waiting:
+            f.add_done_callback(one_done)
+        try:
+            await all_done
+        finally:
+            if left:  # cancelled: the futures outlive this wait, its callbacks do not
+                for f in waiting:
+                    f.remove_done_callback(one_done)
+    return [
+        asyncio.CancelledError() if f.cancelled() else (f.exception() or f.result())
+        for f in futures
+    ]
+
+
 class Publisher:
     def __init__(self, send: SendFn, metrics: Metrics, max_backoff_s: float = MAX_BACKOFF_S):
         self.send = send
@@ -156,11 +187,7 @@ class Publisher:
         while pending:
             if futures is None:
                 futures = await self.send_all(pending)
-            # Shielded: cancelling this (a give-up) must not cancel the producer's own futures,
-            # which a give-up then waits for (settle), the records being already handed over.
-            results = await asyncio.gather(
-                *(asyncio.shield(f) for f in futures), return_exceptions=True
-            )
+            results = await settled(futures)
             futures = None
             failed = []
             for out, result in zip(pending, results, strict=True):

@@ -470,3 +470,41 @@ async def test_a_cancelled_hand_over_leaves_the_pipeline_able_to_commit() -> Non
         await settle()
         h.broker.ack()
     assert h.durable == ["b2"] and h.pipeline.checkpoint.unfinished == 0
+
+
+@pytest.mark.asyncio
+async def test_settled_returns_results_and_errors_in_order_and_a_cancel_spares_the_sends() -> None:
+    # Publisher.publish waits for the producer's futures through `settled`. A give-up cancels
+    # that wait; the producer's futures must survive it (the give-up then waits for them,
+    # Publisher.settle): what asyncio.gather of asyncio.shield gave, pinned here since
+    # `settled` replaced it (a plain gather would cancel them).
+    from streams.publish import settled
+
+    loop = asyncio.get_running_loop()
+    done_ok, done_err, later = loop.create_future(), loop.create_future(), loop.create_future()
+    done_ok.set_result("m1")
+    boom = kafka_errors.KafkaTimeoutError()
+    done_err.set_exception(boom)
+
+    async def coro() -> str:
+        return "m4"
+
+    waiter = asyncio.ensure_future(settled([done_ok, done_err, later, coro()]))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    later.set_result("m3")
+    assert await waiter == ["m1", boom, "m3", "m4"]
+
+    pending = loop.create_future()
+    waiter = asyncio.ensure_future(settled([pending]))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert not pending.cancelled() and not pending.done()
+    pending.set_result("m5")  # resolves later, with no callback of the cancelled wait left
+    await asyncio.sleep(0)
+    cancelled = loop.create_future()
+    cancelled.cancel()
+    result = await settled([cancelled])
+    assert isinstance(result[0], asyncio.CancelledError)
