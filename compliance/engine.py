@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeVar
 
+import msgspec
 from pydantic import BaseModel
 
 from compliance.alerts import AlertEvent, CheckedEvent, build_alerts, build_checked
@@ -45,8 +46,9 @@ from schemas.visit_status import StatusCause
 __all__ = ["ENGINE_VERSION", "Engine", "EpisodeStatus", "Outcome"]
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+# Outcome and _Run are Structs: built per visit, for a fraction of a frozen dataclass's
+# __init__ (object.__setattr__ per field).
+class Outcome(msgspec.Struct, frozen=True):
     alerts: list[AlertEvent]
     checked: CheckedEvent
     #: The patient's history with this visit applied; None when no history was passed in.
@@ -62,27 +64,26 @@ class Outcome:
     #: `VisitStatus` v1 records to publish, in order: this visit's first, then the other visits
     #: whose open alerts the event changed (by date of service, visit id). Empty without a
     #: history and for an event already applied (a re-delivery).
-    statuses: list[StatusEvent] = field(default_factory=list)
+    statuses: list[StatusEvent] = msgspec.field(default_factory=list)
     #: Alerts a re-judgement newly raised on other visits (ids from their current events).
-    raised: list[AlertEvent] = field(default_factory=list)
+    raised: list[AlertEvent] = msgspec.field(default_factory=list)
     #: `ComplianceNotice` v1 records the visit brought due, not published before for the
     #: patient (compliance/notices.py); empty without a history and for a re-delivery.
-    notices: list[ComplianceNotice] = field(default_factory=list)
+    notices: list[ComplianceNotice] = msgspec.field(default_factory=list)
 
     @property
     def episode_start_unseen(self) -> bool:
         return self.episode_status is EpisodeStatus.START_UNSEEN
 
 
-@dataclass(frozen=True, slots=True)
-class _Run:
+class _Run(msgspec.Struct, frozen=True):
     findings: list[Finding]
     #: Each finding's rule family scope.
     scopes: list[str]
     judgement: EpisodeJudgement | None
     record: VisitRecord | None
     #: The patient's other visits as they stood before the event (with a history).
-    seen: list[VisitRecord] = field(default_factory=list)
+    seen: list[VisitRecord] = msgspec.field(default_factory=list)
 
 
 class Engine:
@@ -361,7 +362,7 @@ class Engine:
                 )
             )
             raised.extend(
-                replace(a, body={**a.body, "detected_at": now})
+                msgspec.structs.replace(a, body={**a.body, "detected_at": now})
                 for a in judged
                 if a.alert_id not in was
             )
