@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import msgspec
 import orjson
 
 from compliance.findings import Finding
@@ -58,9 +58,9 @@ def _alert_id_sorted(event_id: str, rule_id: str, line_ids: list[str]) -> str:
     return f"{s[:8]}-{s[8:12]}-{s[12:16]}-{s[16:20]}-{s[20:]}"
 
 
-@dataclass(frozen=True, slots=True)
-class AlertEvent:
-    """A `ComplianceAlert` v1 ready to publish."""
+class AlertEvent(msgspec.Struct, frozen=True):
+    """A `ComplianceAlert` v1 ready to publish. A Struct, as `CheckedEvent`: built per alert,
+    for a fraction of a frozen dataclass's __init__."""
 
     alert_id: str
     rule_id: str
@@ -75,8 +75,7 @@ class AlertEvent:
         return ComplianceAlert.model_validate_json(self.to_json())
 
 
-@dataclass(frozen=True, slots=True)
-class CheckedEvent:
+class CheckedEvent(msgspec.Struct, frozen=True):
     """A `VisitChecked` v1 ready to publish."""
 
     status: VisitStatus

@@ -47,7 +47,6 @@ format 3 neither as it is nor as missing (docs/rules.md "State").
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date
 
 import msgspec
@@ -90,9 +89,9 @@ def visits_prefix(patient: bytes) -> bytes:
     return patient + SEP
 
 
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """A patient's history as read from the table, and what its next write must also do."""
+class Stored(msgspec.Struct, frozen=True):
+    """A patient's history as read from the table, and what its next write must also do. A
+    Struct: built twice a visit, for a fraction of a frozen dataclass's __init__."""
 
     history: PatientHistory
     #: The head as stored (None: no head).

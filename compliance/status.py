@@ -6,7 +6,6 @@ billing. Pure: the caller passes the time. Built as JSON-ready dicts like the al
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -21,9 +20,9 @@ from schemas.visit_status import BillingStatus, StatusCause, VisitStatus
 _JSON_OPTS = orjson.OPT_UTC_Z
 
 
-@dataclass(frozen=True, slots=True)
-class StatusEvent:
-    """A `VisitStatus` v1 ready to publish (key: `visit_id`)."""
+class StatusEvent(msgspec.Struct, frozen=True):
+    """A `VisitStatus` v1 ready to publish (key: `visit_id`). A Struct, as `Subject`: built
+    per status, for a fraction of a frozen dataclass's __init__."""
 
     visit_id: str
     status: BillingStatus
@@ -102,8 +101,7 @@ def next_state(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Subject:
+class Subject(msgspec.Struct, frozen=True):
     """The visit a status is about: its current event."""
 
     visit_id: str

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import msgspec
+
 from compliance.kx_thresholds import KxBucket
 from compliance.records import KxEntry, VisitRecord
 
@@ -22,8 +24,9 @@ class KxFold:
     unknown_lines: int
 
 
-@dataclass(frozen=True, slots=True)
-class KxAccrual:
+class KxAccrual(msgspec.Struct, frozen=True):
+    """Built per judged visit: a Struct costs a fraction of a frozen dataclass's __init__."""
+
     year: int
     bucket: KxBucket
     own: KxEntry

@@ -9,9 +9,11 @@ from typing import Any
 
 from compliance import ENGINE_VERSION, Engine, RuleId
 from compliance.alerts import alert_id
+from compliance.engine import _trusted
 from compliance.findings import SEVERITY
 from compliance.rules import RULE_IDS
 from schemas import ComplianceAlert, VisitChecked
+from schemas.visit import Payer, RenderingProvider, ServiceLine, TherapyVisitCompleted
 from tests.factories import line, model, payload, timed_visit
 
 NOW = datetime(2026, 3, 2, 15, 4, 6, tzinfo=UTC)
@@ -143,3 +145,21 @@ def test_contract_example_alert(engine: Engine) -> None:
     assert dumped["reference"] == "CMS Pub. 100-04, Ch. 5, sec. 20.2"
     assert dumped["detected_at"] == "2026-03-02T15:04:06Z"
     assert dumped["payer_id"] == "MEDICARE-B" and dumped["visit_id"] == "V-1001"
+
+
+def test_the_rebuilt_visit_of_a_rejudgement_is_what_model_construct_builds() -> None:
+    # engine._trusted skips model_construct's walk over the fields: only valid for models
+    # whose fields are all given, without aliases, private attributes, post-init or extras.
+    visit = model(timed_visit(("97110", 3, 33), ("97140", 1, 7)))
+    for m in (visit, visit.payer, visit.rendering_provider, *visit.services):
+        cls = type(m)
+        assert cls in (TherapyVisitCompleted, Payer, RenderingProvider, ServiceLine)
+        assert not cls.__private_attributes__ and not cls.__pydantic_post_init__
+        assert cls.model_config.get("extra") != "allow"
+        assert all(
+            f.alias is None and f.validation_alias is None for f in cls.model_fields.values()
+        )
+        fields = dict(m)
+        fast, slow = _trusted(cls, **fields), cls.model_construct(**fields)
+        assert fast == slow and fast.model_dump() == slow.model_dump()
+        assert fast.model_fields_set == slow.model_fields_set

@@ -16,7 +16,7 @@ from compliance import Engine
 from runtime.settings import Settings
 from schemas import ComplianceAlert, DeadLetter, VisitChecked
 from streams.metrics import Metrics
-from streams.processor import Output, Record, VisitProcessor, guarded, scratch
+from streams.processor import Children, Output, Record, VisitProcessor, guarded, scratch
 from tests.factories import raw, timed_visit
 
 NOW = datetime(2026, 3, 2, 16, 0, tzinfo=UTC)
@@ -182,3 +182,17 @@ async def test_agent_processes_every_record_through_test_context() -> None:
     assert topics.count("deadletter") == 2
     reasons = [orjson.loads(o.value)["reason"] for o in sent if "deadletter" in o.topic]
     assert reasons == ["invalid_json", "schema_violation"]
+
+
+def test_cached_metric_children_still_count_per_label_values() -> None:
+    m = Metrics()
+    published = Children(m.visit_status_published)
+    assert published("hold", "visit") is published("hold", "visit")
+    published("hold", "visit").inc()
+    published("hold", "visit").inc()
+    published("ready", "related_visit").inc()
+    name = "therapy_compliance_visit_status_published_total"
+    count = m.registry.get_sample_value
+    assert count(name, {"status": "hold", "cause": "visit"}) == 2
+    assert count(name, {"status": "ready", "cause": "related_visit"}) == 1
+    assert count(name, {"status": "hold", "cause": "related_visit"}) is None  # never created
