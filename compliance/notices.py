@@ -33,7 +33,14 @@ from compliance.episodes.certs import (
     referral_exception,
 )
 from compliance.episodes.judge import EpisodeJudgement
-from compliance.episodes.segments import Segment, by_group, group_key, order, segments
+from compliance.episodes.segments import (
+    GroupKey,
+    Segment,
+    by_group,
+    group_key,
+    order,
+    segments,
+)
 from compliance.episodes.view import EpisodeView
 from compliance.kx_thresholds import KxBucket
 from compliance.policy import ResolvedPolicy
@@ -169,15 +176,30 @@ class _Episodes:
                 # Ended: a later episode of the group began, or discharged (only certification
                 # and the verbal order's signature are still owed for the services furnished).
                 ended = i < len(live) - 1 or closed
-                if not _may_be_due(seg, first_day, day, ended, rules):
-                    continue  # no window of the episode contains `day`: no view built
-                policy = _policy(seg, rules)
-                if policy is None or not policy.follows_medicare:
-                    continue
-                view = EpisodeView.of(seg, first_day, day)
-                named = e.key[0] == "r"
-                out.extend(_date_kinds(seg, view, first_day, day, ended, named, rules))
+                out.extend(_episode_due(seg, first_day, day, ended, e.key, rules))
         return out
+
+
+def _episode_due(
+    seg: Segment,
+    first_day: date,
+    day: date,
+    ended: bool,
+    key: tuple[str, str],
+    rules: RuleSet,
+    view: EpisodeView | None = None,
+) -> list[Notice]:
+    """The date-driven notices of one episode (`seg`: its records dated up to `day`) on `day`;
+    `view`, when given, is `EpisodeView.of(seg, first_day, day)` already built."""
+    if not _may_be_due(seg, first_day, day, ended, rules):
+        return []  # no window of the episode contains `day`: no view built
+    policy = _policy(seg, rules)
+    if policy is None or not policy.follows_medicare:
+        return []
+    if view is None:
+        view = EpisodeView.of(seg, first_day, day)
+    named = key[0] == "r"
+    return list(_date_kinds(seg, view, first_day, day, ended, named, rules))
 
 
 def _date_kinds(
@@ -422,13 +444,17 @@ def at_visit(
     PROGRESS_REPORT_DUE and KX_THRESHOLD_NEAR. The visit's documents are in `record`, so they
     are applied before (EVENTS.md: "A visit's documents are applied before its notices")."""
     day = record.date_of_service
-    upto = [r for r in seen if r.date_of_service <= day]
-    upto.append(record)
     # The visit's own episodes (its discipline, or its named episode): the other episodes'
     # dates are the daily run's.
-    key = group_key(record) if record.episode is not None else None
-    own = [r for r in upto if r.episode is not None and group_key(r) == key]
-    out = due_on(own, day, rules) if key is not None else []
+    if record.episode is None:
+        own: list[VisitRecord] = []
+        out: list[Notice] = []
+    else:
+        key = group_key(record)
+        own = _of_group((r for r in seen if r.date_of_service <= day), key)
+        own.append(record)
+        judged = _judged_whole(record, judgement, own)
+        out = due_on(own, day, rules) if judged is None else _whole_due(judged, day, key, rules)
     if judgement is None:
         return out
     policy = _record_policy(record, rules)
@@ -440,7 +466,7 @@ def at_visit(
         view is not None
         and ep is not None
         and policy.follows_medicare
-        and not _discharged_before(record, upto)
+        and not _discharged_before(record, own)
     ):
         notice = _progress_report(record, view, rules.episodes)
         if notice is not None:
@@ -450,6 +476,65 @@ def at_visit(
         if notice is not None:
             out.append(notice)
     return out
+
+
+def _of_group(records: Iterable[VisitRecord], key: GroupKey) -> list[VisitRecord]:
+    """The records of group `key` (`group_key(r) == key`, without a key built a record)."""
+    kind, name = key
+    if kind == "r":
+        return [r for r in records if r.episode is not None and r.episode.episode_ref == name]
+    return [
+        r
+        for r in records
+        if r.episode is not None and r.episode.episode_ref is None and r.discipline == name
+    ]
+
+
+def _judged_whole(
+    record: VisitRecord, judgement: EpisodeJudgement | None, own: Sequence[VisitRecord]
+) -> EpisodeJudgement | None:
+    """The judgement when its segment is the whole of `own` (the visit's group as `due_on`
+    reads it on the visit's date), else None. The judgement's segment is the last segment of
+    the group's records before the visit in `segments.order`, the visit last, from the same
+    `seen` (Engine._run): a subset of `own`. As many records means the same ones, and the
+    group is that one segment: `due_on(own, day)` judges just it, with every record."""
+    if judgement is None or judgement.segment is None:
+        return None
+    seg = judgement.segment
+    if len(seg.records) != len(own) or not _same_visit(seg.records[-1], record):
+        return None  # earlier episodes, or a visit of its date after it in order
+    return judgement
+
+
+def _same_visit(judged: VisitRecord, record: VisitRecord) -> bool:
+    """`record` is the judged record but for what `due_on` does not read (Engine.evaluate
+    passes the judged record with its new status)."""
+    return judged is record or (
+        judged.seq == record.seq
+        and judged.visit_id == record.visit_id
+        and judged.date_of_service == record.date_of_service
+        and judged.first == record.first
+        and judged.discipline == record.discipline
+        and judged.episode == record.episode
+        and judged.payer == record.payer
+    )
+
+
+def _whole_due(
+    judgement: EpisodeJudgement, day: date, key: GroupKey, rules: RuleSet
+) -> list[Notice]:
+    """`due_on(own, day)` when the judgement's segment is the whole of `own` (_judged_whole):
+    its first day and view are the judgement's (EpisodeView.of of the same segment, first day
+    and date; the delayed certifications of later visits are not the date-driven kinds')."""
+    seg = judgement.segment
+    assert seg is not None
+    view = judgement.view
+    first_day = view.first_day if view is not None else seg.first_day
+    if first_day is None:
+        return []  # start unseen: never guessed (as for the alerts)
+    if view is not None and view.delayed_certifications:
+        view = replace(view, delayed_certifications=())
+    return _episode_due(seg, first_day, day, seg.closed, key, rules, view)
 
 
 def _discharged_before(record: VisitRecord, upto: Sequence[VisitRecord]) -> bool:
