@@ -148,6 +148,14 @@ class _Episode:
         return seg, first, self.discharge_at < n
 
 
+#: A patient's episodes: each group's key and segments (segments.by_group, segments.segments).
+_Segmented = list[tuple[GroupKey, list[Segment]]]
+
+
+def _segmented(records: Iterable[VisitRecord]) -> _Segmented:
+    return [(key, segments(group, key)) for key, group in by_group(records).items()]
+
+
 @dataclass(frozen=True, slots=True)
 class _Episodes:
     """A patient's episodes, segmented once for judging many dates."""
@@ -156,12 +164,11 @@ class _Episodes:
 
     @classmethod
     def of(cls, records: Iterable[VisitRecord]) -> _Episodes:
-        return cls(
-            tuple(
-                tuple(_Episode.of(key, seg) for seg in segments(group, key))
-                for key, group in by_group(r for r in records if r.episode is not None).items()
-            )
-        )
+        return cls.of_segments(_segmented(records))
+
+    @classmethod
+    def of_segments(cls, groups: _Segmented) -> _Episodes:
+        return cls(tuple(tuple(_Episode.of(key, seg) for seg in segs) for key, segs in groups))
 
     def due_on(self, day: date, rules: RuleSet) -> list[Notice]:
         out: list[Notice] = []
@@ -341,6 +348,13 @@ def candidate_dates(records: Sequence[VisitRecord], rules: RuleSet) -> list[tupl
     exact: the property test compares with every date judged): the certification window of
     every possible first day, every verbal order's 14 days, the recertification lead before
     every possible interval end. Lets a daily run or a range skip dates without judging them."""
+    return _candidate_dates(records, _segmented(records), rules)
+
+
+def _candidate_dates(
+    records: Sequence[VisitRecord], groups: _Segmented, rules: RuleSet
+) -> list[tuple[date, date]]:
+    """`candidate_dates` with the records' episodes already segmented (`_segmented(records)`)."""
     ep = rules.episodes
     n = ep.notices
     cap = timedelta(days=ep.recertification.max_interval_days - 1)
@@ -351,8 +365,8 @@ def candidate_dates(records: Sequence[VisitRecord], rules: RuleSet) -> list[tupl
     # The first days an episode can have as of any date: the date of each segment's first
     # record (the segments of the records dated up to a date are these, the last one cut
     # short: segments.py splits left to right), and every episode_start_date given.
-    for key, group in by_group(records).items():
-        starts.update(seg.records[0].date_of_service for seg in segments(group, key))
+    for _, segs in groups:
+        starts.update(seg.records[0].date_of_service for seg in segs)
     for r in records:
         e = r.episode
         if e is None:
@@ -404,8 +418,12 @@ def due_between(
     """The date-driven notices due on some date from `start` through `end`, each obligation
     once, as of the first date it is due (daily runs over these dates, in order)."""
     found: dict[tuple[str, str, str], Notice] = {}
-    episodes = _Episodes.of(records)
-    for lo, hi in candidate_dates(records, rules):
+    groups = _segmented(records)  # once, for the windows and the dates judged
+    windows = _candidate_dates(records, groups, rules)
+    if not any(lo <= end and start <= hi for lo, hi in windows):
+        return []
+    episodes = _Episodes.of_segments(groups)
+    for lo, hi in windows:
         day = max(lo, start)
         last = min(hi, end)
         while day <= last:
@@ -420,11 +438,12 @@ def due_within(
 ) -> dict[str, int]:
     """Obligations open on `day` (date-driven kinds) whose `due_by` is within `days` of it, by
     kind: the "due this week" gauge."""
-    if not any(lo <= day <= hi for lo, hi in candidate_dates(records, rules)):
+    groups = _segmented(records)  # once, for the windows and the date judged
+    if not any(lo <= day <= hi for lo, hi in _candidate_dates(records, groups, rules)):
         return {}
     limit = day + timedelta(days=days)
     out: dict[str, int] = {}
-    for n in due_on(records, day, rules):
+    for n in _Episodes.of_segments(groups).due_on(day, rules):
         if n.due_by is not None and n.due_by <= limit:
             out[n.kind.value] = out.get(n.kind.value, 0) + 1
     return out
