@@ -469,11 +469,9 @@ def at_visit(
         own: list[VisitRecord] = []
         out: list[Notice] = []
     else:
-        key = group_key(record)
-        own = _of_group((r for r in seen if r.date_of_service <= day), key)
+        own = _of_group(seen, group_key(record), day)
         own.append(record)
-        judged = _judged_whole(record, judgement, own)
-        out = due_on(own, day, rules) if judged is None else _whole_due(judged, day, key, rules)
+        out = _visit_due(record, judgement, own, rules)
     if judgement is None:
         return out
     policy = _record_policy(record, rules)
@@ -497,15 +495,50 @@ def at_visit(
     return out
 
 
-def _of_group(records: Iterable[VisitRecord], key: GroupKey) -> list[VisitRecord]:
-    """The records of group `key` (`group_key(r) == key`, without a key built a record)."""
+def _visit_due(
+    record: VisitRecord,
+    judgement: EpisodeJudgement | None,
+    own: list[VisitRecord],
+    rules: RuleSet,
+) -> list[Notice]:
+    """`due_on(own, day)` on the visit's date (`own`: its group's records dated up to it, the
+    visit last), without `_Episode`'s precomputation for many dates: one date, and no record
+    after it. The judgement's segment when it is the whole group, else the group segmented.
+    The property test compares it with `due_on`."""
+    day = record.date_of_service
+    key = group_key(record)
+    judged = _judged_whole(record, judgement, own)
+    if judged is not None:
+        return _whole_due(judged, day, key, rules)
+    # Every record is dated up to `day`: each segment is whole as of it (_Episode.upto).
+    segs = segments(sorted(own, key=order), key)
+    out: list[Notice] = []
+    for i, seg in enumerate(segs):
+        first_day = seg.first_day
+        if first_day is None:
+            continue  # start unseen: never guessed (as for the alerts)
+        ended = i < len(segs) - 1 or _closed(seg)
+        out.extend(_episode_due(seg, first_day, day, ended, key, rules))
+    return out
+
+
+def _of_group(records: Iterable[VisitRecord], key: GroupKey, day: date) -> list[VisitRecord]:
+    """The records of group `key` dated on or before `day` (`group_key(r) == key`, without a
+    key built a record)."""
     kind, name = key
     if kind == "r":
-        return [r for r in records if r.episode is not None and r.episode.episode_ref == name]
+        return [
+            r
+            for r in records
+            if r.date_of_service <= day and r.episode is not None and r.episode.episode_ref == name
+        ]
     return [
         r
         for r in records
-        if r.episode is not None and r.episode.episode_ref is None and r.discipline == name
+        if r.date_of_service <= day
+        and r.episode is not None
+        and r.episode.episode_ref is None
+        and r.discipline == name
     ]
 
 
@@ -553,7 +586,15 @@ def _whole_due(
         return []  # start unseen: never guessed (as for the alerts)
     if view is not None and view.delayed_certifications:
         view = replace(view, delayed_certifications=())
-    return _episode_due(seg, first_day, day, seg.closed, key, rules, view)
+    return _episode_due(seg, first_day, day, _closed(seg), key, rules, view)
+
+
+def _closed(seg: Segment) -> bool:
+    """`seg.closed`, in one flat pass over the documents (most records carry none)."""
+    discharge = DocKind.DISCHARGE_SUMMARY
+    return any(
+        d.kind is discharge for r in seg.records if r.episode is not None for d in r.episode.docs
+    )
 
 
 def _discharged_before(record: VisitRecord, upto: Sequence[VisitRecord]) -> bool:

@@ -1,8 +1,8 @@
-"""`at_visit` reads the judgement's segment for the date-driven kinds when it is the visit's whole
-episode group (notices._judged_whole); without it (`segment=None`) it segments the group again
-with `due_on`, the general path. On random histories delivered out of order, with visits of one
-date, corrections and episodes after discharges or new evaluations, both give the same notices
-(every field), so the fast path cannot silently diverge.
+"""`at_visit`'s date-driven kinds (notices._visit_due) read the judgement's segment when it is
+the visit's whole episode group (notices._judged_whole), else segment the group for the one date.
+On random histories delivered out of order, with visits of one date, corrections and episodes
+after discharges or new evaluations, both give what `due_on` (the general path, for any date)
+gives for the visit's group on its date, every field: the fast paths cannot silently diverge.
 """
 
 from __future__ import annotations
@@ -81,13 +81,17 @@ def test_at_visit_fast_path_equals_the_general_path(
         seen: list[VisitRecord],
         rules: RuleSet,
     ) -> list[notices.Notice]:
-        got = general(record, judgement, seen, rules)
-        if judgement is not None and judgement.segment is not None:
-            slow = general(record, replace(judgement, segment=None), seen, rules)
-            assert [repr(n) for n in got] == [repr(n) for n in slow], (record, seen)
-            whole = notices._judged_whole(record, judgement, _own(record, seen))
-            event("fast path" if whole is not None else "general path")
-        return got
+        own = _own(record, seen)
+        if own:
+            key = notices.group_key(record)
+            assert [*notices._of_group(seen, key, record.date_of_service), record] == own
+            want = _reprs(notices.due_on(own, record.date_of_service, rules))
+            assert _reprs(notices._visit_due(record, judgement, own, rules)) == want
+            unjudged = replace(judgement, segment=None) if judgement is not None else None
+            assert _reprs(notices._visit_due(record, unjudged, own, rules)) == want
+            whole = notices._judged_whole(record, judgement, own)
+            event("judgement's segment" if whole is not None else "group segmented")
+        return general(record, judgement, seen, rules)
 
     history = PatientHistory()
     with patch.object(engine_module, "at_visit", both):
@@ -100,8 +104,12 @@ def test_at_visit_fast_path_equals_the_general_path(
             history = out.history
 
 
+def _reprs(found: list[notices.Notice]) -> list[str]:
+    return [repr(n) for n in found]  # every field, `observed` and `as_of` too
+
+
 def _own(record: VisitRecord, seen: list[VisitRecord]) -> list[VisitRecord]:
-    """The visit's group as at_visit reads it (for the event counting only)."""
+    """The visit's group as at_visit reads it (by `group_key`, as `due_on` groups)."""
     if record.episode is None:
         return []
     day = record.date_of_service
