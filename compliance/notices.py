@@ -33,7 +33,14 @@ from compliance.episodes.certs import (
     referral_exception,
 )
 from compliance.episodes.judge import EpisodeJudgement
-from compliance.episodes.segments import Segment, by_group, group_key, order, segments
+from compliance.episodes.segments import (
+    GroupKey,
+    Segment,
+    by_group,
+    group_key,
+    order,
+    segments,
+)
 from compliance.episodes.view import EpisodeView
 from compliance.kx_thresholds import KxBucket
 from compliance.policy import ResolvedPolicy
@@ -141,6 +148,14 @@ class _Episode:
         return seg, first, self.discharge_at < n
 
 
+#: A patient's episodes: each group's key and segments (segments.by_group, segments.segments).
+_Segmented = list[tuple[GroupKey, list[Segment]]]
+
+
+def _segmented(records: Iterable[VisitRecord]) -> _Segmented:
+    return [(key, segments(group, key)) for key, group in by_group(records).items()]
+
+
 @dataclass(frozen=True, slots=True)
 class _Episodes:
     """A patient's episodes, segmented once for judging many dates."""
@@ -149,12 +164,11 @@ class _Episodes:
 
     @classmethod
     def of(cls, records: Iterable[VisitRecord]) -> _Episodes:
-        return cls(
-            tuple(
-                tuple(_Episode.of(key, seg) for seg in segments(group, key))
-                for key, group in by_group(r for r in records if r.episode is not None).items()
-            )
-        )
+        return cls.of_segments(_segmented(records))
+
+    @classmethod
+    def of_segments(cls, groups: _Segmented) -> _Episodes:
+        return cls(tuple(tuple(_Episode.of(key, seg) for seg in segs) for key, segs in groups))
 
     def due_on(self, day: date, rules: RuleSet) -> list[Notice]:
         out: list[Notice] = []
@@ -169,15 +183,30 @@ class _Episodes:
                 # Ended: a later episode of the group began, or discharged (only certification
                 # and the verbal order's signature are still owed for the services furnished).
                 ended = i < len(live) - 1 or closed
-                if not _may_be_due(seg, first_day, day, ended, rules):
-                    continue  # no window of the episode contains `day`: no view built
-                policy = _policy(seg, rules)
-                if policy is None or not policy.follows_medicare:
-                    continue
-                view = EpisodeView.of(seg, first_day, day)
-                named = e.key[0] == "r"
-                out.extend(_date_kinds(seg, view, first_day, day, ended, named, rules))
+                out.extend(_episode_due(seg, first_day, day, ended, e.key, rules))
         return out
+
+
+def _episode_due(
+    seg: Segment,
+    first_day: date,
+    day: date,
+    ended: bool,
+    key: tuple[str, str],
+    rules: RuleSet,
+    view: EpisodeView | None = None,
+) -> list[Notice]:
+    """The date-driven notices of one episode (`seg`: its records dated up to `day`) on `day`;
+    `view`, when given, is `EpisodeView.of(seg, first_day, day)` already built."""
+    if not _may_be_due(seg, first_day, day, ended, rules):
+        return []  # no window of the episode contains `day`: no view built
+    policy = _policy(seg, rules)
+    if policy is None or not policy.follows_medicare:
+        return []
+    if view is None:
+        view = EpisodeView.of(seg, first_day, day)
+    named = key[0] == "r"
+    return list(_date_kinds(seg, view, first_day, day, ended, named, rules))
 
 
 def _date_kinds(
@@ -319,6 +348,13 @@ def candidate_dates(records: Sequence[VisitRecord], rules: RuleSet) -> list[tupl
     exact: the property test compares with every date judged): the certification window of
     every possible first day, every verbal order's 14 days, the recertification lead before
     every possible interval end. Lets a daily run or a range skip dates without judging them."""
+    return _candidate_dates(records, _segmented(records), rules)
+
+
+def _candidate_dates(
+    records: Sequence[VisitRecord], groups: _Segmented, rules: RuleSet
+) -> list[tuple[date, date]]:
+    """`candidate_dates` with the records' episodes already segmented (`_segmented(records)`)."""
     ep = rules.episodes
     n = ep.notices
     cap = timedelta(days=ep.recertification.max_interval_days - 1)
@@ -329,8 +365,8 @@ def candidate_dates(records: Sequence[VisitRecord], rules: RuleSet) -> list[tupl
     # The first days an episode can have as of any date: the date of each segment's first
     # record (the segments of the records dated up to a date are these, the last one cut
     # short: segments.py splits left to right), and every episode_start_date given.
-    for key, group in by_group(records).items():
-        starts.update(seg.records[0].date_of_service for seg in segments(group, key))
+    for _, segs in groups:
+        starts.update(seg.records[0].date_of_service for seg in segs)
     for r in records:
         e = r.episode
         if e is None:
@@ -382,8 +418,12 @@ def due_between(
     """The date-driven notices due on some date from `start` through `end`, each obligation
     once, as of the first date it is due (daily runs over these dates, in order)."""
     found: dict[tuple[str, str, str], Notice] = {}
-    episodes = _Episodes.of(records)
-    for lo, hi in candidate_dates(records, rules):
+    groups = _segmented(records)  # once, for the windows and the dates judged
+    windows = _candidate_dates(records, groups, rules)
+    if not any(lo <= end and start <= hi for lo, hi in windows):
+        return []
+    episodes = _Episodes.of_segments(groups)
+    for lo, hi in windows:
         day = max(lo, start)
         last = min(hi, end)
         while day <= last:
@@ -398,11 +438,12 @@ def due_within(
 ) -> dict[str, int]:
     """Obligations open on `day` (date-driven kinds) whose `due_by` is within `days` of it, by
     kind: the "due this week" gauge."""
-    if not any(lo <= day <= hi for lo, hi in candidate_dates(records, rules)):
+    groups = _segmented(records)  # once, for the windows and the date judged
+    if not any(lo <= day <= hi for lo, hi in _candidate_dates(records, groups, rules)):
         return {}
     limit = day + timedelta(days=days)
     out: dict[str, int] = {}
-    for n in due_on(records, day, rules):
+    for n in _Episodes.of_segments(groups).due_on(day, rules):
         if n.due_by is not None and n.due_by <= limit:
             out[n.kind.value] = out.get(n.kind.value, 0) + 1
     return out
@@ -422,13 +463,15 @@ def at_visit(
     PROGRESS_REPORT_DUE and KX_THRESHOLD_NEAR. The visit's documents are in `record`, so they
     are applied before (EVENTS.md: "A visit's documents are applied before its notices")."""
     day = record.date_of_service
-    upto = [r for r in seen if r.date_of_service <= day]
-    upto.append(record)
     # The visit's own episodes (its discipline, or its named episode): the other episodes'
     # dates are the daily run's.
-    key = group_key(record) if record.episode is not None else None
-    own = [r for r in upto if r.episode is not None and group_key(r) == key]
-    out = due_on(own, day, rules) if key is not None else []
+    if record.episode is None:
+        own: list[VisitRecord] = []
+        out: list[Notice] = []
+    else:
+        own = _of_group(seen, group_key(record), day)
+        own.append(record)
+        out = _visit_due(record, judgement, own, rules)
     if judgement is None:
         return out
     policy = _record_policy(record, rules)
@@ -440,7 +483,7 @@ def at_visit(
         view is not None
         and ep is not None
         and policy.follows_medicare
-        and not _discharged_before(record, upto)
+        and not _discharged_before(record, own)
     ):
         notice = _progress_report(record, view, rules.episodes)
         if notice is not None:
@@ -450,6 +493,108 @@ def at_visit(
         if notice is not None:
             out.append(notice)
     return out
+
+
+def _visit_due(
+    record: VisitRecord,
+    judgement: EpisodeJudgement | None,
+    own: list[VisitRecord],
+    rules: RuleSet,
+) -> list[Notice]:
+    """`due_on(own, day)` on the visit's date (`own`: its group's records dated up to it, the
+    visit last), without `_Episode`'s precomputation for many dates: one date, and no record
+    after it. The judgement's segment when it is the whole group, else the group segmented.
+    The property test compares it with `due_on`."""
+    day = record.date_of_service
+    key = group_key(record)
+    judged = _judged_whole(record, judgement, own)
+    if judged is not None:
+        return _whole_due(judged, day, key, rules)
+    # Every record is dated up to `day`: each segment is whole as of it (_Episode.upto).
+    segs = segments(sorted(own, key=order), key)
+    out: list[Notice] = []
+    for i, seg in enumerate(segs):
+        first_day = seg.first_day
+        if first_day is None:
+            continue  # start unseen: never guessed (as for the alerts)
+        ended = i < len(segs) - 1 or _closed(seg)
+        out.extend(_episode_due(seg, first_day, day, ended, key, rules))
+    return out
+
+
+def _of_group(records: Iterable[VisitRecord], key: GroupKey, day: date) -> list[VisitRecord]:
+    """The records of group `key` dated on or before `day` (`group_key(r) == key`, without a
+    key built a record)."""
+    kind, name = key
+    if kind == "r":
+        return [
+            r
+            for r in records
+            if r.date_of_service <= day and r.episode is not None and r.episode.episode_ref == name
+        ]
+    return [
+        r
+        for r in records
+        if r.date_of_service <= day
+        and r.episode is not None
+        and r.episode.episode_ref is None
+        and r.discipline == name
+    ]
+
+
+def _judged_whole(
+    record: VisitRecord, judgement: EpisodeJudgement | None, own: Sequence[VisitRecord]
+) -> EpisodeJudgement | None:
+    """The judgement when its segment is the whole of `own` (the visit's group as `due_on`
+    reads it on the visit's date), else None. The judgement's segment is the last segment of
+    the group's records before the visit in `segments.order`, the visit last, from the same
+    `seen` (Engine._run): a subset of `own`. As many records means the same ones, and the
+    group is that one segment: `due_on(own, day)` judges just it, with every record."""
+    if judgement is None or judgement.segment is None:
+        return None
+    seg = judgement.segment
+    if len(seg.records) != len(own) or not _same_visit(seg.records[-1], record):
+        return None  # earlier episodes, or a visit of its date after it in order
+    return judgement
+
+
+def _same_visit(judged: VisitRecord, record: VisitRecord) -> bool:
+    """`record` is the judged record but for what `due_on` does not read (Engine.evaluate
+    passes the judged record with its new status)."""
+    return judged is record or (
+        judged.seq == record.seq
+        and judged.visit_id == record.visit_id
+        and judged.date_of_service == record.date_of_service
+        and judged.first == record.first
+        and judged.discipline == record.discipline
+        and judged.episode == record.episode
+        and judged.payer == record.payer
+    )
+
+
+def _whole_due(
+    judgement: EpisodeJudgement, day: date, key: GroupKey, rules: RuleSet
+) -> list[Notice]:
+    """`due_on(own, day)` when the judgement's segment is the whole of `own` (_judged_whole):
+    its first day and view are the judgement's (EpisodeView.of of the same segment, first day
+    and date; the delayed certifications of later visits are not the date-driven kinds')."""
+    seg = judgement.segment
+    assert seg is not None
+    view = judgement.view
+    first_day = view.first_day if view is not None else seg.first_day
+    if first_day is None:
+        return []  # start unseen: never guessed (as for the alerts)
+    if view is not None and view.delayed_certifications:
+        view = replace(view, delayed_certifications=())
+    return _episode_due(seg, first_day, day, _closed(seg), key, rules, view)
+
+
+def _closed(seg: Segment) -> bool:
+    """`seg.closed`, in one flat pass over the documents (most records carry none)."""
+    discharge = DocKind.DISCHARGE_SUMMARY
+    return any(
+        d.kind is discharge for r in seg.records if r.episode is not None for d in r.episode.docs
+    )
 
 
 def _discharged_before(record: VisitRecord, upto: Sequence[VisitRecord]) -> bool:

@@ -10,7 +10,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from compliance.episodes.accrual import KxAccrual, accrue
-from compliance.episodes.segments import GroupKey, group_key, last_segment, order
+from compliance.episodes.segments import GroupKey, Segment, group_key, last_segment, order
 from compliance.episodes.view import EpisodeView
 from compliance.records import INITIAL_EVALUATION, DocRecord, VisitRecord
 from compliance.state import PatientHistory
@@ -36,6 +36,9 @@ class EpisodeJudgement:
     status: EpisodeStatus
     view: EpisodeView | None = None
     kx: KxAccrual | None = None
+    #: The visit's episode as judged (its records up to the visit, the visit last): the
+    #: visit's notices read it instead of segmenting the episode again (notices.at_visit).
+    segment: Segment | None = None
 
 
 def judge(
@@ -73,13 +76,13 @@ def judge(
     segment = last_segment(records, key)
     first_day = segment.first_day
     if first_day is None:
-        return EpisodeJudgement(EpisodeStatus.START_UNSEEN, None, kx)
+        return EpisodeJudgement(EpisodeStatus.START_UNSEEN, None, kx, segment)
     view = EpisodeView.of(segment, first_day, day)
     if later:
         delayed = _delayed_certifications(own, [r for r in later if group_key(r) == key], key)
         if delayed:
             view = replace(view, delayed_certifications=delayed)
-    return EpisodeJudgement(EpisodeStatus.EVALUATED, view, kx)
+    return EpisodeJudgement(EpisodeStatus.EVALUATED, view, kx, segment)
 
 
 def _delayed_certifications(
