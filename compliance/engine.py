@@ -452,6 +452,7 @@ def _visit_of(record: VisitRecord, patient_ref: str) -> TherapyVisitCompleted:
     ep = record.episode
     return _trusted(
         TherapyVisitCompleted,
+        ("total_timed_minutes", "total_treatment_minutes"),  # not read by the rules: unset
         schema_version=1,
         event_id=record.event_id,
         occurred_at=_EPOCH,  # not read by the rules
@@ -480,8 +481,6 @@ def _visit_of(record: VisitRecord, patient_ref: str) -> TherapyVisitCompleted:
             )
             for ln in (*record.lines, *record.unbilled)
         ],
-        total_timed_minutes=None,
-        total_treatment_minutes=None,
         documents=[],
         episode_ref=ep.episode_ref if ep is not None else None,
         episode_start_date=ep.start if ep is not None else None,
@@ -492,14 +491,21 @@ def _visit_of(record: VisitRecord, patient_ref: str) -> TherapyVisitCompleted:
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
-def _trusted(cls: type[_Model], **fields: Any) -> _Model:
-    """`cls.model_construct(**fields)` for `fields` naming every field of `cls`: the instance
-    it builds, without its walk over the fields for aliases and defaults (3.0 -> 0.9 us a
-    service line). For models without aliases, private attributes, post-init or extra fields
-    kept (tests/unit/compliance/test_engine_alerts.py checks both build the same)."""
+def _trusted(cls: type[_Model], unset: tuple[str, ...] = (), /, **fields: Any) -> _Model:
+    """`cls.model_construct(**fields)` for `fields` naming every field of `cls` but those in
+    `unset` (their defaults, outside the fields set, as model_construct leaves them): the
+    instance it builds, without its walk over the fields for aliases and defaults (3.0 -> 0.9
+    us a service line). For models without aliases, private attributes, post-init or extra
+    fields kept (tests/unit/compliance/test_engine_alerts.py checks both build the same)."""
     m = cls.__new__(cls)
+    given = set(fields)
+    if unset:  # in the fields' order, as model_construct's __dict__
+        fields = {
+            name: fields[name] if name in given else f.get_default(call_default_factory=True)
+            for name, f in cls.model_fields.items()
+        }
     _set(m, "__dict__", fields)
-    _set(m, "__pydantic_fields_set__", set(fields))
+    _set(m, "__pydantic_fields_set__", given)
     _set(m, "__pydantic_extra__", None)
     _set(m, "__pydantic_private__", None)
     return m

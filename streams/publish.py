@@ -126,10 +126,16 @@ async def settled(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
             if left:  # cancelled: the futures outlive this wait, its callbacks do not
                 for f in waiting:
                     f.remove_done_callback(one_done)
-    return [
-        asyncio.CancelledError() if f.cancelled() else (f.exception() or f.result())
-        for f in futures
-    ]
+    return [_outcome(f) for f in futures]
+
+
+def _outcome(future: asyncio.Future[Any]) -> Any:
+    """A resolved future's result, or the exception it holds, as `gather(...,
+    return_exceptions=True)` gives it (a cancelled one's error keeps its message)."""
+    try:
+        return future.result()
+    except BaseException as exc:  # held by the future: returned, as gather does
+        return exc
 
 
 class Publisher:

@@ -320,6 +320,8 @@ class DictStore:
 
     def prefixed(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         data, keys = self.data.get(partition, {}), self._sorted.get(partition, [])
+        if len(keys) != len(data):  # `data` changed without `write` (a test, a tool): re-sort
+            keys = self._sorted[partition] = sorted(data)
         found = []
         for i in range(bisect.bisect_left(keys, prefix), len(keys)):
             if not keys[i].startswith(prefix):

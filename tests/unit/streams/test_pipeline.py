@@ -505,6 +505,22 @@ async def test_settled_returns_results_and_errors_in_order_and_a_cancel_spares_t
     pending.set_result("m5")  # resolves later, with no callback of the cancelled wait left
     await asyncio.sleep(0)
     cancelled = loop.create_future()
-    cancelled.cancel()
+    cancelled.cancel("producer closed")
     result = await settled([cancelled])
-    assert isinstance(result[0], asyncio.CancelledError)
+    assert isinstance(result[0], asyncio.CancelledError) and result[0].args == ("producer closed",)
+
+
+@pytest.mark.asyncio
+async def test_settled_returns_an_exception_that_tests_false() -> None:
+    # An exception object whose truth value is false is still the future's outcome (a review
+    # found `exception() or result()` raising it instead).
+    from streams.publish import settled
+
+    class Falsy(kafka_errors.KafkaError):
+        def __bool__(self) -> bool:
+            return False
+
+    fut = asyncio.get_running_loop().create_future()
+    exc = Falsy()
+    fut.set_exception(exc)
+    assert (await settled([fut]))[0] is exc

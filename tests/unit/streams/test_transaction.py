@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from streams.transaction import (
+    LOCAL,
     UNTAGGED,
     Chain,
     DictStore,
@@ -98,3 +99,25 @@ def test_tags_round_trip_through_headers_and_order_by_epoch_then_generation(tag:
     assert header_tag(dict(tag_headers(tag))) == tag
     assert header_tag(None) == UNTAGGED and header_tag([("other", b"x")]) == UNTAGGED
     assert Tag(2, 0) > Tag(1, 99) > Tag(1, 98) > UNTAGGED
+
+
+def test_dict_store_prefix_reads_match_a_scan_through_writes_and_direct_changes() -> None:
+    # DictStore reads a prefix through a sorted key index (a seek, as RocksDB). Oracle: a
+    # scan of the partition. Writes add, overwrite and delete (also absent keys); `data` is
+    # public, so a direct change must not leave the index stale (a review found it did).
+    import random
+
+    rng = random.Random(7)
+    store = DictStore()
+
+    def scan(prefix: bytes) -> list[tuple[bytes, bytes]]:
+        return sorted((k, v) for k, v in store.data.get(0, {}).items() if k.startswith(prefix))
+
+    keys = [f"P{p}\x1f{v}".encode() for p in range(5) for v in range(5)] + [b"P1", b"P10"]
+    for step in range(300):
+        changes = {k: (None if rng.random() < 0.3 else b"%d" % step) for k in rng.sample(keys, 4)}
+        store.write(0, changes, LOCAL, None)
+        if step % 50 == 0:
+            store.data.setdefault(0, {})[b"P3\x1fdirect"] = b"x"
+        for prefix in (b"P1", b"P1\x1f", b"P3\x1f", b"Q", b""):
+            assert list(store.prefixed(0, prefix)) == scan(prefix)
