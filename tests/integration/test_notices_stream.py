@@ -242,7 +242,10 @@ async def test_refused_notices_are_never_committed_and_survive_sigkill(
     await create_topics(t)
     await produce(t.visits, feed)
     noticed = events_with_notices(feed)
-    worker: Worker = make_worker(t, **daily(TC_NOTICE_AS_OF=as_of.isoformat()))
+    # Batches of 100: the batches that may wait in flight (4) then hold far fewer records than
+    # the feed (1,589), so the hold shows; with 500 a fast worker took the whole feed into
+    # them (CI of 87a788c: processed 1,589 of 1,589, nothing committed past a notice).
+    worker: Worker = make_worker(t, **daily(TC_NOTICE_AS_OF=as_of.isoformat(), TC_BATCH_SIZE="100"))
     worker.start()
     await asyncio.sleep(8)
     assert worker.processed() < len(feed), "the worker should be held by back-pressure"
