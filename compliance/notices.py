@@ -517,7 +517,7 @@ def _visit_due(
         first_day = seg.first_day
         if first_day is None:
             continue  # start unseen: never guessed (as for the alerts)
-        ended = i < len(segs) - 1 or _closed(seg)
+        ended = i < len(segs) - 1 or seg.closed
         out.extend(_episode_due(seg, first_day, day, ended, key, rules))
     return out
 
@@ -586,15 +586,7 @@ def _whole_due(
         return []  # start unseen: never guessed (as for the alerts)
     if view is not None and view.delayed_certifications:
         view = replace(view, delayed_certifications=())
-    return _episode_due(seg, first_day, day, _closed(seg), key, rules, view)
-
-
-def _closed(seg: Segment) -> bool:
-    """`seg.closed`, in one flat pass over the documents (most records carry none)."""
-    discharge = DocKind.DISCHARGE_SUMMARY
-    return any(
-        d.kind is discharge for r in seg.records if r.episode is not None for d in r.episode.docs
-    )
+    return _episode_due(seg, first_day, day, seg.closed, key, rules, view)
 
 
 def _discharged_before(record: VisitRecord, upto: Sequence[VisitRecord]) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from compliance.records import INITIAL_EVALUATION, VisitRecord
+from compliance.records import INITIAL_EVALUATION, DocKind, VisitRecord
 
 #: ("r", episode_ref) for EHR-named episodes, ("d", discipline) for implicit ones.
 GroupKey = tuple[str, str]
@@ -47,8 +47,15 @@ class Segment:
 
     @property
     def closed(self) -> bool:
-        """A record of it carries a discharge_summary (implicit episodes: its last record)."""
-        return any(r.episode is not None and r.episode.discharged for r in self.records)
+        """A record of it carries a discharge_summary (implicit episodes: its last record). One
+        flat pass over the documents: most records carry none (hot in the notices' judgement)."""
+        discharge = DocKind.DISCHARGE_SUMMARY
+        return any(
+            d.kind is discharge
+            for r in self.records
+            if r.episode is not None
+            for d in r.episode.docs
+        )
 
     @property
     def first_day(self) -> date | None:
