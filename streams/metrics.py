@@ -29,6 +29,24 @@ from schemas.patient_ref import PatientRefProblem
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
 
+class Children:
+    """A labelled metric's children by label values (in the metric's label order), each looked
+    up once: prometheus_client's `.labels()` costs more than the increment on the hot path.
+    A child is created on first use, as `.labels()` creates it, so no series appears sooner."""
+
+    __slots__ = ("_by", "_metric")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._by: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._by.get(values)
+        if child is None:
+            child = self._by[values] = self._metric.labels(*values)
+        return child
+
+
 class Metrics:
     """One registry per worker (tests build their own, so nothing leaks between them)."""
 
@@ -320,17 +338,18 @@ class Metrics:
         # otherwise (TIMED_MINUTES_MISSING is info under the CMS rule with a documented total).
         # Each rule's contract severity is exported from the start; another one the first time
         # it occurs (`alert`).
-        self.alerts_by_rule = {
-            (rule.value, SEVERITY[rule].value): self.alerts.labels(
-                rule_id=rule.value, severity=SEVERITY[rule].value
-            )
-            for rule in RuleId
-        }
+        self.alerts_by_rule = Children(self.alerts)
+        for rule in RuleId:
+            self.alerts_by_rule(rule.value, SEVERITY[rule].value)
         self.amount_at_risk_by_rule = {
             rule.value: self.amount_at_risk.labels(rule_id=rule.value) for rule in RuleId
         }
+        self.episode_evaluations_by = Children(self.episode_evaluations)
         for status in EpisodeStatus:
-            self.episode_evaluations.labels(status=status.value)
+            self.episode_evaluations_by(status.value)
+        # Created on first use (no zero series up front, as before).
+        self.status_published_by = Children(self.visit_status_published)
+        self.notices_published_by = Children(self.notices_published)
         self.dead_letters_by_reason = {
             reason: self.dead_letters.labels(reason=reason.value) for reason in DeadLetterReason
         }
@@ -341,12 +360,7 @@ class Metrics:
 
     def alert(self, rule_id: str, severity: str) -> Any:
         """The alert counter of a rule at the severity the alert carries."""
-        child = self.alerts_by_rule.get((rule_id, severity))
-        if child is None:
-            child = self.alerts_by_rule[rule_id, severity] = self.alerts.labels(
-                rule_id=rule_id, severity=severity
-            )
-        return child
+        return self.alerts_by_rule(rule_id, severity)
 
     def ehr_parts_by_kind(self, part: str, source: str) -> Any:
         return self.ehr_parts.labels(part=part, source=source)

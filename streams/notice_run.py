@@ -136,7 +136,7 @@ class NoticeRun:
                         txn.put(self.table, partition, where, value)
                     for n in notices:
                         out.append(Output(topic, patient, n.model_dump_json().encode()))
-                        self.metrics.notices_published.labels(kind=n.kind.value).inc()
+                        self.metrics.notices_published_by(n.kind.value).inc()
             except StaleTransaction:
                 raise
             except Exception as exc:

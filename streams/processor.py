@@ -71,24 +71,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Children:
-    """A labelled metric's children by label values (in the metric's label order), each looked
-    up once: prometheus_client's `.labels()` costs more than the increment on the hot path.
-    A child is created on first use, as `.labels()` creates it, so no series appears sooner."""
-
-    __slots__ = ("_by", "_metric")
-
-    def __init__(self, metric: Any) -> None:
-        self._metric = metric
-        self._by: dict[tuple[str, ...], Any] = {}
-
-    def __call__(self, *values: str) -> Any:
-        child = self._by.get(values)
-        if child is None:
-            child = self._by[values] = self._metric.labels(*values)
-        return child
-
-
 class Processor(Protocol):
     """A stage: one input record -> the records to publish, reading and changing its tables
     only through the batch's transaction. Bad input is a dead letter; an exception is turned
@@ -190,9 +172,6 @@ class VisitProcessor:
         #: Per partition, the tally bytes last written and their decoded form.
         self._tally_written: dict[int, tuple[bytes, Tally]] = {}
         self.patient_ref_pattern = settings.patient_ref_regex
-        self._published = Children(metrics.visit_status_published)
-        self._episode_evaluations = Children(metrics.episode_evaluations)
-        self._notices_published = Children(metrics.notices_published)
 
     def handle(self, rec: Record, txn: Transaction) -> list[Output]:
         started = time.perf_counter()
@@ -300,7 +279,7 @@ class VisitProcessor:
             # "ComplianceNotice v1"), keyed by patient_ref.
             for n in notices:
                 out.append(Output(s.topic_notices, rec.key, n.model_dump_json().encode()))
-                self._notices_published(n.kind.value).inc()
+                self.metrics.notices_published_by(n.kind.value).inc()
         if table is not None and read is not None and history_after is not None:
             writes, after = state_layout.changes(
                 rec.key, read[0], history_after, (result.visit_id, rec.offset)
@@ -316,7 +295,7 @@ class VisitProcessor:
             if amount is not None:
                 m.amount_at_risk_by_rule[a.rule_id].inc(float(amount))
         m.visits_by_status[outcome.checked.status.value].inc()
-        self._episode_evaluations(outcome.episode_status.value).inc()
+        m.episode_evaluations_by(outcome.episode_status.value).inc()
         if outcome.kx_unknown_amount_lines:
             m.kx_unknown_amount_lines.inc(outcome.kx_unknown_amount_lines)
         m.event_age.observe(max(0.0, (now - result.occurred_at).total_seconds()))
@@ -333,7 +312,7 @@ class VisitProcessor:
         # out while it changes, so a failure half-way never leaves a changed tally cached.
         last = self._tally_written.pop(partition, None)
         tally = last[1] if last is not None and last[0] is raw else tally_of(raw)
-        published = self._published
+        published = self.metrics.status_published_by
         for st in statuses:
             tally.add(st)
             published(st.status.value, st.cause.value).inc()

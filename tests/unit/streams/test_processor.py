@@ -16,7 +16,7 @@ from compliance import Engine
 from runtime.settings import Settings
 from schemas import ComplianceAlert, DeadLetter, VisitChecked
 from streams.metrics import Metrics
-from streams.processor import Children, Output, Record, VisitProcessor, guarded, scratch
+from streams.processor import Output, Record, VisitProcessor, guarded, scratch
 from tests.factories import raw, timed_visit
 
 NOW = datetime(2026, 3, 2, 16, 0, tzinfo=UTC)
@@ -186,7 +186,7 @@ async def test_agent_processes_every_record_through_test_context() -> None:
 
 def test_cached_metric_children_still_count_per_label_values() -> None:
     m = Metrics()
-    published = Children(m.visit_status_published)
+    published = m.status_published_by
     assert published("hold", "visit") is published("hold", "visit")
     published("hold", "visit").inc()
     published("hold", "visit").inc()
