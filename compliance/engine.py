@@ -19,7 +19,7 @@ from compliance.episodes.judge import EpisodeJudgement, EpisodeStatus, judge
 from compliance.episodes.segments import group_key
 from compliance.findings import Finding
 from compliance.kx_thresholds import KxBucket
-from compliance.notices import Notice, at_visit, due_between
+from compliance.notices import Notice, at_visit, due_between, leaves_dates
 from compliance.policy import PayerPolicies, ResolvedPolicy
 from compliance.records import OpenAlert, StatusState, VisitRecord
 from compliance.rejudge import affected
@@ -70,6 +70,9 @@ class Outcome(msgspec.Struct, frozen=True):
     #: `ComplianceNotice` v1 records the visit brought due, not published before for the
     #: patient (compliance/notices.py); empty without a history and for a re-delivery.
     notices: list[ComplianceNotice] = msgspec.field(default_factory=list)
+    #: A new visit that cannot change the date-driven notices of any date (notices.leaves_dates):
+    #: the dates after it need not be judged again when it arrives late.
+    dates_unchanged: bool = False
 
     @property
     def episode_start_unseen(self) -> bool:
@@ -253,6 +256,12 @@ class Engine:
         statuses.extend(related)
         found = at_visit(record, run.judgement, run.seen, self.rules)
         notices, updated = _unsent(found, updated, visit.patient_ref, now)
+        # judge() saw every other current record only for a seq above the history's.
+        quiet = (
+            old is None
+            and seq > history.max_seq
+            and leaves_dates(run.record, run.judgement, self.rules)
+        )
         return Outcome(
             outcome.alerts,
             outcome.checked,
@@ -262,6 +271,7 @@ class Engine:
             statuses,
             raised,
             notices,
+            quiet,
         )
 
     def notices_due(

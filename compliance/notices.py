@@ -44,7 +44,7 @@ from compliance.episodes.segments import (
 from compliance.episodes.view import EpisodeView
 from compliance.kx_thresholds import KxBucket
 from compliance.policy import ResolvedPolicy
-from compliance.records import SERVICE, DocKind, PayerRecord, VisitRecord
+from compliance.records import SERVICE, DocKind, DocRecord, PayerRecord, VisitRecord
 from compliance.ruleset import RuleSet
 from schemas.common import Discipline, PayerKind
 from schemas.notice import ComplianceNotice, NoticeKind
@@ -348,12 +348,10 @@ def candidate_dates(records: Sequence[VisitRecord], rules: RuleSet) -> list[tupl
     exact: the property test compares with every date judged): the certification window of
     every possible first day, every verbal order's 14 days, the recertification lead before
     every possible interval end. Lets a daily run or a range skip dates without judging them."""
-    return _candidate_dates(records, _segmented(records), rules)
+    return _candidate_dates(_segmented(records), rules)
 
 
-def _candidate_dates(
-    records: Sequence[VisitRecord], groups: _Segmented, rules: RuleSet
-) -> list[tuple[date, date]]:
+def _candidate_dates(groups: _Segmented, rules: RuleSet) -> list[tuple[date, date]]:
     """`candidate_dates` with the records' episodes already segmented (`_segmented(records)`)."""
     ep = rules.episodes
     n = ep.notices
@@ -362,32 +360,23 @@ def _candidate_dates(
     starts: set[date] = set()
     ends: set[date] = set()
     verbals: set[date] = set()
-    # The first days an episode can have as of any date: the date of each segment's first
-    # record (the segments of the records dated up to a date are these, the last one cut
-    # short: segments.py splits left to right), and every episode_start_date given.
+    # The first days an episode can have as of any date: the date of each opened segment's
+    # first record (the segments of the records dated up to a date are these, the last one
+    # cut short: segments.py splits left to right), and every episode_start_date given. A
+    # segment neither opened nor given a start has no first day as of any date (start
+    # unseen: `due_on` judges nothing of it), so its documents bring no window either.
     for _, segs in groups:
-        starts.update(seg.records[0].date_of_service for seg in segs)
-    for r in records:
-        e = r.episode
-        if e is None:
-            continue
-        if e.start is not None:
-            starts.add(e.start)
-        for d in e.docs:
-            if d.kind is DocKind.CERTIFICATION:
-                for s in (d.covers_from, d.verbal, d.signed, d.day):
-                    if s is not None:
-                        ends.add(s + cap)
-                if d.verbal is not None:
-                    verbals.add(d.verbal)
-                if d.covers_through is not None:
-                    ends.add(d.covers_through)
-            elif d.kind is DocKind.PLAN_OF_CARE:
-                for s in (d.plan_start, d.sent):
-                    if s is not None:
-                        ends.add(s + cap)
-                if d.plan_end is not None:
-                    ends.add(d.plan_end)
+        for seg in segs:
+            given = [r.episode.start for r in seg.records if r.episode and r.episode.start]
+            if not seg.opened and not given:
+                continue
+            if seg.opened:
+                starts.add(seg.records[0].date_of_service)
+            starts.update(given)
+            for r in seg.records:
+                e = r.episode
+                assert e is not None
+                _document_windows(e.docs, cap, ends, verbals)
     windows = [
         (
             s + timedelta(days=n.certification_from_day),
@@ -399,6 +388,27 @@ def _candidate_dates(
     windows.extend((v, v + timedelta(days=ep.certification.verbal_order_days)) for v in verbals)
     windows.extend((e - lead, e) for e in ends)
     return _merged(windows)
+
+
+def _document_windows(
+    docs: Iterable[DocRecord], cap: timedelta, ends: set[date], verbals: set[date]
+) -> None:
+    """The interval ends and verbal order dates an episode's documents can bring due."""
+    for d in docs:
+        if d.kind is DocKind.CERTIFICATION:
+            for s in (d.covers_from, d.verbal, d.signed, d.day):
+                if s is not None:
+                    ends.add(s + cap)
+            if d.verbal is not None:
+                verbals.add(d.verbal)
+            if d.covers_through is not None:
+                ends.add(d.covers_through)
+        elif d.kind is DocKind.PLAN_OF_CARE:
+            for s in (d.plan_start, d.sent):
+                if s is not None:
+                    ends.add(s + cap)
+            if d.plan_end is not None:
+                ends.add(d.plan_end)
 
 
 def _merged(windows: list[tuple[date, date]]) -> list[tuple[date, date]]:
@@ -419,7 +429,7 @@ def due_between(
     once, as of the first date it is due (daily runs over these dates, in order)."""
     found: dict[tuple[str, str, str], Notice] = {}
     groups = _segmented(records)  # once, for the windows and the dates judged
-    windows = _candidate_dates(records, groups, rules)
+    windows = _candidate_dates(groups, rules)
     if not any(lo <= end and start <= hi for lo, hi in windows):
         return []
     episodes = _Episodes.of_segments(groups)
@@ -439,7 +449,7 @@ def due_within(
     """Obligations open on `day` (date-driven kinds) whose `due_by` is within `days` of it, by
     kind: the "due this week" gauge."""
     groups = _segmented(records)  # once, for the windows and the date judged
-    if not any(lo <= day <= hi for lo, hi in _candidate_dates(records, groups, rules)):
+    if not any(lo <= day <= hi for lo, hi in _candidate_dates(groups, rules)):
         return {}
     limit = day + timedelta(days=days)
     out: dict[str, int] = {}
@@ -447,6 +457,40 @@ def due_within(
         if n.due_by is not None and n.due_by <= limit:
             out[n.kind.value] = out.get(n.kind.value, 0) + 1
     return out
+
+
+def leaves_dates(record: VisitRecord, judgement: EpisodeJudgement | None, rules: RuleSet) -> bool:
+    """Whether a new visit cannot change the date-driven notices (`due_on`) of any date, so
+    that judging the dates after it again (a late visit: streams/processor.py) finds nothing
+    new. `judgement`: `judge()`'s for it, with every other current record seen (an event of a
+    visit not stored, its seq above the history's).
+
+    True when the visit has no episode part (it is in no episode), or when it only adds a
+    record inside an episode: no documents, no episode_start_date, and a record of its episode
+    before it. Then every date reads the same documents and first day: segments.py splits a
+    group only at an initial evaluation and after a discharge (either would make the visit
+    the first of its segment: an initial evaluation opens one, and a record after a discharge
+    does; an EHR-named episode is never split), an episode's first day is a given start or its
+    first record's date (opened: whether that record is an initial evaluation), and the
+    date-driven kinds read only the documents (certs.py), the first day, and - where the visit
+    is the latest record of a date's cut - its discipline (EpisodeView.discipline) and whether
+    its payer follows Medicare (`_policy`): both must be those of the records before it."""
+    part = record.episode
+    if part is None:
+        return True
+    if part.docs or part.start is not None:
+        return False
+    seg = judgement.segment if judgement is not None else None
+    if seg is None or len(seg.records) < 2 or seg.records[-1] is not record:
+        return False
+    before = seg.records[:-1]
+    if before[-1].discipline != record.discipline:
+        return False
+    mine = _record_policy(record, rules)
+    theirs = _policy(Segment(before, seg.opened), rules)
+    return (
+        mine is not None and theirs is not None and mine.follows_medicare == theirs.follows_medicare
+    )
 
 
 # --- a checked visit's notices -------------------------------------------------------------
@@ -785,5 +829,6 @@ __all__ = [
     "candidate_dates",
     "due_between",
     "due_on",
+    "leaves_dates",
     "notice_id",
 ]

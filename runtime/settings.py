@@ -383,8 +383,9 @@ class WorkerSection(CommonSection, RuleFilesSection):
     #: Patients per step of the daily run (one transaction each; the event loop runs between).
     notice_scan_chunk: Annotated[int, Field(ge=1, le=5_000)] = 500
     #: A step of the daily run stops after this long (seconds) even before its
-    #: TC_NOTICE_SCAN_CHUNK patients: the event loop runs between steps.
-    notice_scan_budget_s: Annotated[float, Field(gt=0, le=60)] = 0.25
+    #: TC_NOTICE_SCAN_CHUNK patients: the event loop runs between steps, and a visit that
+    #: arrives during a step waits for it (kept short for the visits' latency).
+    notice_scan_budget_s: Annotated[float, Field(gt=0, le=60)] = 0.02
     #: How often the worker looks whether a daily run is due (seconds).
     notice_run_interval_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     #: Pins the daily run's clock to this date (at TC_NOTICE_DAILY_AT): the worker runs every

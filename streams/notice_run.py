@@ -13,9 +13,12 @@ SIGKILL exactly as durable as the notices it published:
   the day after its last date done (at the first run: the earliest date of service the
   partition has seen, `since`), in one pass: per patient, each obligation once, as of the first
   date it was due (compliance/notices.py `due_between`).
-- The pass goes through the partition's patients in key order, TC_NOTICE_SCAN_CHUNK at a time;
-  each chunk is a transaction of its own (its notices acknowledged before its state and the
-  cursor are durable: streams/pipeline.py), and the event loop runs between chunks.
+- The pass goes through the partition's patients in key order, TC_NOTICE_SCAN_CHUNK at a time
+  and for at most TC_NOTICE_SCAN_BUDGET_S each; each chunk is a transaction of its own (its
+  notices acknowledged before its state and the cursor are durable: streams/pipeline.py), and
+  the event loop runs the rest of the worker between chunks for as long as the chunk took
+  (`run_steps`): a visit arriving during a run waits for one chunk at most, and the run takes
+  at most about half of the loop.
 - A chunk lost to a SIGKILL or a rebalance leaves the cursor at the last durable chunk; the
   partition's owner runs the chunk again and sends its notices again with the same ids (the
   state saying they were sent was not durable): duplicates, nothing lost.
@@ -24,9 +27,10 @@ SIGKILL exactly as durable as the notices it published:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time as clock
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import msgspec
@@ -53,6 +57,22 @@ def run_date(now: datetime, zone: tzinfo, at: time) -> date:
     return today if local.time() >= at else today - timedelta(days=1)
 
 
+async def run_steps(
+    step: Callable[[], Awaitable[bool]],
+    spent: Callable[[], float],
+    stop: Callable[[], bool],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Run steps until one leaves nothing to do (`step` returns whether work is left) or `stop`
+    says so; between two steps the event loop runs the rest of the worker for as long as the
+    last step took (`spent`), so a run over many patients takes at most about half of the
+    loop and the visits' batches go on meanwhile (a visit waits for one step at most)."""
+    while not stop():
+        if not await step():
+            return
+        await sleep(spent())
+
+
 class NoticeRun:
     """One step of the daily run: one chunk of one partition's patients."""
 
@@ -75,9 +95,18 @@ class NoticeRun:
         self.more = False
         #: The owned partitions' last finished runs' due-soon counts (the gauge).
         self.due_soon: dict[int, dict[str, int]] = {}
+        #: How long the last step took (seconds): the loop's other work gets as long.
+        self.spent = 0.0
 
     def step(self, txn: Transaction, partitions: set[int]) -> list[Output]:
         """Run one chunk of the first partition (in order) that has a run to do."""
+        started = clock.monotonic()
+        try:
+            return self._step(txn, partitions)
+        finally:
+            self.spent = clock.monotonic() - started
+
+    def _step(self, txn: Transaction, partitions: set[int]) -> list[Output]:
         self.more = False
         now = self.clock()
         target = run_date(now, self.zone, self.settings.notice_daily_time)
@@ -192,4 +221,4 @@ class NoticeRun:
         self.metrics.show_notices_due(totals)
 
 
-__all__ = ["DUE_SOON_DAYS", "NoticeRun", "run_date"]
+__all__ = ["DUE_SOON_DAYS", "NoticeRun", "run_date", "run_steps"]

@@ -260,7 +260,8 @@ class VisitProcessor:
             # A new event (statuses are published for new events only). Its date in the
             # partition's daily-run state; and when the daily run already judged the patient's
             # dates after it, those dates again with the visit (a late visit: nothing the runs
-            # would have found with it is lost; streams/notice_state.py).
+            # would have found with it is lost; streams/notice_state.py) - unless it cannot
+            # change any date's notices (compliance/notices.py leaves_dates).
             day = result.date_of_service
             through = self._note_visit(txn, table, rec.partition, rec.key, day)
             # From the day after its date (its own date: its notices above), or from its
@@ -269,7 +270,7 @@ class VisitProcessor:
             earlier = stored.history.versions(result.visit_id) if stored is not None else ()
             if earlier:
                 start = min(start, earlier[-1].date_of_service)
-            if through is not None and start <= through:
+            if through is not None and start <= through and not outcome.dates_unchanged:
                 extra, history_after = self.engine.notices_due(
                     history_after, result.patient_ref, start, through, now, result.visit_id
                 )

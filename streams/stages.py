@@ -11,7 +11,6 @@ the agent taking batches without acking them, and the pipeline with its offset g
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -27,7 +26,7 @@ from streams.checkpoint import TP
 from streams.ehr_stages import EhrDeadLetters, EhrParser, VisitJoiner
 from streams.health import Stage
 from streams.metrics import Metrics
-from streams.notice_run import NoticeRun
+from streams.notice_run import NoticeRun, run_steps
 from streams.offsets import OffsetTracker
 from streams.pipeline import Pipeline
 from streams.processor import Output, Processor, Record, VisitProcessor
@@ -170,13 +169,13 @@ def notice_timer(builder: StageBuilder, stage: Stage, run: NoticeRun) -> None:
             return []
         return run.step(txn, partitions)
 
+    async def step() -> bool:
+        run.more = False
+        await pipeline.run_timer(work)
+        return run.more
+
     async def daily() -> None:
-        while not app.rebalancing:
-            run.more = False
-            await pipeline.run_timer(work)
-            if not run.more:
-                break
-            await asyncio.sleep(0)  # the loop's other work between chunks
+        await run_steps(step, lambda: run.spent, lambda: app.rebalancing)
         run.measure({tp.partition for tp in pipeline.owned or set()})
 
     app.timer(interval=builder.settings.notice_run_interval_s)(daily)
