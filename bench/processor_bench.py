@@ -8,7 +8,11 @@ before the next (what the worker does once a batch is durable), without Kafka or
 Prints CPU microseconds per record (process_time; median of the runs); --profile N prints
 cProfile's N costliest functions (cumulative) of one more run. Feeds: `live` is bench/e2e.py's
 latency feed (every visit flawed, dates of service around today, 5,000 patients), `visits`
-its throughput feed, `episodes` its episode feed.
+its throughput feed, `episodes` its episode feed. `--late`: the partition's daily run is done
+through the feed's last date of service before the run, so every visit dated before it arrives
+late (the worker then judges its patient's notice dates after it again, streams/processor.py),
+as after the worker's first daily run over bench/e2e.py's latency feed (60 days of dates in
+random order).
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ import pstats
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compliance import Engine
 from runtime.settings import Settings
 from streams.metrics import Metrics
+from streams.notice_state import RunState, encode_state, run_key
 from streams.processor import Record, VisitProcessor, guarded
 from streams.transaction import Chain, DictStore, commit_now
 from synthetic.visits import EpisodeGenerator, VisitGenerator
@@ -56,10 +63,17 @@ def run(
     settings: Settings,
     engine: Engine,
     digest: Any = None,
+    done_through: tuple[date, date] | None = None,
 ) -> float:
     """CPU seconds to process `records` from an empty state; with `digest` (a hashlib
-    object), every output (topic, key, value) in order is fed to it."""
+    object), every output (topic, key, value) in order is fed to it. `done_through`: (since,
+    last date) of a daily run finished before the records (--late)."""
     store, chain = DictStore(), Chain()
+    if done_through is not None:
+        txn = chain.begin()
+        state = RunState(since=done_through[0], done_through=done_through[1])
+        txn.put(store, 0, run_key(0), encode_state(state))
+        commit_now(txn)
     now = NOW
     proc = VisitProcessor(settings, Metrics(), engine, table=store, clock=lambda: now)
     topic = settings.topic_visits
@@ -96,11 +110,17 @@ def main() -> None:
     # `episodes` feeds are seeded; `live` follows today's date). Equal before and after
     # means the records published did not change.
     ap.add_argument("--digest", action="store_true")
+    ap.add_argument("--late", action="store_true")
     args = ap.parse_args()
     settings = Settings.from_env({})
     engine = Engine()
     records = feed(args.feed, args.visits)
-    runs = [run(records, args.batch, settings, engine) for _ in range(args.repeat)]
+    span = None
+    if args.late:
+        days = [orjson.loads(value)["date_of_service"] for _, value in records]
+        span = (date.fromisoformat(min(days)), date.fromisoformat(max(days)))
+        print(f"--late: daily run done {span[0]} through {span[1]} before the run")
+    runs = [run(records, args.batch, settings, engine, None, span) for _ in range(args.repeat)]
     per = [r / len(records) * 1e6 for r in runs]
     print(
         f"{args.feed}: {len(records):,} records, batches of {args.batch}: "
@@ -108,12 +128,12 @@ def main() -> None:
     )
     if args.digest:
         h = hashlib.sha256()
-        run(records, args.batch, settings, engine, h)
+        run(records, args.batch, settings, engine, h, span)
         print(f"digest of the outputs: {h.hexdigest()}")
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
-        run(records, args.batch, settings, engine)
+        run(records, args.batch, settings, engine, None, span)
         prof.disable()
         pstats.Stats(prof).sort_stats("cumulative").print_stats(args.profile)
 
