@@ -17,8 +17,9 @@ SIGKILL exactly as durable as the notices it published:
   and for at most TC_NOTICE_SCAN_BUDGET_S each; each chunk is a transaction of its own (its
   notices acknowledged before its state and the cursor are durable: streams/pipeline.py), and
   the event loop runs the rest of the worker between chunks for as long as the chunk took
-  (`run_steps`): a visit arriving during a run waits for one chunk at most, and the run takes
-  at most about half of the loop.
+  (`run_steps`), and a chunk starts only once the visits fetched are processed: a visit
+  arriving during a run waits for about one chunk, and the run takes at most about half of the
+  loop, also under a steady feed of visits.
 - A chunk lost to a SIGKILL or a rebalance leaves the cursor at the last durable chunk; the
   partition's owner runs the chunk again and sends its notices again with the same ids (the
   state saying they were sent was not durable): duplicates, nothing lost.
@@ -60,14 +61,26 @@ def run_date(now: datetime, zone: tzinfo, at: time) -> date:
 async def run_steps(
     step: Callable[[], Awaitable[bool]],
     spent: Callable[[], float],
+    behind: Callable[[], bool],
     stop: Callable[[], bool],
+    patience: float,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    poll: float = 0.01,
 ) -> None:
-    """Run steps until one leaves nothing to do (`step` returns whether work is left) or `stop`
-    says so; between two steps the event loop runs the rest of the worker for as long as the
-    last step took (`spent`), so a run over many patients takes at most about half of the
-    loop and the visits' batches go on meanwhile (a visit waits for one step at most)."""
+    """Run steps until one leaves nothing to do (`step` returns whether work is left), `stop`
+    says so, or the input stays `behind` (records fetched and not processed yet) for
+    `patience` seconds. Before each step the visits go first: it waits, polling, until the
+    input is caught up (a run judges only what has been processed: streams/stages.py). After
+    each step the event loop runs the rest of the worker for as long as the step took
+    (`spent`), so a run over many patients takes at most about half of the loop, the visits'
+    batches go on meanwhile and a visit waits for about one step at most."""
     while not stop():
+        waited = 0.0
+        while behind():
+            if stop() or waited >= patience:
+                return  # the next timer tick tries again
+            await sleep(poll)
+            waited += poll
         if not await step():
             return
         await sleep(spent())

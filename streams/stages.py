@@ -162,10 +162,19 @@ def notice_timer(builder: StageBuilder, stage: Stage, run: NoticeRun) -> None:
         position = last + 1 if last is not None else builder.broker.committed(tp) or 0
         return position >= highwater
 
+    def behind() -> bool:
+        """Partitions to run, and none caught up: the visits go first (run_steps waits)."""
+        ready = pipeline.ready_partitions()
+        return bool(ready) and not any(caught_up(p) for p in ready)
+
     def work(txn: Transaction) -> list[Output]:
-        partitions = {p for p in pipeline.ready_partitions() if caught_up(p)}
-        if not partitions or app.rebalancing:
+        ready = pipeline.ready_partitions()
+        partitions = {p for p in ready if caught_up(p)}
+        if not ready or app.rebalancing:
             run.more = False
+            return []
+        if not partitions:  # fell behind since run_steps looked: wait, then try again
+            run.more, run.spent = True, 0.0
             return []
         return run.step(txn, partitions)
 
@@ -175,7 +184,13 @@ def notice_timer(builder: StageBuilder, stage: Stage, run: NoticeRun) -> None:
         return run.more
 
     async def daily() -> None:
-        await run_steps(step, lambda: run.spent, lambda: app.rebalancing)
+        await run_steps(
+            step,
+            lambda: run.spent,
+            behind,
+            lambda: app.rebalancing,
+            builder.settings.notice_run_interval_s,
+        )
         run.measure({tp.partition for tp in pipeline.owned or set()})
 
     app.timer(interval=builder.settings.notice_run_interval_s)(daily)

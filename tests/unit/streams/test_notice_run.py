@@ -246,13 +246,15 @@ def test_a_step_stops_at_its_time_budget_and_the_run_still_covers_every_patient(
 
 def test_between_steps_the_loop_runs_the_rest_for_as_long_as_the_step_took() -> None:
     # The daily run must not hold the event loop from the visits' batches (a visit arriving
-    # during a run waits for one step at most; the worker's latency, bench/RESULTS.md): after
-    # each step that leaves work, it sleeps for as long as that step took; it stops when a
-    # step leaves none, or at a rebalance.
+    # during a run waits for about one step; the worker's latency, bench/RESULTS.md): after
+    # each step that leaves work, it sleeps for as long as that step took; before each step
+    # it waits, polling, while the input is behind; it stops when a step leaves no work, at
+    # a rebalance, or when the input stays behind for its patience.
     took = iter([0.004, 0.011, 0.007])
     slept: list[float] = []
     left = [True, True, False]
     spent = 0.0
+    behind: list[bool] = []
 
     async def step() -> bool:
         nonlocal spent
@@ -262,14 +264,32 @@ def test_between_steps_the_loop_runs_the_rest_for_as_long_as_the_step_took() -> 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    asyncio.run(run_steps(step, lambda: spent, lambda: False, sleep))
+    def lagging() -> bool:
+        return behind.pop(0) if behind else False
+
+    def go(stop: Any = lambda: False, patience: float = 1.0) -> None:
+        asyncio.run(run_steps(step, lambda: spent, lagging, stop, patience, sleep, 0.25))
+
+    go()
     assert slept == [0.004, 0.011] and not left
+    # Behind twice before the first step, once before the second: polled, then the steps.
+    took, left[:], behind[:], slept[:] = (
+        iter([0.002, 0.003]),
+        [True, False],
+        [True, True, False, True, False],
+        [],
+    )
+    go()
+    assert slept == [0.25, 0.25, 0.002, 0.25] and not left and not behind
+    # A rebalance ends it after a step.
     stops = iter([False, True])
-    slept.clear()
-    left[:] = [True, True, True]
-    took = iter([0.002, 0.003])
-    asyncio.run(run_steps(step, lambda: spent, lambda: next(stops), sleep))
+    took, left[:], slept[:] = iter([0.002, 0.003]), [True, True, True], []
+    go(lambda: next(stops))
     assert slept == [0.002] and left == [True, True]  # one step, then the rebalance
+    # Behind for longer than its patience: no step, until the next timer tick.
+    took, left[:], behind[:], slept[:] = iter([0.002]), [True], [True] * 10, []
+    go(patience=1.0)
+    assert slept == [0.25] * 4 and left == [True]
 
 
 def test_a_step_measures_how_long_it_took() -> None:
