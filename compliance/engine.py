@@ -4,7 +4,7 @@ events and the updated history out. No I/O."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeVar
@@ -48,6 +48,10 @@ __all__ = ["ENGINE_VERSION", "Engine", "EpisodeStatus", "Outcome"]
 
 # Outcome and _Run are Structs: built per visit, for a fraction of a frozen dataclass's
 # __init__ (object.__setattr__ per field).
+def _no() -> bool:
+    return False
+
+
 class Outcome(msgspec.Struct, frozen=True):
     alerts: list[AlertEvent]
     checked: CheckedEvent
@@ -70,9 +74,10 @@ class Outcome(msgspec.Struct, frozen=True):
     #: `ComplianceNotice` v1 records the visit brought due, not published before for the
     #: patient (compliance/notices.py); empty without a history and for a re-delivery.
     notices: list[ComplianceNotice] = msgspec.field(default_factory=list)
-    #: A new visit that cannot change the date-driven notices of any date (notices.leaves_dates):
-    #: the dates after it need not be judged again when it arrives late.
-    dates_unchanged: bool = False
+    #: Whether the event is a new visit that cannot change the date-driven notices of any date
+    #: (notices.leaves_dates): the dates after it need not be judged again when it arrives
+    #: late. Computed when asked (only a late visit needs it).
+    dates_unchanged: Callable[[], bool] = _no
 
     @property
     def episode_start_unseen(self) -> bool:
@@ -257,11 +262,9 @@ class Engine:
         found = at_visit(record, run.judgement, run.seen, self.rules)
         notices, updated = _unsent(found, updated, visit.patient_ref, now)
         # judge() saw every other current record only for a seq above the history's.
-        quiet = (
-            old is None
-            and seq > history.max_seq
-            and leaves_dates(run.record, run.judgement, self.rules)
-        )
+        quiet: Callable[[], bool] = _no
+        if old is None and seq > history.max_seq:
+            quiet = functools.partial(leaves_dates, run.record, run.judgement, run.seen, self.rules)
         return Outcome(
             outcome.alerts,
             outcome.checked,

@@ -44,7 +44,14 @@ from compliance.episodes.segments import (
 from compliance.episodes.view import EpisodeView
 from compliance.kx_thresholds import KxBucket
 from compliance.policy import ResolvedPolicy
-from compliance.records import SERVICE, DocKind, DocRecord, PayerRecord, VisitRecord
+from compliance.records import (
+    INITIAL_EVALUATION,
+    SERVICE,
+    DocKind,
+    DocRecord,
+    PayerRecord,
+    VisitRecord,
+)
 from compliance.ruleset import RuleSet
 from schemas.common import Discipline, PayerKind
 from schemas.notice import ComplianceNotice, NoticeKind
@@ -459,30 +466,46 @@ def due_within(
     return out
 
 
-def leaves_dates(record: VisitRecord, judgement: EpisodeJudgement | None, rules: RuleSet) -> bool:
+def leaves_dates(
+    record: VisitRecord,
+    judgement: EpisodeJudgement | None,
+    seen: Sequence[VisitRecord],
+    rules: RuleSet,
+) -> bool:
     """Whether a new visit cannot change the date-driven notices (`due_on`) of any date, so
     that judging the dates after it again (a late visit: streams/processor.py) finds nothing
-    new. `judgement`: `judge()`'s for it, with every other current record seen (an event of a
-    visit not stored, its seq above the history's).
+    new. `judgement`: `judge()`'s for it, with `seen` every other current record (an event of
+    a visit not stored, its seq above the history's: it is the last of its date in order).
 
-    True when the visit has no episode part (it is in no episode), or when it only adds a
-    record inside an episode: no documents, no episode_start_date, and a record of its episode
-    before it. Then every date reads the same documents and first day: segments.py splits a
-    group only at an initial evaluation and after a discharge (either would make the visit
-    the first of its segment: an initial evaluation opens one, and a record after a discharge
-    does; an EHR-named episode is never split), an episode's first day is a given start or its
-    first record's date (opened: whether that record is an initial evaluation), and the
-    date-driven kinds read only the documents (certs.py), the first day, and - where the visit
-    is the latest record of a date's cut - its discipline (EpisodeView.discipline) and whether
-    its payer follows Medicare (`_policy`): both must be those of the records before it."""
+    True when the visit has no episode part (it is in no episode), or when it has no documents
+    and no episode_start_date and either
+    - follows a record of its episode: it only adds a record inside it. segments.py splits a
+      group only at an initial evaluation and after a discharge (either would make the visit
+      the first of its segment: an initial evaluation opens one, and a record after a
+      discharge does; an EHR-named episode is never split), so every date reads the same
+      segments, documents and first day (a given start, else the first record's date when
+      opened); where the visit is the latest record of a date's cut, its discipline
+      (EpisodeView.discipline) and whether its payer follows Medicare (`_policy`) are read:
+      both must be those of the records before it; or
+    - is the first record of its group without opening it (no initial evaluation): as of the
+      dates before the group's next record it is alone, with no first day (start unseen:
+      nothing due); from then on the group's first segment is as before with the visit in
+      front - not opened either (for an implicit group unless the next record is an initial
+      evaluation, which starts its own segment and leaves the visit alone in one; an EHR-named
+      episode's next record must not be one, it would stop being opened) - and `_policy` finds
+      the next record's payer (it must have one) before reaching the visit's."""
     part = record.episode
     if part is None:
         return True
     if part.docs or part.start is not None:
         return False
     seg = judgement.segment if judgement is not None else None
-    if seg is None or len(seg.records) < 2 or seg.records[-1] is not record:
+    if seg is None or seg.records[-1] is not record:
         return False
+    if len(seg.records) == 1:
+        if seg.opened:
+            return False  # it opens an episode: a first day of its own
+        return _first_leaves_dates(record, seen)
     before = seg.records[:-1]
     if before[-1].discipline != record.discipline:
         return False
@@ -491,6 +514,24 @@ def leaves_dates(record: VisitRecord, judgement: EpisodeJudgement | None, rules:
     return (
         mine is not None and theirs is not None and mine.follows_medicare == theirs.follows_medicare
     )
+
+
+def _first_leaves_dates(record: VisitRecord, seen: Sequence[VisitRecord]) -> bool:
+    """`leaves_dates` for a visit first in its group, not opening it: by the group's next
+    record in `segments.order`."""
+    key = group_key(record)
+    place = order(record)
+    following = [
+        r for r in seen if r.episode is not None and group_key(r) == key and order(r) > place
+    ]
+    if not following:
+        return True  # alone in its group: no first day as of any date
+    nxt = min(following, key=order)
+    ep = nxt.episode
+    assert ep is not None
+    if ep.has(INITIAL_EVALUATION):
+        return key[0] == "d"  # implicit: the visit alone in a segment of its own
+    return nxt.payer is not None
 
 
 # --- a checked visit's notices -------------------------------------------------------------

@@ -270,7 +270,7 @@ class VisitProcessor:
             earlier = stored.history.versions(result.visit_id) if stored is not None else ()
             if earlier:
                 start = min(start, earlier[-1].date_of_service)
-            if through is not None and start <= through and not outcome.dates_unchanged:
+            if through is not None and start <= through and not outcome.dates_unchanged():
                 extra, history_after = self.engine.notices_due(
                     history_after, result.patient_ref, start, through, now, result.visit_id
                 )

@@ -93,8 +93,9 @@ def test_a_visit_said_to_leave_the_dates_changes_no_dates_obligation(
     days = [r.date_of_service for vs in out.history.visits for r in vs]
     a, b = min(days) - timedelta(days=3), max(days) + timedelta(days=120)
     changed = _obligations(eng, before, a, b) != _obligations(eng, out.history, a, b)
-    event(f"dates_unchanged={out.dates_unchanged}, obligations changed={changed}")
-    if out.dates_unchanged:
+    unchanged = out.dates_unchanged()
+    event(f"dates_unchanged={unchanged}, obligations changed={changed}")
+    if unchanged:
         assert not changed, (visit, medicare)
 
 
@@ -122,19 +123,48 @@ def _outcome(
 
 def test_a_plain_visit_inside_an_episode_leaves_the_dates() -> None:
     eng, before, out = _outcome([_plain(0, evaluation=True), _plain(2), _plain(9)], _plain(5))
-    assert out.dates_unchanged
+    assert out.dates_unchanged()
     a, b = date(2026, 2, 1), date(2026, 8, 1)
     assert _obligations(eng, before, a, b) == _obligations(eng, out.history, a, b)
 
 
-def test_a_visit_first_of_its_episode_does_not_leave_the_dates() -> None:
-    # Dated before the evaluation: it opens an (unseen) earlier episode of its own.
-    _, _, out = _outcome([_plain(3, evaluation=True), _plain(5)], _plain(1))
-    assert not out.dates_unchanged
+def test_a_visit_before_an_implicit_episodes_evaluation_leaves_the_dates() -> None:
+    # Dated before the evaluation: alone in an episode of its own whose start is never seen
+    # (segments.py), so nothing falls due for it; the evaluation's episode is as before.
+    eng, before, out = _outcome([_plain(3, evaluation=True), _plain(5), _plain(30)], _plain(1))
+    assert out.dates_unchanged()
+    a, b = date(2026, 2, 1), date(2026, 8, 1)
+    assert _obligations(eng, before, a, b)  # the evaluation's episode has some
+    assert _obligations(eng, before, a, b) == _obligations(eng, out.history, a, b)
+
+
+def test_a_visit_before_a_named_episodes_evaluation_does_not_leave_the_dates() -> None:
+    # An EHR-named episode is never split: the visit becomes its first record, so the
+    # episode is no longer opened by its evaluation and its first day is gone (no
+    # episode_start_date): the obligations change (here they vanish).
+    eng = engine()
+    start = date(2026, 3, 2)
+    h, seq = PatientHistory(), 0
+    for i, v in enumerate([_plain(3, evaluation=True), _plain(5), _plain(30)]):
+        body = v.payload("P-0", start, f"V-{i}", True)
+        body["episode_ref"] = "E1"
+        seq += 1
+        result = eng.evaluate(model(body), NOW, h, seq)
+        assert result.history is not None
+        h = result.history
+    body = _plain(1).payload("P-0", start, "LATE", True)
+    body["episode_ref"] = "E1"
+    out = eng.evaluate(model(body), NOW, h, seq + 1)
+    assert not out.dates_unchanged()
+    a, b = date(2026, 2, 1), date(2026, 8, 1)
+    assert _obligations(eng, h, a, b) != _obligations(eng, out.history, a, b)
+
+
+def test_a_visit_opening_an_episode_does_not_leave_the_dates() -> None:
     # After a discharge: the next episode starts with it (segments.py), a new first day.
     discharged = Visit(4, "PT", False, "60.00", (Doc("discharge_summary"),))
     eng, before, out = _outcome([_plain(0, evaluation=True), discharged, _plain(12)], _plain(6))
-    assert not out.dates_unchanged
+    assert not out.dates_unchanged()
     a, b = date(2026, 2, 1), date(2026, 8, 1)
     # The oracle agrees that this one changes the dates: CERTIFICATION_DUE of the episode
     # that now starts on day 6 instead of day 12.
@@ -146,7 +176,7 @@ def test_a_visit_of_another_payer_kind_does_not_leave_the_dates() -> None:
     # latest record follow Medicare, so notices fall due there (the oracle shows it).
     visits = [_plain(0, evaluation=True), _plain(2), _plain(40)]
     eng, before, out = _outcome(visits, _plain(25), medicare=False, late_medicare=True)
-    assert not out.dates_unchanged
+    assert not out.dates_unchanged()
     a, b = date(2026, 2, 1), date(2026, 8, 1)
     assert _obligations(eng, before, a, b) != _obligations(eng, out.history, a, b)
 
@@ -154,13 +184,13 @@ def test_a_visit_of_another_payer_kind_does_not_leave_the_dates() -> None:
 def test_a_visit_with_documents_an_evaluation_or_a_start_does_not_leave_the_dates() -> None:
     base = [_plain(0, evaluation=True), _plain(2), _plain(9)]
     _, _, out = _outcome(base, Visit(5, "PT", False, "60.00", (Doc("certification", "MD"),)))
-    assert not out.dates_unchanged
+    assert not out.dates_unchanged()
     _, _, out = _outcome(base, _plain(5, evaluation=True))
-    assert not out.dates_unchanged
+    assert not out.dates_unchanged()
     # An episode_start_date given late moves the episode's first day (segments.Segment.first_day:
     # the latest given start): CERTIFICATION_DUE's window moves with it.
     eng, before, out = _outcome(base, _plain(5), start_date=date(2026, 2, 20))
-    assert not out.dates_unchanged
+    assert not out.dates_unchanged()
     a, b = date(2026, 2, 1), date(2026, 8, 1)
     assert _obligations(eng, before, a, b) != _obligations(eng, out.history, a, b)
 
@@ -188,6 +218,6 @@ def test_a_visit_of_another_discipline_in_a_named_episode_does_not_leave_the_dat
     body = _plain(22, "OT").payload("P-0", start, "LATE", True)
     body["episode_ref"] = "E1"
     out = eng.evaluate(model(body), NOW, h, seq + 1)
-    assert not out.dates_unchanged
+    assert not out.dates_unchanged()
     a, b = date(2026, 2, 1), date(2026, 8, 1)
     assert _obligations(eng, h, a, b) != _obligations(eng, out.history, a, b)

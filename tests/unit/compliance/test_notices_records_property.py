@@ -183,7 +183,7 @@ def test_leaves_dates_exact_on_record_histories(
         )
     seen = list(h.seen_before(seq, v.visit_id))
     j = judge(v, h, seen, 400)
-    lv = leaves_dates(v, j, rules)
+    lv = leaves_dates(v, j, seen, rules)
     after = h.apply(v, 90, 400)
     before_r = [vs[-1] for vs in h.visits]
     after_r = [vs[-1] for vs in after.visits]
