@@ -33,6 +33,7 @@ import logging
 import time as clock
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from enum import StrEnum
 
 import msgspec
 
@@ -58,8 +59,19 @@ def run_date(now: datetime, zone: tzinfo, at: time) -> date:
     return today if local.time() >= at else today - timedelta(days=1)
 
 
+class Step(StrEnum):
+    """What one attempt at a step of the daily run did (`run_steps`)."""
+
+    #: A chunk was judged; more may be left.
+    STEPPED = "stepped"
+    #: No run left on the partitions (or none to run: not owned, rebalancing).
+    DONE = "done"
+    #: Not taken: a partition's input fell behind since `behind` looked.
+    BEHIND = "behind"
+
+
 async def run_steps(
-    step: Callable[[], Awaitable[bool]],
+    step: Callable[[], Awaitable[Step]],
     spent: Callable[[], float],
     behind: Callable[[], bool],
     stop: Callable[[], bool],
@@ -67,23 +79,27 @@ async def run_steps(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     poll: float = 0.01,
 ) -> None:
-    """Run steps until one leaves nothing to do (`step` returns whether work is left), `stop`
-    says so, or the input stays `behind` (records fetched and not processed yet) for
-    `patience` seconds. Before each step the visits go first: it waits, polling, until the
-    input is caught up (a run judges only what has been processed: streams/stages.py). After
-    each step the event loop runs the rest of the worker for as long as the step took
-    (`spent`), so a run over many patients takes at most about half of the loop, the visits'
-    batches go on meanwhile and a visit waits for about one step at most."""
+    """Run steps until none is left, `stop` says so (a rebalance), or the input stays behind
+    (records fetched and not processed yet) for `patience` seconds since the last step. A step
+    starts only once the input is caught up - a run judges only what has been processed
+    (streams/stages.py) - so the visits go first: it waits, polling. After each step the event
+    loop runs the rest of the worker for as long as the step took (`spent`), so a run over many
+    patients takes at most about half of the loop and a visit waits for about one step."""
+    waited = 0.0
     while not stop():
-        waited = 0.0
-        while behind():
-            if stop() or waited >= patience:
-                return  # the next timer tick tries again
-            await sleep(poll)
-            waited += poll
-        if not await step():
-            return
-        await sleep(spent())
+        if not behind():
+            done = await step()
+            if done is Step.DONE:
+                return
+            if done is Step.STEPPED:
+                waited = 0.0
+                await sleep(spent())
+                continue
+            # Step.BEHIND: it fell behind while the step waited for a slot.
+        if waited >= patience:
+            return  # the next timer tick tries again
+        await sleep(poll)
+        waited += poll
 
 
 class NoticeRun:
@@ -234,4 +250,4 @@ class NoticeRun:
         self.metrics.show_notices_due(totals)
 
 
-__all__ = ["DUE_SOON_DAYS", "NoticeRun", "run_date", "run_steps"]
+__all__ = ["DUE_SOON_DAYS", "NoticeRun", "Step", "run_date", "run_steps"]

@@ -26,7 +26,7 @@ from streams.checkpoint import TP
 from streams.ehr_stages import EhrDeadLetters, EhrParser, VisitJoiner
 from streams.health import Stage
 from streams.metrics import Metrics
-from streams.notice_run import NoticeRun, run_steps
+from streams.notice_run import NoticeRun, Step, run_steps
 from streams.offsets import OffsetTracker
 from streams.pipeline import Pipeline
 from streams.processor import Output, Processor, Record, VisitProcessor
@@ -163,25 +163,31 @@ def notice_timer(builder: StageBuilder, stage: Stage, run: NoticeRun) -> None:
         return position >= highwater
 
     def behind() -> bool:
-        """Partitions to run, and none caught up: the visits go first (run_steps waits)."""
-        ready = pipeline.ready_partitions()
-        return bool(ready) and not any(caught_up(p) for p in ready)
+        """An owned partition's input not caught up: the run waits (run_steps). All of them,
+        not just one: a step judges the first partition that has a run to do, and a partition
+        behind may be the one."""
+        return any(not caught_up(p) for p in pipeline.ready_partitions())
+
+    outcome = Step.DONE
 
     def work(txn: Transaction) -> list[Output]:
+        nonlocal outcome
         ready = pipeline.ready_partitions()
-        partitions = {p for p in ready if caught_up(p)}
+        outcome = Step.DONE
         if not ready or app.rebalancing:
-            run.more = False
             return []
-        if not partitions:  # fell behind since run_steps looked: wait, then try again
-            run.more, run.spent = True, 0.0
+        if any(not caught_up(p) for p in ready):
+            outcome = Step.BEHIND  # since run_steps looked (a slot was awaited)
             return []
-        return run.step(txn, partitions)
+        out = run.step(txn, ready)
+        outcome = Step.STEPPED if run.more else Step.DONE
+        return out
 
-    async def step() -> bool:
-        run.more = False
+    async def step() -> Step:
+        nonlocal outcome
+        outcome = Step.DONE
         await pipeline.run_timer(work)
-        return run.more
+        return outcome
 
     async def daily() -> None:
         await run_steps(

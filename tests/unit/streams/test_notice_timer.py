@@ -1,13 +1,15 @@
 """The daily run's timer under a steady feed of visits (streams/stages.py `notice_timer`,
-streams/notice_run.py `run_steps`): a step runs only once the partition's input is caught up
-(every record up to the consumer's highwater processed), and between steps the visits go on.
+streams/notice_run.py `run_steps`): a step runs only once the owned partitions' inputs are
+caught up (every record up to the consumer's highwater processed), the visits go on between
+steps, and the run is not cut short by the gate.
 
-Model (fakes around the real notice_timer and run_steps; from a review of 261c1bd, where the
-run stopped after one step until the next timer tick under any steady feed): visits arrive
-every 5 ms (200/s); a fetcher task moves the highwater every 2 ms; an agent task processes
-what was fetched 20 ms after it sees it (the batch's TC_BATCH_WITHIN_S). The run has 20 steps
-of work, each blocking the loop for STEP seconds as a real step does. Asserted by counts, not
-durations: the whole run is done in one tick, and every step started with the input caught up.
+Model (the real notice_timer and run_steps around fakes; written by two reviews of this
+change, each test failing on the version it reviewed): visits arrive every 5 ms (200/s) on
+the busy partition; a fetcher task moves its highwater every 2 ms; an agent task processes
+what was fetched 20 ms after it sees it (the batch's TC_BATCH_WITHIN_S). The busy partition
+has 20 steps of run to do, each blocking the loop for STEP seconds as a real step does.
+Asserted by counts, not durations: the whole run done in one tick, no step started while the
+input was behind, and the tick ends.
 """
 
 from __future__ import annotations
@@ -26,22 +28,29 @@ STEP = 0.005
 
 
 class FakeRun:
-    def __init__(self, steps: int, caught_up: Any) -> None:
+    """Partition `busy` has `steps` steps of run left; every other partition has none."""
+
+    def __init__(self, steps: int, busy: int, caught_up: Any) -> None:
         self.left = steps
+        self.busy = busy
         self.more = False
         self.spent = 0.0
         self.steps = 0
         self.behind_at_step = 0
         self.caught_up = caught_up
+        self.calls: list[set[int]] = []
 
     def step(self, txn: Any, partitions: set[int]) -> list[Any]:
-        if not self.caught_up():
-            self.behind_at_step += 1
+        self.calls.append(set(partitions))
         started = time.monotonic()
-        time.sleep(STEP)  # a step blocks the loop
-        self.steps += 1
-        self.left -= 1
-        self.more = self.left > 0
+        self.more = False
+        if self.busy in partitions and self.left > 0:
+            if not self.caught_up():
+                self.behind_at_step += 1
+            time.sleep(STEP)
+            self.steps += 1
+            self.left -= 1
+            self.more = self.left > 0
         self.spent = time.monotonic() - started
         return []
 
@@ -49,14 +58,24 @@ class FakeRun:
         pass
 
 
-def test_a_daily_run_under_a_steady_feed_goes_on_between_the_visits_batches() -> None:
-    state = {"arrived": 0, "highwater": 0, "processed": 0}
+def _model(
+    partitions: set[int], busy: int, slot_wait: float = 0.0, limit: float = 10.0
+) -> tuple[FakeRun, dict[str, Any]]:
+    """Runs one timer tick (at most `limit` seconds); state["ended"]: whether it returned,
+    state["timer_work"]: how many times run_timer called work()."""
+    state: dict[str, Any] = {
+        "arrived": 0,
+        "highwater": 0,
+        "processed": 0,
+        "ended": False,
+        "timer_work": 0,
+    }
     timers: list[Any] = []
 
     class Consumer:
         @staticmethod
         def highwater(tp: Any) -> int:
-            return state["highwater"]
+            return state["highwater"] if tp.partition == busy else 0  # others idle
 
     def timer(interval: float) -> Any:
         def register(fn: Any) -> Any:
@@ -69,21 +88,24 @@ def test_a_daily_run_under_a_steady_feed_goes_on_between_the_visits_batches() ->
 
     class Pipeline:
         def __init__(self) -> None:
-            self.owned = {TP(TOPIC, 0)}
+            self.owned = {TP(TOPIC, p) for p in partitions}
             self.last_offsets: dict[TP, int] = {}
 
         def ready_partitions(self) -> set[int]:
-            return {0}
+            return set(partitions)
 
         async def run_timer(self, work: Any) -> None:
+            if slot_wait:
+                await asyncio.sleep(slot_wait)  # a slot frees up (batches in flight)
+            state["timer_work"] += 1
             work(object())
 
     pipeline = Pipeline()
-    settings = Settings.model_construct(topic_visits=TOPIC, notice_run_interval_s=60.0)
+    settings = Settings.model_construct(topic_visits=TOPIC, notice_run_interval_s=2.0)
     builder = SimpleNamespace(
         app=app, settings=settings, broker=SimpleNamespace(committed=lambda tp: 0)
     )
-    run = FakeRun(20, lambda: state["processed"] >= state["highwater"])
+    run = FakeRun(20, busy, lambda: state["processed"] >= state["highwater"])
     notice_timer(builder, SimpleNamespace(pipeline=pipeline), run)  # type: ignore[arg-type]
     (daily,) = timers
 
@@ -101,19 +123,53 @@ def test_a_daily_run_under_a_steady_feed_goes_on_between_the_visits_batches() ->
         while not stop.is_set():
             await asyncio.sleep(0.001)
             if state["highwater"] > state["processed"]:
-                await asyncio.sleep(0.02)  # the batch fills for TC_BATCH_WITHIN_S
+                await asyncio.sleep(0.02)
                 state["processed"] = state["highwater"]
-                pipeline.last_offsets[TP(TOPIC, 0)] = state["processed"] - 1
+                pipeline.last_offsets[TP(TOPIC, busy)] = state["processed"] - 1
 
     async def main() -> None:
         stop = asyncio.Event()
         tasks = [asyncio.create_task(f(stop)) for f in (feed, fetcher, agent)]
         await asyncio.sleep(0.05)
-        await daily()  # one timer tick
+        try:
+            await asyncio.wait_for(daily(), limit)  # one timer tick
+            state["ended"] = True
+        except TimeoutError:
+            pass
         stop.set()
         await asyncio.gather(*tasks)
 
     asyncio.run(main())
-    assert run.left == 0, f"{run.steps} step(s) this tick, {run.left} left"
+    return run, state
+
+
+def test_a_run_under_a_steady_feed_is_done_in_one_tick_between_the_visits() -> None:
+    # 261c1bd: the sleep between steps let the fetcher move the highwater, and the run
+    # stopped after one step until the next tick (b6f7687's loop after one or a few).
+    run, state = _model({1}, busy=1)
+    assert state["ended"]
     assert run.behind_at_step == 0
+    assert run.left == 0, f"{run.steps} step(s) this tick, {run.left} left"
     assert state["arrived"] > 20  # the feed went on during the run
+
+
+def test_an_idle_partition_caught_up_does_not_end_a_busy_partitions_run() -> None:
+    # Partition 0: idle and its run done. Partition 1: steady feed, 20 steps to run.
+    run, _ = _model({0, 1}, busy=1)
+    assert run.behind_at_step == 0
+    assert run.left == 0, f"{run.steps} step(s) this tick, {run.left} left; calls {run.calls}"
+
+
+def test_a_run_timer_that_waits_for_a_slot_ends_the_tick_and_never_steps_behind() -> None:
+    # run_timer awaits 3 ms (a slot: the real pipeline.run_timer awaits its semaphore) before
+    # work() reads the gate again; when the feed moved the highwater meanwhile, work() does
+    # not step (Step.BEHIND). 0f9ca33 started its patience over each time: the tick never
+    # ended (measure() never reached). Now such attempts count toward the patience since the
+    # last step. (Under this feed most attempts find the input behind after the slot: the
+    # run goes on in the moments the worker is caught up, or at the next tick.)
+    run, state = _model({1}, busy=1, slot_wait=0.003, limit=10.0)
+    assert state["ended"], (
+        f"daily() still running after 10 s: {run.steps} step(s) done, "
+        f"{state['timer_work']} run_timer calls, {state['arrived']} visits"
+    )
+    assert run.behind_at_step == 0
