@@ -168,14 +168,19 @@ async def service(
 
 
 async def latency(
-    rate: float, seconds: float, exe: str | None = None
+    rate: float,
+    seconds: float,
+    exe: str | None = None,
+    keep: list[tuple[int, int]] | None = None,
 ) -> tuple[list[float], list[float], int, float]:
     """Produce `rate` visits/s for `seconds` to a fresh worker; return the produce -> alert
     latencies of every visit's own judgement (its first alert: a re-judgement publishes an
     earlier visit's alerts again when a later visit changes its verdict, by design, and those
     measure the later visit's arrival, not this pipeline), the same for the visits produced
     after the first 5 s (the worker warm), the number of alerts after a visit's first (its other
-    findings, re-judgements), and the worker's peak RSS. `exe`: another build, as for `service`."""
+    findings, re-judgements), and the worker's peak RSS. `exe`: another build, as for `service`.
+    `keep`: filled with each visit's (produce, first alert) broker timestamps, ms
+    (bench/latency_buckets.py)."""
     t = Topics.unique("e2e-lat")
     if exe is not None:
         t = Topics(t.visits, t.alerts, t.checked, t.deadletter)
@@ -222,6 +227,8 @@ async def latency(
                         first_alert[event] = min(r.timestamp, first_alert.get(event, r.timestamp))
         await consumer.stop()
         worker.stop()
+    if keep is not None:
+        keep.extend((sent_at[ev], ts) for ev, ts in first_alert.items() if ev in sent_at)
     begin = min(sent_at.values(), default=0)
     lat = [(ts - sent_at[ev]) / 1000 for ev, ts in first_alert.items() if ev in sent_at]
     warm = [

@@ -121,6 +121,22 @@ def _outcome(
     return eng, before, out
 
 
+def _named(visits: list[Visit], late: Visit) -> tuple[Engine, PatientHistory, Any]:
+    """The visits as one EHR-named episode (episode_ref E1), then `late` of it."""
+    eng = engine()
+    start = date(2026, 3, 2)
+    h = PatientHistory()
+    for i, v in enumerate([*visits, late]):
+        body = v.payload("P-0", start, f"V-{i}" if i < len(visits) else "LATE", True)
+        body["episode_ref"] = "E1"
+        result = eng.evaluate(model(body), NOW, h, i + 1)
+        if i == len(visits):
+            return eng, h, result
+        assert result.history is not None
+        h = result.history
+    raise AssertionError("unreachable")
+
+
 def test_a_plain_visit_inside_an_episode_leaves_the_dates() -> None:
     eng, before, out = _outcome([_plain(0, evaluation=True), _plain(2), _plain(9)], _plain(5))
     assert out.dates_unchanged()
@@ -142,19 +158,7 @@ def test_a_visit_before_a_named_episodes_evaluation_does_not_leave_the_dates() -
     # An EHR-named episode is never split: the visit becomes its first record, so the
     # episode is no longer opened by its evaluation and its first day is gone (no
     # episode_start_date): the obligations change (here they vanish).
-    eng = engine()
-    start = date(2026, 3, 2)
-    h, seq = PatientHistory(), 0
-    for i, v in enumerate([_plain(3, evaluation=True), _plain(5), _plain(30)]):
-        body = v.payload("P-0", start, f"V-{i}", True)
-        body["episode_ref"] = "E1"
-        seq += 1
-        result = eng.evaluate(model(body), NOW, h, seq)
-        assert result.history is not None
-        h = result.history
-    body = _plain(1).payload("P-0", start, "LATE", True)
-    body["episode_ref"] = "E1"
-    out = eng.evaluate(model(body), NOW, h, seq + 1)
+    eng, h, out = _named([_plain(3, evaluation=True), _plain(5), _plain(30)], _plain(1))
     assert not out.dates_unchanged()
     a, b = date(2026, 2, 1), date(2026, 8, 1)
     assert _obligations(eng, h, a, b) != _obligations(eng, out.history, a, b)
@@ -201,23 +205,10 @@ def test_a_visit_of_another_discipline_in_a_named_episode_does_not_leave_the_dat
     # discipline of the date's latest record). An OT visit of the same episode_ref documented
     # late on day 22: on the dates where it is the latest record the referral no longer
     # matches, so CERTIFICATION_DUE falls due there (the oracle shows it).
-    eng = engine()
-    start = date(2026, 3, 2)
     evaluation = Visit(
         0, "PT", True, "60.00", (Doc("plan_of_care", sent=True), Doc("referral", "MD"))
     )
-    visits = [evaluation, _plain(10), _plain(40)]
-    h, seq = PatientHistory(), 0
-    for i, v in enumerate(visits):
-        body = v.payload("P-0", start, f"V-{i}", True)
-        body["episode_ref"] = "E1"
-        seq += 1
-        result = eng.evaluate(model(body), NOW, h, seq)
-        assert result.history is not None
-        h = result.history
-    body = _plain(22, "OT").payload("P-0", start, "LATE", True)
-    body["episode_ref"] = "E1"
-    out = eng.evaluate(model(body), NOW, h, seq + 1)
+    eng, h, out = _named([evaluation, _plain(10), _plain(40)], _plain(22, "OT"))
     assert not out.dates_unchanged()
     a, b = date(2026, 2, 1), date(2026, 8, 1)
     assert _obligations(eng, h, a, b) != _obligations(eng, out.history, a, b)
