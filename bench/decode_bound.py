@@ -19,8 +19,8 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -30,30 +30,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import processor_bench
 
 from compliance import Engine, state_layout
-from compliance.records import EpisodePart, PayerRecord, StatusState
+from compliance.records import VisitRecord
 from runtime.settings import Settings
 
 
-class _LinesRaw(msgspec.Struct, array_like=True, gc=False):
-    """compliance.records.VisitRecord field by field, its lines left encoded."""
-
-    visit_id: str
-    seq: int
-    date_of_service: date
-    npi: str
-    discipline: str
-    lines: msgspec.Raw = msgspec.Raw(b"")
-    episode: EpisodePart | None = None
-    event_id: str = ""
-    payer: PayerRecord | None = None
-    unbilled: msgspec.Raw = msgspec.Raw(b"")
-    first_seq: int = -1
-    status: StatusState | None = None
-    parts_missing: tuple[str, ...] = ()
+def _lines_raw() -> type[msgspec.Struct]:
+    """compliance.records.VisitRecord field by field (derived: it follows fields appended),
+    its billed and unbilled lines left encoded."""
+    spec: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for f in msgspec.structs.fields(VisitRecord):
+        if f.name in ("lines", "unbilled"):
+            spec.append((f.name, msgspec.Raw, msgspec.Raw(b"")))
+        elif f.default is msgspec.NODEFAULT:
+            spec.append((f.name, f.type))
+        else:
+            spec.append((f.name, f.type, f.default))
+    return msgspec.defstruct("_LinesRaw", spec, array_like=True, gc=False)
 
 
 _FULL = msgspec.msgpack.Decoder(tuple[state_layout.VisitRecord, ...])
-_LAZY = msgspec.msgpack.Decoder(tuple[_LinesRaw, ...])
+_LAZY = msgspec.msgpack.Decoder(tuple[_lines_raw(), ...])
 
 
 def _best(values: list[bytes], decode: Callable[[bytes], object]) -> float:

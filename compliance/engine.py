@@ -46,12 +46,12 @@ from schemas.visit_status import StatusCause
 __all__ = ["ENGINE_VERSION", "Engine", "EpisodeStatus", "Outcome"]
 
 
-# Outcome and _Run are Structs: built per visit, for a fraction of a frozen dataclass's
-# __init__ (object.__setattr__ per field).
 def _no() -> bool:
     return False
 
 
+# Outcome and _Run are Structs: built per visit, for a fraction of a frozen dataclass's
+# __init__ (object.__setattr__ per field).
 class Outcome(msgspec.Struct, frozen=True):
     alerts: list[AlertEvent]
     checked: CheckedEvent

@@ -173,10 +173,9 @@ def notice_timer(builder: StageBuilder, stage: Stage, run: NoticeRun) -> None:
     def work(txn: Transaction) -> list[Output]:
         nonlocal outcome
         ready = pipeline.ready_partitions()
-        outcome = Step.DONE
         if not ready or app.rebalancing:
             return []
-        if any(not caught_up(p) for p in ready):
+        if behind():
             outcome = Step.BEHIND  # since run_steps looked (a slot was awaited)
             return []
         out = run.step(txn, ready)
@@ -185,7 +184,7 @@ def notice_timer(builder: StageBuilder, stage: Stage, run: NoticeRun) -> None:
 
     async def step() -> Step:
         nonlocal outcome
-        outcome = Step.DONE
+        outcome = Step.DONE  # also when run_timer does not call `work` (closing, revoked)
         await pipeline.run_timer(work)
         return outcome
 
