@@ -291,6 +291,9 @@ class Pipeline:
     ) -> None:
         """Register the batch (in order), hand its outputs to the producer and start the task
         that sees them acknowledged and the state made durable. Holds a slot until then."""
+        # Records of one partition go as record batches (Publisher.group); the batch's outputs
+        # are these from here on, for the completion task's retries too.
+        outputs = self.publisher.group(outputs)
         batch = self.checkpoint.begin(offsets, records, payload=on_durable)
         previous = self._last
         flight = _Flight(batch, txn, previous, self.fence)

@@ -32,6 +32,13 @@ LOG_EVERY_S = 10.0
 
 #: Sends one output and returns the future the broker's acknowledgement resolves.
 SendFn = Callable[[Output], Awaitable[Awaitable[Any]]]
+#: A batch's outputs as they are to be sent (streams/broker.py `Broker.group`: records of one
+#: partition merged into record batches).
+GroupFn = Callable[[Sequence[Output]], list[Output]]
+
+
+def _alone(outputs: Sequence[Output]) -> list[Output]:
+    return list(outputs)
 
 
 class PublishError(Exception):
@@ -139,8 +146,15 @@ def _outcome(future: asyncio.Future[Any]) -> Any:
 
 
 class Publisher:
-    def __init__(self, send: SendFn, metrics: Metrics, max_backoff_s: float = MAX_BACKOFF_S):
+    def __init__(
+        self,
+        send: SendFn,
+        metrics: Metrics,
+        max_backoff_s: float = MAX_BACKOFF_S,
+        group: GroupFn = _alone,
+    ):
         self.send = send
+        self.group = group
         self.metrics = metrics
         self.max_backoff_s = max_backoff_s
         self._last_log = 0.0

@@ -58,7 +58,7 @@ class StageBuilder:
         self.settings = settings
         self.metrics = metrics
         self.broker = broker
-        self.publisher = Publisher(broker.send, metrics)
+        self.publisher = Publisher(broker.send, metrics, group=broker.group)
         self.on_fatal = on_fatal
 
     def table(self, name: str, help: str) -> TableStore:
