@@ -21,7 +21,7 @@ from streams.processor import Output
 #: Per record in a batch beyond its key and value (lengths, varints, attributes).
 _RECORD_OVERHEAD = 64
 #: Keys whose partition `Broker.group` remembers (then it starts again: ~100 bytes each).
-PARTITION_CACHE = 100_000
+PARTITION_CACHE = 20_000
 
 
 class _Group:
