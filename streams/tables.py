@@ -27,6 +27,7 @@ from typing import Any
 
 import faust.stores.memory
 import faust.stores.rocksdb
+import rocksdict
 from faust.types import TP as FaustTP
 from faust.types import EventT, TableT
 
@@ -66,6 +67,15 @@ EPOCH_KEY = b"__tc\x00epoch__"
 
 def pack(tag: Tag, value: bytes) -> bytes:
     return MARK + _TAG.pack(tag.epoch, tag.generation) + value
+
+
+def after_prefix(prefix: bytes) -> bytes | None:
+    """The least key above every key starting with `prefix` (None: there is none, the prefix
+    is all 0xFF bytes): the prefix with its last byte below 0xFF raised by one, cut there."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 def unpack(raw: bytes) -> tuple[Tag, bytes]:
@@ -324,14 +334,16 @@ class TableStore:
     def prefixed(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         store = self._store
         if self._rocks:
-            it = self._db(partition).iter()
-            it.seek(prefix)
-            while it.valid():
-                key = bytes(it.key())
-                if not key.startswith(prefix):
+            # One call into rocksdict for the whole range, ended by RocksDB at the prefix's
+            # upper bound, instead of four calls a key: half the time (bench/RESULTS.md).
+            bound = after_prefix(prefix)
+            read = rocksdict.ReadOptions()
+            if bound is not None:
+                read.set_iterate_upper_bound(bound)
+            for key, raw in self._db(partition).items(from_key=prefix, read_opt=read):
+                if bound is None and not key.startswith(prefix):
                     return
-                yield key, unpack(bytes(it.value()))[1]
-                it.next()
+                yield key, unpack(raw)[1]
             return
         groups: dict[bytes, set[bytes]] | None = getattr(store, "tc_groups", None)
         if groups is None:  # faust's own memory store: a scan

@@ -11,10 +11,20 @@ from typing import Any
 
 import pytest
 from faust.types import TP as FaustTP
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runtime.settings import Settings
 from streams.app import create_app
-from streams.tables import EPOCH_KEY, TABLE_NAME, MemoryStore, RocksDBStore, TableStore, pack
+from streams.tables import (
+    EPOCH_KEY,
+    TABLE_NAME,
+    MemoryStore,
+    RocksDBStore,
+    TableStore,
+    after_prefix,
+    pack,
+)
 from streams.transaction import StaleTransaction, Tag, tag_headers
 
 
@@ -83,6 +93,23 @@ def test_a_partition_faust_dropped_is_never_reopened(tmp_path: Path) -> None:
     assert 1 not in store._dbs
 
 
+@given(st.binary(max_size=4), st.lists(st.binary(max_size=5), max_size=30))
+def test_after_prefix_bounds_exactly_the_keys_with_the_prefix(
+    prefix: bytes, keys: list[bytes]
+) -> None:
+    # Oracle: startswith. A key has the prefix exactly when prefix <= key < the bound.
+    bound = after_prefix(prefix)
+    for key in [*keys, prefix, prefix + b"\xff", prefix + b"\x00"]:
+        inside = prefix <= key and (bound is None or key < bound)
+        assert inside == key.startswith(prefix)
+
+
+def test_the_bound_of_a_visits_prefix_is_the_next_byte() -> None:
+    assert after_prefix(b"P-1\x1f") == b"P-1\x20"
+    assert after_prefix(b"a\xff\xff") == b"b"
+    assert after_prefix(b"\xff") is None and after_prefix(b"") is None
+
+
 @pytest.mark.parametrize("kind", ["rocksdb", "memory"])
 def test_a_group_is_read_by_prefix_from_writes_and_from_recovery(tmp_path: Path, kind: str) -> None:
     # A patient's visits (compliance/state_layout.py): keys patient + 0x1F + visit. Oracle: the
@@ -94,13 +121,16 @@ def test_a_group_is_read_by_prefix_from_writes_and_from_recovery(tmp_path: Path,
         store._db_for_partition(0)
         store._db_for_partition(1)
     keys = [b"P-1", b"P-1\x1fA", b"P-1\x1fB", b"P-10", b"P-10\x1fA", b"P-1!", b"P-0\x1fZ"]
+    keys += [b"P-1 ", b"P-1 \x1fA", b"P-1\x1f\xff\xff"]  # patient "P-1 " (0x20 follows 0x1F)
     ts.write(0, {k: b"v" + k for k in keys}, Tag(1, 1), 5)
     ts.write(1, {b"P-1\x1fC": b"other partition"}, Tag(1, 1), 5)
     assert list(ts.prefixed(0, b"P-1\x1f")) == [
         (b"P-1\x1fA", b"vP-1\x1fA"),
         (b"P-1\x1fB", b"vP-1\x1fB"),
+        (b"P-1\x1f\xff\xff", b"vP-1\x1f\xff\xff"),
     ]
-    ts.write(0, {b"P-1\x1fA": None}, Tag(1, 1), 6)
+    assert [k for k, _ in ts.prefixed(0, b"P-1 \x1f")] == [b"P-1 \x1fA"]
+    ts.write(0, {b"P-1\x1fA": None, b"P-1\x1f\xff\xff": None}, Tag(1, 1), 6)
     assert [k for k, _ in ts.prefixed(0, b"P-1\x1f")] == [b"P-1\x1fB"]
     store.apply_changelog_batch(  # a restore adds one and deletes one
         [
