@@ -51,10 +51,11 @@ class Broker:
     def __init__(self, app: faust.App, probe: OffsetProbe) -> None:
         self.app = app
         self.probe = probe
-        #: (topic, its partition count, key) -> the default partitioner's partition for the key
-        #: (murmur2 in Python, ~2.8 us an output; patients recur). The count is in the key: the
-        #: partition changes with it.
-        self._partitions: dict[tuple[str, int, bytes], int] = {}
+        #: (partition count, key) -> the default partitioner's partition for the key (murmur2
+        #: in Python, ~2.8 us an output). It depends on nothing else: the key's murmur2 modulo
+        #: the count, over the topic's partitions in id order. A visit's alerts, checked and
+        #: status records share their key (the visit id), so they ask it once.
+        self._partitions: dict[tuple[int, bytes], int] = {}
 
     @property
     def batch_bytes(self) -> int:
@@ -104,7 +105,7 @@ class Broker:
                     del open_[where]
                 out.append(o)
                 continue
-            ident = (o.topic, n, o.key or b"")  # a key is set: n > 0
+            ident = (n, o.key or b"")  # a key is set: n > 0
             partition = cache.get(ident, -1) if cache is not None else -1
             if partition < 0:
                 partition = producer._partition(o.topic, None, o.key, o.value, o.key, o.value)

@@ -47,6 +47,11 @@ async def test_batched_records_land_where_the_producers_send_puts_their_keys() -
         assert len(grouped) <= 4  # one record batch per partition (3 x 60 small records)
         assert all(o.batch for o in grouped)
         await asyncio.gather(*[await broker.send(o) for o in grouped])
+        # A third topic: the partitions now come from the cache the second one filled.
+        await producer.client._wait_on_metadata(t.status)
+        again = broker.group([Output(t.status, k, b"s") for k in keys])
+        assert all(o.batch for o in again)
+        await asyncio.gather(*[await broker.send(o) for o in again])
     finally:
         await producer.stop()
     sent = await consume([t.alerts], len(keys))
@@ -55,6 +60,8 @@ async def test_batched_records_land_where_the_producers_send_puts_their_keys() -
     assert len(where) == len(keys)
     assert len(batched) == len(outs)
     for r in batched:
+        assert r.partition == where[r.key]
+    for r in await consume([t.status], len(keys)):
         assert r.partition == where[r.key]
     for k in keys:  # each key's records in the order they were given
         assert [r.value for r in batched if r.key == k] == [b"%s#%d" % (k, n) for n in range(3)]

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from streams.broker import Broker
 from streams.processor import Output
 
-PARTITIONS = {"alerts": 4, "status": 3, "checked": 1}
+PARTITIONS = {"alerts": 4, "alerts-2": 4, "status": 3, "checked": 1}
 LIMIT = 1_000
 
 
@@ -135,6 +135,11 @@ def test_a_keys_partition_is_asked_of_the_producer_once() -> None:
     broker.group(outs)
     broker.group(outs)
     assert producer.calls == 3
+    # Another topic with as many partitions: the same answers (murmur2 modulo the count).
+    broker.group([Output("alerts-2", b"P-%d" % i, b"v") for i in range(3)])
+    assert producer.calls == 3
+    broker.group([Output("status", b"P-%d" % i, b"v") for i in range(3)])  # 3 partitions
+    assert producer.calls == 6
 
 
 _TOPICS = st.sampled_from(["alerts", "status", "checked", "no-metadata"])
