@@ -20,7 +20,8 @@ from streams.processor import Output
 
 #: Per record in a batch beyond its key and value (lengths, varints, attributes).
 _RECORD_OVERHEAD = 64
-#: Keys whose partition `Broker.group` remembers (then it starts again: ~100 bytes each).
+#: Keys whose partition `Broker.group` remembers, then it starts again (~160 bytes each with
+#: 36-byte ids: ~3-5 MB at most).
 PARTITION_CACHE = 20_000
 
 
@@ -61,8 +62,12 @@ class Broker:
     def batch_bytes(self) -> int:
         """The most bytes `group` puts in one record batch: the producer's own batch size
         (faust's producer_max_batch_size, aiokafka's max_batch_size: 16 KiB by default), so
-        the broker gets batches no larger than the producer builds from single sends."""
-        return int(self.app.conf.producer_max_batch_size)
+        the broker gets batches no larger than the producer builds from single sends; and no
+        more than its request limit (producer_max_request_size, TC_DEADLETTER_MAX_BYTES),
+        which aiokafka checks on single sends only: a record over it goes alone and is
+        refused by the producer as before."""
+        conf = self.app.conf
+        return min(int(conf.producer_max_batch_size), int(conf.producer_max_request_size))
 
     def group(self, outputs: Sequence[Output]) -> list[Output]:
         """The outputs, those bound for one partition of a topic merged into record batches

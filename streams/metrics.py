@@ -295,8 +295,9 @@ class Metrics:
         )
         self.send_retries = Counter(
             f"{PREFIX}_output_send_retries",
-            "Output sends retried after "
-            "a broker error (the batch is held, input is not committed).",
+            "Output records sent again after "
+            "a broker error (a record batch counts its records; the batch is held, input is "
+            "not committed).",
             registry=r,
         )
         self.deadletters_shrunk = Counter(

@@ -41,6 +41,11 @@ def _alone(outputs: Sequence[Output]) -> list[Output]:
     return list(outputs)
 
 
+def _records(out: Output) -> int:
+    """Kafka records in an output: a record batch's, or one."""
+    return len(out.batch) or 1
+
+
 class PublishError(Exception):
     """An output can never be published by this process; the worker must stop."""
 
@@ -241,17 +246,18 @@ class Publisher:
             pending = smaller + [o for o, _ in failed]
             if not failed:
                 continue
-            self.metrics.send_retries.inc(len(failed))
+            held = sum(_records(o) for o, _ in failed)
+            self.metrics.send_retries.inc(held)
             now = time.monotonic()
             if now - self._last_log >= LOG_EVERY_S:
                 self._last_log = now
                 errors = sorted({type(root_cause(r)).__name__ for _, r in failed})
                 topics = sorted({o.topic for o, _ in failed})
                 log.warning(
-                    "%d of %d outputs not acknowledged by the broker (%s on %s); holding the "
-                    "batch and its input offsets, retrying in %.1fs",
-                    len(failed),
-                    len(pending),
+                    "%d of %d output records not acknowledged by the broker (%s on %s); "
+                    "holding the batch and its input offsets, retrying in %.1fs",
+                    held,
+                    sum(map(_records, pending)),
                     ", ".join(errors),
                     ", ".join(topics),
                     backoff,

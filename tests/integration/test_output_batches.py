@@ -33,7 +33,7 @@ async def test_batched_records_land_where_the_producers_send_puts_their_keys() -
 
     app = SimpleNamespace(
         producer=SimpleNamespace(_ensure_producer=lambda: producer, send=send),
-        conf=SimpleNamespace(producer_max_batch_size=16_384),
+        conf=SimpleNamespace(producer_max_batch_size=16_384, producer_max_request_size=1 << 20),
     )
     broker = Broker(app, None)  # type: ignore[arg-type]
     keys = [b"P-%03d" % i for i in range(60)]

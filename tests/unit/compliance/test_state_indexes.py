@@ -57,8 +57,11 @@ def events(draw: st.DrawFn) -> list[VisitRecord]:
             part = EpisodePart(flags, draw(st.sampled_from([None, None, "E1"])), None, docs, kx)
         status = StatusState(1) if draw(st.booleans()) else None
         npi = "" if not lines and draw(st.booleans()) else "1234567893"
+        unbilled = (LineRecord("9", "97140", 0),) if draw(st.integers(0, 3)) == 0 else ()
         out.append(
-            VisitRecord(vid, seq, dos, npi, "PT", lines, part, f"e{seq}", None, (), seq, status)
+            VisitRecord(
+                vid, seq, dos, npi, "PT", lines, part, f"e{seq}", None, unbilled, seq, status
+            )
         )
     return out
 
@@ -139,6 +142,13 @@ def test_a_history_built_out_of_order_still_applies_and_replaces_by_visit_id() -
     status = StatusState(2)
     changed = h.with_current({"A": a[0].with_status(status)})
     assert changed.versions("A")[-1].status == status and changed.versions("B") == b
+    # The same id twice (only a hand-built history can have it): the last entry is the
+    # visit's, for versions() and for apply alike.
+    twice = PatientHistory((b, a, (VisitRecord("B", 3, D0, "", "PT", (), EpisodePart(SERVICE)),)))
+    later = VisitRecord("B", 5, D0, "", "PT", (), EpisodePart(SERVICE))
+    applied = twice.apply(later)
+    assert [r.seq for r in applied.versions("B")] == [3, 5]
+    assert applied.apply(later) == applied
 
 
 def test_kx_folds_of_a_year_no_longer_kept_are_dropped_when_the_newest_date_moves_on() -> None:

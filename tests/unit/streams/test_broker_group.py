@@ -45,11 +45,13 @@ class _Producer:
         return int(self._partitioner(key, list(range(n)), list(range(n))))
 
 
-def _broker(producer: _Producer | None = None) -> Broker:
+def _broker(producer: _Producer | None = None, request_limit: int = 1 << 20) -> Broker:
     producer = producer or _Producer()
     app = SimpleNamespace(
         producer=SimpleNamespace(_ensure_producer=lambda: producer),
-        conf=SimpleNamespace(producer_max_batch_size=LIMIT),
+        conf=SimpleNamespace(
+            producer_max_batch_size=LIMIT, producer_max_request_size=request_limit
+        ),
     )
     return Broker(app, None)  # type: ignore[arg-type]
 
@@ -126,6 +128,17 @@ def test_no_batch_exceeds_the_producers_batch_size() -> None:
     # One partition; a record weighs 3-4 + 300 + 64 bytes, so two fit in 1,000 and three do
     # not: 20 records make 10 batches.
     assert len(grouped) == 10
+
+
+def test_a_request_limit_below_the_batch_size_bounds_batches_and_larger_records_go_alone() -> None:
+    # aiokafka refuses a single send over max_request_size (TooLargeForClient: the worker
+    # stops) but does not check a caller-built batch: such a record must not hide in one.
+    big = Output("checked", b"P-1", b"v" * 500)
+    outs = [Output("checked", b"P-1", b"v" * 100) for _ in range(6)] + [big]
+    grouped = _broker(request_limit=400).group(outs)
+    assert any(o is big for o in grouped)
+    for o in grouped:
+        assert sum(_size(k, v) for k, v in o.batch) <= 400
 
 
 def test_a_keys_partition_is_asked_of_the_producer_once() -> None:

@@ -250,6 +250,34 @@ def test_a_record_batch_goes_through_faust_producers_aiokafka_producer_whole() -
     assert builder.record_count() == 50
 
 
+def test_the_producer_places_a_keyed_record_as_broker_group_asks_it() -> None:
+    # streams/broker.py `Broker.group` places records itself with what `send` uses:
+    # `_partition(topic, partition, key, value, serialized_key, serialized_value)` over the
+    # cluster metadata's partitions, with the producer's `_partitioner` (DefaultPartitioner
+    # unless configured), and reads the partition count from `client.cluster`.
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.cluster import ClusterMetadata
+    from aiokafka.partitioner import DefaultPartitioner
+
+    assert list(inspect.signature(AIOKafkaProducer._partition).parameters) == [
+        "self",
+        "topic",
+        "partition",
+        "key",
+        "value",
+        "serialized_key",
+        "serialized_value",
+    ]
+    send = inspect.getsource(AIOKafkaProducer.send)
+    assert "self._partition(" in send
+    init = inspect.getsource(AIOKafkaProducer.__init__)
+    assert "self._partitioner = partitioner" in init
+    default = inspect.signature(AIOKafkaProducer.__init__).parameters["partitioner"].default
+    assert type(default) is DefaultPartitioner
+    assert "partitions_for_topic" in vars(ClusterMetadata)
+    assert "self._metadata = self.client.cluster" in init
+
+
 def test_recovery_asks_the_store_for_its_persisted_offset_at_every_assignment() -> None:
     # streams/tables.py RocksDBStore.persisted_offset wipes a stale store there: faust's
     # recovery takes each assigned changelog partition (active or standby) through `_add`,
