@@ -72,8 +72,8 @@ class Broker:
     def group(self, outputs: Sequence[Output]) -> list[Output]:
         """The outputs, those bound for one partition of a topic merged into record batches
         (`Output.batch`) in their order: one hand-over to the producer and one future per
-        batch instead of per record (faust's and aiokafka's per-record send path was ~7% of
-        the worker's time: bench/RESULTS.md). The partition is the one the producer's own
+        batch instead of per record (the publishing path went from 8.4% to 3.5% of the worker's
+        samples: bench/RESULTS.md, "issue 19, eighth session"). The partition is the one the producer's own
         partitioner gives the key, as `send` would. Outputs the batch path does not take go
         alone, as before: dead letters (which shrink when refused as too large), records with
         headers or a partition of their own, over `batch_bytes`, or of a topic whose metadata
@@ -148,8 +148,8 @@ class Broker:
 
     async def _send_batch(self, out: Output) -> Awaitable[Any]:
         """The output's records as one Kafka record batch (no compression, as the worker's
-        producer is configured), through the aiokafka producer under faust's (faust has no batch send; pinned: tests/unit/streams/test_faust_contract.py).
-        aiokafka queues a batch built by the caller as its own record batch, sent and retried
+        producer is configured), through the aiokafka producer under faust's (faust has no
+        batch send; pinned: tests/unit/streams/test_faust_contract.py). aiokafka queues a batch built by the caller as its own record batch, sent and retried
         as a unit (aiokafka/producer/message_accumulator.py `add_batch`)."""
         assert out.partition is not None
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
