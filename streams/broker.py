@@ -149,8 +149,9 @@ class Broker:
     async def _send_batch(self, out: Output) -> Awaitable[Any]:
         """The output's records as one Kafka record batch (no compression, as the worker's
         producer is configured), through the aiokafka producer under faust's (faust has no
-        batch send; pinned: tests/unit/streams/test_faust_contract.py). aiokafka queues a batch built by the caller as its own record batch, sent and retried
-        as a unit (aiokafka/producer/message_accumulator.py `add_batch`)."""
+        batch send; pinned: tests/unit/streams/test_faust_contract.py). aiokafka queues a
+        batch built by the caller as its own record batch, sent and retried as a unit
+        (aiokafka/producer/message_accumulator.py `add_batch`)."""
         assert out.partition is not None
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
         size = sum(len(k) + len(v or b"") for k, v in out.batch)
