@@ -254,7 +254,6 @@ class PatientHistory:
         max_seq: int,
         oldest_lines: date | None,
         oldest_episode: date | None,
-        sent: tuple[str, ...] | None = None,
     ) -> PatientHistory:
         """A history of these visits (in visit_id order) and the folds of this one, with its
         indexes given instead of found by `__post_init__`'s scan."""
@@ -269,7 +268,7 @@ class PatientHistory:
         _set(h, "_oldest_lines", oldest_lines)
         _set(h, "_oldest_episode", oldest_episode)
         _set(h, "_ordered", True)
-        _set(h, "sent", self.sent if sent is None else sent)
+        _set(h, "sent", self.sent)
         return h
 
     def _position(self, visit_id: str) -> int:
