@@ -16,10 +16,8 @@ from faust.types import TP as FaustTP
 
 from streams.checkpoint import TP
 from streams.offsets import OffsetProbe
-from streams.processor import Output
+from streams.processor import Output, record_bytes
 
-#: Per record in a batch beyond its key and value (lengths, varints, attributes).
-_RECORD_OVERHEAD = 64
 #: Keys whose partition `Broker.group` remembers, then it starts again (~160 bytes each with
 #: 36-byte ids: ~3-5 MB at most).
 PARTITION_CACHE = 20_000
@@ -89,7 +87,7 @@ class Broker:
         out: list[Output | _Group] = []
         open_: dict[tuple[str, int], _Group] = {}
         for o in outputs:
-            size = len(o.key or b"") + len(o.value or b"") + _RECORD_OVERHEAD
+            size = record_bytes(o.key, o.value)
             n = 0
             if (
                 o.key is not None
@@ -154,8 +152,8 @@ class Broker:
         (aiokafka/producer/message_accumulator.py `add_batch`)."""
         assert out.partition is not None
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
-        size = sum(len(k) + len(v or b"") for k, v in out.batch)
-        builder = BatchBuilder(size + 64 * len(out.batch) + 1024, 0)  # 0: no compression
+        size = sum(record_bytes(k, v) for k, v in out.batch)
+        builder = BatchBuilder(size + 1024, 0)  # 0: no compression
         headers = out.headers or []
         for key, value in out.batch:
             if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:

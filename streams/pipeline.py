@@ -32,7 +32,7 @@ from typing import Any
 from streams.checkpoint import TP, Batch, Checkpoint
 from streams.metrics import Metrics
 from streams.offsets import OffsetTracker, Verdict
-from streams.processor import Output, Processor, Record, guarded
+from streams.processor import Output, Processor, Record, guarded, record_bytes
 from streams.publish import Publisher
 from streams.transaction import (
     GROUP_SEP,
@@ -70,12 +70,6 @@ TimerWork = Callable[[Transaction], list[Output]]
 #: max.message.bytes (runtime/settings.py changelog_topic_configs) and the producer's request
 #: limit. Only a group of keys larger than this alone is split (`_chunks`).
 CHANGELOG_BATCH_BYTES = 1 << 20
-#: Per record in a batch beyond its key and value: headers (the tag), lengths, varints.
-_RECORD_OVERHEAD = 64
-
-
-def _weight(change: tuple[bytes, bytes | None]) -> int:
-    return len(change[0]) + len(change[1] or b"") + _RECORD_OVERHEAD
 
 
 def _chunks(changes: Mapping[bytes, bytes | None]) -> list[tuple[tuple[bytes, bytes | None], ...]]:
@@ -92,13 +86,13 @@ def _chunks(changes: Mapping[bytes, bytes | None]) -> list[tuple[tuple[bytes, by
     current: list[tuple[bytes, bytes | None]] = []
     size = 0
     for members in groups.values():
-        weight = sum(map(_weight, members))
+        weight = sum(record_bytes(k, v) for k, v in members)
         if current and size + weight > limit:
             out.append(tuple(current))
             current, size = [], 0
         if weight > limit:  # only the EHR join's (large parts), which needs no atomicity
             for member in members:
-                one = _weight(member)
+                one = record_bytes(*member)
                 if current and size + one > limit:
                     out.append(tuple(current))
                     current, size = [], 0

@@ -67,6 +67,16 @@ class Output:
     batch: tuple[tuple[bytes, bytes | None], ...] = ()
 
 
+#: Per record in a Kafka record batch beyond its key and value: headers (a changelog record's
+#: tag), lengths, varints. An estimate, for sizing the batches the pipeline and the broker build.
+RECORD_OVERHEAD = 64
+
+
+def record_bytes(key: bytes | None, value: bytes | None) -> int:
+    """A record's estimated bytes in a record batch."""
+    return len(key or b"") + len(value or b"") + RECORD_OVERHEAD
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
