@@ -335,7 +335,8 @@ class TableStore:
         store = self._store
         if self._rocks:
             # One call into rocksdict for the whole range, ended by RocksDB at the prefix's
-            # upper bound, instead of four calls a key: half the time (bench/RESULTS.md).
+            # upper bound, instead of four calls a key: half the time in bench/rocks_prefix.py
+            # (in the worker RocksDB's own seek dominates: bench/RESULTS.md).
             bound = after_prefix(prefix)
             read = rocksdict.ReadOptions()
             if bound is not None:
