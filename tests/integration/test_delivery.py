@@ -337,3 +337,54 @@ async def test_a_status_topic_without_compaction_is_refused_at_start(make_worker
     out = worker.log_path.read_text()
     assert f"topic {t.status} has cleanup.policy=delete" in out
     assert "cleanup.policy=compact" in out and "Traceback" not in out
+
+
+async def end_offsets(topic: str) -> dict[int, int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=BROKERS)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(4)]  # create_topics: 4 partitions
+        return {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.asyncio
+async def test_refused_record_batches_are_never_committed_and_survive_sigkill(
+    make_worker: Any,
+) -> None:
+    # The alert topic refuses only after the worker has published to it: its producer then
+    # knows the topic, so the visits' alerts go as record batches (streams/broker.py
+    # Broker.group). A batch counts as published only once the broker acknowledged it: no
+    # visit whose alerts were refused is committed, and after SIGKILL and the fix every alert
+    # of the uninterrupted run's set (oracle: the alert ids the visits must raise) arrives.
+    # Checked by breaking it (Broker.send resolving a batch before the broker's answer): this
+    # test failed in 4 of 6 runs; in the others aiokafka held the hand-over behind a refused
+    # batch, so nothing was committed and nothing lost.
+    t = Topics.unique("refused-batches")
+    await create_topics(t)
+    first, expected_first = overbilled_visits(200, "b0")
+    await produce(t.visits, first)
+    worker: Worker = make_worker(t)
+    worker.start()
+    await consume([t.alerts], until=len(expected_first), timeout=60)
+    before = await end_offsets(t.visits)
+    await set_max_message_bytes(t.alerts, 64)
+    later, expected_later = overbilled_visits(2000, "b1")
+    await produce(t.visits, later)
+    # Until the worker is held (no visit taken for 3 s) and a commit interval (1 s) has passed.
+    deadline, last, still = time.monotonic() + 25, -1, 0.0
+    while time.monotonic() < deadline and still < 3:
+        await asyncio.sleep(0.5)
+        taken = worker.processed()
+        still, last = (still + 0.5 if taken == last else 0.0), taken
+    await asyncio.sleep(2)
+    assert worker.processed() > 200, "the worker should have taken some of the later visits"
+    committed = await committed_offsets(worker.app_id, t.visits)
+    assert all(off <= before.get(p, 0) for p, off in committed.items()), (committed, before)
+    assert worker.stop(signal.SIGKILL) == -signal.SIGKILL
+    committed = await committed_offsets(worker.app_id, t.visits)
+    assert all(off <= before.get(p, 0) for p, off in committed.items()), (committed, before)
+    await fix_and_collect(t, worker, expected_first | expected_later)
